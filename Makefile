@@ -1,0 +1,32 @@
+# The two commands a new machine needs: `make run` and `make test`.
+GO ?= go
+BIN := bin/orchestrator
+
+.PHONY: run test build lint fuzz bench bench-http crash clean
+
+run:
+	$(GO) run . serve
+
+test: lint
+	$(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 10s ./engine
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) .
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 5m ./engine
+
+bench:
+	scripts/bench
+
+crash:
+	$(GO) test -race -count=1 -run TestCrashRecovery -v .
+
+clean:
+	rm -rf bin orchestrator.db orchestrator.db-wal orchestrator.db-shm

@@ -1,0 +1,472 @@
+// Package api serves the orchestrator over HTTP: the short /v1 API of the
+// tenant "default", health and metrics. Handlers decode and check requests,
+// call the engine or the store, and answer JSON or problem+json.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// DefaultTenant is the tenant the short /v1 API acts on.
+const DefaultTenant = "default"
+
+// DefaultMaxBodyBytes caps request bodies; a definition may be up to 1 MiB.
+const DefaultMaxBodyBytes = 2 << 20
+
+// ActorAPI is recorded on events caused by an API call.
+const ActorAPI = "api"
+
+// Server is the HTTP API. Set the fields, then serve Handler().
+type Server struct {
+	Engine       *engine.Engine
+	Store        *store.DB
+	Metrics      *metrics.Set // written by GET /metrics with the process metrics
+	Logger       *slog.Logger
+	MaxBodyBytes int64 // default DefaultMaxBodyBytes
+}
+
+// Handler returns the router with every route and the middleware.
+func (s *Server) Handler() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	r := httprouter.New()
+	r.HandleMethodNotAllowed = true
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, newProblem(http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path))
+	})
+	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.Logger.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+		writeProblem(w, newProblem(http.StatusInternalServerError, CodeInternal, "internal error; see the server log"))
+	}
+	for _, rt := range s.routes() {
+		r.Handle(rt.method, rt.path, s.wrap(rt.h))
+	}
+	return r
+}
+
+type route struct {
+	method, path string
+	h            handlerFunc
+}
+
+// handlerFunc is a handler that returns its error instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/health", s.health},
+		{"GET", "/metrics", s.metrics},
+		{"POST", "/v1/workflows", s.registerWorkflow},
+		{"GET", "/v1/workflows", s.getWorkflow},
+		{"POST", "/v1/run", s.startRun},
+		{"GET", "/v1/runs/:id", s.getRun},
+		{"GET", "/v1/runs/:id/events", s.runEvents},
+		{"POST", "/v1/runs/:id/pause", s.control((*engine.Engine).Pause)},
+		{"POST", "/v1/runs/:id/resume", s.control((*engine.Engine).Resume)},
+		{"POST", "/v1/runs/:id/cancel", s.control((*engine.Engine).Cancel)},
+		{"POST", "/v1/runs/:id/retry", s.control((*engine.Engine).Retry)},
+	}
+}
+
+// wrap turns a returned error into a problem answer and logs server errors.
+func (s *Server) wrap(h handlerFunc) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		if err := h(w, r, p); err != nil {
+			prob := problemFor(err)
+			if prob.Status >= 500 {
+				s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeProblem(w, prob)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a JSON request body, refusing a wrong media type (415) and a
+// body over the limit (413) before reading it whole.
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		// curl -d sends application/x-www-form-urlencoded unless told
+		// otherwise; the body is still parsed as JSON.
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json") && mt != "application/x-www-form-urlencoded") {
+			return nil, newProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+				fmt.Sprintf("Content-Type %q: send application/json", ct))
+		}
+	}
+	tooLarge := newProblem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+		fmt.Sprintf("request body is over the limit of %d bytes", s.MaxBodyBytes))
+	if r.ContentLength > s.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge
+	}
+	if err != nil {
+		return nil, newProblem(http.StatusBadRequest, CodeInvalidRequest, "reading the request body: "+err.Error())
+	}
+	return body, nil
+}
+
+// decodeStrict decodes a JSON object into v, refusing unknown fields, wrong
+// types and trailing data with a problem naming the field.
+func decodeStrict(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body is empty; send a JSON object")
+	}
+	if err := checkKeys(body, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		if _, err2 := dec.Token(); err2 != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body must be a JSON object")
+		}
+		return fieldProblem(field, fmt.Sprintf("must be %s, not %s", jsonKind(te.Type.Kind().String()), te.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return fieldProblem(field, "unknown field")
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error())
+	}
+	return newProblem(http.StatusBadRequest, CodeInvalidJSON, err.Error())
+}
+
+// checkKeys refuses top-level keys that encoding/json would accept loosely:
+// a key matching a field only by case, and a key given twice.
+func checkKeys(body []byte, v any) error {
+	allowed := map[string]bool{}
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			allowed[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: Decode reports it
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		switch {
+		case seen[key]:
+			return fieldProblem(key, "given more than once")
+		case !allowed[key]:
+			return fieldProblem(key, "unknown field")
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "uint", "uint64", "float64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return goKind
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.Logger.Error("health check failed", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+	return nil
+}
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if s.Metrics != nil {
+		s.Metrics.WritePrometheus(w)
+	}
+	metrics.WriteProcessMetrics(w)
+	return nil
+}
+
+// workflowView is a stored definition version as the API shows it.
+type workflowView struct {
+	Name       string          `json:"name"`
+	Version    int             `json:"version"`
+	Created    bool            `json:"created"`
+	Hash       string          `json:"hash"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Definition json.RawMessage `json:"definition,omitempty"`
+}
+
+func (s *Server) registerWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(body) {
+		var v any
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
+	}
+	sd, created, err := s.Engine.RegisterDefinition(r.Context(), DefaultTenant, body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", fmt.Sprintf("/v1/workflows?name=%s&version=%d", sd.Name, sd.Version))
+	}
+	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: created, Hash: sd.Hash, CreatedAt: sd.CreatedAt})
+	return nil
+}
+
+func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	q := r.URL.Query()
+	name := q.Get("name")
+	if name == "" {
+		return fieldProblem("name", "required query parameter, e.g. ?name=wf1")
+	}
+	version := 0
+	if v := q.Get("version"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fieldProblem("version", fmt.Sprintf("must be a positive integer, not %q", v))
+		}
+		version = n
+	}
+	sd, err := s.Store.GetDefinition(r.Context(), DefaultTenant, name, version)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, workflowView{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	return nil
+}
+
+// startRequest is the body of POST /v1/run.
+type startRequest struct {
+	Workflow string          `json:"workflow"`
+	Version  int             `json:"version"`
+	Input    json.RawMessage `json:"input"`
+}
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var req startRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Workflow == "":
+		return fieldProblem("workflow", "required: the name of a registered workflow")
+	case req.Version < 0:
+		return fieldProblem("version", "must be a positive integer (omit it for the latest)")
+	}
+	run, err := s.Engine.StartRun(r.Context(), engine.StartRequest{TenantID: DefaultTenant, Workflow: req.Workflow,
+		Version: req.Version, Input: req.Input, Actor: ActorAPI})
+	if errors.Is(err, engine.ErrNotFound) {
+		if req.Version > 0 {
+			return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q has no version %d", req.Workflow, req.Version))
+		}
+		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q is not registered", req.Workflow))
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/runs/"+run.ID)
+	writeJSON(w, http.StatusCreated, run)
+	return nil
+}
+
+// runView is a run with its tasks and progress, as GET /v1/runs/{id} shows it.
+type runView struct {
+	*engine.Run
+	Progress progress      `json:"progress"`
+	Tasks    []engine.Task `json:"tasks"`
+}
+
+type progress struct {
+	Total   int            `json:"total"`
+	Done    int            `json:"done"`
+	Percent float64        `json:"percent"`
+	States  map[string]int `json:"states"`
+}
+
+func newRunView(run *engine.Run, tasks []engine.Task) runView {
+	p := progress{Total: len(tasks), States: map[string]int{}}
+	for _, s := range engine.TaskStates() {
+		p.States[string(s)] = 0
+	}
+	for i := range tasks {
+		p.States[string(tasks[i].State)]++
+		if tasks[i].State.Terminal() {
+			p.Done++
+		}
+	}
+	if p.Total > 0 {
+		p.Percent = float64(int(1000*float64(p.Done)/float64(p.Total))) / 10
+	}
+	return runView{Run: run, Progress: p, Tasks: tasks}
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	run, tasks, err := s.Store.GetRun(r.Context(), DefaultTenant, p.ByName("id"))
+	if err != nil {
+		return runNotFound(err, p.ByName("id"))
+	}
+	writeJSON(w, http.StatusOK, newRunView(run, tasks))
+	return nil
+}
+
+func runNotFound(err error, id string) error {
+	if errors.Is(err, engine.ErrNotFound) {
+		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("run %q does not exist", id))
+	}
+	return err
+}
+
+// eventsPage is a page of a run's history.
+type eventsPage struct {
+	RunID     string         `json:"run_id"`
+	Events    []engine.Event `json:"events"`
+	NextAfter int64          `json:"next_after,omitempty"` // pass as ?after= for the next page
+}
+
+func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	id := p.ByName("id")
+	q := r.URL.Query()
+	after, limit := int64(0), 1000
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fieldProblem("after", fmt.Sprintf("must be a sequence number >= 0, not %q", v))
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return fieldProblem("limit", fmt.Sprintf("must be an integer in 1..10000, not %q", v))
+		}
+		limit = n
+	}
+	if _, _, err := s.Store.GetRun(r.Context(), DefaultTenant, id); err != nil {
+		return runNotFound(err, id)
+	}
+	events, err := s.Store.RunEvents(r.Context(), id, after, limit+1)
+	if err != nil {
+		return err
+	}
+	page := eventsPage{RunID: id, Events: events}
+	if len(events) > limit {
+		page.Events = events[:limit]
+		page.NextAfter = events[limit-1].Seq
+	}
+	if page.Events == nil {
+		page.Events = []engine.Event{}
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+type controlFunc func(e *engine.Engine, ctx context.Context, tenantID, runID, actor string) (*engine.Run, error)
+
+// control serves one of pause, resume, cancel, retry; the body, if any, must
+// be an empty JSON object.
+func (s *Server) control(f controlFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+		body, err := s.readBody(r)
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			var empty struct{}
+			if err := decodeStrict(body, &empty); err != nil {
+				return err
+			}
+		}
+		id := p.ByName("id")
+		run, err := f(s.Engine, r.Context(), DefaultTenant, id, ActorAPI)
+		if err != nil {
+			return runNotFound(err, id)
+		}
+		writeJSON(w, http.StatusOK, run)
+		return nil
+	}
+}

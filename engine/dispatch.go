@@ -1,0 +1,362 @@
+package engine
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// job is one in-process attempt handed to a worker.
+type job struct {
+	rs      *runState
+	pos     int
+	attempt int
+	handler Handler
+	ctx     context.Context
+	a       Attempt
+}
+
+// workerLoop runs attempts until Stop.
+func (e *Engine) workerLoop() {
+	for {
+		e.mu.Lock()
+		j := e.next()
+		more := e.ready.Len() > 0
+		e.mu.Unlock()
+		if more {
+			e.signal() // pass the wake-up on: there is work for another worker
+		}
+		if j != nil {
+			e.execute(j)
+			continue
+		}
+		select {
+		case <-e.wake:
+		case <-e.quit:
+			return
+		}
+	}
+}
+
+// next starts the best dispatchable task and returns its job, or nil when
+// there is none. Sleep tasks start here and need no worker.
+func (e *Engine) next() *job {
+	for !e.stopping && e.ready.Len() > 0 {
+		rs := e.ready[0]
+		pos := heap.Pop(&rs.queue).(int)
+		e.markQueued(rs, pos, false)
+		t := &rs.view.Tasks[pos]
+		pt := &rs.plan.Tasks[pos]
+		if t.State != TaskReady {
+			e.fixRun(rs)
+			continue
+		}
+		attempt := t.Attempt + 1
+		b := e.newBatch(rs, ActorEngine)
+		d := &EventData{}
+		if pt.Type == TypeSleep {
+			d.WakeAt = b.now.Add(pt.Sleep)
+		}
+		if !b.add(EventTaskStarted, pos, attempt, d) {
+			e.fixRun(rs)
+			continue
+		}
+		e.fixRun(rs)
+		if pt.Type == TypeSleep {
+			b.commit(nil)
+			e.armSleep(rs, pos)
+			continue
+		}
+		h := e.handlers[pt.Type]
+		ctx, cancel := e.hctx, context.CancelFunc(func() {})
+		if pt.Timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, pt.Timeout)
+		} else {
+			ctx, cancel = context.WithCancel(ctx)
+		}
+		rs.cancels[pos] = cancel
+		b.commit(nil)
+		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, a: Attempt{
+			TenantID: rs.tenant, RunID: rs.id, TaskID: pt.ID, Type: pt.Type, Attempt: attempt,
+			Input: pt.Input, Config: pt.Config,
+			IdempotencyKey: fmt.Sprintf("%s/%s/%d", rs.id, pt.ID, attempt),
+		}}
+	}
+	return nil
+}
+
+// execute runs one attempt's handler and records the outcome.
+func (e *Engine) execute(j *job) {
+	start := time.Now()
+	out, err, reason := e.call(j)
+	e.m.taskLatency.UpdateDuration(start)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cancel := j.rs.cancels[j.pos]; cancel != nil {
+		cancel()
+		delete(j.rs.cancels, j.pos)
+	}
+	e.finishAttempt(j.rs, j.pos, j.attempt, out, err, reason)
+}
+
+// call runs the handler, turning a panic, a missing handler, a timeout and a
+// bad output into a TaskError with its reason.
+func (e *Engine) call(j *job) (out json.RawMessage, terr *TaskError, reason string) {
+	if j.handler == nil {
+		return nil, &TaskError{Code: "no_handler", Message: fmt.Sprintf("no handler is registered for task type %q", j.a.Type)}, ReasonError
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("task handler panicked", logRun, j.a.RunID, logTask, j.a.TaskID, "panic", r, "stack", string(debug.Stack()))
+			out, terr, reason = nil, &TaskError{Code: "panic", Message: fmt.Sprint("handler panicked: ", r)}, ReasonPanic
+		}
+	}()
+	out, err := j.handler.Run(j.ctx, &j.a)
+	switch {
+	case err == nil:
+		if isNullJSON(out) {
+			return nil, nil, ""
+		}
+		if len(out) > MaxOutputBytes {
+			return nil, &TaskError{Code: "output_too_large", Message: fmt.Sprintf("output is %d bytes, limit %d", len(out), MaxOutputBytes)}, ReasonError
+		}
+		if !json.Valid(out) {
+			return nil, &TaskError{Code: "invalid_output", Message: "output is not valid JSON"}, ReasonError
+		}
+		var buf bytes.Buffer
+		if json.Compact(&buf, out) == nil {
+			out = buf.Bytes()
+		}
+		return out, nil, ""
+	case e.hctx.Err() != nil:
+		return nil, &TaskError{Code: "interrupted", Message: "the engine stopped during the attempt"}, ReasonInterrupted
+	case errors.Is(j.ctx.Err(), context.DeadlineExceeded):
+		return nil, &TaskError{Code: "timeout", Message: "attempt exceeded its timeout"}, ReasonTimeout
+	}
+	var te *TaskError
+	if errors.As(err, &te) {
+		return nil, te, ReasonError
+	}
+	msg := err.Error()
+	if len(msg) > 4096 {
+		msg = msg[:4096]
+	}
+	return nil, &TaskError{Code: "error", Message: msg}, ReasonError
+}
+
+// finishAttempt records the outcome of an attempt, if it is still the one
+// under way, and everything that follows from it.
+func (e *Engine) finishAttempt(rs *runState, pos, attempt int, out json.RawMessage, terr *TaskError, reason string) {
+	t := &rs.view.Tasks[pos]
+	if rs.broken || e.runs[rs.id] != rs || t.State != TaskRunning || t.Attempt != attempt {
+		return // the run was cancelled, timed out or reloaded meanwhile
+	}
+	b := e.newBatch(rs, ActorEngine)
+	if terr == nil {
+		b.add(EventTaskCompleted, pos, attempt, &EventData{Output: out})
+		e.readyChildren(b, pos)
+	} else {
+		e.failAttempt(b, pos, terr, reason)
+	}
+	e.settle(b)
+	b.commit(nil)
+	e.fixRun(rs)
+}
+
+// failAttempt records a failed attempt: retried under the task's policy, or
+// final, skipping what depends on the task.
+func (e *Engine) failAttempt(b *batch, pos int, terr *TaskError, reason string) {
+	rs := b.rs
+	t, pt := &rs.view.Tasks[pos], &rs.plan.Tasks[pos]
+	charged := t.Charged
+	if Refunded(reason) {
+		charged--
+	}
+	attempt := t.Attempt
+	if charged < pt.Retry.MaxAttempts {
+		wait := time.Duration(0)
+		if !Refunded(reason) {
+			wait = pt.Retry.Wait(rs.id, pt.ID, charged)
+		}
+		d := &EventData{Error: terr, Reason: reason}
+		if wait > 0 {
+			d.NotBefore = b.now.Add(wait)
+		}
+		if b.add(EventTaskAttemptFailed, pos, attempt, d) {
+			b.then(func() { e.enqueue(rs, pos) })
+		}
+		return
+	}
+	typ := EventTaskFailed
+	if reason == ReasonTimeout {
+		typ = EventTaskTimedOut
+	}
+	b.add(typ, pos, attempt, &EventData{Error: terr, Reason: reason})
+	e.skipDescendants(b, pos)
+}
+
+// readyChildren records the tasks that pos completing made ready.
+func (e *Engine) readyChildren(b *batch, pos int) {
+	rs := b.rs
+	for _, c := range rs.plan.Tasks[pos].Children {
+		rs.waiting[c]--
+		if rs.waiting[c] == 0 && rs.view.Tasks[c].State == TaskPending {
+			e.markReady(b, c)
+		}
+	}
+}
+
+func (e *Engine) markReady(b *batch, pos int) {
+	rs := b.rs
+	if b.add(EventTaskReady, pos, 0, nil) {
+		b.then(func() { e.enqueue(rs, pos) })
+	}
+}
+
+// skipDescendants records every pending task downstream of pos as skipped.
+func (e *Engine) skipDescendants(b *batch, pos int) {
+	rs := b.rs
+	stack := []int{pos}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, c := range rs.plan.Tasks[p].Children {
+			if rs.view.Tasks[c].State != TaskPending {
+				continue
+			}
+			b.add(EventTaskSkipped, c, 0, &EventData{Reason: ReasonUpstreamFailed, Error: &TaskError{
+				Code: ReasonUpstreamFailed, Message: fmt.Sprintf("upstream task %q did not complete", rs.plan.Tasks[p].ID)}})
+			stack = append(stack, c)
+		}
+	}
+}
+
+// settle ends a running run whose tasks are all done: completed when every
+// task completed, failed otherwise.
+func (e *Engine) settle(b *batch) {
+	rs := b.rs
+	v := rs.view
+	if v.Run.State != RunRunning {
+		return
+	}
+	n := len(v.Tasks)
+	done := v.Count(TaskCompleted) + v.Count(TaskFailed) + v.Count(TaskTimedOut) + v.Count(TaskSkipped) + v.Count(TaskCancelled)
+	if done < n {
+		return
+	}
+	if v.Count(TaskCompleted) == n {
+		b.add(EventRunCompleted, -1, 0, &EventData{Output: runOutput(rs)})
+	} else {
+		b.add(EventRunFailed, -1, 0, &EventData{Error: runError(rs)})
+	}
+	e.m.runEnded(&v.Run)
+}
+
+// runOutput is the outputs of the sink tasks, by task id.
+func runOutput(rs *runState) json.RawMessage {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	first := true
+	for i := range rs.plan.Tasks {
+		if len(rs.plan.Tasks[i].Children) > 0 {
+			continue
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		id, _ := json.Marshal(rs.plan.Tasks[i].ID)
+		buf.Write(id)
+		buf.WriteByte(':')
+		if out := rs.view.Tasks[i].Output; len(out) > 0 {
+			buf.Write(out)
+		} else {
+			buf.WriteString("null")
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+// runError names the first task, in topological order, that failed.
+func runError(rs *runState) *TaskError {
+	for i := range rs.view.Tasks {
+		t := &rs.view.Tasks[i]
+		if t.State == TaskFailed || t.State == TaskTimedOut {
+			msg := fmt.Sprintf("task %q %s", t.TaskID, t.State)
+			if t.Error != nil {
+				msg += ": " + t.Error.Message
+			}
+			return &TaskError{Code: "task_" + string(t.State), Message: msg}
+		}
+	}
+	return &TaskError{Code: "task_failed", Message: "a task did not complete"}
+}
+
+// startRun records the run becoming running (started, resumed or retried)
+// and arms its deadline.
+func (e *Engine) startRun(b *batch, typ EventType) {
+	rs := b.rs
+	d := &EventData{}
+	if typ != EventRunResumed && rs.plan.Timeout > 0 {
+		d.Deadline = b.now.Add(rs.plan.Timeout)
+	}
+	if !b.add(typ, -1, 0, d) {
+		return
+	}
+	if typ == EventRunStarted {
+		e.readyPending(b)
+	}
+	e.armDeadline(b)
+	e.settle(b)
+}
+
+// armDeadline arms the run timeout once the batch is durable; a deadline
+// already past times the run out in this batch.
+func (e *Engine) armDeadline(b *batch) {
+	rs := b.rs
+	dl := rs.view.Run.Deadline
+	if dl.IsZero() || rs.view.Run.State != RunRunning {
+		return
+	}
+	if !dl.After(b.now) {
+		e.endRun(b, EventRunTimedOut, ReasonRunTimedOut)
+		return
+	}
+	b.then(func() { e.arm(&timer{at: dl, kind: timerDeadline, rs: rs}) })
+}
+
+// endRun cancels every unfinished task and ends the run with typ
+// (run.cancelled or run.timed_out).
+func (e *Engine) endRun(b *batch, typ EventType, reason string) {
+	rs := b.rs
+	for i := range rs.view.Tasks {
+		if rs.view.Tasks[i].State.Terminal() {
+			continue
+		}
+		b.add(EventTaskCancelled, i, rs.view.Tasks[i].Attempt*boolInt(rs.view.Tasks[i].State == TaskRunning), &EventData{Reason: reason})
+		if cancel := rs.cancels[i]; cancel != nil {
+			cancel()
+			delete(rs.cancels, i)
+		}
+	}
+	d := &EventData{Reason: reason}
+	if typ == EventRunTimedOut {
+		d.Error = &TaskError{Code: "run_timed_out", Message: fmt.Sprintf("run exceeded its timeout of %s", rs.plan.Timeout)}
+	}
+	if b.add(typ, -1, 0, d) {
+		e.m.runEnded(&rs.view.Run)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

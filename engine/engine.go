@@ -1,0 +1,415 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// DefaultWorkers is the size of the worker pool running in-process handlers.
+const DefaultWorkers = 4
+
+// Log keys.
+const (
+	logRun    = "run_id"
+	logTask   = "task_id"
+	logTenant = "tenant_id"
+	logErr    = "err"
+)
+
+// MaxOutputBytes caps the output of one task attempt.
+const MaxOutputBytes = 1 << 20
+
+// Config configures an Engine. The zero value of every field but Store has a
+// working default.
+type Config struct {
+	Store   Store
+	Workers int // in-process attempts at once; default DefaultWorkers
+	Logger  *slog.Logger
+	Metrics *metrics.Set     // where engine metrics are registered; default a private set
+	NowFunc func() time.Time // default time.Now
+	// ExternalTypes accepts definitions whose task types have no handler here;
+	// their tasks wait, ready, for an external worker.
+	ExternalTypes bool
+}
+
+// Validate reports a configuration the engine cannot run with.
+func (c *Config) Validate() error {
+	if c.Store == nil {
+		return errors.New("engine config: store is required")
+	}
+	if c.Workers < 0 || c.Workers > 10_000 {
+		return fmt.Errorf("engine config: workers %d out of range 1..10000", c.Workers)
+	}
+	return nil
+}
+
+// Engine executes runs: it decides every state change, records it through the
+// Store, and dispatches tasks to in-process handlers. It is safe for
+// concurrent use. Start recovers what the store holds; Stop winds down.
+type Engine struct {
+	store   Store
+	workers int
+	log     *slog.Logger
+	now     func() time.Time
+	ext     bool
+	m       *engineMetrics
+
+	handlers map[string]Handler // fixed at Start
+
+	planMu sync.Mutex // protects plans
+	plans  map[string]*Plan
+
+	mu        sync.Mutex // protects the fields below and every runState
+	runs      map[string]*runState
+	ready     runHeap
+	timers    timerHeap
+	order     uint64
+	started   bool
+	stopping  bool
+	reloading map[string]bool
+	waiters   map[string][]chan struct{} // Wait callers by run id
+
+	wake      chan struct{} // a task became dispatchable
+	timerWake chan struct{} // the earliest timer changed
+	quit      chan struct{} // closed by Stop: no new work starts
+	hctx      context.Context
+	hcancel   context.CancelFunc // interrupts running handlers
+	wg        sync.WaitGroup     // workers, timer loop, reloads
+	commitWG  sync.WaitGroup     // commits not yet acknowledged
+	stopOnce  sync.Once
+}
+
+// New returns an engine; call Register for custom task types, then Start.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	e := &Engine{
+		store:     cfg.Store,
+		workers:   cfg.Workers,
+		log:       cfg.Logger,
+		now:       cfg.NowFunc,
+		ext:       cfg.ExternalTypes,
+		handlers:  map[string]Handler{TypeNoop: HandlerFunc(noop)},
+		plans:     map[string]*Plan{},
+		runs:      map[string]*runState{},
+		reloading: map[string]bool{},
+		waiters:   map[string][]chan struct{}{},
+		wake:      make(chan struct{}, cfg.Workers),
+		timerWake: make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+	}
+	e.hctx, e.hcancel = context.WithCancel(context.Background())
+	e.m = newEngineMetrics(cfg.Metrics, e)
+	return e, nil
+}
+
+// Register installs the handler for a task type. It must be called before Start.
+func (e *Engine) Register(typ string, h Handler) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("register: engine already started")
+	}
+	if typ == TypeSleep {
+		return errors.New("register: sleep is a built-in durable timer")
+	}
+	if !idPattern(typ) {
+		return fmt.Errorf("register: task type %q must match [A-Za-z0-9_.-]{1,64}", typ)
+	}
+	e.handlers[typ] = h
+	return nil
+}
+
+func idPattern(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateOptions returns the options definitions are validated with: the task
+// types this engine can run.
+func (e *Engine) ValidateOptions() ValidateOptions {
+	if e.ext {
+		return ValidateOptions{}
+	}
+	return ValidateOptions{KnownTypeFunc: func(typ string) bool {
+		_, ok := e.handlers[typ]
+		return ok
+	}}
+}
+
+// Start recovers every non-terminal run from the store, records attempts the
+// previous process left running as abandoned, re-arms timers, and starts the
+// workers. It returns once the recovery is durable.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("start: engine already started")
+	}
+	e.started = true
+	e.mu.Unlock()
+
+	var wait []chan error
+	err := e.store.LoadActiveRuns(ctx, func(run *Run, tasks []Task) error {
+		v, err := e.restore(ctx, run, tasks)
+		if err != nil {
+			e.log.Error("recover run", logRun, run.ID, logErr, err)
+			return nil // one broken run must not stop the others
+		}
+		done := make(chan error, 1)
+		e.mu.Lock()
+		e.activate(v, func(err error) { done <- err })
+		e.mu.Unlock()
+		wait = append(wait, done)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover runs: %w", err)
+	}
+	for _, ch := range wait {
+		select {
+		case err := <-ch:
+			if err != nil {
+				return fmt.Errorf("recover runs: %w", err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	e.mu.Lock()
+	n := len(e.runs)
+	e.mu.Unlock()
+	e.log.Info("engine started", "workers", e.workers, "active_runs", n)
+	for i := 0; i < e.workers; i++ {
+		e.goTracked(e.workerLoop)
+	}
+	e.goTracked(e.timerLoop)
+	return nil
+}
+
+// goTracked runs f on a goroutine that Stop waits for.
+func (e *Engine) goTracked(f func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+// Stop stops dispatching, lets running attempts finish until ctx is done, then
+// interrupts the rest (recorded, and retried by the next start without
+// charging the retry budget), and waits until every decision is durable.
+// Stop is idempotent and safe before Start.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.stopOnce.Do(func() {
+		e.mu.Lock()
+		e.stopping = true
+		e.mu.Unlock()
+		close(e.quit)
+		done := make(chan struct{})
+		go func() {
+			e.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			e.log.Warn("shutdown grace period over: interrupting running attempts")
+			e.hcancel()
+			<-done
+		}
+		e.hcancel()
+		e.commitWG.Wait()
+	})
+	return nil
+}
+
+// planKey names a definition version in the plan cache.
+func planKey(tenantID, name string, version int) string {
+	return fmt.Sprintf("%s\x00%s\x00%d", tenantID, name, version)
+}
+
+// plan returns the compiled plan of a definition version (0 = latest) and the
+// exact version.
+func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*Plan, int, error) {
+	if version > 0 {
+		e.planMu.Lock()
+		p := e.plans[planKey(tenantID, name, version)]
+		e.planMu.Unlock()
+		if p != nil {
+			return p, version, nil
+		}
+	}
+	sd, err := e.store.GetDefinition(ctx, tenantID, name, version)
+	if err != nil {
+		return nil, 0, err
+	}
+	key := planKey(tenantID, sd.Name, sd.Version)
+	e.planMu.Lock()
+	p := e.plans[key]
+	e.planMu.Unlock()
+	if p != nil {
+		return p, sd.Version, nil
+	}
+	def, problems := ParseDefinition(sd.Definition)
+	if len(problems) == 0 {
+		// A stored definition passed validation once; handlers registered now
+		// may differ, which execution reports per task instead.
+		p, problems = Compile(def, ValidateOptions{})
+	}
+	if len(problems) > 0 {
+		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &ValidationError{Problems: problems})
+	}
+	e.planMu.Lock()
+	e.plans[key] = p
+	e.planMu.Unlock()
+	return p, sd.Version, nil
+}
+
+// RegisterDefinition validates a definition and stores it as the next version
+// of its name; an unchanged definition returns the latest version with created
+// false. Invalid definitions return a *ValidationError.
+func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
+	def, _, problems := CompileJSON(data, e.ValidateOptions())
+	if len(problems) > 0 {
+		return nil, false, &ValidationError{Problems: problems}
+	}
+	canonical, err := json.Marshal(def)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode definition: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+	return e.store.PutDefinition(ctx, &StoredDefinition{
+		TenantID:   tenantID,
+		Name:       def.Name,
+		Definition: canonical,
+		Hash:       hex.EncodeToString(sum[:]),
+		CreatedAt:  e.clock(),
+	})
+}
+
+// clock returns the engine's time at the precision the store keeps.
+func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Microsecond) }
+
+// StartRequest asks for a new run of a stored definition.
+type StartRequest struct {
+	TenantID string
+	Workflow string
+	Version  int // 0 = latest
+	Input    json.RawMessage
+	Actor    string
+}
+
+// StartRun records a new run and returns it once it is durable. Its tasks are
+// dispatched from then on. It returns ErrNotFound for an unknown definition.
+func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
+	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	if isNullJSON(req.Input) {
+		req.Input = nil
+	}
+	actor := req.Actor
+	if actor == "" {
+		actor = ActorEngine
+	}
+	e.mu.Lock()
+	if e.stopping {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	now := e.clock()
+	id := NewRunID(now)
+	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
+	b := e.newBatch(rs, actor)
+	b.insert = true
+	b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input})
+	e.startRun(b, EventRunStarted)
+	e.runs[id] = rs
+	done := make(chan error, 1)
+	b.commit(func(err error) { done <- err })
+	e.mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		// The run may still become durable; the caller cannot know its id.
+		return nil, ctx.Err()
+	}
+	e.mu.Lock()
+	run := rs.view.Run
+	e.mu.Unlock()
+	return &run, nil
+}
+
+// Wait blocks until the run is in a terminal state and that state is durable,
+// and returns it. A run that is paused keeps Wait waiting. Errors:
+// ErrNotFound, ctx.Err().
+func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
+	for {
+		e.mu.Lock()
+		var ch chan struct{}
+		if rs := e.runs[runID]; rs != nil && rs.tenant == tenantID {
+			ch = make(chan struct{})
+			e.waiters[runID] = append(e.waiters[runID], ch)
+		}
+		e.mu.Unlock()
+		if ch == nil {
+			run, _, err := e.store.LoadRun(ctx, runID)
+			if err != nil {
+				return nil, err
+			}
+			if run.TenantID != tenantID {
+				return nil, fmt.Errorf("run %s: %w", runID, ErrNotFound)
+			}
+			if run.State.Terminal() {
+				return run, nil
+			}
+			// Active but not in memory: being reloaded. Look again shortly.
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// EventType names a fact: subject, then what happened, in the past tense.
+type EventType string
+
+// Run events.
+const (
+	EventRunCreated   EventType = "run.created"   // -> pending; data: workflow, version, input
+	EventRunStarted   EventType = "run.started"   // pending -> running; data: deadline
+	EventRunPaused    EventType = "run.paused"    // running -> paused
+	EventRunResumed   EventType = "run.resumed"   // paused -> running
+	EventRunCompleted EventType = "run.completed" // running -> completed; data: output
+	EventRunFailed    EventType = "run.failed"    // running -> failed; data: error
+	EventRunCancelled EventType = "run.cancelled" // pending|running|paused -> cancelled; data: reason
+	EventRunTimedOut  EventType = "run.timed_out" // running -> timed_out
+	EventRunRetried   EventType = "run.retried"   // failed|timed_out|cancelled -> running; data: deadline
+)
+
+// Task events. Attempt is set on the events of one attempt.
+const (
+	EventTaskReady         EventType = "task.ready"          // pending -> ready
+	EventTaskStarted       EventType = "task.started"        // ready -> running; data: wake_at for sleep
+	EventTaskCompleted     EventType = "task.completed"      // running -> completed; data: output
+	EventTaskAttemptFailed EventType = "task.attempt_failed" // running -> ready; data: error, reason, not_before
+	EventTaskFailed        EventType = "task.failed"         // running -> failed; data: error, reason
+	EventTaskTimedOut      EventType = "task.timed_out"      // running -> timed_out; data: error
+	EventTaskSkipped       EventType = "task.skipped"        // pending -> skipped; data: error
+	EventTaskCancelled     EventType = "task.cancelled"      // pending|ready|running -> cancelled; data: reason
+	EventTaskReset         EventType = "task.reset"          // failed|timed_out|skipped|cancelled -> pending
+)
+
+// Reasons recorded on failure and cancellation events.
+const (
+	ReasonError          = "error"           // the handler returned an error
+	ReasonTimeout        = "timeout"         // the attempt exceeded the task timeout
+	ReasonAbandoned      = "abandoned"       // the process running the attempt stopped; not charged to the retry budget
+	ReasonInterrupted    = "interrupted"     // the engine stopped during the attempt; not charged to the retry budget
+	ReasonPanic          = "panic"           // the handler panicked
+	ReasonUpstreamFailed = "upstream_failed" // a dependency did not complete
+	ReasonRunCancelled   = "run_cancelled"
+	ReasonRunTimedOut    = "run_timed_out"
+)
+
+// Refunded reports whether a failure for this reason gives the attempt back to
+// the retry budget: the task did not fail, the process running it stopped.
+func Refunded(reason string) bool { return reason == ReasonAbandoned || reason == ReasonInterrupted }
+
+// Actors recorded on events the engine decides by itself.
+const (
+	ActorEngine = "engine"
+)
+
+// TimeFormat is how times are written to the store and hashed: UTC, fixed width
+// and microsecond precision, so text order is time order.
+const TimeFormat = "2006-01-02T15:04:05.000000Z"
+
+// FormatTime writes t in TimeFormat; the zero time is "".
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(TimeFormat)
+}
+
+// ParseTime reads a time written by FormatTime; "" is the zero time.
+func ParseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(TimeFormat, s)
+}
+
+// TaskError is why an attempt or a run failed.
+type TaskError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *TaskError) Error() string { return e.Code + ": " + e.Message }
+
+// Event is one fact of a run's history. Seq numbers a run's events 1..n without
+// gaps; Hash chains each event to the previous one of its run.
+type Event struct {
+	ID       int64           `json:"id,omitempty"` // global log position, assigned by the store
+	TenantID string          `json:"tenant_id"`
+	RunID    string          `json:"run_id"`
+	Seq      int64           `json:"seq"`
+	Type     EventType       `json:"type"`
+	TaskID   string          `json:"task_id,omitempty"`
+	Attempt  int             `json:"attempt,omitempty"`
+	Actor    string          `json:"actor"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	At       time.Time       `json:"at"`
+	Hash     string          `json:"hash"`
+}
+
+// EventData is the payload of every event type; each type uses the fields its
+// comment names.
+type EventData struct {
+	Workflow  string          `json:"workflow,omitempty"`
+	Version   int             `json:"version,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
+	Output    json.RawMessage `json:"output,omitempty"`
+	Error     *TaskError      `json:"error,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	NotBefore time.Time       `json:"not_before,omitzero"`
+	Deadline  time.Time       `json:"deadline,omitzero"`
+	WakeAt    time.Time       `json:"wake_at,omitzero"`
+	Tasks     []string        `json:"tasks,omitempty"` // run.retried: the tasks put back to pending
+}
+
+// ComputeHash returns the chain hash of e given the hash of the run's previous
+// event ("" for the first). It covers every field but ID and Hash.
+func (e *Event) ComputeHash(prev string) string {
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(prev)
+	field(e.TenantID)
+	field(e.RunID)
+	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
+	h.Write(n[:])
+	field(string(e.Type))
+	field(e.TaskID)
+	binary.BigEndian.PutUint64(n[:], uint64(e.Attempt))
+	h.Write(n[:])
+	field(e.Actor)
+	field(FormatTime(e.At))
+	field(string(e.Data))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// VerifyChain checks that events are a run's complete history: seq 1..n without
+// gaps, one run, and every hash chaining to the previous one.
+func VerifyChain(events []Event) error {
+	prev := ""
+	for i := range events {
+		e := &events[i]
+		if e.Seq != int64(i+1) {
+			return fmt.Errorf("event %d: seq %d, want %d", i, e.Seq, i+1)
+		}
+		if e.RunID != events[0].RunID {
+			return fmt.Errorf("seq %d: run %s in the history of run %s", e.Seq, e.RunID, events[0].RunID)
+		}
+		if want := e.ComputeHash(prev); e.Hash != want {
+			return fmt.Errorf("seq %d: hash %s, want %s", e.Seq, e.Hash, want)
+		}
+		prev = e.Hash
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// runState is an active run in memory: its projection plus what scheduling
+// needs. Every field is protected by Engine.mu.
+type runState struct {
+	tenant  string
+	id      string
+	view    *RunView
+	plan    *Plan
+	order   uint64         // activation order: older runs dispatch first at equal priority
+	waiting []int32        // per task: dependencies not yet completed
+	queue   taskQueue      // dispatchable tasks
+	queued  []bool         // per task: in queue or waiting for an external worker
+	nqueued int            // tasks with queued set
+	heapIdx int            // index in Engine.ready, -1 when absent
+	cancels map[int]func() // running in-process attempts by position
+	commits int            // commits queued and not yet acknowledged
+	broken  bool           // a commit failed: memory no longer matches the store
+}
+
+func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
+	e.order++
+	n := len(v.plan.Tasks)
+	rs := &runState{tenant: tenant, id: id, view: v, plan: v.plan, order: e.order,
+		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]func(){}}
+	rs.queue.rs = rs
+	for i := range v.plan.Tasks {
+		rs.waiting[i] = int32(len(v.plan.Tasks[i].Deps))
+	}
+	return rs
+}
+
+// recount sets waiting from the tasks' states.
+func (rs *runState) recount() {
+	for i := range rs.plan.Tasks {
+		n := int32(0)
+		for _, d := range rs.plan.Tasks[i].Deps {
+			if rs.view.Tasks[d].State != TaskCompleted {
+				n++
+			}
+		}
+		rs.waiting[i] = n
+	}
+}
+
+// dispatchable reports whether the run belongs in Engine.ready.
+func (rs *runState) dispatchable() bool {
+	if rs.broken || rs.queue.Len() == 0 || rs.view.Run.State != RunRunning {
+		return false
+	}
+	return rs.plan.MaxParallel == 0 || rs.view.Count(TaskRunning) < rs.plan.MaxParallel
+}
+
+// taskQueue orders a run's dispatchable tasks: priority (high first), then
+// topological position, which already orders equal levels by id.
+type taskQueue struct {
+	rs  *runState
+	pos []int
+}
+
+func (q *taskQueue) Len() int { return len(q.pos) }
+func (q *taskQueue) Less(i, j int) bool {
+	a, b := &q.rs.plan.Tasks[q.pos[i]], &q.rs.plan.Tasks[q.pos[j]]
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.Pos < b.Pos
+}
+func (q *taskQueue) Swap(i, j int) { q.pos[i], q.pos[j] = q.pos[j], q.pos[i] }
+func (q *taskQueue) Push(x any)    { q.pos = append(q.pos, x.(int)) }
+func (q *taskQueue) Pop() any {
+	n := len(q.pos) - 1
+	x := q.pos[n]
+	q.pos = q.pos[:n]
+	return x
+}
+
+// runHeap orders dispatchable runs by their best task: priority, then the
+// older run, then topological position.
+type runHeap []*runState
+
+func (h runHeap) Len() int { return len(h) }
+func (h runHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	ta, tb := &a.plan.Tasks[a.queue.pos[0]], &b.plan.Tasks[b.queue.pos[0]]
+	if ta.Priority != tb.Priority {
+		return ta.Priority > tb.Priority
+	}
+	if a.order != b.order {
+		return a.order < b.order
+	}
+	return ta.Pos < tb.Pos
+}
+func (h runHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+func (h *runHeap) Push(x any) {
+	rs := x.(*runState)
+	rs.heapIdx = len(*h)
+	*h = append(*h, rs)
+}
+func (h *runHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	rs := old[n]
+	old[n] = nil
+	*h = old[:n]
+	rs.heapIdx = -1
+	return rs
+}
+
+// fixRun puts rs in, moves it within, or takes it out of Engine.ready.
+func (e *Engine) fixRun(rs *runState) {
+	switch want := rs.dispatchable(); {
+	case want && rs.heapIdx < 0:
+		heap.Push(&e.ready, rs)
+		e.signal()
+	case want:
+		heap.Fix(&e.ready, rs.heapIdx)
+	case rs.heapIdx >= 0:
+		heap.Remove(&e.ready, rs.heapIdx)
+	}
+}
+
+// signal wakes one idle worker.
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue makes a ready task dispatchable, or arms its timer when it must wait.
+func (e *Engine) enqueue(rs *runState, pos int) {
+	t := &rs.view.Tasks[pos]
+	if rs.broken || t.State != TaskReady || rs.queued[pos] {
+		return
+	}
+	if !t.NotBefore.IsZero() && t.NotBefore.After(e.now()) {
+		e.arm(&timer{at: t.NotBefore, kind: timerReady, rs: rs, pos: pos, attempt: t.Attempt})
+		return
+	}
+	typ := rs.plan.Tasks[pos].Type
+	if _, ok := e.handlers[typ]; !ok && typ != TypeSleep && e.ext {
+		// An external worker will lease it; until that protocol exists here the
+		// task waits, ready, and is counted.
+		e.markQueued(rs, pos, true)
+		return
+	}
+	e.markQueued(rs, pos, true)
+	heap.Push(&rs.queue, pos)
+	e.fixRun(rs)
+	e.signal() // one more task for a worker
+}
+
+// markQueued records whether a task waits for dispatch.
+func (e *Engine) markQueued(rs *runState, pos int, q bool) {
+	if rs.queued[pos] == q {
+		return
+	}
+	rs.queued[pos] = q
+	d := -1
+	if q {
+		d = 1
+	}
+	rs.nqueued += d
+	e.m.queued += d
+}
+
+// forget removes a run from memory and from the dispatch queues.
+func (e *Engine) forget(rs *runState) {
+	if rs.heapIdx >= 0 {
+		heap.Remove(&e.ready, rs.heapIdx)
+	}
+	if e.runs[rs.id] == rs {
+		delete(e.runs, rs.id)
+		for _, ch := range e.waiters[rs.id] {
+			close(ch)
+		}
+		delete(e.waiters, rs.id)
+	}
+	e.m.queued -= rs.nqueued
+	e.m.running -= rs.view.Count(TaskRunning)
+	rs.nqueued = 0
+}
+
+// batch collects the events of one decision about one run, applying each to
+// the projection as it is added, and commits them as one Change.
+type batch struct {
+	e       *Engine
+	rs      *runState
+	actor   string
+	insert  bool
+	prevSeq int64
+	events  []Event
+	changed []int // task positions changed, in order of first change
+	mark    map[int]bool
+	after   []func() // run under Engine.mu once durable
+	now     time.Time
+}
+
+func (e *Engine) newBatch(rs *runState, actor string) *batch {
+	return &batch{e: e, rs: rs, actor: actor, prevSeq: rs.view.Run.LastSeq, now: e.clock()}
+}
+
+// add appends one event for the run (pos < 0) or a task and applies it. The
+// engine only adds events its state allows, so an error here is a bug; the
+// run is then reloaded from the store.
+func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
+	v := b.rs.view
+	ev := Event{TenantID: b.rs.tenant, RunID: b.rs.id, Seq: v.Run.LastSeq + 1, Type: typ,
+		Attempt: attempt, Actor: b.actor, At: b.now}
+	if pos >= 0 {
+		ev.TaskID = b.rs.plan.Tasks[pos].ID
+	}
+	if d != nil {
+		data, err := json.Marshal(d)
+		if err != nil {
+			b.e.log.Error("encode event", logRun, b.rs.id, logErr, err)
+			return false
+		}
+		if string(data) != "{}" {
+			ev.Data = data
+		}
+	}
+	ev.Hash = ev.ComputeHash(v.Run.LastHash)
+	if d == nil {
+		d = &EventData{}
+	}
+	var from TaskState
+	if pos >= 0 {
+		from = v.Tasks[pos].State
+	}
+	if err := v.apply(&ev, d); err != nil {
+		b.e.log.Error("refused event", logRun, b.rs.id, logTask, ev.TaskID, "type", typ, logErr, err)
+		return false
+	}
+	if pos >= 0 {
+		b.e.m.taskMoved(&ev, from, v.Tasks[pos].State)
+	}
+	b.events = append(b.events, ev)
+	if pos >= 0 {
+		if b.mark == nil {
+			b.mark = map[int]bool{}
+		}
+		if !b.mark[pos] {
+			b.mark[pos] = true
+			b.changed = append(b.changed, pos)
+		}
+	}
+	return true
+}
+
+// then runs f under Engine.mu once the batch is durable.
+func (b *batch) then(f func()) { b.after = append(b.after, f) }
+
+// commit hands the batch to the store. done, if not nil, is called with the
+// outcome after the engine has processed it.
+func (b *batch) commit(done func(error)) {
+	if len(b.events) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	rs, e := b.rs, b.e
+	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, Events: b.events}
+	if b.insert {
+		ch.Tasks = append([]Task(nil), rs.view.Tasks...)
+	} else {
+		ch.Tasks = make([]Task, len(b.changed))
+		for i, pos := range b.changed {
+			ch.Tasks[i] = rs.view.Tasks[pos]
+		}
+	}
+	rs.commits++
+	e.commitWG.Add(1)
+	after := b.after
+	e.store.Commit([]Change{ch}, func(err error) {
+		e.mu.Lock()
+		rs.commits--
+		if err != nil {
+			e.breakRun(rs, err)
+		} else if !rs.broken {
+			for _, f := range after {
+				f()
+			}
+			e.release(rs)
+		}
+		e.mu.Unlock()
+		if done != nil {
+			done(err)
+		}
+		e.commitWG.Done()
+	})
+}
+
+// release forgets a finished run once nothing about it is in flight.
+func (e *Engine) release(rs *runState) {
+	if rs.view.Run.State.Terminal() && rs.commits == 0 && e.runs[rs.id] == rs {
+		e.forget(rs)
+	}
+}
+
+// breakRun handles a failed commit: the run in memory is ahead of the store,
+// so it is dropped and loaded again from what is durable.
+func (e *Engine) breakRun(rs *runState, err error) {
+	if rs.broken {
+		return
+	}
+	rs.broken = true
+	e.log.Error("commit failed; reloading run", logRun, rs.id, logErr, err)
+	for _, cancel := range rs.cancels {
+		cancel()
+	}
+	e.forget(rs)
+	if e.stopping || e.reloading[rs.id] {
+		return
+	}
+	e.reloading[rs.id] = true
+	e.goTracked(func() { e.reload(rs.id) })
+}
+
+// reload loads a run from the store and activates it, retrying while the
+// store fails, until the engine stops.
+func (e *Engine) reload(id string) {
+	defer func() {
+		e.mu.Lock()
+		delete(e.reloading, id)
+		e.mu.Unlock()
+	}()
+	wait := 10 * time.Millisecond
+	for {
+		err := e.reloadOnce(id)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return // loaded, or nothing of it was ever durable
+		}
+		e.log.Error("reload run", logRun, id, logErr, err)
+		select {
+		case <-e.quit:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (e *Engine) reloadOnce(id string) error {
+	ctx := context.Background()
+	run, tasks, err := e.store.LoadRun(ctx, id)
+	if err != nil {
+		return err
+	}
+	v, err := e.restore(ctx, run, tasks)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runs[id] != nil || e.stopping || run.State.Terminal() {
+		return nil
+	}
+	e.activate(v, nil)
+	return nil
+}

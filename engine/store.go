@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store is the persistence the engine needs. The store package implements it
+// on SQLite; every method is safe for concurrent use.
+type Store interface {
+	// Commit queues changes for the writer and calls done once they are durable,
+	// or with the error that prevented it. Changes of one run are committed in
+	// the order Commit is called. A change whose PrevSeq does not match the
+	// stored run fails with ErrConflict and leaves nothing of itself written.
+	// done runs on another goroutine than the caller's, never before Commit
+	// returns, and must not block.
+	Commit(changes []Change, done func(error))
+
+	// PutDefinition stores a definition as the next version of its name, unless
+	// it equals the latest version, which is returned with created false.
+	PutDefinition(ctx context.Context, d *StoredDefinition) (stored *StoredDefinition, created bool, err error)
+
+	// GetDefinition returns one version of a definition (0 = the latest), or ErrNotFound.
+	GetDefinition(ctx context.Context, tenantID, name string, version int) (*StoredDefinition, error)
+
+	// LoadRun returns a run and its tasks, or ErrNotFound.
+	LoadRun(ctx context.Context, runID string) (*Run, []Task, error)
+
+	// LoadActiveRuns calls fn for every run that is not in a terminal state.
+	LoadActiveRuns(ctx context.Context, fn func(*Run, []Task) error) error
+}
+
+// Change is what one decision writes for one run: its new events and the
+// projection rows they produce, committed together or not at all.
+type Change struct {
+	Run     Run    // the run row after Events
+	Insert  bool   // a new run: insert Run and Tasks instead of updating them
+	PrevSeq int64  // compare-and-set: the run's last seq before Events
+	Tasks   []Task // the task rows Events changed (all of them when Insert)
+	Events  []Event
+}
+
+// StoredDefinition is a definition version as the store keeps it.
+type StoredDefinition struct {
+	TenantID   string          `json:"tenant_id"`
+	Name       string          `json:"name"`
+	Version    int             `json:"version"`
+	Definition json.RawMessage `json:"definition"` // canonical JSON of a Definition
+	Hash       string          `json:"hash"`       // sha256 of Definition
+	CreatedAt  time.Time       `json:"created_at"`
+}

@@ -1,0 +1,413 @@
+// Command orchestrator is a durable workflow orchestrator on one SQLite file.
+//
+//	orchestrator [serve]          run the HTTP server (the default)
+//	orchestrator migrate          apply database migrations and exit
+//	orchestrator verify           check every run's events against its projections
+//	orchestrator history RUN_ID   print a run's events as a timeline
+//	orchestrator validate FILE    validate a workflow definition
+//
+// Settings come from flags or the environment (PORT, DATABASE_URL, ...);
+// a flag wins over the environment. Run any command with -h for its flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// config is every setting of the binary, with its environment name.
+type config struct {
+	host, port    string
+	databaseURL   string
+	logLevel      string
+	logFormat     string
+	workers       int
+	synchronous   string
+	shutdownGrace time.Duration
+	maxBodyBytes  int64
+	externalTypes bool
+	databasePath  string // from databaseURL
+	logger        *slog.Logger
+}
+
+// Defaults.
+const (
+	defaultPort          = "8084"
+	defaultDatabaseURL   = "orchestrator.db"
+	defaultShutdownGrace = 30 * time.Second
+)
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// flags declares the settings shared by every command on fs.
+func (c *config) flags(fs *flag.FlagSet, serve bool) {
+	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", defaultDatabaseURL),
+		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL)")
+	fs.StringVar(&c.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", envOr("LOG_FORMAT", "console"), "json or console (env LOG_FORMAT)")
+	if !serve {
+		return
+	}
+	fs.StringVar(&c.host, "host", envOr("HOST", ""), "address to listen on; empty = every interface (env HOST)")
+	fs.StringVar(&c.port, "port", envOr("PORT", defaultPort), "TCP port (env PORT)")
+	fs.IntVar(&c.workers, "workers", envInt("WORKERS", engine.DefaultWorkers), "in-process task attempts at once (env WORKERS)")
+	fs.StringVar(&c.synchronous, "synchronous", envOr("SYNCHRONOUS", store.SyncFull),
+		"full: every acknowledged change survives power loss; normal: faster, may lose the last commits on power loss (env SYNCHRONOUS)")
+	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", defaultShutdownGrace),
+		"on SIGTERM, how long running attempts may finish before they are interrupted (env SHUTDOWN_GRACE)")
+	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", int64(envInt("MAX_BODY_BYTES", api.DefaultMaxBodyBytes)), "largest request body accepted (env MAX_BODY_BYTES)")
+	fs.BoolVar(&c.externalTypes, "external-types", envOr("EXTERNAL_TYPES", "true") == "true",
+		"accept task types without an in-process handler; their tasks wait for external workers (env EXTERNAL_TYPES)")
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// validate checks the settings and derives the logger and database path.
+func (c *config) validate(stderr io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "json":
+		c.logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	case "console", "text":
+		c.logger = slog.New(slog.NewTextHandler(stderr, opts))
+	default:
+		return fmt.Errorf("log-format %q: want json or console", c.logFormat)
+	}
+	p, err := store.ParseURL(c.databaseURL)
+	if err != nil {
+		return err
+	}
+	c.databasePath = p
+	if c.port != "" {
+		if n, err := strconv.Atoi(c.port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("port %q: want a number in 0..65535", c.port)
+		}
+	}
+	if c.workers < 1 || c.workers > 10000 {
+		if c.port != "" {
+			return fmt.Errorf("workers %d: want 1..10000", c.workers)
+		}
+	}
+	if c.port != "" && c.synchronous != store.SyncFull && c.synchronous != store.SyncNormal {
+		return fmt.Errorf("synchronous %q: want full or normal", c.synchronous)
+	}
+	return nil
+}
+
+// run is the whole program; handlers adds in-process task types (embedding
+// programs and tests use it). It returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers map[string]engine.Handler) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var c config
+	fs := flag.NewFlagSet("orchestrator "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs, cmd == "serve")
+	usage := map[string]string{
+		"serve":    "serve [flags]: run the HTTP server",
+		"migrate":  "migrate [flags]: apply database migrations",
+		"verify":   "verify [flags]: fold every run's events and check projections and hash chains",
+		"history":  "history [flags] RUN_ID: print a run's events as a timeline",
+		"validate": "validate FILE: validate a workflow definition (- for stdin)",
+	}
+	if _, ok := usage[cmd]; !ok {
+		fmt.Fprintf(stderr, "orchestrator: unknown command %q\ncommands:\n", cmd)
+		for _, k := range []string{"serve", "migrate", "verify", "history", "validate"} {
+			fmt.Fprintln(stderr, "  "+usage[k])
+		}
+		return 2
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: orchestrator "+usage[cmd])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := c.validate(stderr); err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 2
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, &c, handlers)
+	case "migrate":
+		err = store.Migrate(ctx, c.databasePath)
+		if err == nil {
+			fmt.Fprintln(stdout, "migrations applied to", c.databasePath)
+		}
+	case "verify":
+		return verify(ctx, &c, stdout, stderr)
+	case "history":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "usage: orchestrator history RUN_ID")
+			return 2
+		}
+		err = history(ctx, &c, fs.Arg(0), stdout)
+	case "validate":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "usage: orchestrator validate FILE")
+			return 2
+		}
+		return validateFile(fs.Arg(0), stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the server until ctx is done (SIGTERM, SIGINT), then shuts down:
+// stop accepting, let running attempts finish up to the grace period, commit,
+// return nil.
+func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) error {
+	log := c.logger
+	set := metrics.NewSet()
+	db, err := store.Open(ctx, c.databasePath, store.Options{Synchronous: c.synchronous, Metrics: set})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes})
+	if err != nil {
+		return err
+	}
+	for typ, h := range handlers {
+		if err := eng.Register(typ, h); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("recovered", "took", time.Since(start).String(), "database", c.databasePath)
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, c.port))
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           (&api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "workers", c.workers, "synchronous", c.synchronous)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		eng.Stop(context.Background())
+		return err
+	}
+	log.Info("shutting down", "grace", c.shutdownGrace.String())
+	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(grace); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := eng.Stop(grace); err != nil {
+		log.Warn("engine stop", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func openForRead(ctx context.Context, c *config) (*store.DB, error) {
+	if _, err := os.Stat(c.databasePath); err != nil {
+		return nil, fmt.Errorf("database %s: %w", c.databasePath, err)
+	}
+	return store.Open(ctx, c.databasePath, store.Options{})
+}
+
+// verify checks every run; the exit code is 1 when any run differs.
+func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
+	db, err := openForRead(ctx, c)
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	defer db.Close()
+	var bad []string
+	n, err := db.Verify(ctx, func(id string, err error) {
+		bad = append(bad, id)
+		fmt.Fprintf(stdout, "MISMATCH %s: %v\n", id, err)
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified %d runs: %d ok, %d differ\n", n, n-len(bad), len(bad))
+	if len(bad) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// history prints a run's events as a timeline.
+func history(ctx context.Context, c *config, runID string, stdout io.Writer) error {
+	db, err := openForRead(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	run, _, err := db.LoadRun(ctx, runID)
+	if err != nil {
+		return err
+	}
+	events, err := db.RunEvents(ctx, runID, 0, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "run %s  workflow %s v%d  tenant %s  state %s\n\n", run.ID, run.Workflow, run.Version, run.TenantID, run.State)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tAT\t+ELAPSED\tEVENT\tTASK\tATTEMPT\tACTOR\tDETAIL")
+	for _, e := range events {
+		attempt := ""
+		if e.Attempt > 0 {
+			attempt = strconv.Itoa(e.Attempt)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t+%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.Format("2006-01-02 15:04:05.000000"),
+			e.At.Sub(run.CreatedAt).Round(time.Microsecond), e.Type, e.TaskID, attempt, e.Actor, detail(e.Data))
+	}
+	tw.Flush()
+	if err := engine.VerifyChain(events); err != nil {
+		fmt.Fprintf(stdout, "\nhash chain: BROKEN: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "\nhash chain: ok (%d events)\n", len(events))
+	}
+	return nil
+}
+
+// detail renders event data in one short line.
+func detail(data json.RawMessage) string {
+	if len(data) == 0 {
+		return ""
+	}
+	var d engine.EventData
+	if json.Unmarshal(data, &d) != nil {
+		return string(data)
+	}
+	var parts []string
+	if d.Reason != "" {
+		parts = append(parts, "reason="+d.Reason)
+	}
+	if d.Error != nil {
+		parts = append(parts, fmt.Sprintf("error=%s: %s", d.Error.Code, d.Error.Message))
+	}
+	if !d.NotBefore.IsZero() {
+		parts = append(parts, "retry_at="+engine.FormatTime(d.NotBefore))
+	}
+	if !d.WakeAt.IsZero() {
+		parts = append(parts, "wake_at="+engine.FormatTime(d.WakeAt))
+	}
+	if !d.Deadline.IsZero() {
+		parts = append(parts, "deadline="+engine.FormatTime(d.Deadline))
+	}
+	if d.Workflow != "" {
+		parts = append(parts, fmt.Sprintf("workflow=%s v%d", d.Workflow, d.Version))
+	}
+	if len(d.Tasks) > 0 {
+		parts = append(parts, "tasks="+strings.Join(d.Tasks, ","))
+	}
+	for _, kv := range []struct {
+		k string
+		v json.RawMessage
+	}{{"input", d.Input}, {"output", d.Output}} {
+		if len(kv.v) > 0 {
+			s := string(kv.v)
+			if len(s) > 80 {
+				s = s[:77] + "..."
+			}
+			parts = append(parts, kv.k+"="+s)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// validateFile validates a definition file and prints its problems or levels.
+func validateFile(path string, stdout, stderr io.Writer) int {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, engine.MaxDefinitionBytes+1))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	_, plan, problems := engine.CompileJSON(data, engine.ValidateOptions{})
+	if len(problems) > 0 {
+		for _, p := range problems {
+			where := p.Field
+			if p.Task != "" {
+				where = "task " + p.Task + ": " + p.Field
+			}
+			fmt.Fprintf(stdout, "%s: %s\n", where, p.Message)
+		}
+		fmt.Fprintf(stdout, "invalid: %d problems\n", len(problems))
+		return 1
+	}
+	fmt.Fprintf(stdout, "valid: %d tasks in %d levels\n", len(plan.Tasks), len(plan.Levels))
+	for i, l := range plan.Levels {
+		fmt.Fprintf(stdout, "  level %d: %s\n", i, strings.Join(l, ", "))
+	}
+	return 0
+}

@@ -1,0 +1,221 @@
+// Package store keeps the engine's events and projections in SQLite. One
+// goroutine owns the only write connection and commits the changes of many
+// runs in one transaction (group commit); reads use their own pool and never
+// wait for the writer.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/schema"
+)
+
+var _ engine.Store = (*DB)(nil)
+
+// Synchronous modes. Full makes every acknowledged commit survive power loss;
+// Normal can lose the last commits on power loss (not on a process crash) and
+// is faster for small batches.
+const (
+	SyncFull   = "full"
+	SyncNormal = "normal"
+)
+
+// Options configure Open.
+type Options struct {
+	Synchronous string       // SyncFull (default) or SyncNormal
+	Readers     int          // read connections; default the number of CPUs, at least 2
+	MaxBatch    int          // events per group commit; default DefaultMaxBatch
+	Metrics     *metrics.Set // where store metrics are registered; default a private set
+}
+
+// DefaultMaxBatch is how many events one group commit takes at most. Past a
+// few hundred a larger batch no longer makes a commit cheaper per event.
+const DefaultMaxBatch = 256
+
+// DB is the SQLite store. It is safe for concurrent use; Close stops the writer
+// after committing what is queued.
+type DB struct {
+	path string
+	w    *sql.DB // one connection, owned by the writer goroutine
+	r    *sql.DB // readers, query_only
+	max  int
+	st   stmts
+
+	mu      sync.Mutex // protects queue and closed
+	queue   []request
+	closed  bool
+	kick    chan struct{}
+	stopped chan struct{}
+
+	m storeMetrics
+}
+
+// request is one unit of work for the writer.
+type request struct {
+	changes []engine.Change
+	fn      func(*sql.Tx) error // instead of changes: a write of its own
+	done    func(error)
+}
+
+type storeMetrics struct {
+	commitLatency *metrics.Histogram
+	batchSize     *metrics.Histogram
+	events        *metrics.Counter
+	commits       *metrics.Counter
+	errors        *metrics.Counter
+}
+
+// ParseURL turns a DATABASE_URL into a SQLite file path. It accepts a plain
+// path, a file: URI and sqlite:///path; postgres:// is reserved for the
+// PostgreSQL store.
+func ParseURL(s string) (string, error) {
+	switch {
+	case s == "":
+		return "", errors.New("database url is empty")
+	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
+		return "", errors.New("database url: postgres is not supported yet; use a SQLite file path")
+	case strings.HasPrefix(s, "sqlite://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("database url: %w", err)
+		}
+		p := u.Host + u.Path
+		if p == "" {
+			return "", errors.New("database url: sqlite:// needs a path, e.g. sqlite:///var/lib/orchestrator.db")
+		}
+		return p, nil
+	case strings.HasPrefix(s, "file:"):
+		p := strings.TrimPrefix(s, "file:")
+		if i := strings.IndexByte(p, '?'); i >= 0 {
+			p = p[:i]
+		}
+		p = strings.TrimPrefix(p, "//")
+		if p == "" {
+			return "", errors.New("database url: file: needs a path")
+		}
+		return p, nil
+	case strings.Contains(s, "://"):
+		return "", fmt.Errorf("database url: unsupported scheme in %q", s)
+	}
+	return s, nil
+}
+
+// Open opens (creating if needed) the SQLite database at path, applies the
+// migrations and starts the writer.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	switch opts.Synchronous {
+	case "":
+		opts.Synchronous = SyncFull
+	case SyncFull, SyncNormal:
+	default:
+		return nil, fmt.Errorf("open store: synchronous %q: want full or normal", opts.Synchronous)
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = max(2, runtime.NumCPU())
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	base := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	w, err := sql.Open("sqlite", base+"&_pragma=synchronous("+opts.Synchronous+")&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)&_pragma=mmap_size(268435456)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store readers: %w", err)
+	}
+	r.SetMaxOpenConns(opts.Readers)
+	r.SetMaxIdleConns(opts.Readers)
+	r.SetConnMaxIdleTime(0)
+	db := &DB{path: path, w: w, r: r, max: opts.MaxBatch, kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+	set := opts.Metrics
+	db.m = storeMetrics{
+		commitLatency: set.GetOrCreateHistogram(`orchestrator_commit_duration_seconds`),
+		batchSize:     set.GetOrCreateHistogram(`orchestrator_commit_batch_events`),
+		events:        set.GetOrCreateCounter(`orchestrator_events_appended_total`),
+		commits:       set.GetOrCreateCounter(`orchestrator_commits_total`),
+		errors:        set.GetOrCreateCounter(`orchestrator_commit_errors_total`),
+	}
+	if err := db.prepare(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	go db.writeLoop()
+	return db, nil
+}
+
+// Migrate applies every migration not yet applied to the database at path.
+func Migrate(ctx context.Context, path string) error {
+	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer w.Close()
+	w.SetMaxOpenConns(1)
+	return migrate(ctx, w)
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, schema.FS)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Path returns the database file.
+func (db *DB) Path() string { return db.path }
+
+// Close commits what is queued, stops the writer and closes the database.
+// It is idempotent.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		<-db.stopped
+		return nil
+	}
+	db.closed = true
+	db.mu.Unlock()
+	db.wake()
+	<-db.stopped
+	return errors.Join(db.w.Close(), db.r.Close())
+}
+
+// Ping checks that the database answers a read.
+func (db *DB) Ping(ctx context.Context) error {
+	var n int
+	if err := db.r.QueryRowContext(ctx, "SELECT count(*) FROM goose_db_version").Scan(&n); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,314 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+const (
+	sqlInsertRun = `INSERT INTO runs (id, tenant_id, workflow, version, state, input, output, error,
+	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
+	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
+	sqlInsertTask = `INSERT INTO tasks (run_id, task_id, tenant_id, pos, type, state, attempt, charged,
+	ready_at, not_before, started_at, ended_at, wake_at, error, output)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlUpdateTask = `UPDATE tasks SET state = ?, attempt = ?, charged = ?, ready_at = ?, not_before = ?,
+	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ? WHERE run_id = ? AND task_id = ?`
+	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// stmts are the writer's prepared statements, on its one connection.
+type stmts struct {
+	insertRun, updateRun, insertTask, updateTask, insertEvent *sql.Stmt
+}
+
+func (db *DB) prepare(ctx context.Context) error {
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var s *sql.Stmt
+		s, err = db.w.PrepareContext(ctx, q)
+		return s
+	}
+	db.st = stmts{
+		insertRun:   prep(sqlInsertRun),
+		updateRun:   prep(sqlUpdateRun),
+		insertTask:  prep(sqlInsertTask),
+		updateTask:  prep(sqlUpdateTask),
+		insertEvent: prep(sqlInsertEvent),
+	}
+	if err != nil {
+		return fmt.Errorf("prepare statements: %w", err)
+	}
+	return nil
+}
+
+// Commit implements engine.Store: it queues changes for the next group commit
+// and never blocks on the writer.
+func (db *DB) Commit(changes []engine.Change, done func(error)) {
+	db.submit(request{changes: changes, done: done})
+}
+
+// submit queues a request; after Close it fails at once with ErrClosed.
+func (db *DB) submit(r request) {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		if r.done != nil {
+			// Never call done before Commit returns: the caller may hold
+			// the lock done takes.
+			go r.done(engine.ErrClosed)
+		}
+		return
+	}
+	db.queue = append(db.queue, r)
+	db.mu.Unlock()
+	db.wake()
+}
+
+// write runs fn in the writer's transaction and waits until it is durable.
+func (db *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	ch := make(chan error, 1)
+	db.submit(request{fn: fn, done: func(err error) { ch <- err }})
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (db *DB) wake() {
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop commits queued requests: it takes what is queued up to the batch
+// size, commits once, acknowledges all, and repeats. There is no timer: a lone
+// request commits at once, and requests that arrive during a commit form the
+// next batch.
+func (db *DB) writeLoop() {
+	defer close(db.stopped)
+	var batch []request
+	for {
+		db.mu.Lock()
+		batch = batch[:0]
+		n := 0
+		for len(db.queue) > 0 && (n == 0 || n+size(db.queue[0]) <= db.max) {
+			n += size(db.queue[0])
+			batch = append(batch, db.queue[0])
+			db.queue[0] = request{}
+			db.queue = db.queue[1:]
+		}
+		if len(db.queue) == 0 {
+			db.queue = nil // let the backing array go
+		}
+		closed := db.closed
+		db.mu.Unlock()
+		if len(batch) > 0 {
+			db.commitBatch(batch, n)
+			continue
+		}
+		if closed {
+			return
+		}
+		<-db.kick
+	}
+}
+
+func size(r request) int {
+	n := 0
+	for i := range r.changes {
+		n += len(r.changes[i].Events)
+	}
+	return max(n, 1)
+}
+
+// commitBatch commits a batch in one transaction. If it fails, every request
+// is retried in a transaction of its own, so one bad request fails alone.
+func (db *DB) commitBatch(batch []request, events int) {
+	start := time.Now()
+	err := db.inTx(func(tx *sql.Tx) error {
+		for _, r := range batch {
+			if err := db.apply(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		db.m.commitLatency.UpdateDuration(start)
+		db.m.batchSize.Update(float64(events))
+		db.m.commits.Inc()
+		db.m.events.Add(events)
+		for _, r := range batch {
+			if r.done != nil {
+				r.done(nil)
+			}
+		}
+		return
+	}
+	if len(batch) == 1 {
+		db.m.errors.Inc()
+		if r := batch[0]; r.done != nil {
+			r.done(err)
+		}
+		return
+	}
+	for _, r := range batch {
+		db.commitBatch([]request{r}, size(r))
+	}
+}
+
+// inTx runs fn in a transaction on the write connection, rolling back on
+// error and on panic.
+func (db *DB) inTx(fn func(*sql.Tx) error) (err error) {
+	ctx := context.Background()
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) apply(tx *sql.Tx, r request) error {
+	if r.fn != nil {
+		return r.fn(tx)
+	}
+	for i := range r.changes {
+		if err := db.applyChange(tx, &r.changes[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyChange writes one run's events and projection rows. The run row is a
+// compare-and-set on last_seq, so a change computed from a stale state fails.
+func (db *DB) applyChange(tx *sql.Tx, ch *engine.Change) error {
+	run := &ch.Run
+	if ch.Insert {
+		if ch.PrevSeq != 0 {
+			return fmt.Errorf("insert run %s after seq %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
+		}
+		_, err := tx.Stmt(db.st.insertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
+			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
+			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash)
+		if err != nil {
+			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
+		}
+		st := tx.Stmt(db.st.insertTask)
+		for i := range ch.Tasks {
+			t := &ch.Tasks[i]
+			if _, err := st.Exec(t.RunID, t.TaskID, run.TenantID, t.Pos, t.Type, string(t.State), t.Attempt, t.Charged,
+				timeArg(t.ReadyAt), timeArg(t.NotBefore), timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt),
+				errArg(t.Error), jsonArg(t.Output)); err != nil {
+				return constraintErr(fmt.Sprintf("insert task %s/%s", t.RunID, t.TaskID), err)
+			}
+		}
+	} else {
+		res, err := tx.Stmt(db.st.updateRun).Exec(string(run.State), jsonArg(run.Output), errArg(run.Error),
+			timeArg(run.StartedAt), timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt),
+			run.LastSeq, run.LastHash, run.ID, ch.PrevSeq)
+		if err != nil {
+			return constraintErr(fmt.Sprintf("update run %s", run.ID), err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("update run %s: last seq is not %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
+		}
+		st := tx.Stmt(db.st.updateTask)
+		for i := range ch.Tasks {
+			t := &ch.Tasks[i]
+			res, err := st.Exec(string(t.State), t.Attempt, t.Charged, timeArg(t.ReadyAt), timeArg(t.NotBefore),
+				timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt), errArg(t.Error), jsonArg(t.Output),
+				t.RunID, t.TaskID)
+			if err != nil {
+				return constraintErr(fmt.Sprintf("update task %s/%s", t.RunID, t.TaskID), err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return fmt.Errorf("update task %s/%s: %w", t.RunID, t.TaskID, engine.ErrNotFound)
+			}
+		}
+	}
+	st := tx.Stmt(db.st.insertEvent)
+	for i := range ch.Events {
+		e := &ch.Events[i]
+		if _, err := st.Exec(e.TenantID, e.RunID, e.Seq, string(e.Type), strArg(e.TaskID), e.Attempt, e.Actor,
+			jsonArg(e.Data), engine.FormatTime(e.At), e.Hash); err != nil {
+			return constraintErr(fmt.Sprintf("append event %s/%d", e.RunID, e.Seq), err)
+		}
+	}
+	return nil
+}
+
+// constraintErr turns a constraint failure into ErrConflict so that SQLite's
+// text stays in logs and out of API answers.
+func constraintErr(what string, err error) error {
+	if strings.Contains(err.Error(), "constraint") {
+		return fmt.Errorf("%s: %v: %w", what, err, engine.ErrConflict)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func strArg(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func timeArg(t time.Time) any { return strArg(engine.FormatTime(t)) }
+
+func jsonArg(m json.RawMessage) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return string(m)
+}
+
+func errArg(e *engine.TaskError) any {
+	if e == nil {
+		return nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil
+	}
+	return string(b)
+}
+
+var errNoRows = sql.ErrNoRows
+
+func notFound(err error, what string) error {
+	if errors.Is(err, errNoRows) {
+		return fmt.Errorf("%s: %w", what, engine.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
