@@ -119,6 +119,47 @@ func (c *child) kill(t *testing.T) {
 
 func (c *child) url(path string) string { return "http://" + c.addr + path }
 
+func newClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+// jsonField returns a string field of a JSON object.
+func jsonField(t *testing.T, body []byte, name string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	s, _ := m[name].(string)
+	return s
+}
+
+// waitTasks polls a run until cond holds for its task states.
+func waitTasks(t *testing.T, client *http.Client, c *child, id string, cond func(map[string]string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(c.url("/v1/runs/" + id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var run struct {
+			Tasks []struct{ ID, State string }
+		}
+		json.NewDecoder(resp.Body).Decode(&run)
+		resp.Body.Close()
+		states := map[string]string{}
+		for _, tk := range run.Tasks {
+			states[tk.ID] = tk.State
+		}
+		if cond(states) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s: task states %v", id, states)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func postJSON(client *http.Client, url, body string) (int, []byte, error) {
 	resp, err := client.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -146,7 +187,7 @@ const crashDef = `{"name":"crash","max_parallel":3,"tasks":[
 func TestCrashRecovery(t *testing.T) {
 	is := is.New(t)
 	dbPath := filepath.Join(t.TempDir(), "crash.db")
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := newClient()
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 
 	var acked []string // runs the server answered 201 for

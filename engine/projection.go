@@ -197,6 +197,10 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 	if !rule.allows(t.State) {
 		return &TransitionError{Subject: subject, Event: ev.Type, From: string(t.State), To: string(to)}
 	}
+	// A task starts only while its run is running: never while paused or ended.
+	if ev.Type == EventTaskStarted && v.Run.State != RunRunning {
+		return &TransitionError{Subject: subject + " of a " + string(v.Run.State) + " run", Event: ev.Type, From: string(t.State), To: string(to)}
+	}
 	// Events of an attempt must name the attempt under way; a late report of an
 	// earlier attempt is refused.
 	switch {

@@ -334,6 +334,13 @@ func TestRunView_Apply(t *testing.T) {
 			h.add(EventTaskAttemptFailed, "a", 1, &EventData{Reason: ReasonError})
 			return h
 		}, EventTaskStarted, "a", 1, "ready", "running"},
+		{"task.started while the run is paused", func(t *testing.T) *history {
+			h := running(t)
+			h.add(EventTaskCompleted, "a", 1, nil)
+			h.add(EventTaskReady, "b", 0, nil)
+			h.add(EventRunPaused, "", 0, nil)
+			return h
+		}, EventTaskStarted, "b", 1, "ready", "running"},
 		{"a late completion of an earlier attempt", retrying, EventTaskCompleted, "a", 1, "running", "completed"},
 		{"a late failure of an earlier attempt", retrying, EventTaskAttemptFailed, "a", 1, "running", "ready"},
 	}

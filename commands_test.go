@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// makeRuns fills a database at path with n completed runs and returns their ids.
+func makeRuns(t *testing.T, path string, n int) []string {
+	t.Helper()
+	is := is.New(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, path, store.Options{})
+	is.NoErr(err) // open store
+	defer db.Close()
+	e, err := engine.New(engine.Config{Store: db})
+	is.NoErr(err)
+	is.NoErr(e.Start(ctx)) // start engine
+	defer e.Stop(ctx)
+	_, _, err = e.RegisterDefinition(ctx, "default", []byte(`{"name":"two","tasks":[{"id":"a","type":"noop","input":{"n":1}},{"id":"b","type":"noop","depends_on":["a"]}]}`))
+	is.NoErr(err) // register
+	var ids []string
+	for i := 0; i < n; i++ {
+		run, err := e.StartRun(ctx, engine.StartRequest{TenantID: "default", Workflow: "two"})
+		is.NoErr(err) // start run
+		run, err = e.Wait(ctx, "default", run.ID)
+		is.NoErr(err)                            // wait
+		is.Equal(run.State, engine.RunCompleted) // completed
+		ids = append(ids, run.ID)
+	}
+	return ids
+}
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
+func TestCommand_Verify(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v.db")
+	ids := makeRuns(t, path, 3)
+
+	t.Run("a clean log verifies", func(t *testing.T) {
+		is := is.New(t)
+		code, out, _ := runCmd("verify", "--database-url", path)
+		is.Equal(code, 0)                                                 // exit 0
+		is.True(strings.Contains(out, "verified 3 runs: 3 ok, 0 differ")) // summary
+	})
+
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+
+	t.Run("a projection that differs from its events is named", func(t *testing.T) {
+		is := is.New(t)
+		_, err := raw.Exec(`UPDATE tasks SET output = '{"n":2}' WHERE run_id = ? AND task_id = 'a'`, ids[0])
+		is.NoErr(err) // tamper with a projection row
+		code, out, _ := runCmd("verify", "--database-url", path)
+		is.Equal(code, 1)                                        // exit 1
+		is.True(strings.Contains(out, "MISMATCH "+ids[0]))       // the run is named
+		is.True(strings.Contains(out, "task a row differs"))     // and the task
+		is.True(strings.Contains(out, "3 runs: 2 ok, 1 differ")) // the others are fine
+	})
+
+	t.Run("a rewritten event breaks the hash chain", func(t *testing.T) {
+		is := is.New(t)
+		_, err := raw.Exec(`UPDATE events SET actor = 'mallory' WHERE run_id = ? AND seq = 2`, ids[1])
+		is.True(err != nil) // the database refuses to rewrite history
+		_, err = raw.Exec(`DROP TRIGGER events_no_update`)
+		is.NoErr(err) // an attacker with file access can drop the trigger...
+		_, err = raw.Exec(`UPDATE events SET actor = 'mallory' WHERE run_id = ? AND seq = 2`, ids[1])
+		is.NoErr(err)
+		code, out, _ := runCmd("verify", "--database-url", path)
+		is.Equal(code, 1)                                  // ...but verify notices
+		is.True(strings.Contains(out, "MISMATCH "+ids[1])) // names the run
+		is.True(strings.Contains(out, "hash chain"))       // and why
+	})
+}
+
+func TestCommand_History(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	path := filepath.Join(t.TempDir(), "h.db")
+	ids := makeRuns(t, path, 1)
+	code, out, errOut := runCmd("history", "--database-url", path, ids[0])
+	is.Equal(code, 0) // exit 0
+	is.Equal(errOut, "")
+	for _, want := range []string{"run " + ids[0], "run.created", "task.started", "task.completed", "run.completed", "hash chain: ok (9 events)", `output={"n":1}`} {
+		is.True(strings.Contains(out, want)) // the timeline shows each step
+	}
+	code, _, errOut = runCmd("history", "--database-url", path, "no-such-run")
+	is.Equal(code, 1)                              // unknown run
+	is.True(strings.Contains(errOut, "not found")) // says so
+}
+
+func TestCommand_ValidateAndUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(good, []byte(`{"name":"d","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]}]}`), 0o600)
+	os.WriteFile(bad, []byte(`{"name":"d","tasks":[{"id":"a","type":"noop","depends_on":["b"]},{"id":"b","type":"noop","depends_on":["a"]},{"id":"c","type":"noop","depends_on":["zz"]}]}`), 0o600)
+
+	t.Run("a valid file prints its levels", func(t *testing.T) {
+		is := is.New(t)
+		code, out, _ := runCmd("validate", good)
+		is.Equal(code, 0)
+		is.True(strings.Contains(out, "level 1: b")) // levels
+	})
+	t.Run("an invalid file prints every problem", func(t *testing.T) {
+		is := is.New(t)
+		code, out, _ := runCmd("validate", bad)
+		is.Equal(code, 1)
+		is.True(strings.Contains(out, "cycle: a -> b -> a")) // the cycle
+		is.True(strings.Contains(out, `"zz"`))               // the unknown dependency
+	})
+	t.Run("bad settings and commands exit 2 with the reason", func(t *testing.T) {
+		is := is.New(t)
+		code, _, errOut := runCmd("frobnicate")
+		is.Equal(code, 2)
+		is.True(strings.Contains(errOut, `unknown command "frobnicate"`))
+		code, _, errOut = runCmd("serve", "--log-format", "xml")
+		is.Equal(code, 2)
+		is.True(strings.Contains(errOut, "log-format"))
+		code, _, errOut = runCmd("serve", "--database-url", "postgres://x/y")
+		is.Equal(code, 2)
+		is.True(strings.Contains(errOut, "postgres"))
+		code, _, errOut = runCmd("serve", "--port", "99999")
+		is.Equal(code, 2)
+		is.True(strings.Contains(errOut, "port"))
+		code, _, _ = runCmd("verify", "-h")
+		is.Equal(code, 0) // help is not an error
+	})
+	t.Run("migrate creates the schema", func(t *testing.T) {
+		is := is.New(t)
+		code, out, _ := runCmd("migrate", "--database-url", "sqlite://"+filepath.Join(dir, "m.db"))
+		is.Equal(code, 0)
+		is.True(strings.Contains(out, "migrations applied"))
+	})
+}
+
+// TestGracefulShutdown sends SIGTERM while an attempt runs: the server stops
+// accepting, lets the attempt finish within the grace period, records it, and
+// exits 0; an attempt longer than the grace period is recorded as interrupted.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "g.db")
+	c := startChild(t, dbPath, "SHUTDOWN_GRACE=3s")
+	client := newClient()
+	code, _, err := postJSON(client, c.url("/v1/workflows"), `{"name":"g","tasks":[
+		{"id":"short","type":"work","input":{"ms":400}},
+		{"id":"long","type":"work","input":{"ms":60000}}]}`)
+	is.NoErr(err)
+	is.Equal(code, 201) // registered
+	code, body, err := postJSON(client, c.url("/v1/run"), `{"workflow":"g"}`)
+	is.NoErr(err)
+	is.Equal(code, 201) // started
+	id := jsonField(t, body, "id")
+	waitTasks(t, client, c, id, func(states map[string]string) bool {
+		return states["short"] == "running" && states["long"] == "running"
+	})
+	start := time.Now()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.done:
+		is.NoErr(err) // exit 0
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	t.Logf("shutdown took %s", time.Since(start))
+
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbPath, store.Options{})
+	is.NoErr(err)
+	defer db.Close()
+	_, tasks, err := db.LoadRun(ctx, id)
+	is.NoErr(err)
+	states := map[string]engine.TaskState{}
+	for _, tk := range tasks {
+		states[tk.TaskID] = tk.State
+	}
+	is.Equal(states["short"], engine.TaskCompleted) // finished within the grace period and recorded
+	is.Equal(states["long"], engine.TaskReady)      // interrupted, back to ready for the next start
+	events, err := db.RunEvents(ctx, id, 0, 0)
+	is.NoErr(err)
+	interrupted := false
+	for _, e := range events {
+		if e.TaskID == "long" && e.Type == engine.EventTaskAttemptFailed && bytes.Contains(e.Data, []byte(`"reason":"interrupted"`)) {
+			interrupted = true
+		}
+	}
+	is.True(interrupted) // the interruption is in the history
+}
