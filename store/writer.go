@@ -25,32 +25,48 @@ const (
 	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ? WHERE run_id = ? AND task_id = ?`
 	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	eventValues = `, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// stmts are the writer's prepared statements, on its one connection.
-type stmts struct {
-	insertRun, updateRun, insertTask, updateTask, insertEvent *sql.Stmt
+// Events are inserted in statements of eventChunks rows, largest first: one
+// statement of 64 rows costs far less than 64 statements.
+var eventChunks = [...]int{64, 8, 1}
+
+// The writer's prepared statements, on its one connection, by index.
+const (
+	stInsertRun = iota
+	stUpdateRun
+	stInsertTask
+	stUpdateTask
+	stInsertEvent   // one row
+	stInsertEvents8 // 8 rows
+	stInsertEvents64
+	numStmts
+)
+
+var stmtSQL = [numStmts]string{sqlInsertRun, sqlUpdateRun, sqlInsertTask, sqlUpdateTask, sqlInsertEvent,
+	sqlInsertEvent + strings.Repeat(eventValues, 7), sqlInsertEvent + strings.Repeat(eventValues, 63)}
+
+// chunkStmt is the statement inserting n events.
+func chunkStmt(n int) int {
+	switch n {
+	case 64:
+		return stInsertEvents64
+	case 8:
+		return stInsertEvents8
+	}
+	return stInsertEvent
 }
 
+type stmts [numStmts]*sql.Stmt
+
 func (db *DB) prepare(ctx context.Context) error {
-	var err error
-	prep := func(q string) *sql.Stmt {
+	for i, q := range stmtSQL {
+		s, err := db.w.PrepareContext(ctx, q)
 		if err != nil {
-			return nil
+			return fmt.Errorf("prepare statements: %w", err)
 		}
-		var s *sql.Stmt
-		s, err = db.w.PrepareContext(ctx, q)
-		return s
-	}
-	db.st = stmts{
-		insertRun:   prep(sqlInsertRun),
-		updateRun:   prep(sqlUpdateRun),
-		insertTask:  prep(sqlInsertTask),
-		updateTask:  prep(sqlUpdateTask),
-		insertEvent: prep(sqlInsertEvent),
-	}
-	if err != nil {
-		return fmt.Errorf("prepare statements: %w", err)
+		db.st[i] = s
 	}
 	return nil
 }
@@ -143,12 +159,7 @@ func size(r request) int {
 func (db *DB) commitBatch(batch []request, events int) {
 	start := time.Now()
 	err := db.inTx(func(tx *sql.Tx) error {
-		for _, r := range batch {
-			if err := db.apply(tx, r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return db.apply(&txStmts{tx: tx, st: &db.st}, batch)
 	})
 	if err == nil {
 		db.m.commitLatency.UpdateDuration(start)
@@ -198,33 +209,121 @@ func (db *DB) inTx(fn func(*sql.Tx) error) (err error) {
 	return nil
 }
 
-func (db *DB) apply(tx *sql.Tx, r request) error {
-	if r.fn != nil {
-		return r.fn(tx)
+// txStmts are the writer's statements bound to one transaction, made once
+// per batch: binding costs a lock and an allocation each time.
+type txStmts struct {
+	tx    *sql.Tx
+	st    *stmts
+	bound stmts
+}
+
+func (t *txStmts) get(i int) *sql.Stmt {
+	if t.bound[i] == nil {
+		t.bound[i] = t.tx.Stmt(t.st[i])
 	}
-	for i := range r.changes {
-		if err := db.applyChange(tx, &r.changes[i]); err != nil {
+	return t.bound[i]
+}
+
+// apply writes a batch. Changes of one run that follow each other in the
+// batch are merged first: the run row is written once, each task row once,
+// and the events go in multi-row inserts in their order.
+func (db *DB) apply(ts *txStmts, batch []request) error {
+	var merged []*engine.Change
+	byRun := map[string]*engine.Change{}
+	taskIdx := map[*engine.Change]map[string]int{}
+	var events []*engine.Event
+	for _, r := range batch {
+		if r.fn != nil {
+			if err := r.fn(ts.tx); err != nil {
+				return err
+			}
+			continue
+		}
+		for i := range r.changes {
+			ch := &r.changes[i]
+			for j := range ch.Events {
+				events = append(events, &ch.Events[j])
+			}
+			m := byRun[ch.Run.ID]
+			if m == nil {
+				c := *ch
+				c.Events = nil
+				byRun[ch.Run.ID] = &c
+				merged = append(merged, &c)
+				continue
+			}
+			if ch.Insert || ch.PrevSeq != m.Run.LastSeq {
+				return fmt.Errorf("run %s: change after seq %d follows seq %d: %w", ch.Run.ID, ch.PrevSeq, m.Run.LastSeq, engine.ErrConflict)
+			}
+			m.Run = ch.Run
+			idx := taskIdx[m]
+			if idx == nil {
+				// Copy before writing: the request's own slice must stay as
+				// it was in case the batch fails and is retried alone.
+				m.Tasks = append([]engine.Task(nil), m.Tasks...)
+				idx = make(map[string]int, len(m.Tasks))
+				for k := range m.Tasks {
+					idx[m.Tasks[k].TaskID] = k
+				}
+				taskIdx[m] = idx
+			}
+			for _, t := range ch.Tasks {
+				if k, ok := idx[t.TaskID]; ok {
+					m.Tasks[k] = t
+				} else {
+					idx[t.TaskID] = len(m.Tasks)
+					m.Tasks = append(m.Tasks, t)
+				}
+			}
+		}
+	}
+	for _, m := range merged {
+		if err := db.applyChange(ts, m); err != nil {
 			return err
 		}
+	}
+	return db.insertEvents(ts, events)
+}
+
+// insertEvents appends events in order, in chunks of eventChunks rows.
+func (db *DB) insertEvents(ts *txStmts, events []*engine.Event) error {
+	args := make([]any, 0, 10*eventChunks[0])
+	for len(events) > 0 {
+		n := 1
+		for _, c := range eventChunks {
+			if len(events) >= c {
+				n = c
+				break
+			}
+		}
+		args = args[:0]
+		for _, e := range events[:n] {
+			args = append(args, e.TenantID, e.RunID, e.Seq, string(e.Type), strArg(e.TaskID), e.Attempt, e.Actor,
+				jsonArg(e.Data), engine.FormatTime(e.At), e.Hash)
+		}
+		if _, err := ts.get(chunkStmt(n)).Exec(args...); err != nil {
+			return constraintErr(fmt.Sprintf("append %d events from %s/%d", n, events[0].RunID, events[0].Seq), err)
+		}
+		events = events[n:]
 	}
 	return nil
 }
 
-// applyChange writes one run's events and projection rows. The run row is a
+// applyChange writes one run's projection rows. The run row is a
 // compare-and-set on last_seq, so a change computed from a stale state fails.
-func (db *DB) applyChange(tx *sql.Tx, ch *engine.Change) error {
+func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 	run := &ch.Run
 	if ch.Insert {
 		if ch.PrevSeq != 0 {
 			return fmt.Errorf("insert run %s after seq %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
 		}
-		_, err := tx.Stmt(db.st.insertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
+		_, err := ts.get(stInsertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
 			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash)
 		if err != nil {
 			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
 		}
-		st := tx.Stmt(db.st.insertTask)
+		st := ts.get(stInsertTask)
 		for i := range ch.Tasks {
 			t := &ch.Tasks[i]
 			if _, err := st.Exec(t.RunID, t.TaskID, run.TenantID, t.Pos, t.Type, string(t.State), t.Attempt, t.Charged,
@@ -234,7 +333,7 @@ func (db *DB) applyChange(tx *sql.Tx, ch *engine.Change) error {
 			}
 		}
 	} else {
-		res, err := tx.Stmt(db.st.updateRun).Exec(string(run.State), jsonArg(run.Output), errArg(run.Error),
+		res, err := ts.get(stUpdateRun).Exec(string(run.State), jsonArg(run.Output), errArg(run.Error),
 			timeArg(run.StartedAt), timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt),
 			run.LastSeq, run.LastHash, run.ID, ch.PrevSeq)
 		if err != nil {
@@ -243,7 +342,7 @@ func (db *DB) applyChange(tx *sql.Tx, ch *engine.Change) error {
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("update run %s: last seq is not %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
 		}
-		st := tx.Stmt(db.st.updateTask)
+		st := ts.get(stUpdateTask)
 		for i := range ch.Tasks {
 			t := &ch.Tasks[i]
 			res, err := st.Exec(string(t.State), t.Attempt, t.Charged, timeArg(t.ReadyAt), timeArg(t.NotBefore),
@@ -255,14 +354,6 @@ func (db *DB) applyChange(tx *sql.Tx, ch *engine.Change) error {
 			if n, err := res.RowsAffected(); err != nil || n != 1 {
 				return fmt.Errorf("update task %s/%s: %w", t.RunID, t.TaskID, engine.ErrNotFound)
 			}
-		}
-	}
-	st := tx.Stmt(db.st.insertEvent)
-	for i := range ch.Events {
-		e := &ch.Events[i]
-		if _, err := st.Exec(e.TenantID, e.RunID, e.Seq, string(e.Type), strArg(e.TaskID), e.Attempt, e.Actor,
-			jsonArg(e.Data), engine.FormatTime(e.At), e.Hash); err != nil {
-			return constraintErr(fmt.Sprintf("append event %s/%d", e.RunID, e.Seq), err)
 		}
 	}
 	return nil
