@@ -353,6 +353,12 @@ func detail(data json.RawMessage) string {
 	if !d.NotBefore.IsZero() {
 		parts = append(parts, "retry_at="+engine.FormatTime(d.NotBefore))
 	}
+	if d.WorkerID != "" {
+		parts = append(parts, "worker="+d.WorkerID)
+	}
+	if !d.LeaseExpiresAt.IsZero() {
+		parts = append(parts, "lease_until="+engine.FormatTime(d.LeaseExpiresAt))
+	}
 	if !d.WakeAt.IsZero() {
 		parts = append(parts, "wake_at="+engine.FormatTime(d.WakeAt))
 	}

@@ -59,7 +59,8 @@ func childHandlers() map[string]engine.Handler {
 type child struct {
 	cmd  *exec.Cmd
 	addr string
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
 	logs *bytes.Buffer
 }
 
@@ -77,7 +78,7 @@ func startChild(t *testing.T, dbPath string, extraEnv ...string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan error, 1), logs: &bytes.Buffer{}}
+	c := &child{cmd: cmd, done: make(chan struct{}), logs: &bytes.Buffer{}}
 	addr := make(chan string, 1)
 	var mu sync.Mutex
 	go func() {
@@ -94,12 +95,13 @@ func startChild(t *testing.T, dbPath string, extraEnv ...string) *child {
 				addr <- rec.Addr
 			}
 		}
-		c.done <- cmd.Wait()
+		c.err = cmd.Wait()
+		close(c.done)
 	}()
 	select {
 	case c.addr = <-addr:
-	case err := <-c.done:
-		t.Fatalf("child exited before listening: %v\n%s", err, c.logs.String())
+	case <-c.done:
+		t.Fatalf("child exited before listening: %v\n%s", c.err, c.logs.String())
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("child did not listen within 30s\n%s", c.logs.String())
@@ -285,8 +287,8 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-c.done:
-		is.NoErr(err) // graceful shutdown exits 0
+	case <-c.done:
+		is.NoErr(c.err) // graceful shutdown exits 0
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}

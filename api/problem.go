@@ -30,6 +30,7 @@ const (
 	CodeNotFound          = "not_found"
 	CodeInvalidTransition = "invalid_transition"
 	CodeConflict          = "conflict"
+	CodeLeaseLost         = "lease_lost"
 	CodeBodyTooLarge      = "body_too_large"
 	CodeUnsupportedMedia  = "unsupported_media_type"
 	CodeMethodNotAllowed  = "method_not_allowed"
@@ -44,6 +45,7 @@ var titles = map[string]string{
 	CodeNotFound:          "Not found",
 	CodeInvalidTransition: "State does not allow this",
 	CodeConflict:          "Conflict",
+	CodeLeaseLost:         "The lease does not hold this attempt",
 	CodeBodyTooLarge:      "Request body too large",
 	CodeUnsupportedMedia:  "Unsupported media type",
 	CodeMethodNotAllowed:  "Method not allowed",
@@ -71,6 +73,7 @@ func problemFor(err error) *Problem {
 	var p *Problem
 	var te *engine.TransitionError
 	var ve *engine.ValidationError
+	var le *engine.LeaseError
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -84,6 +87,10 @@ func problemFor(err error) *Problem {
 	case errors.As(err, &te):
 		q := newProblem(http.StatusConflict, CodeInvalidTransition, fmt.Sprintf("%s: %s is not allowed while the run is %s", te.Subject, te.Event, te.From))
 		q.State = te.From
+		return q
+	case errors.As(err, &le):
+		q := newProblem(http.StatusConflict, CodeLeaseLost, le.Error())
+		q.State = string(le.State)
 		return q
 	case errors.Is(err, engine.ErrNotFound):
 		return newProblem(http.StatusNotFound, CodeNotFound, "no such resource")

@@ -91,6 +91,10 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/runs/:id/resume", s.control((*engine.Engine).Resume)},
 		{"POST", "/v1/runs/:id/cancel", s.control((*engine.Engine).Cancel)},
 		{"POST", "/v1/runs/:id/retry", s.control((*engine.Engine).Retry)},
+		{"POST", "/v1/tasks/:id", s.taskPost},
+		{"POST", "/v1/tasks/:id/:verb", s.taskVerb},
+		{"POST", "/api/v1/tenants/:tenantId/tasks/:id", s.taskPost},
+		{"POST", "/api/v1/tenants/:tenantId/tasks/:id/:verb", s.taskVerb},
 	}
 }
 

@@ -178,12 +178,12 @@ func (e *Engine) activate(v *RunView, done func(error)) {
 			t := &v.Tasks[i]
 			switch t.State {
 			case TaskRunning:
-				if rs.plan.Tasks[i].Type == TypeSleep && !t.WakeAt.IsZero() {
-					e.armSleep(rs, i)
+				if _, ok := e.attemptDue(rs, i); ok && (rs.plan.Tasks[i].Type == TypeSleep || t.LeaseHash != "") {
+					// A durable timer or an external lease: still valid.
+					e.armAttempt(rs, i)
 					continue
 				}
-				e.failAttempt(b, i, &TaskError{Code: ReasonAbandoned,
-					Message: "the process running this attempt stopped before it finished"}, ReasonAbandoned)
+				e.failAttempt(b, i, failed(ReasonAbandoned, "the process running this attempt stopped before it finished", ReasonAbandoned))
 			case TaskReady:
 				e.enqueue(rs, i)
 			}

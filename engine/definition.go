@@ -55,6 +55,8 @@ type RetryPolicy struct {
 	Backoff         float64 `json:"backoff,omitempty"`          // factor applied to each further wait, >= 1
 	MaxInterval     string  `json:"max_interval,omitempty"`     // cap on any wait
 	Jitter          float64 `json:"jitter,omitempty"`           // 0..1, fraction of the wait varied deterministically
+	// NonRetryableErrors lists error codes that fail the task at once.
+	NonRetryableErrors []string `json:"non_retryable_errors,omitempty"`
 }
 
 // Retry is a RetryPolicy with its defaults filled in and durations parsed.
@@ -64,6 +66,18 @@ type Retry struct {
 	Backoff         float64
 	MaxInterval     time.Duration
 	Jitter          float64
+	// NonRetryableErrors lists error codes that fail the task at once.
+	NonRetryableErrors []string
+}
+
+// nonRetryable reports whether an error code fails the task at once.
+func (r Retry) nonRetryable(code string) bool {
+	for _, c := range r.NonRetryableErrors {
+		if c == code {
+			return true
+		}
+	}
+	return false
 }
 
 // Default retry settings: one attempt, and if a policy asks for more, waits of

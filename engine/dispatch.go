@@ -69,7 +69,7 @@ func (e *Engine) next() *job {
 		e.fixRun(rs)
 		if pt.Type == TypeSleep {
 			b.commit(nil)
-			e.armSleep(rs, pos)
+			e.armAttempt(rs, pos)
 			continue
 		}
 		h := e.handlers[pt.Type]
@@ -83,17 +83,40 @@ func (e *Engine) next() *job {
 		b.commit(nil)
 		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, a: Attempt{
 			TenantID: rs.tenant, RunID: rs.id, TaskID: pt.ID, Type: pt.Type, Attempt: attempt,
-			Input: pt.Input, Config: pt.Config,
+			Input: e.inputOf(rs, pos), Config: pt.Config,
 			IdempotencyKey: fmt.Sprintf("%s/%s/%d", rs.id, pt.ID, attempt),
 		}}
 	}
 	return nil
 }
 
+// inputOf is the input a task's attempts get: resolved from references when
+// it became ready, else the definition's.
+func (e *Engine) inputOf(rs *runState, pos int) json.RawMessage {
+	if in := rs.view.Tasks[pos].Input; in != nil {
+		return in
+	}
+	return rs.plan.Tasks[pos].Input
+}
+
+// outcome is how an attempt ended.
+type outcome struct {
+	out       json.RawMessage
+	err       *TaskError    // nil: completed
+	reason    string        // why it failed: ReasonError, ReasonTimeout, ...
+	after     time.Duration // wait at least this long before the next attempt
+	permanent bool          // fail the task now, whatever the retry budget says
+	actor     string        // who reported it; "" = the engine
+}
+
+func failed(code, msg, reason string) outcome {
+	return outcome{err: &TaskError{Code: code, Message: msg}, reason: reason}
+}
+
 // execute runs one attempt's handler and records the outcome.
 func (e *Engine) execute(j *job) {
 	start := time.Now()
-	out, err, reason := e.call(j)
+	o := e.call(j)
 	e.m.taskLatency.UpdateDuration(start)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -101,89 +124,127 @@ func (e *Engine) execute(j *job) {
 		cancel()
 		delete(j.rs.cancels, j.pos)
 	}
-	e.finishAttempt(j.rs, j.pos, j.attempt, out, err, reason)
+	e.finishAttempt(j.rs, j.pos, j.attempt, o)
 }
 
 // call runs the handler, turning a panic, a missing handler, a timeout and a
 // bad output into a TaskError with its reason.
-func (e *Engine) call(j *job) (out json.RawMessage, terr *TaskError, reason string) {
+func (e *Engine) call(j *job) (o outcome) {
 	if j.handler == nil {
-		return nil, &TaskError{Code: "no_handler", Message: fmt.Sprintf("no handler is registered for task type %q", j.a.Type)}, ReasonError
+		return failed("no_handler", fmt.Sprintf("no handler is registered for task type %q", j.a.Type), ReasonError)
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			e.log.Error("task handler panicked", logRun, j.a.RunID, logTask, j.a.TaskID, "panic", r, "stack", string(debug.Stack()))
-			out, terr, reason = nil, &TaskError{Code: "panic", Message: fmt.Sprint("handler panicked: ", r)}, ReasonPanic
+			o = failed("panic", fmt.Sprint("handler panicked: ", r), ReasonPanic)
 		}
 	}()
 	out, err := j.handler.Run(j.ctx, &j.a)
-	switch {
-	case err == nil:
-		if isNullJSON(out) {
-			return nil, nil, ""
-		}
-		if len(out) > MaxOutputBytes {
-			return nil, &TaskError{Code: "output_too_large", Message: fmt.Sprintf("output is %d bytes, limit %d", len(out), MaxOutputBytes)}, ReasonError
-		}
-		if !json.Valid(out) {
-			return nil, &TaskError{Code: "invalid_output", Message: "output is not valid JSON"}, ReasonError
-		}
-		var buf bytes.Buffer
-		if json.Compact(&buf, out) == nil {
-			out = buf.Bytes()
-		}
-		return out, nil, ""
-	case e.hctx.Err() != nil:
-		return nil, &TaskError{Code: "interrupted", Message: "the engine stopped during the attempt"}, ReasonInterrupted
-	case errors.Is(j.ctx.Err(), context.DeadlineExceeded):
-		return nil, &TaskError{Code: "timeout", Message: "attempt exceeded its timeout"}, ReasonTimeout
+	if err == nil {
+		return checkOutput(out)
 	}
+	return e.classify(err, j.ctx)
+}
+
+// checkOutput accepts a handler's output: JSON within MaxOutputBytes.
+func checkOutput(out json.RawMessage) outcome {
+	if isNullJSON(out) {
+		return outcome{}
+	}
+	if len(out) > MaxOutputBytes {
+		o := failed("output_too_large", fmt.Sprintf("output is %d bytes, limit %d", len(out), MaxOutputBytes), ReasonError)
+		o.permanent = true
+		return o
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, out) != nil {
+		o := failed("invalid_output", "output is not valid JSON", ReasonError)
+		o.permanent = true
+		return o
+	}
+	return outcome{out: buf.Bytes()}
+}
+
+// classify turns a handler's error into an outcome. ctx is the attempt's
+// context (nil for external workers).
+func (e *Engine) classify(err error, ctx context.Context) outcome {
+	var de *deferredError
+	if errors.As(err, &de) {
+		o := failed(de.reason, err.Error(), de.reason)
+		o.after = de.after
+		return o
+	}
+	switch {
+	case e.hctx.Err() != nil && ctx != nil:
+		return failed("interrupted", "the engine stopped during the attempt", ReasonInterrupted)
+	case ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return failed("timeout", "attempt exceeded its timeout", ReasonTimeout)
+	}
+	o := outcome{reason: ReasonError, after: retryAfterOf(err), permanent: IsPermanent(err)}
 	var te *TaskError
 	if errors.As(err, &te) {
-		return nil, te, ReasonError
+		o.err = te
+	} else {
+		msg := err.Error()
+		if len(msg) > 4096 {
+			msg = msg[:4096]
+		}
+		o.err = &TaskError{Code: "error", Message: msg}
 	}
-	msg := err.Error()
-	if len(msg) > 4096 {
-		msg = msg[:4096]
+	if o.permanent {
+		o.reason = ReasonPermanent
 	}
-	return nil, &TaskError{Code: "error", Message: msg}, ReasonError
+	return o
 }
 
 // finishAttempt records the outcome of an attempt, if it is still the one
 // under way, and everything that follows from it.
-func (e *Engine) finishAttempt(rs *runState, pos, attempt int, out json.RawMessage, terr *TaskError, reason string) {
+func (e *Engine) finishAttempt(rs *runState, pos, attempt int, o outcome) {
+	e.finishAttemptThen(rs, pos, attempt, o, nil)
+}
+
+// finishAttemptThen is finishAttempt calling done once the outcome is durable
+// (or with nil at once when the attempt is no longer under way).
+func (e *Engine) finishAttemptThen(rs *runState, pos, attempt int, o outcome, done func(error)) {
 	t := &rs.view.Tasks[pos]
 	if rs.broken || e.runs[rs.id] != rs || t.State != TaskRunning || t.Attempt != attempt {
+		if done != nil {
+			done(nil)
+		}
 		return // the run was cancelled, timed out or reloaded meanwhile
 	}
-	b := e.newBatch(rs, ActorEngine)
-	if terr == nil {
-		b.add(EventTaskCompleted, pos, attempt, &EventData{Output: out})
+	actor := o.actor
+	if actor == "" {
+		actor = ActorEngine
+	}
+	b := e.newBatch(rs, actor)
+	if o.err == nil {
+		b.add(EventTaskCompleted, pos, attempt, &EventData{Output: o.out})
 		e.readyChildren(b, pos)
 	} else {
-		e.failAttempt(b, pos, terr, reason)
+		e.failAttempt(b, pos, o)
 	}
 	e.settle(b)
-	b.commit(nil)
+	b.commit(done)
 	e.fixRun(rs)
 }
 
 // failAttempt records a failed attempt: retried under the task's policy, or
 // final, skipping what depends on the task.
-func (e *Engine) failAttempt(b *batch, pos int, terr *TaskError, reason string) {
+func (e *Engine) failAttempt(b *batch, pos int, o outcome) {
 	rs := b.rs
 	t, pt := &rs.view.Tasks[pos], &rs.plan.Tasks[pos]
 	charged := t.Charged
-	if Refunded(reason) {
+	if Refunded(o.reason) {
 		charged--
 	}
 	attempt := t.Attempt
-	if charged < pt.Retry.MaxAttempts {
-		wait := time.Duration(0)
-		if !Refunded(reason) {
-			wait = pt.Retry.Wait(rs.id, pt.ID, charged)
+	if !o.permanent && charged < pt.Retry.MaxAttempts {
+		wait := o.after
+		if !Refunded(o.reason) {
+			wait = max(wait, pt.Retry.Wait(rs.id, pt.ID, charged))
 		}
-		d := &EventData{Error: terr, Reason: reason}
+		d := &EventData{Error: o.err, Reason: o.reason}
 		if wait > 0 {
 			d.NotBefore = b.now.Add(wait)
 		}
@@ -193,10 +254,10 @@ func (e *Engine) failAttempt(b *batch, pos int, terr *TaskError, reason string) 
 		return
 	}
 	typ := EventTaskFailed
-	if reason == ReasonTimeout {
+	if o.reason == ReasonTimeout {
 		typ = EventTaskTimedOut
 	}
-	b.add(typ, pos, attempt, &EventData{Error: terr, Reason: reason})
+	b.add(typ, pos, attempt, &EventData{Error: o.err, Reason: o.reason})
 	e.skipDescendants(b, pos)
 }
 

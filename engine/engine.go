@@ -77,6 +77,7 @@ type Engine struct {
 	stopping  bool
 	reloading map[string]bool
 	waiters   map[string][]chan struct{} // Wait callers by run id
+	lanes     map[string]*lane           // external ready tasks by tenant and type
 
 	wake      chan struct{} // a task became dispatchable
 	timerWake chan struct{} // the earliest timer changed
@@ -116,6 +117,7 @@ func New(cfg Config) (*Engine, error) {
 		runs:      map[string]*runState{},
 		reloading: map[string]bool{},
 		waiters:   map[string][]chan struct{}{},
+		lanes:     map[string]*lane{},
 		wake:      make(chan struct{}, cfg.Workers),
 		timerWake: make(chan struct{}, 1),
 		quit:      make(chan struct{}),
@@ -158,13 +160,19 @@ func idPattern(s string) bool {
 // ValidateOptions returns the options definitions are validated with: the task
 // types this engine can run.
 func (e *Engine) ValidateOptions() ValidateOptions {
-	if e.ext {
-		return ValidateOptions{}
-	}
-	return ValidateOptions{KnownTypeFunc: func(typ string) bool {
-		_, ok := e.handlers[typ]
-		return ok
+	opts := ValidateOptions{ConfigFunc: func(typ string, config json.RawMessage) []Problem {
+		if v, ok := e.handlers[typ].(ConfigValidator); ok {
+			return v.ValidateConfig(config)
+		}
+		return nil
 	}}
+	if !e.ext {
+		opts.KnownTypeFunc = func(typ string) bool {
+			_, ok := e.handlers[typ]
+			return ok
+		}
+	}
+	return opts
 }
 
 // Start recovers every non-terminal run from the store, records attempts the

@@ -27,8 +27,8 @@ const (
 
 // Task events. Attempt is set on the events of one attempt.
 const (
-	EventTaskReady         EventType = "task.ready"          // pending -> ready
-	EventTaskStarted       EventType = "task.started"        // ready -> running; data: wake_at for sleep
+	EventTaskReady         EventType = "task.ready"          // pending -> ready; data: input when resolved from references
+	EventTaskStarted       EventType = "task.started"        // ready -> running; data: wake_at (sleep), worker_id and lease (external)
 	EventTaskCompleted     EventType = "task.completed"      // running -> completed; data: output
 	EventTaskAttemptFailed EventType = "task.attempt_failed" // running -> ready; data: error, reason, not_before
 	EventTaskFailed        EventType = "task.failed"         // running -> failed; data: error, reason
@@ -36,6 +36,7 @@ const (
 	EventTaskSkipped       EventType = "task.skipped"        // pending -> skipped; data: error
 	EventTaskCancelled     EventType = "task.cancelled"      // pending|ready|running -> cancelled; data: reason
 	EventTaskReset         EventType = "task.reset"          // failed|timed_out|skipped|cancelled -> pending
+	EventTaskLeaseExtended EventType = "task.lease_extended" // running, no change of state; data: lease_expires_at
 )
 
 // Reasons recorded on failure and cancellation events.
@@ -44,6 +45,9 @@ const (
 	ReasonTimeout        = "timeout"         // the attempt exceeded the task timeout
 	ReasonAbandoned      = "abandoned"       // the process running the attempt stopped; not charged to the retry budget
 	ReasonInterrupted    = "interrupted"     // the engine stopped during the attempt; not charged to the retry budget
+	ReasonCircuitOpen    = "circuit_open"    // a circuit breaker held the attempt back; not charged to the retry budget
+	ReasonPermanent      = "permanent"       // the handler said retrying cannot help
+	ReasonLeaseExpired   = "lease_expired"   // an external worker stopped heartbeating
 	ReasonPanic          = "panic"           // the handler panicked
 	ReasonUpstreamFailed = "upstream_failed" // a dependency did not complete
 	ReasonRunCancelled   = "run_cancelled"
@@ -52,7 +56,9 @@ const (
 
 // Refunded reports whether a failure for this reason gives the attempt back to
 // the retry budget: the task did not fail, the process running it stopped.
-func Refunded(reason string) bool { return reason == ReasonAbandoned || reason == ReasonInterrupted }
+func Refunded(reason string) bool {
+	return reason == ReasonAbandoned || reason == ReasonInterrupted || reason == ReasonCircuitOpen
+}
 
 // Actors recorded on events the engine decides by itself.
 const (
@@ -116,6 +122,11 @@ type EventData struct {
 	Deadline  time.Time       `json:"deadline,omitzero"`
 	WakeAt    time.Time       `json:"wake_at,omitzero"`
 	Tasks     []string        `json:"tasks,omitempty"` // run.retried: the tasks put back to pending
+	// External attempts: who holds the lease, until when, and the SHA-256 of
+	// its token (the token itself is never stored).
+	WorkerID       string    `json:"worker_id,omitempty"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
+	LeaseHash      string    `json:"lease_hash,omitempty"`
 }
 
 // ComputeHash returns the chain hash of e given the hash of the run's previous

@@ -32,6 +32,14 @@ type Handler interface {
 	Run(ctx context.Context, a *Attempt) (json.RawMessage, error)
 }
 
+// ConfigValidator is implemented by handlers whose task config has a schema.
+// RegisterDefinition calls it for every task of the handler's type, so a bad
+// config is refused when the definition is registered rather than when the
+// task runs. Problems name the field ("config.url") and leave Task empty.
+type ConfigValidator interface {
+	ValidateConfig(config json.RawMessage) []Problem
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, a *Attempt) (json.RawMessage, error)
 

@@ -43,6 +43,12 @@ type Task struct {
 	WakeAt    time.Time       `json:"wake_at,omitzero"`
 	Error     *TaskError      `json:"error,omitempty"`
 	Output    json.RawMessage `json:"output,omitempty"`
+	// Input is the input resolved from references when the task became
+	// ready; nil when the definition's input has no references.
+	Input          json.RawMessage `json:"input,omitempty"`
+	WorkerID       string          `json:"worker_id,omitempty"`       // the external worker of the last attempt
+	LeaseExpiresAt time.Time       `json:"lease_expires_at,omitzero"` // while an external attempt runs
+	LeaseHash      string          `json:"-"`                         // sha256 of the last attempt's lease token
 }
 
 // RunView is a run with its tasks, in the topological order of its plan.
@@ -215,6 +221,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 	case EventTaskReady:
 		t.ReadyAt = ev.At
 		t.NotBefore = d.NotBefore
+		t.Input = d.Input
 	case EventTaskStarted:
 		t.Attempt = ev.Attempt
 		t.Charged++
@@ -222,6 +229,11 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		t.EndedAt = time.Time{}
 		t.NotBefore = time.Time{}
 		t.WakeAt = d.WakeAt
+		t.WorkerID = d.WorkerID
+		t.LeaseExpiresAt = d.LeaseExpiresAt
+		t.LeaseHash = d.LeaseHash
+	case EventTaskLeaseExtended:
+		t.LeaseExpiresAt = d.LeaseExpiresAt
 	case EventTaskAttemptFailed:
 		if Refunded(d.Reason) {
 			t.Charged--
@@ -229,10 +241,12 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		t.ReadyAt = ev.At
 		t.NotBefore = d.NotBefore
 		t.WakeAt = time.Time{}
+		t.LeaseExpiresAt = time.Time{}
 		t.Error = d.Error
 	case EventTaskCompleted:
 		t.EndedAt = ev.At
 		t.WakeAt = time.Time{}
+		t.LeaseExpiresAt = time.Time{}
 		t.Output = d.Output
 		t.Error = nil
 	case EventTaskFailed, EventTaskTimedOut, EventTaskSkipped, EventTaskCancelled:
@@ -241,6 +255,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		}
 		t.EndedAt = ev.At
 		t.WakeAt = time.Time{}
+		t.LeaseExpiresAt = time.Time{}
 		if d.Error != nil {
 			t.Error = d.Error
 		}
@@ -252,6 +267,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		t.WakeAt = time.Time{}
 		t.Error = nil
 		t.Output = nil
+		t.Input = nil
 	}
 	return nil
 }
@@ -273,7 +289,8 @@ func EqualTask(a, b *Task) bool {
 		a.Attempt == b.Attempt && a.Charged == b.Charged && timeEqual(a.ReadyAt, b.ReadyAt) &&
 		timeEqual(a.NotBefore, b.NotBefore) && timeEqual(a.StartedAt, b.StartedAt) &&
 		timeEqual(a.EndedAt, b.EndedAt) && timeEqual(a.WakeAt, b.WakeAt) && errEqual(a.Error, b.Error) &&
-		jsonEqual(a.Output, b.Output)
+		jsonEqual(a.Output, b.Output) && jsonEqual(a.Input, b.Input) && a.WorkerID == b.WorkerID &&
+		timeEqual(a.LeaseExpiresAt, b.LeaseExpiresAt) && a.LeaseHash == b.LeaseHash
 }
 
 func timeEqual(a, b time.Time) bool { return FormatTime(a) == FormatTime(b) }

@@ -15,22 +15,24 @@ type runState struct {
 	id      string
 	view    *RunView
 	plan    *Plan
-	order   uint64         // activation order: older runs dispatch first at equal priority
-	waiting []int32        // per task: dependencies not yet completed
-	queue   taskQueue      // dispatchable tasks
-	queued  []bool         // per task: in queue or waiting for an external worker
-	nqueued int            // tasks with queued set
-	heapIdx int            // index in Engine.ready, -1 when absent
-	cancels map[int]func() // running in-process attempts by position
-	commits int            // commits queued and not yet acknowledged
-	broken  bool           // a commit failed: memory no longer matches the store
+	order   uint64              // activation order: older runs dispatch first at equal priority
+	waiting []int32             // per task: dependencies not yet completed
+	queue   taskQueue           // dispatchable tasks
+	queued  []bool              // per task: in queue or waiting for an external worker
+	nqueued int                 // tasks with queued set
+	heapIdx int                 // index in Engine.ready, -1 when absent
+	cancels map[int]func()      // running in-process attempts by position
+	lanes   map[string]*laneRun // ready tasks waiting for external workers, by type
+	commits int                 // commits queued and not yet acknowledged
+	broken  bool                // a commit failed: memory no longer matches the store
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
 	e.order++
 	n := len(v.plan.Tasks)
 	rs := &runState{tenant: tenant, id: id, view: v, plan: v.plan, order: e.order,
-		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]func(){}}
+		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]func(){},
+		lanes: map[string]*laneRun{}}
 	rs.queue.rs = rs
 	for i := range v.plan.Tasks {
 		rs.waiting[i] = int32(len(v.plan.Tasks[i].Deps))
@@ -52,8 +54,12 @@ func (rs *runState) recount() {
 }
 
 // dispatchable reports whether the run belongs in Engine.ready.
-func (rs *runState) dispatchable() bool {
-	if rs.broken || rs.queue.Len() == 0 || rs.view.Run.State != RunRunning {
+func (rs *runState) dispatchable() bool { return rs.queue.Len() > 0 && rs.dispatchableState() }
+
+// dispatchableState reports whether the run may start a task now: it is
+// running and below its max_parallel.
+func (rs *runState) dispatchableState() bool {
+	if rs.broken || rs.view.Run.State != RunRunning {
 		return false
 	}
 	return rs.plan.MaxParallel == 0 || rs.view.Count(TaskRunning) < rs.plan.MaxParallel
@@ -130,6 +136,9 @@ func (e *Engine) fixRun(rs *runState) {
 	case rs.heapIdx >= 0:
 		heap.Remove(&e.ready, rs.heapIdx)
 	}
+	if len(rs.lanes) > 0 {
+		e.fixLanes(rs)
+	}
 }
 
 // signal wakes one idle worker.
@@ -150,11 +159,8 @@ func (e *Engine) enqueue(rs *runState, pos int) {
 		e.arm(&timer{at: t.NotBefore, kind: timerReady, rs: rs, pos: pos, attempt: t.Attempt})
 		return
 	}
-	typ := rs.plan.Tasks[pos].Type
-	if _, ok := e.handlers[typ]; !ok && typ != TypeSleep && e.ext {
-		// An external worker will lease it; until that protocol exists here the
-		// task waits, ready, and is counted.
-		e.markQueued(rs, pos, true)
+	if e.isExternal(rs.plan.Tasks[pos].Type) {
+		e.enqueueExternal(rs, pos)
 		return
 	}
 	e.markQueued(rs, pos, true)
@@ -182,6 +188,7 @@ func (e *Engine) forget(rs *runState) {
 	if rs.heapIdx >= 0 {
 		heap.Remove(&e.ready, rs.heapIdx)
 	}
+	e.dropLanes(rs)
 	if e.runs[rs.id] == rs {
 		delete(e.runs, rs.id)
 		for _, ch := range e.waiters[rs.id] {

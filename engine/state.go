@@ -197,7 +197,9 @@ var runEvents = map[EventType]eventRule[RunState]{
 	EventRunRetried:   {from: []RunState{RunFailed, RunTimedOut, RunCancelled}, to: RunRunning},
 }
 
-// taskEvents is the task state machine by event: every pair it allows is in taskTransitions.
+// taskEvents is the task state machine by event: every pair it allows is in
+// taskTransitions, except a rule whose from and to are the same single state,
+// which records a fact without changing state.
 var taskEvents = map[EventType]eventRule[TaskState]{
 	EventTaskReady:         {from: []TaskState{TaskPending}, to: TaskReady},
 	EventTaskStarted:       {from: []TaskState{TaskReady}, to: TaskRunning},
@@ -208,6 +210,7 @@ var taskEvents = map[EventType]eventRule[TaskState]{
 	EventTaskSkipped:       {from: []TaskState{TaskPending}, to: TaskSkipped},
 	EventTaskCancelled:     {from: []TaskState{TaskPending, TaskReady, TaskRunning}, to: TaskCancelled},
 	EventTaskReset:         {from: []TaskState{TaskFailed, TaskTimedOut, TaskSkipped, TaskCancelled}, to: TaskPending},
+	EventTaskLeaseExtended: {from: []TaskState{TaskRunning}, to: TaskRunning}, // not a transition: a fact about the attempt
 }
 
 // RunEventAllowed reports whether ev may be applied to a run in state s, and the state it leads to.

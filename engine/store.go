@@ -13,8 +13,8 @@ type Store interface {
 	// or with the error that prevented it. Changes of one run are committed in
 	// the order Commit is called. A change whose PrevSeq does not match the
 	// stored run fails with ErrConflict and leaves nothing of itself written.
-	// done runs on another goroutine than the caller's, never before Commit
-	// returns, and must not block.
+	// done never runs on the caller's goroutine (so the caller may hold a
+	// lock that done takes) and must not block.
 	Commit(changes []Change, done func(error))
 
 	// PutDefinition stores a definition as the next version of its name, unless

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"fmt"
 	"time"
 )
 
@@ -9,7 +10,7 @@ type timerKind uint8
 
 const (
 	timerReady    timerKind = iota + 1 // a retry backoff is over: dispatch the task
-	timerSleep                         // a sleep task's wake time or timeout
+	timerAttempt                       // a watched attempt: sleep wake, timeout, lease expiry
 	timerDeadline                      // the run timeout
 )
 
@@ -49,15 +50,53 @@ func (e *Engine) arm(t *timer) {
 	}
 }
 
-// armSleep arms a running sleep task: it completes at its wake time, or times
-// out first if its timeout is shorter.
-func (e *Engine) armSleep(rs *runState, pos int) {
-	t := &rs.view.Tasks[pos]
-	at := t.WakeAt
-	if to := rs.plan.Tasks[pos].Timeout; to > 0 && t.StartedAt.Add(to).Before(at) {
-		at = t.StartedAt.Add(to)
+// armAttempt arms the next moment a running attempt the engine watches must
+// be looked at: a sleep's wake time, the timeout of a sleep or external
+// attempt, an external lease's expiry. In-process attempts time out through
+// their context.
+func (e *Engine) armAttempt(rs *runState, pos int) {
+	if at, ok := e.attemptDue(rs, pos); ok {
+		e.arm(&timer{at: at, kind: timerAttempt, rs: rs, pos: pos, attempt: rs.view.Tasks[pos].Attempt})
 	}
-	e.arm(&timer{at: at, kind: timerSleep, rs: rs, pos: pos, attempt: t.Attempt})
+}
+
+// attemptDue is the earliest of the moments armAttempt watches.
+func (e *Engine) attemptDue(rs *runState, pos int) (time.Time, bool) {
+	t, pt := &rs.view.Tasks[pos], &rs.plan.Tasks[pos]
+	var at time.Time
+	earliest := func(x time.Time) {
+		if !x.IsZero() && (at.IsZero() || x.Before(at)) {
+			at = x
+		}
+	}
+	earliest(t.WakeAt)
+	earliest(t.LeaseExpiresAt)
+	if pt.Timeout > 0 && (pt.Type == TypeSleep || t.LeaseHash != "") {
+		earliest(t.StartedAt.Add(pt.Timeout))
+	}
+	return at, !at.IsZero()
+}
+
+// checkAttempt acts on a watched attempt whose moment came: the sleep
+// completes, the attempt times out, or the lease expires; a heartbeat may
+// have moved the lease, so it re-arms otherwise.
+func (e *Engine) checkAttempt(rs *runState, pos, attempt int) {
+	t, pt := &rs.view.Tasks[pos], &rs.plan.Tasks[pos]
+	if t.State != TaskRunning || t.Attempt != attempt {
+		return
+	}
+	now := e.now()
+	switch {
+	case pt.Type == TypeSleep && !t.WakeAt.IsZero() && !now.Before(t.WakeAt):
+		e.finishAttempt(rs, pos, attempt, outcome{})
+	case pt.Timeout > 0 && !now.Before(t.StartedAt.Add(pt.Timeout)):
+		e.finishAttempt(rs, pos, attempt, failed("timeout", "attempt exceeded its timeout", ReasonTimeout))
+	case !t.LeaseExpiresAt.IsZero() && !now.Before(t.LeaseExpiresAt):
+		e.finishAttempt(rs, pos, attempt, failed("lease_expired",
+			fmt.Sprintf("worker %q did not heartbeat or report before its lease expired", t.WorkerID), ReasonLeaseExpired))
+	default:
+		e.armAttempt(rs, pos)
+	}
 }
 
 // timerLoop fires timers until Stop.
@@ -105,16 +144,8 @@ func (e *Engine) fire(t *timer) {
 		if task.State == TaskReady && task.Attempt == t.attempt && !task.NotBefore.After(t.at) {
 			e.enqueue(rs, t.pos)
 		}
-	case timerSleep:
-		task := &rs.view.Tasks[t.pos]
-		if task.State != TaskRunning || task.Attempt != t.attempt {
-			return
-		}
-		if e.now().Before(task.WakeAt) {
-			e.finishAttempt(rs, t.pos, t.attempt, nil, &TaskError{Code: "timeout", Message: "attempt exceeded its timeout"}, ReasonTimeout)
-		} else {
-			e.finishAttempt(rs, t.pos, t.attempt, nil, nil, "")
-		}
+	case timerAttempt:
+		e.checkAttempt(rs, t.pos, t.attempt)
 	case timerDeadline:
 		if rs.view.Run.State != RunRunning || !rs.view.Run.Deadline.Equal(t.at) {
 			return

@@ -24,6 +24,10 @@ type ValidateOptions struct {
 	// KnownTypeFunc reports whether a task type other than the built-ins (noop,
 	// sleep) can run. nil accepts every well-formed type name.
 	KnownTypeFunc func(typ string) bool
+	// ConfigFunc checks the config of a task type that is not built in; the
+	// problems it returns name fields like "config.url" and leave Task empty.
+	// nil checks nothing.
+	ConfigFunc func(typ string, config json.RawMessage) []Problem
 }
 
 // ValidationError carries every problem found in a definition;
@@ -352,6 +356,7 @@ func checkRetry(r *RetryPolicy, add func(field, msg string)) Retry {
 	}
 	maxSet := false
 	if r != nil {
+		out.NonRetryableErrors = r.NonRetryableErrors
 		switch {
 		case r.MaxAttempts == 0:
 		case r.MaxAttempts < 1 || r.MaxAttempts > MaxAttemptsLimit:
@@ -532,6 +537,11 @@ func compile(def *Definition, opts ValidateOptions) (*Plan, problemList) {
 			add("config", "must be valid JSON")
 		} else {
 			facts[i].sleep = checkConfig(t.Type, t.Config, true, add)
+			if opts.ConfigFunc != nil && !isBuiltinType(t.Type) && nameProblem(t.Type) == "" {
+				for _, p := range opts.ConfigFunc(t.Type, t.Config) {
+					add(p.Field, p.Message)
+				}
+			}
 		}
 	}
 
@@ -991,6 +1001,8 @@ func (p *parser) retry(i int, label string, raw json.RawMessage) *RetryPolicy {
 			r.MaxInterval = p.str(i, label, field, m.value)
 		case "jitter":
 			r.Jitter = p.number(i, label, field, m.value)
+		case "non_retryable_errors":
+			r.NonRetryableErrors = p.ids(i, label, field, m.value)
 		default:
 			p.problems.add(i, label, field, "unknown field "+quote(m.key))
 		}

@@ -15,7 +15,7 @@ const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
 	ended_at, deadline, updated_at, last_seq, last_hash`
 	taskColumns = `run_id, task_id, pos, type, state, attempt, charged, ready_at, not_before, started_at,
-	ended_at, wake_at, error, output`
+	ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash`
 	eventColumns = `id, tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash`
 	activeStates = `('pending', 'running', 'paused')`
 )
@@ -134,14 +134,17 @@ func scanRun(s scanner) (*engine.Run, error) {
 func scanTask(s scanner) (*engine.Task, error) {
 	var t engine.Task
 	var state string
-	var ready, notBefore, started, ended, wake, errText, output sql.NullString
+	var ready, notBefore, started, ended, wake, errText, output, input, worker, leaseAt, leaseHash sql.NullString
 	if err := s.Scan(&t.RunID, &t.TaskID, &t.Pos, &t.Type, &state, &t.Attempt, &t.Charged, &ready, &notBefore,
-		&started, &ended, &wake, &errText, &output); err != nil {
+		&started, &ended, &wake, &errText, &output, &input, &worker, &leaseAt, &leaseHash); err != nil {
 		return nil, err
 	}
 	t.State = engine.TaskState(state)
 	t.Error = errFrom(errText)
 	t.Output = rawArg(output)
+	t.Input = rawArg(input)
+	t.WorkerID = worker.String
+	t.LeaseHash = leaseHash.String
 	var err error
 	if t.ReadyAt, err = engine.ParseTime(ready.String); err != nil {
 		return nil, err
@@ -156,6 +159,9 @@ func scanTask(s scanner) (*engine.Task, error) {
 		return nil, err
 	}
 	if t.WakeAt, err = engine.ParseTime(wake.String); err != nil {
+		return nil, err
+	}
+	if t.LeaseExpiresAt, err = engine.ParseTime(leaseAt.String); err != nil {
 		return nil, err
 	}
 	return &t, nil

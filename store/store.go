@@ -101,15 +101,37 @@ func ParseURL(s string) (string, error) {
 		if i := strings.IndexByte(p, '?'); i >= 0 {
 			p = p[:i]
 		}
-		p = strings.TrimPrefix(p, "//")
+		if rest, ok := strings.CutPrefix(p, "//"); ok {
+			// file://HOST/path: only the local host names a file we can open.
+			host, path, _ := strings.Cut(rest, "/")
+			if host != "" && host != "localhost" {
+				return "", fmt.Errorf("database url: file://%s/...: a remote host cannot be opened; use file:///path", host)
+			}
+			p = "/" + path
+			if path == "" {
+				p = ""
+			}
+		}
+		p, err := url.PathUnescape(p)
+		if err != nil {
+			return "", fmt.Errorf("database url: %w", err)
+		}
 		if p == "" {
 			return "", errors.New("database url: file: needs a path")
 		}
 		return p, nil
+	case strings.HasPrefix(s, "sqlite:") && !strings.HasPrefix(s, "sqlite://"):
+		return ParseURL(strings.TrimPrefix(s, "sqlite:"))
 	case strings.Contains(s, "://"):
 		return "", fmt.Errorf("database url: unsupported scheme in %q", s)
 	}
 	return s, nil
+}
+
+// uriPath escapes the characters that would end or change a path inside a
+// file: URI.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // Open opens (creating if needed) the SQLite database at path, applies the
@@ -131,7 +153,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	base := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	base := "file:" + uriPath(path) + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
 	w, err := sql.Open("sqlite", base+"&_pragma=synchronous("+opts.Synchronous+")&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -172,7 +194,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 
 // Migrate applies every migration not yet applied to the database at path.
 func Migrate(ctx context.Context, path string) error {
-	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	w, err := sql.Open("sqlite", "file:"+uriPath(path)+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

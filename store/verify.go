@@ -15,7 +15,9 @@ func (db *DB) VerifyRun(ctx context.Context, runID string, plans map[string]*eng
 	if err != nil {
 		return err
 	}
-	events, err := db.RunEvents(ctx, runID, 0, 0)
+	// Only the events the run row had seen: a commit landing between the two
+	// reads must not look like a difference.
+	events, err := db.RunEvents(ctx, runID, 0, int(run.LastSeq))
 	if err != nil {
 		return err
 	}

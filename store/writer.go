@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,10 +20,11 @@ const (
 	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
 	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
 	sqlInsertTask = `INSERT INTO tasks (run_id, task_id, tenant_id, pos, type, state, attempt, charged,
-	ready_at, not_before, started_at, ended_at, wake_at, error, output)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	ready_at, not_before, started_at, ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateTask = `UPDATE tasks SET state = ?, attempt = ?, charged = ?, ready_at = ?, not_before = ?,
-	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ? WHERE run_id = ? AND task_id = ?`
+	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ?, input = ?, worker_id = ?,
+	lease_expires_at = ?, lease_hash = ? WHERE run_id = ? AND task_id = ?`
 	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	eventValues = `, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -136,7 +138,7 @@ func (db *DB) writeLoop() {
 		closed := db.closed
 		db.mu.Unlock()
 		if len(batch) > 0 {
-			db.commitBatch(batch, n)
+			db.commitBatch(batch)
 			continue
 		}
 		if closed {
@@ -146,26 +148,33 @@ func (db *DB) writeLoop() {
 	}
 }
 
-func size(r request) int {
+// size is what a request counts for the batch limit: its events, at least 1.
+func size(r request) int { return max(events(r), 1) }
+
+func events(r request) int {
 	n := 0
 	for i := range r.changes {
 		n += len(r.changes[i].Events)
 	}
-	return max(n, 1)
+	return n
 }
 
 // commitBatch commits a batch in one transaction. If it fails, every request
 // is retried in a transaction of its own, so one bad request fails alone.
-func (db *DB) commitBatch(batch []request, events int) {
+func (db *DB) commitBatch(batch []request) {
 	start := time.Now()
 	err := db.inTx(func(tx *sql.Tx) error {
 		return db.apply(&txStmts{tx: tx, st: &db.st}, batch)
 	})
 	if err == nil {
+		n := 0
+		for _, r := range batch {
+			n += events(r)
+		}
 		db.m.commitLatency.UpdateDuration(start)
-		db.m.batchSize.Update(float64(events))
+		db.m.batchSize.Update(float64(n))
 		db.m.commits.Inc()
-		db.m.events.Add(events)
+		db.m.events.Add(n)
 		for _, r := range batch {
 			if r.done != nil {
 				r.done(nil)
@@ -181,7 +190,7 @@ func (db *DB) commitBatch(batch []request, events int) {
 		return
 	}
 	for _, r := range batch {
-		db.commitBatch([]request{r}, size(r))
+		db.commitBatch([]request{r})
 	}
 }
 
@@ -241,6 +250,11 @@ func (db *DB) apply(ts *txStmts, batch []request) error {
 		}
 		for i := range r.changes {
 			ch := &r.changes[i]
+			// Merging writes only the final rows, so check each change's
+			// rows here as the schema would have.
+			if err := checkRows(ch); err != nil {
+				return err
+			}
 			for j := range ch.Events {
 				events = append(events, &ch.Events[j])
 			}
@@ -270,6 +284,8 @@ func (db *DB) apply(ts *txStmts, batch []request) error {
 			for _, t := range ch.Tasks {
 				if k, ok := idx[t.TaskID]; ok {
 					m.Tasks[k] = t
+				} else if m.Insert {
+					return fmt.Errorf("update task %s/%s: %w", t.RunID, t.TaskID, engine.ErrNotFound)
 				} else {
 					idx[t.TaskID] = len(m.Tasks)
 					m.Tasks = append(m.Tasks, t)
@@ -283,6 +299,21 @@ func (db *DB) apply(ts *txStmts, batch []request) error {
 		}
 	}
 	return db.insertEvents(ts, events)
+}
+
+// checkRows refuses rows the schema's CHECK constraints would refuse.
+func checkRows(ch *engine.Change) error {
+	r := &ch.Run
+	if !slices.Contains(engine.RunStates(), r.State) || r.EndedAt.IsZero() == r.State.Terminal() {
+		return fmt.Errorf("run %s: state %q with ended_at %v: %w", r.ID, r.State, r.EndedAt, engine.ErrConflict)
+	}
+	for i := range ch.Tasks {
+		t := &ch.Tasks[i]
+		if !slices.Contains(engine.TaskStates(), t.State) || t.EndedAt.IsZero() == t.State.Terminal() {
+			return fmt.Errorf("task %s/%s: state %q with ended_at %v: %w", t.RunID, t.TaskID, t.State, t.EndedAt, engine.ErrConflict)
+		}
+	}
+	return nil
 }
 
 // insertEvents appends events in order, in chunks of eventChunks rows.
@@ -328,7 +359,8 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			t := &ch.Tasks[i]
 			if _, err := st.Exec(t.RunID, t.TaskID, run.TenantID, t.Pos, t.Type, string(t.State), t.Attempt, t.Charged,
 				timeArg(t.ReadyAt), timeArg(t.NotBefore), timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt),
-				errArg(t.Error), jsonArg(t.Output)); err != nil {
+				errArg(t.Error), jsonArg(t.Output), jsonArg(t.Input), strArg(t.WorkerID), timeArg(t.LeaseExpiresAt),
+				strArg(t.LeaseHash)); err != nil {
 				return constraintErr(fmt.Sprintf("insert task %s/%s", t.RunID, t.TaskID), err)
 			}
 		}
@@ -347,6 +379,7 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			t := &ch.Tasks[i]
 			res, err := st.Exec(string(t.State), t.Attempt, t.Charged, timeArg(t.ReadyAt), timeArg(t.NotBefore),
 				timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt), errArg(t.Error), jsonArg(t.Output),
+				jsonArg(t.Input), strArg(t.WorkerID), timeArg(t.LeaseExpiresAt), strArg(t.LeaseHash),
 				t.RunID, t.TaskID)
 			if err != nil {
 				return constraintErr(fmt.Sprintf("update task %s/%s", t.RunID, t.TaskID), err)

@@ -1,0 +1,216 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// The external worker protocol: workers poll for ready tasks of their types,
+// heartbeat to keep the lease, and report completion or failure with the
+// lease token. Served on the short API (tenant "default") and per tenant.
+
+// tenantOf returns the tenant a request acts on: the {tenantId} path
+// parameter, or DefaultTenant on the short API.
+func tenantOf(p httprouter.Params) (string, error) {
+	t := p.ByName("tenantId")
+	if t == "" {
+		return DefaultTenant, nil
+	}
+	if !validName(t) {
+		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64}")
+	}
+	return t, nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDuration reads an optional duration field of a request.
+func parseDuration(field, s string, def, max time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fieldProblem(field, fmt.Sprintf("must be a duration like \"30s\", not %q", s))
+	}
+	if d > max {
+		return 0, fieldProblem(field, fmt.Sprintf("must be at most %s", max))
+	}
+	return d, nil
+}
+
+type pollRequest struct {
+	Types    []string `json:"types"`
+	WorkerID string   `json:"worker_id"`
+	Lease    string   `json:"lease"`
+	Wait     string   `json:"wait"`
+}
+
+// taskPost serves POST .../tasks/{id}: "poll" is the only id httprouter lets
+// share the segment with the task ids of .../tasks/{id}/{verb}.
+func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	if p.ByName("id") != "poll" {
+		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+	}
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var req pollRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	if len(req.Types) == 0 {
+		return fieldProblem("types", "required: the task types this worker runs, e.g. [\"python\"]")
+	}
+	for i, t := range req.Types {
+		if !validName(t) {
+			return fieldProblem(fmt.Sprintf("types[%d]", i), "must match [A-Za-z0-9_.-]{1,64}")
+		}
+	}
+	if req.WorkerID == "" || len(req.WorkerID) > 128 {
+		return fieldProblem("worker_id", "required: 1..128 characters naming this worker")
+	}
+	lease, err := parseDuration("lease", req.Lease, engine.DefaultLease, engine.MaxLease)
+	if err != nil {
+		return err
+	}
+	if lease == 0 {
+		return fieldProblem("lease", "must be positive")
+	}
+	wait, err := parseDuration("wait", req.Wait, 0, engine.MaxPollWait)
+	if err != nil {
+		return err
+	}
+	got, err := s.Engine.Poll(r.Context(), engine.PollRequest{TenantID: tenant, Types: req.Types,
+		WorkerID: req.WorkerID, Lease: lease, Wait: wait})
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil // the worker went away
+		}
+		return err
+	}
+	if got == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, got)
+	return nil
+}
+
+type heartbeatRequest struct {
+	LeaseToken string `json:"lease_token"`
+	Lease      string `json:"lease"`
+}
+
+type completeRequest struct {
+	LeaseToken string          `json:"lease_token"`
+	Output     json.RawMessage `json:"output"`
+}
+
+type failRequest struct {
+	LeaseToken string            `json:"lease_token"`
+	Error      *engine.TaskError `json:"error"`
+	Retryable  *bool             `json:"retryable"`
+}
+
+// leaseAnswer is what heartbeat, complete and fail answer.
+type leaseAnswer struct {
+	ID             string    `json:"id"`
+	Status         string    `json:"status"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
+}
+
+func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	id := p.ByName("id")
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var answer leaseAnswer
+	switch verb := p.ByName("verb"); verb {
+	case "heartbeat":
+		var req heartbeatRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return err
+		}
+		if req.LeaseToken == "" {
+			return fieldProblem("lease_token", "required: the token poll answered")
+		}
+		lease, err := parseDuration("lease", req.Lease, engine.DefaultLease, engine.MaxLease)
+		if err != nil {
+			return err
+		}
+		exp, err := s.Engine.Heartbeat(r.Context(), tenant, id, req.LeaseToken, lease)
+		if err != nil {
+			return leaseErr(err, id)
+		}
+		answer = leaseAnswer{ID: id, Status: "extended", LeaseExpiresAt: exp}
+	case "complete":
+		var req completeRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return err
+		}
+		if req.LeaseToken == "" {
+			return fieldProblem("lease_token", "required: the token poll answered")
+		}
+		if err := s.Engine.Complete(r.Context(), tenant, id, req.LeaseToken, req.Output); err != nil {
+			return leaseErr(err, id)
+		}
+		answer = leaseAnswer{ID: id, Status: "completed"}
+	case "fail":
+		var req failRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return err
+		}
+		if req.LeaseToken == "" {
+			return fieldProblem("lease_token", "required: the token poll answered")
+		}
+		if req.Error == nil || req.Error.Code == "" {
+			return fieldProblem("error", `required: {"code": "...", "message": "..."}`)
+		}
+		retryable := req.Retryable == nil || *req.Retryable
+		if err := s.Engine.Fail(r.Context(), tenant, id, req.LeaseToken, req.Error, retryable); err != nil {
+			return leaseErr(err, id)
+		}
+		answer = leaseAnswer{ID: id, Status: "failed"}
+	default:
+		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+	}
+	writeJSON(w, http.StatusOK, answer)
+	return nil
+}
+
+// leaseErr names the task in a not-found answer.
+func leaseErr(err error, id string) error {
+	if errors.Is(err, engine.ErrNotFound) {
+		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("task %q does not exist", id))
+	}
+	return err
+}

@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"errors"
+	"time"
+)
+
+// Permanent marks a handler error as not worth retrying: the attempt fails
+// the task at once, whatever attempts its retry policy has left (an HTTP 4xx,
+// a refused target, a bad input).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfter asks the engine to wait at least d before the next attempt, as
+// an HTTP 429 or 503 with Retry-After does. The retry policy still decides
+// whether there is a next attempt.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, after: d}
+}
+
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// retryAfterOf returns the wait RetryAfter asked for, or 0.
+func retryAfterOf(err error) time.Duration {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.after
+	}
+	return 0
+}
+
+// Deferred reports that an attempt was not made at all and should be tried
+// again after d: for example a circuit breaker is open. The engine records
+// the attempt as failed with the given reason (e.g. ReasonCircuitOpen) and
+// does not charge it to the retry budget.
+func Deferred(reason string, d time.Duration, err error) error {
+	return &deferredError{reason: reason, after: d, err: err}
+}
+
+type deferredError struct {
+	reason string
+	after  time.Duration
+	err    error
+}
+
+func (e *deferredError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *deferredError) Unwrap() error { return e.err }
