@@ -123,4 +123,5 @@ type PlanTask struct {
 	Input    json.RawMessage
 	Config   json.RawMessage
 	Sleep    time.Duration // for TypeSleep: how long the durable timer waits
+	Refs     bool          // Input holds references, resolved when the task becomes ready
 }

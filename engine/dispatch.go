@@ -72,6 +72,11 @@ func (e *Engine) next() *job {
 			e.armAttempt(rs, pos)
 			continue
 		}
+		if terr := unresolved(t); terr != nil {
+			b.commit(nil)
+			e.finishAttempt(rs, pos, attempt, outcome{err: terr, reason: ReasonPermanent, permanent: true})
+			continue
+		}
 		h := e.handlers[pt.Type]
 		ctx, cancel := e.hctx, context.CancelFunc(func() {})
 		if pt.Timeout > 0 {
@@ -272,11 +277,36 @@ func (e *Engine) readyChildren(b *batch, pos int) {
 	}
 }
 
+// markReady records a task as ready, resolving the references in its input.
+// An input that does not resolve is recorded as the task's error; the task
+// then fails when it starts.
 func (e *Engine) markReady(b *batch, pos int) {
 	rs := b.rs
-	if b.add(EventTaskReady, pos, 0, nil) {
+	var d *EventData
+	if pt := &rs.plan.Tasks[pos]; pt.Refs {
+		d = &EventData{}
+		in, err := resolve(pt.Input, rs.view)
+		if err != nil {
+			d.Error = &TaskError{Code: CodeBadReference, Message: err.Error()}
+		} else {
+			d.Input = in
+		}
+	}
+	if b.add(EventTaskReady, pos, 0, d) {
 		b.then(func() { e.enqueue(rs, pos) })
 	}
+}
+
+// CodeBadReference is the error code of a task whose input references did
+// not resolve, and of a run whose output references did not.
+const CodeBadReference = "bad_reference"
+
+// unresolved returns the error of a ready task whose input did not resolve.
+func unresolved(t *Task) *TaskError {
+	if t.Error != nil && t.Error.Code == CodeBadReference && t.Input == nil {
+		return t.Error
+	}
+	return nil
 }
 
 // skipDescendants records every pending task downstream of pos as skipped.
@@ -311,14 +341,25 @@ func (e *Engine) settle(b *batch) {
 		return
 	}
 	if v.Count(TaskCompleted) == n {
-		b.add(EventRunCompleted, -1, 0, &EventData{Output: runOutput(rs)})
+		out := runOutput(rs)
+		if tmpl := rs.plan.Def.Output; len(tmpl) > 0 && !isNullJSON(tmpl) {
+			resolved, err := resolve(tmpl, v)
+			if err != nil {
+				b.add(EventRunFailed, -1, 0, &EventData{Error: &TaskError{Code: CodeBadReference, Message: "run output: " + err.Error()}})
+				e.m.runEnded(&v.Run)
+				return
+			}
+			out = resolved
+		}
+		b.add(EventRunCompleted, -1, 0, &EventData{Output: out})
 	} else {
 		b.add(EventRunFailed, -1, 0, &EventData{Error: runError(rs)})
 	}
 	e.m.runEnded(&v.Run)
 }
 
-// runOutput is the outputs of the sink tasks, by task id.
+// runOutput is the outputs of the sink tasks, by task id: the run's output
+// when the definition does not say otherwise.
 func runOutput(rs *runState) json.RawMessage {
 	var buf bytes.Buffer
 	buf.WriteByte('{')

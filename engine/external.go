@@ -300,6 +300,11 @@ func (e *Engine) leaseNext(req PollRequest) (*Lease, chan error) {
 		e.fixLane(best, lr)
 		return nil, nil
 	}
+	if terr := unresolved(t); terr != nil {
+		b.commit(nil)
+		e.finishAttempt(rs, pos, attempt, outcome{err: terr, reason: ReasonPermanent, permanent: true})
+		return e.leaseNext(req)
+	}
 	lease := &Lease{ID: LeaseID(rs.id, pt.ID, attempt), TenantID: rs.tenant, RunID: rs.id, TaskID: pt.ID,
 		Type: pt.Type, Attempt: attempt, Input: e.inputOf(rs, pos), Config: pt.Config, Token: token,
 		ExpiresAt: t.LeaseExpiresAt}

@@ -222,6 +222,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		t.ReadyAt = ev.At
 		t.NotBefore = d.NotBefore
 		t.Input = d.Input
+		t.Error = d.Error
 	case EventTaskStarted:
 		t.Attempt = ev.Attempt
 		t.Charged++

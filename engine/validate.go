@@ -556,6 +556,17 @@ func compile(def *Definition, opts ValidateOptions) (*Plan, problemList) {
 	plan := buildPlan(def, adj, facts, timeout)
 	if plan == nil { // cannot happen: every cycle was reported above
 		ps.add(rankCycles, "", "depends_on", "cycle")
+		return nil, ps
+	}
+	checkRefs(plan, func(task, field, msg string) {
+		if task == "" {
+			ps.add(rankDefinition, "", field, msg)
+		} else {
+			ps.add(index[task], task, field, msg)
+		}
+	})
+	if len(ps) > 0 {
+		return nil, ps
 	}
 	return plan, ps
 }

@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// References let a task's input (and a definition's output) use the run's
+// input and the outputs of upstream tasks:
+//
+//	"${workflow.input}"            the run's input
+//	"${workflow.input.user.id}"    a field of it
+//	"${fetch.output.body.items.0}" a field of task fetch's output (0 indexes an array)
+//
+// A string that is exactly one reference becomes the referenced JSON value;
+// references inside a longer string are replaced by their text (strings as
+// they are, other values as JSON). References are checked when a definition
+// is registered (a task may only reference its ancestors) and resolved when
+// the task becomes ready; the resolved input is recorded in task.ready.
+
+// ref is one parsed reference.
+type ref struct {
+	text string   // as written, without ${ }
+	root string   // "workflow" or a task id
+	path []string // after "input" / "output"
+}
+
+// scanRefs calls fn for every reference in every string of a JSON document.
+// It returns the first error fn returns or the document's own.
+func scanRefs(doc json.RawMessage, fn func(r ref) error) error {
+	if !bytes.Contains(doc, []byte("${")) {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return err
+	}
+	var walk func(v any) error
+	walk = func(v any) error {
+		switch x := v.(type) {
+		case string:
+			_, err := interpolate(x, func(r ref) (any, error) { return nil, fn(r) })
+			return err
+		case []any:
+			for _, e := range x {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		case map[string]any:
+			for _, e := range x {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(v)
+}
+
+// parseRef reads "root.kind.path..." where kind is input for workflow and
+// output for a task.
+func parseRef(text string) (ref, error) {
+	parts := strings.Split(strings.TrimSpace(text), ".")
+	r := ref{text: text, root: parts[0]}
+	want := "output"
+	if r.root == "workflow" {
+		want = "input"
+	}
+	if len(parts) < 2 || parts[1] != want {
+		return r, fmt.Errorf("reference ${%s}: write ${workflow.input...} or ${TASK.output...}", text)
+	}
+	for _, p := range parts[2:] {
+		if p == "" {
+			return r, fmt.Errorf("reference ${%s}: empty path segment", text)
+		}
+	}
+	r.path = parts[2:]
+	return r, nil
+}
+
+// interpolate replaces the references in s. A string that is exactly one
+// reference becomes the looked-up value itself.
+func interpolate(s string, lookup func(ref) (any, error)) (any, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var out strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			out.WriteString(rest)
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("reference in %q: missing }", s)
+		}
+		r, err := parseRef(rest[i+2 : i+j])
+		if err != nil {
+			return nil, err
+		}
+		v, err := lookup(r)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 && j == len(rest)-1 && out.Len() == 0 {
+			return v, nil // the whole string is one reference
+		}
+		out.WriteString(rest[:i])
+		switch x := v.(type) {
+		case string:
+			out.WriteString(x)
+		case nil:
+			out.WriteString("null")
+		default:
+			b, _ := json.Marshal(x)
+			out.Write(b)
+		}
+		rest = rest[i+j+1:]
+	}
+	return out.String(), nil
+}
+
+// walkPath follows a reference's path into a decoded JSON value.
+func walkPath(v any, r ref) (any, error) {
+	for i, p := range r.path {
+		switch x := v.(type) {
+		case map[string]any:
+			next, ok := x[p]
+			if !ok {
+				return nil, fmt.Errorf("reference ${%s}: no field %q at %s", r.text, p, pathPrefix(r, i))
+			}
+			v = next
+		case []any:
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 0 || n >= len(x) {
+				return nil, fmt.Errorf("reference ${%s}: no index %s in an array of %d at %s", r.text, p, len(x), pathPrefix(r, i))
+			}
+			v = x[n]
+		default:
+			return nil, fmt.Errorf("reference ${%s}: %s is not an object or array", r.text, pathPrefix(r, i))
+		}
+	}
+	return v, nil
+}
+
+func pathPrefix(r ref, n int) string {
+	kind := "output"
+	if r.root == "workflow" {
+		kind = "input"
+	}
+	return strings.Join(append([]string{r.root, kind}, r.path[:n]...), ".")
+}
+
+// checkRefs reports references that cannot resolve: unknown tasks, and for
+// task inputs, tasks that are not ancestors. Compile calls it on a valid plan.
+func checkRefs(plan *Plan, add func(task, field, msg string)) {
+	for i := range plan.Tasks {
+		pt := &plan.Tasks[i]
+		if !bytes.Contains(pt.Input, []byte("${")) {
+			continue
+		}
+		var anc map[string]bool
+		err := scanRefs(pt.Input, func(r ref) error {
+			if r.root == "workflow" {
+				return nil
+			}
+			if _, ok := plan.Index[r.root]; !ok {
+				return fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
+			}
+			if anc == nil {
+				anc = ancestors(plan, i)
+			}
+			if !anc[r.root] {
+				return fmt.Errorf("reference ${%s}: task %q is not upstream of %q (add it to depends_on)", r.text, r.root, pt.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			add(pt.ID, "input", err.Error())
+		}
+		pt.Refs = true
+	}
+	if bytes.Contains(plan.Def.Output, []byte("${")) {
+		err := scanRefs(plan.Def.Output, func(r ref) error {
+			if _, ok := plan.Index[r.root]; !ok && r.root != "workflow" {
+				return fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
+			}
+			return nil
+		})
+		if err != nil {
+			add("", "output", err.Error())
+		}
+	}
+}
+
+// ancestors returns the ids of every task pos depends on, directly or not.
+func ancestors(plan *Plan, pos int) map[string]bool {
+	seen := map[string]bool{}
+	stack := append([]int(nil), plan.Tasks[pos].Deps...)
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if id := plan.Tasks[p].ID; !seen[id] {
+			seen[id] = true
+			stack = append(stack, plan.Tasks[p].Deps...)
+		}
+	}
+	return seen
+}
+
+// resolve renders a template (a task's input or the run's output) against
+// the run's input and its tasks' outputs.
+func resolve(tmpl json.RawMessage, v *RunView) (json.RawMessage, error) {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(tmpl))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	cache := map[string]any{}
+	decoded := func(key string, raw json.RawMessage) (any, error) {
+		if x, ok := cache[key]; ok {
+			return x, nil
+		}
+		var x any
+		if len(raw) > 0 {
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.UseNumber()
+			if err := d.Decode(&x); err != nil {
+				return nil, err
+			}
+		}
+		cache[key] = x
+		return x, nil
+	}
+	lookup := func(r ref) (any, error) {
+		var root any
+		var err error
+		if r.root == "workflow" {
+			root, err = decoded("", v.Run.Input)
+		} else {
+			t := v.Task(r.root)
+			if t == nil {
+				return nil, fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
+			}
+			if t.State != TaskCompleted {
+				return nil, fmt.Errorf("reference ${%s}: task %q is %s, not completed", r.text, r.root, t.State)
+			}
+			root, err = decoded(r.root, t.Output)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return walkPath(root, r)
+	}
+	var walk func(x any) (any, error)
+	walk = func(x any) (any, error) {
+		switch y := x.(type) {
+		case string:
+			return interpolate(y, lookup)
+		case []any:
+			for i := range y {
+				r, err := walk(y[i])
+				if err != nil {
+					return nil, err
+				}
+				y[i] = r
+			}
+		case map[string]any:
+			for k := range y {
+				r, err := walk(y[k])
+				if err != nil {
+					return nil, err
+				}
+				y[k] = r
+			}
+		}
+		return x, nil
+	}
+	out, err := walk(doc)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxOutputBytes {
+		return nil, fmt.Errorf("resolved value is %d bytes, limit %d", len(b), MaxOutputBytes)
+	}
+	return b, nil
+}
