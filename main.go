@@ -33,6 +33,7 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/tasks"
 )
 
 func main() {
@@ -43,17 +44,22 @@ func main() {
 
 // config is every setting of the binary, with its environment name.
 type config struct {
-	host, port    string
-	databaseURL   string
-	logLevel      string
-	logFormat     string
-	workers       int
-	synchronous   string
-	shutdownGrace time.Duration
-	maxBodyBytes  int64
-	externalTypes bool
-	databasePath  string // from databaseURL
-	logger        *slog.Logger
+	host, port     string
+	databaseURL    string
+	logLevel       string
+	logFormat      string
+	workers        int
+	synchronous    string
+	shutdownGrace  time.Duration
+	maxBodyBytes   int64
+	externalTypes  bool
+	enableExec     bool
+	httpAllow      string
+	httpDeny       string
+	breakerFails   int
+	breakerOpenFor time.Duration
+	databasePath   string // from databaseURL
+	logger         *slog.Logger
 }
 
 // Defaults.
@@ -89,6 +95,16 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", int64(envInt("MAX_BODY_BYTES", api.DefaultMaxBodyBytes)), "largest request body accepted (env MAX_BODY_BYTES)")
 	fs.BoolVar(&c.externalTypes, "external-types", envOr("EXTERNAL_TYPES", "true") == "true",
 		"accept task types without an in-process handler; their tasks wait for external workers (env EXTERNAL_TYPES)")
+	fs.BoolVar(&c.enableExec, "enable-exec", envOr("ENABLE_EXEC", "false") == "true",
+		"allow exec tasks, which run commands on this host (env ENABLE_EXEC)")
+	fs.StringVar(&c.httpAllow, "http-task-allow", os.Getenv("HTTP_TASK_ALLOW"),
+		"comma-separated CIDRs or host names http tasks may call; empty = any but link-local and metadata addresses (env HTTP_TASK_ALLOW)")
+	fs.StringVar(&c.httpDeny, "http-task-deny", os.Getenv("HTTP_TASK_DENY"),
+		"comma-separated CIDRs or host names http tasks may not call (env HTTP_TASK_DENY)")
+	fs.IntVar(&c.breakerFails, "breaker-failures", envInt("BREAKER_FAILURES", tasks.DefaultBreakerFailures),
+		"retryable failures in a row that open a circuit breaker (per task type and per http host) (env BREAKER_FAILURES)")
+	fs.DurationVar(&c.breakerOpenFor, "breaker-open-for", envDuration("BREAKER_OPEN_FOR", tasks.DefaultBreakerOpenFor),
+		"how long an open circuit breaker holds attempts back (env BREAKER_OPEN_FOR)")
 }
 
 func envInt(name string, def int) int {
@@ -137,6 +153,9 @@ func (c *config) validate(stderr io.Writer) error {
 	}
 	if c.port != "" && c.synchronous != store.SyncFull && c.synchronous != store.SyncNormal {
 		return fmt.Errorf("synchronous %q: want full or normal", c.synchronous)
+	}
+	if c.port != "" && (c.breakerFails < 1 || c.breakerOpenFor <= 0) {
+		return fmt.Errorf("breaker-failures must be >= 1 and breaker-open-for > 0")
 	}
 	return nil
 }
@@ -226,7 +245,18 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	if err != nil {
 		return err
 	}
-	for typ, h := range handlers {
+	builtins, err := builtinHandlers(c, set)
+	if err != nil {
+		return err
+	}
+	for typ, h := range handlers { // an embedder's handler may replace a built-in
+		builtins[typ] = h
+	}
+	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor}
+	for typ, h := range builtins {
+		if typ != tasks.TypeHTTP { // http has a breaker per host instead
+			h = tasks.WithBreaker(typ, h, breaker, set)
+		}
 		if err := eng.Register(typ, h); err != nil {
 			return err
 		}
@@ -266,6 +296,29 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// builtinHandlers returns the http and exec task types as configured. exec
+// is registered even when disabled, so that a definition using it is refused
+// with the reason rather than left waiting for a worker.
+func builtinHandlers(c *config, set *metrics.Set) (map[string]engine.Handler, error) {
+	allow, err := tasks.ParseRules(c.httpAllow)
+	if err != nil {
+		return nil, fmt.Errorf("http-task-allow: %w", err)
+	}
+	deny, err := tasks.ParseRules(c.httpDeny)
+	if err != nil {
+		return nil, fmt.Errorf("http-task-deny: %w", err)
+	}
+	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor}
+	h, err := tasks.NewHTTP(tasks.HTTPConfig{Allow: allow, Deny: deny, Breaker: breaker, Metrics: set})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]engine.Handler{
+		tasks.TypeHTTP: h,
+		tasks.TypeExec: tasks.NewExec(tasks.ExecConfig{Enabled: c.enableExec}),
+	}, nil
 }
 
 func openForRead(ctx context.Context, c *config) (*store.DB, error) {
@@ -399,7 +452,17 @@ func validateFile(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "orchestrator:", err)
 		return 1
 	}
-	_, plan, problems := engine.CompileJSON(data, engine.ValidateOptions{})
+	builtins, err := builtinHandlers(&config{enableExec: true, breakerFails: 1, breakerOpenFor: time.Second}, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	_, plan, problems := engine.CompileJSON(data, engine.ValidateOptions{ConfigFunc: func(typ string, cfg json.RawMessage) []engine.Problem {
+		if v, ok := builtins[typ].(engine.ConfigValidator); ok {
+			return v.ValidateConfig(cfg)
+		}
+		return nil
+	}})
 	if len(problems) > 0 {
 		for _, p := range problems {
 			where := p.Field

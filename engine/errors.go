@@ -44,13 +44,28 @@ type retryAfterError struct {
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
-// retryAfterOf returns the wait RetryAfter asked for, or 0.
-func retryAfterOf(err error) time.Duration {
+// RetryAfterOf returns the wait RetryAfter asked for.
+func RetryAfterOf(err error) (time.Duration, bool) {
 	var r *retryAfterError
 	if errors.As(err, &r) {
-		return r.after
+		return r.after, true
 	}
-	return 0
+	return 0, false
+}
+
+// retryAfterOf returns the wait RetryAfter asked for, or 0.
+func retryAfterOf(err error) time.Duration {
+	d, _ := RetryAfterOf(err)
+	return d
+}
+
+// DeferredOf returns the reason and wait of an error made by Deferred.
+func DeferredOf(err error) (reason string, d time.Duration, ok bool) {
+	var de *deferredError
+	if errors.As(err, &de) {
+		return de.reason, de.after, true
+	}
+	return "", 0, false
 }
 
 // Deferred reports that an attempt was not made at all and should be tried

@@ -1,0 +1,278 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// execOut decodes an exec task's output.
+func execOut(t *testing.T, raw json.RawMessage) execOutput {
+	t.Helper()
+	var o execOutput
+	if err := json.Unmarshal(raw, &o); err != nil {
+		t.Fatalf("output %s: %v", raw, err)
+	}
+	return o
+}
+
+// gone reports whether pid has exited: no such process, or a zombie that
+// nobody reaped yet (the container's init may not reap).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+func TestExec_Run(t *testing.T) {
+	t.Parallel()
+	x := NewExec(ExecConfig{Enabled: true})
+	run := func(config, input any) (json.RawMessage, error) {
+		a := attempt(config, input)
+		a.Type = TypeExec
+		return x.Run(context.Background(), a)
+	}
+
+	t.Run("echo's output is captured", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		raw, err := run(map[string]any{"command": "echo", "args": []string{"hello", "world"}}, nil)
+		is.NoErr(err) // exit 0 succeeds
+		o := execOut(t, raw)
+		is.Equal(o.ExitCode, 0)             // exit code
+		is.Equal(o.Stdout, "hello world\n") // stdout
+		is.Equal(o.Stderr, "")              // stderr
+		is.True(!o.StdoutTruncated)         // all of it
+		is.True(o.DurationMS >= 0)          // timed
+	})
+
+	t.Run("a nonzero exit is a retryable exit_status error", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		out, err := run(map[string]any{"command": "echo 'disk full' >&2; exit 3", "shell": true}, nil)
+		is.Equal(out, nil)                                  // no output
+		is.Equal(codeOf(err), "exit_status")                // coded
+		is.True(!engine.IsPermanent(err))                   // worth retrying
+		is.True(strings.Contains(err.Error(), "status 3"))  // the code is named
+		is.True(strings.Contains(err.Error(), "disk full")) // and stderr quoted
+	})
+
+	t.Run("args reach the command without a shell", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		raw, err := run(map[string]any{"command": "echo", "args": []string{"$HOME; rm -rf /", "`id`", "*"}}, nil)
+		is.NoErr(err)                                                // ran
+		is.Equal(execOut(t, raw).Stdout, "$HOME; rm -rf / `id` *\n") // printed literally
+	})
+
+	t.Run("shell args are $0 and on", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		raw, err := run(map[string]any{"command": `printf '%s|%s' "$0" "$1"`, "args": []string{"a b", "$c"}, "shell": true}, nil)
+		is.NoErr(err)                              // ran
+		is.Equal(execOut(t, raw).Stdout, "a b|$c") // as positional parameters, unexpanded
+	})
+
+	t.Run("env is added to PATH and HOME only", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		raw, err := run(map[string]any{"command": "env", "env": map[string]string{"GREETING": "hi there"}}, nil)
+		is.NoErr(err) // ran
+		var names []string
+		for line := range strings.Lines(execOut(t, raw).Stdout) {
+			name, value, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+			names = append(names, name)
+			if name == "GREETING" {
+				is.Equal(value, "hi there") // the task's variable
+			}
+		}
+		slices.Sort(names)
+		is.Equal(names, []string{"GREETING", "HOME", "PATH"}) // nothing of the server's environment
+	})
+
+	t.Run("dir is the working directory", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		dir, err := filepath.EvalSymlinks(t.TempDir())
+		is.NoErr(err) // temp dir
+		raw, err := run(map[string]any{"command": "pwd", "dir": dir}, nil)
+		is.NoErr(err)                              // ran
+		is.Equal(execOut(t, raw).Stdout, dir+"\n") // there
+
+		is.NoErr(os.WriteFile(filepath.Join(dir, "hello.sh"), []byte("#!/bin/sh\necho from script\n"), 0o755)) // a script in dir
+		raw, err = run(map[string]any{"command": "./hello.sh", "dir": dir}, nil)
+		is.NoErr(err)                                     // a relative path is relative to dir
+		is.Equal(execOut(t, raw).Stdout, "from script\n") // and ran
+
+		_, err = run(map[string]any{"command": "pwd", "dir": filepath.Join(dir, "missing")}, nil)
+		is.True(engine.IsPermanent(err))         // a missing dir will not appear by retrying
+		is.Equal(codeOf(err), "invalid_request") // coded
+	})
+
+	t.Run("input fields override config fields", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		raw, err := run(map[string]any{"command": "echo", "args": []string{"config"}}, map[string]any{"args": []string{"input"}, "other": 1})
+		is.NoErr(err)                               // ran
+		is.Equal(execOut(t, raw).Stdout, "input\n") // with the input's args
+	})
+
+	t.Run("a timeout kills the whole process group", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+		start := time.Now()
+		_, err := run(map[string]any{
+			"command": `sleep 60 & echo $! > "$0"; echo waiting; sleep 60`,
+			"args":    []string{pidFile}, "shell": true, "timeout": "500ms",
+		}, nil)
+		elapsed := time.Since(start)
+		is.Equal(codeOf(err), "timeout")                  // timed out
+		is.True(!engine.IsPermanent(err))                 // worth retrying
+		is.True(elapsed < 2500*time.Millisecond)          // Wait did not hang on the grandchild's pipes
+		is.True(strings.Contains(err.Error(), "waiting")) // output so far is quoted
+		data, err := os.ReadFile(pidFile)
+		is.NoErr(err) // the grandchild wrote its pid
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		is.NoErr(err)                                                        // a pid
+		is.True(waitFor(t, 5*time.Second, func() bool { return gone(pid) })) // the grandchild died with the group
+	})
+
+	t.Run("a command that exits leaves no process behind", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "background.pid")
+		start := time.Now()
+		raw, err := run(map[string]any{"command": `sleep 60 & echo $! > "$0"; echo started`, "args": []string{pidFile}, "shell": true}, nil)
+		is.NoErr(err)                                 // the command itself succeeded
+		is.Equal(execOut(t, raw).Stdout, "started\n") // output
+		is.True(time.Since(start) < pipeGrace)        // the background sleep holding stdout did not keep Run waiting
+		data, err := os.ReadFile(pidFile)
+		is.NoErr(err) // pid written
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		is.NoErr(err)                                                        // a pid
+		is.True(waitFor(t, 5*time.Second, func() bool { return gone(pid) })) // killed with the group
+	})
+
+	t.Run("a cancelled attempt kills the command", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		a := attempt(map[string]any{"command": "sleep", "args": []string{"60"}}, nil)
+		done := make(chan error, 1)
+		go func() {
+			_, err := x.Run(ctx, a)
+			done <- err
+		}()
+		cancel()
+		select {
+		case err := <-done:
+			is.True(errors.Is(err, context.Canceled)) // the engine sees the cancellation
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	})
+
+	t.Run("output is cut at the limit", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		small := NewExec(ExecConfig{Enabled: true, MaxOutputBytes: 1000})
+		raw, err := small.Run(context.Background(), attempt(map[string]any{"command": "yes | head -c 200000", "shell": true}, nil))
+		is.NoErr(err) // yes ran to the end: its output was drained
+		o := execOut(t, raw)
+		is.Equal(len(o.Stdout), 1000)    // kept up to the limit
+		is.True(o.StdoutTruncated)       // and said so
+		is.True(!o.StderrTruncated)      // stderr was short
+		is.Equal(o.Stdout[:4], "y\ny\n") // the start is kept
+	})
+
+	t.Run("a missing command fails permanently", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		_, err := run(map[string]any{"command": "no-such-command-4f2a"}, nil)
+		is.True(engine.IsPermanent(err))                               // retrying cannot help
+		is.Equal(codeOf(err), "command_not_found")                     // coded
+		is.True(strings.Contains(err.Error(), "no-such-command-4f2a")) // named
+
+		_, err = run(map[string]any{"command": "/no/such/path"}, nil)
+		is.Equal(codeOf(err), "command_not_found") // a path too
+
+		_, err = run(map[string]any{"command": "no-such-command-4f2a", "shell": true}, nil)
+		is.True(engine.IsPermanent(err))           // the shell's 127 too
+		is.Equal(codeOf(err), "command_not_found") // coded the same
+
+		_, err = run(nil, nil)
+		is.Equal(codeOf(err), "invalid_request") // a command is required by run time
+		is.True(engine.IsPermanent(err))         // permanently
+	})
+}
+
+func TestExec_Disabled(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	x := NewExec(ExecConfig{})
+	ps := x.ValidateConfig(json.RawMessage(`{"command":"echo"}`))
+	is.Equal(ps, []engine.Problem{{Field: "type", Message: ExecDisabledMessage}}) // one problem on the type
+	is.True(strings.Contains(ExecDisabledMessage, "--enable-exec"))               // saying how to enable it
+
+	_, err := x.Run(context.Background(), attempt(map[string]any{"command": "echo"}, nil))
+	is.True(engine.IsPermanent(err))                      // no retry will enable it
+	is.Equal(taskError(err).Message, ExecDisabledMessage) // same message
+}
+
+func TestExec_ValidateConfig(t *testing.T) {
+	t.Parallel()
+	x := NewExec(ExecConfig{Enabled: true})
+	cases := []struct {
+		name   string
+		config string
+		field  string // "" = valid
+		msg    string
+	}{
+		{"an absent config is valid", ``, "", ""},
+		{"a full config is valid", `{"command":"ls","args":["-l"],"env":{"A":"b"},"dir":"/tmp","timeout":"5s","shell":false}`, "", ""},
+		{"an unknown field is refused", `{"command":"ls","user":"root"}`, "config.user", "unknown field"},
+		{"an empty command is refused", `{"command":""}`, "config.command", "required"},
+		{"args must be strings, numbers or booleans", `{"args":["a",{"x":1}]}`, "config.args[1]", "string"},
+		{"numbers in args stand for their text", `{"command":"echo","args":["a",1,true]}`, "", ""},
+		{"args must be an array", `{"args":"-l"}`, "config.args", "array"},
+		{"env values must be strings", `{"env":{"N":1}}`, "config.env.N", "string"},
+		{"env names must not hold =", `{"env":{"A=B":"c"}}`, "config.env.A=B", "name"},
+		{"shell must be a boolean", `{"shell":"yes"}`, "config.shell", "true or false"},
+		{"a bad timeout is refused", `{"timeout":"1 minute"}`, "config.timeout", "duration"},
+		{"an empty dir is refused", `{"dir":""}`, "config.dir", "empty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			ps := x.ValidateConfig(json.RawMessage(c.config))
+			if c.field == "" {
+				is.Equal(len(ps), 0) // valid
+				return
+			}
+			is.Equal(len(ps), 1)                            // one problem
+			is.Equal(ps[0].Field, c.field)                  // naming the field
+			is.True(strings.Contains(ps[0].Message, c.msg)) // saying what is wrong
+		})
+	}
+}

@@ -1,0 +1,508 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/sony/gobreaker/v2"
+)
+
+// TypeHTTP is the task type of HTTP.
+const TypeHTTP = "http"
+
+// HTTP task defaults and limits.
+const (
+	// DefaultHTTPTimeout bounds a request whose task sets no "timeout".
+	DefaultHTTPTimeout = 30 * time.Second
+	// DefaultMaxResponseBytes caps a response body when HTTPConfig does not.
+	DefaultMaxResponseBytes = 1 << 20
+	// MaxRedirects is how many redirects one request follows.
+	MaxRedirects = 5
+	// maxErrorBody is how much of an unexpected response's body an error
+	// message quotes.
+	maxErrorBody = 256
+)
+
+// HTTPConfig configures HTTP. The zero value is a working configuration:
+// every target but link-local and metadata addresses allowed, defaults for the
+// rest.
+type HTTPConfig struct {
+	// Allow, when not empty, limits requests to the targets it lists; Deny
+	// refuses the targets it lists and wins over Allow. Entries are what
+	// ParseRules accepts: CIDRs, addresses, host names, *.wildcards. Address
+	// rules are checked against the address actually dialled, after DNS
+	// resolution and on every redirect; host-name rules against the host
+	// name the request (or redirect) names. Link-local addresses
+	// (169.254.0.0/16 with the cloud metadata service, fe80::/10) and AWS's
+	// fd00:ec2::254 are refused unless an address rule of Allow covers them.
+	Allow, Deny []string
+	// DefaultTimeout bounds a request whose task sets no "timeout"; default
+	// DefaultHTTPTimeout. The attempt's own timeout still applies.
+	DefaultTimeout time.Duration
+	// MaxResponseBytes caps a response body; a task may set a lower
+	// "max_response_bytes". Default DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Breaker configures the per-host circuit breakers.
+	Breaker BreakerConfig
+	// Transport sends the requests; nil is a transport whose dialer enforces
+	// Allow and Deny and which ignores proxy environment variables. A
+	// Transport given here is used as is: only its own dialer decides which
+	// addresses it connects to.
+	Transport http.RoundTripper
+	// Metrics receives the breaker state gauges
+	// orchestrator_circuit_breaker_state{kind="http_host",name="host:port"};
+	// nil registers none.
+	Metrics *metrics.Set
+}
+
+// HTTP runs "http" tasks: one outbound request per attempt. Its config and
+// input fields are "method" (default GET), "url" (required by run time,
+// http or https), "headers" (an object of strings), "body" (a string sent as
+// is, or any other JSON value sent as JSON), "timeout" (a Go duration),
+// "expect_status" (the statuses that succeed; default any 2xx) and
+// "max_response_bytes". The output is {"status", "headers" (lowercased name:
+// first value), "body" (parsed when the response is JSON, else a string)}.
+//
+// Connection errors, timeouts, 5xx and 429 are retryable (codes
+// "connection_error", "timeout", "http_5xx", "http_4xx"), with the wait a
+// Retry-After of a 429 or 503 asks for; other 4xx ("http_4xx"), other
+// unexpected statuses ("unexpected_status"), refused targets
+// ("target_refused"), too large responses ("response_too_large"), TLS
+// certificate errors ("tls_error"), redirect loops ("too_many_redirects") and
+// bad requests ("invalid_request") fail the task at once. While a host's
+// circuit breaker is open, attempts are deferred without a request.
+//
+// HTTP is safe for concurrent use.
+type HTTP struct {
+	client      *http.Client
+	timeout     time.Duration
+	maxResponse int64
+	openFor     time.Duration
+	breakers    *breakers
+}
+
+var (
+	_ engine.Handler         = (*HTTP)(nil)
+	_ engine.ConfigValidator = (*HTTP)(nil)
+)
+
+// httpFields are the fields of an http task's config and input.
+var httpFields = map[string]bool{
+	"method": true, "url": true, "headers": true, "body": true,
+	"timeout": true, "expect_status": true, "max_response_bytes": true,
+}
+
+// httpMethods are the methods a task may use.
+var httpMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace,
+}
+
+// NewHTTP returns the "http" handler. It fails on an invalid target rule or
+// a negative limit.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	g, err := newGuard(cfg.Allow, cfg.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("http task: %w", err)
+	}
+	if cfg.DefaultTimeout < 0 || cfg.MaxResponseBytes < 0 || cfg.Breaker.OpenFor < 0 {
+		return nil, errors.New("http task: timeouts and limits must not be negative")
+	}
+	cfg.DefaultTimeout = orDefault(cfg.DefaultTimeout, DefaultHTTPTimeout)
+	cfg.MaxResponseBytes = orDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes)
+	cfg.Breaker.Failures = orDefault(cfg.Breaker.Failures, DefaultBreakerFailures)
+	cfg.Breaker.OpenFor = orDefault(cfg.Breaker.OpenFor, DefaultBreakerOpenFor)
+	rt := cfg.Transport
+	if rt == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil // a proxy would be dialled instead of the target, and checked instead of it
+		t.DialContext = g.dialContext(newDialer())
+		t.MaxResponseHeaderBytes = 1 << 20
+		rt = t
+	}
+	h := &HTTP{
+		timeout:     cfg.DefaultTimeout,
+		maxResponse: cfg.MaxResponseBytes,
+		openFor:     cfg.Breaker.OpenFor,
+		breakers:    newBreakers("http_host", cfg.Breaker, cfg.Metrics),
+	}
+	h.client = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+	return h, nil
+}
+
+// orDefault returns v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// errTooManyRedirects stops a redirect chain.
+var errTooManyRedirects = fmt.Errorf("stopped after %d redirects", MaxRedirects)
+
+func checkRedirect(_ *http.Request, via []*http.Request) error {
+	if len(via) > MaxRedirects {
+		return errTooManyRedirects
+	}
+	return nil
+}
+
+// ValidateConfig checks an http task's config: field types, unknown fields, a
+// known method, an http(s) url, a timeout, statuses 100..599. An absent config
+// is valid: the url may come from the input at run time.
+func (h *HTTP) ValidateConfig(config json.RawMessage) []engine.Problem {
+	var ps problems
+	f := mergeFields(config, nil, httpFields, &ps)
+	h.parseRequest(f, false, &ps)
+	return ps
+}
+
+// BreakerState returns the state of the circuit breaker for host, written
+// "host:port" as in the gauge's name label (the port is 80 or 443 when the url
+// gives none): "closed", "half-open" or "open". A host never called is closed.
+func (h *HTTP) BreakerState(host string) string {
+	if hn, port, err := net.SplitHostPort(host); err == nil {
+		host = net.JoinHostPort(normalizeHost(hn), port)
+	}
+	return h.breakers.state(host).String()
+}
+
+// httpRequest is an http task's request, checked.
+type httpRequest struct {
+	method   string
+	url      *url.URL
+	headers  map[string]string
+	body     []byte // nil: none
+	bodyJSON bool
+	timeout  time.Duration // 0: the default
+	expect   []int         // empty: any 2xx
+	maxBytes int64         // 0: the handler's limit
+}
+
+// parseRequest reads the request from f, adding what is wrong to ps. At run
+// time the url is required.
+func (h *HTTP) parseRequest(f fields, runtime bool, ps *problems) *httpRequest {
+	r := &httpRequest{method: http.MethodGet}
+	if m, ok := f.str("method", ps); ok && f.present("method") {
+		up := strings.ToUpper(m)
+		if !slices.Contains(httpMethods, up) {
+			ps.add(f["method"].field, fmt.Sprintf("unknown method %q, want one of %s", truncate(m), strings.Join(httpMethods, ", ")))
+		}
+		r.method = up
+	}
+	if s, ok := f.str("url", ps); ok && f.present("url") {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			ps.add(f["url"].field, fmt.Sprintf("not a valid URL: %q", truncate(s)))
+		case u.Scheme != "http" && u.Scheme != "https":
+			ps.add(f["url"].field, fmt.Sprintf("must be an http or https URL, got %q", truncate(s)))
+		case u.Hostname() == "":
+			ps.add(f["url"].field, fmt.Sprintf("has no host: %q", truncate(s)))
+		default:
+			r.url = u
+		}
+	} else if ok && runtime {
+		ps.add("config.url", "required: set the url in the task's config or input")
+	}
+	r.headers = f.stringMap("headers", checkHeaderName, ps)
+	for name, v := range r.headers {
+		if strings.ContainsAny(v, "\r\n") {
+			ps.add(f["headers"].field+"."+name, "must not contain line breaks")
+		}
+	}
+	if f.present("body") {
+		raw := f["body"].raw
+		if jsonKind(raw) == "string" {
+			var s string
+			_ = json.Unmarshal(raw, &s) // mergeFields decoded it as a JSON value
+			r.body = []byte(s)
+		} else {
+			var b bytes.Buffer
+			if err := json.Compact(&b, raw); err != nil {
+				ps.add(f["body"].field, "invalid JSON")
+			}
+			r.body, r.bodyJSON = b.Bytes(), true
+		}
+	}
+	r.timeout = f.duration("timeout", ps)
+	if v := f["expect_status"]; f.present("expect_status") {
+		var raws []json.RawMessage
+		if jsonKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
+			ps.add(v.field, "must be an array of status codes, got "+jsonKind(v.raw))
+		}
+		for i, raw := range raws {
+			n, msg := parseInteger(raw, 100, 599)
+			if msg != "" {
+				ps.add(fmt.Sprintf("%s[%d]", v.field, i), msg)
+				continue
+			}
+			r.expect = append(r.expect, int(n))
+		}
+	}
+	r.maxBytes = f.integer("max_response_bytes", 1, h.maxResponse, ps)
+	return r
+}
+
+// checkHeaderName says what is wrong with a header name, or "".
+func checkHeaderName(name string) string {
+	if name == "" {
+		return "header name must not be empty"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return fmt.Sprintf("invalid header name %q", truncate(name))
+		}
+	}
+	return ""
+}
+
+// Run sends the attempt's request and returns the response.
+func (h *HTTP) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
+	var ps problems
+	f := mergeFields(a.Config, a.Input, httpFields, &ps)
+	r := h.parseRequest(f, true, &ps)
+	if len(ps) > 0 {
+		return nil, engine.Permanent(&engine.TaskError{Code: "invalid_request", Message: ps.message()})
+	}
+	key := breakerKey(r.url)
+	b := h.breakers.get(key)
+	done, err := b.cb.Allow()
+	if err != nil {
+		d := b.remaining(h.openFor)
+		why := "open after repeated failures"
+		if errors.Is(err, gobreaker.ErrTooManyRequests) {
+			why = "half-open with a probe request under way"
+		}
+		return nil, engine.Deferred(engine.ReasonCircuitOpen, d,
+			fmt.Errorf("circuit breaker for %s is %s; no request sent, next try in %s", key, why, d.Round(time.Millisecond)))
+	}
+	res := h.do(ctx, r)
+	done(res.health)
+	return res.out, res.err
+}
+
+// breakerKey is the host:port of u, the unit a breaker guards.
+func breakerKey(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(normalizeHost(u.Hostname()), port)
+}
+
+// result is how a request went: the handler's answer, and what it says
+// about the host's health (nil healthy, errHostFailed, errNotCounted).
+type result struct {
+	out    json.RawMessage
+	err    error
+	health error
+}
+
+// do sends r and reads the response.
+func (h *HTTP) do(ctx context.Context, r *httpRequest) result {
+	timeout := orDefault(r.timeout, h.timeout)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(rctx, r.method, r.url.String(), body)
+	if err != nil {
+		return result{err: engine.Permanent(&engine.TaskError{Code: "invalid_request", Message: err.Error()}), health: errNotCounted}
+	}
+	for name, v := range r.headers {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(name, v)
+	}
+	if r.bodyJSON && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "orchestrator")
+	}
+	target := r.method + " " + safeURL(r.url)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return transportError(ctx, rctx, target, timeout, err)
+	}
+	defer resp.Body.Close()
+
+	if !r.expected(resp.StatusCode) {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return statusError(target, resp, snippet, len(r.expect) > 0)
+	}
+	limit := orDefault(r.maxBytes, h.maxResponse)
+	tooLarge := result{
+		err: engine.Permanent(&engine.TaskError{Code: "response_too_large", Message: fmt.Sprintf(
+			"%s: response body is over the limit of %d bytes", target, limit)}),
+	}
+	if r.method != http.MethodHead && resp.ContentLength > limit {
+		return tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return transportError(ctx, rctx, target, timeout, err)
+	}
+	if int64(len(data)) > limit {
+		return tooLarge
+	}
+	out, err := json.Marshal(httpOutput{Status: resp.StatusCode, Headers: firstValues(resp.Header), Body: responseBody(resp.Header.Get("Content-Type"), data)})
+	if err != nil {
+		return result{err: fmt.Errorf("encode output: %w", err)}
+	}
+	return result{out: out}
+}
+
+// httpOutput is the output of an http task.
+type httpOutput struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+// expected reports whether status succeeds.
+func (r *httpRequest) expected(status int) bool {
+	if len(r.expect) == 0 {
+		return status >= 200 && status <= 299
+	}
+	return slices.Contains(r.expect, status)
+}
+
+// firstValues maps lowercased header names to their first values.
+func firstValues(hdr http.Header) map[string]string {
+	m := make(map[string]string, len(hdr))
+	for name, vs := range hdr {
+		if len(vs) > 0 {
+			m[strings.ToLower(name)] = vs[0]
+		}
+	}
+	return m
+}
+
+// responseBody is data parsed when the content type says JSON and it parses,
+// else data as a JSON string.
+func responseBody(contentType string, data []byte) json.RawMessage {
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil &&
+		(mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(data) {
+		return data
+	}
+	s, _ := json.Marshal(string(data)) // a string always encodes
+	return s
+}
+
+// safeURL is u for messages, which the event log keeps: without user info,
+// query and fragment, where credentials and tokens tend to hide.
+func safeURL(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
+	return c.String()
+}
+
+// statusError classifies a response whose status was not expected.
+func statusError(target string, resp *http.Response, snippet []byte, explicit bool) result {
+	status := resp.StatusCode
+	msg := fmt.Sprintf("%s: %s", target, resp.Status)
+	if explicit {
+		msg += " (not in expect_status)"
+	}
+	if s := strings.TrimSpace(string(snippet)); s != "" {
+		msg += ": " + s
+	}
+	switch {
+	case status >= 500:
+		te := &engine.TaskError{Code: "http_5xx", Message: msg}
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status == http.StatusServiceUnavailable {
+			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
+		}
+		return result{err: te, health: errHostFailed}
+	case status == http.StatusTooManyRequests:
+		te := &engine.TaskError{Code: "http_4xx", Message: msg}
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
+		}
+		return result{err: te, health: errHostFailed}
+	case status >= 400:
+		return result{err: engine.Permanent(&engine.TaskError{Code: "http_4xx", Message: msg})}
+	}
+	return result{err: engine.Permanent(&engine.TaskError{Code: "unexpected_status", Message: msg})}
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return time.Duration(min(n, int64(engine.MaxDurationLimit/time.Second))) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), engine.MaxDurationLimit), true
+}
+
+// transportError classifies an error sending a request or reading its
+// response. ctx is the attempt's context, rctx the request's.
+func transportError(ctx, rctx context.Context, target string, timeout time.Duration, err error) result {
+	cause := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause = ue.Err // url.Error repeats the URL, query included
+	}
+	var refused *refusedError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &refused):
+		return result{err: engine.Permanent(&engine.TaskError{Code: "target_refused", Message: target + ": " + refused.Error()}), health: errNotCounted}
+	case errors.Is(err, errTooManyRedirects):
+		return result{err: engine.Permanent(&engine.TaskError{Code: "too_many_redirects", Message: target + ": " + errTooManyRedirects.Error()}), health: errNotCounted}
+	case errors.Is(ctx.Err(), context.Canceled):
+		return result{err: fmt.Errorf("%s: %w", target, ctx.Err()), health: errNotCounted}
+	case ctx.Err() != nil:
+		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": the attempt's timeout expired during the request"}, health: errHostFailed}
+	case rctx.Err() != nil:
+		return result{err: &engine.TaskError{Code: "timeout", Message: fmt.Sprintf("%s: no complete response within %s", target, timeout)}, health: errHostFailed}
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
+		return result{err: engine.Permanent(&engine.TaskError{Code: "tls_error", Message: target + ": " + cause.Error()}), health: errNotCounted}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed}
+	}
+	return result{err: &engine.TaskError{Code: "connection_error", Message: target + ": " + cause.Error()}, health: errHostFailed}
+}
