@@ -24,33 +24,35 @@ type Problem struct {
 
 // Error codes.
 const (
-	CodeInvalidJSON       = "invalid_json"
-	CodeInvalidRequest    = "invalid_request"
-	CodeInvalidDefinition = "invalid_definition"
-	CodeNotFound          = "not_found"
-	CodeInvalidTransition = "invalid_transition"
-	CodeConflict          = "conflict"
-	CodeLeaseLost         = "lease_lost"
-	CodeBodyTooLarge      = "body_too_large"
-	CodeUnsupportedMedia  = "unsupported_media_type"
-	CodeMethodNotAllowed  = "method_not_allowed"
-	CodeUnavailable       = "unavailable"
-	CodeInternal          = "internal"
+	CodeInvalidJSON         = "invalid_json"
+	CodeInvalidRequest      = "invalid_request"
+	CodeInvalidDefinition   = "invalid_definition"
+	CodeNotFound            = "not_found"
+	CodeInvalidTransition   = "invalid_transition"
+	CodeConflict            = "conflict"
+	CodeLeaseLost           = "lease_lost"
+	CodeIdempotencyMismatch = "idempotency_key_reused"
+	CodeBodyTooLarge        = "body_too_large"
+	CodeUnsupportedMedia    = "unsupported_media_type"
+	CodeMethodNotAllowed    = "method_not_allowed"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal"
 )
 
 var titles = map[string]string{
-	CodeInvalidJSON:       "Malformed JSON",
-	CodeInvalidRequest:    "Invalid request",
-	CodeInvalidDefinition: "Invalid workflow definition",
-	CodeNotFound:          "Not found",
-	CodeInvalidTransition: "State does not allow this",
-	CodeConflict:          "Conflict",
-	CodeLeaseLost:         "The lease does not hold this attempt",
-	CodeBodyTooLarge:      "Request body too large",
-	CodeUnsupportedMedia:  "Unsupported media type",
-	CodeMethodNotAllowed:  "Method not allowed",
-	CodeUnavailable:       "Service unavailable",
-	CodeInternal:          "Internal error",
+	CodeInvalidJSON:         "Malformed JSON",
+	CodeInvalidRequest:      "Invalid request",
+	CodeInvalidDefinition:   "Invalid workflow definition",
+	CodeNotFound:            "Not found",
+	CodeInvalidTransition:   "State does not allow this",
+	CodeConflict:            "Conflict",
+	CodeLeaseLost:           "The lease does not hold this attempt",
+	CodeIdempotencyMismatch: "Idempotency key reused",
+	CodeBodyTooLarge:        "Request body too large",
+	CodeUnsupportedMedia:    "Unsupported media type",
+	CodeMethodNotAllowed:    "Method not allowed",
+	CodeUnavailable:         "Service unavailable",
+	CodeInternal:            "Internal error",
 }
 
 func newProblem(status int, code, detail string) *Problem {

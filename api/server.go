@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,10 +89,24 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/run", s.startRun},
 		{"GET", "/v1/runs/:id", s.getRun},
 		{"GET", "/v1/runs/:id/events", s.runEvents},
-		{"POST", "/v1/runs/:id/pause", s.control((*engine.Engine).Pause)},
-		{"POST", "/v1/runs/:id/resume", s.control((*engine.Engine).Resume)},
-		{"POST", "/v1/runs/:id/cancel", s.control((*engine.Engine).Cancel)},
-		{"POST", "/v1/runs/:id/retry", s.control((*engine.Engine).Retry)},
+		{"POST", "/v1/runs/:id/pause", s.control(engine.EventRunPaused)},
+		{"POST", "/v1/runs/:id/resume", s.control(engine.EventRunResumed)},
+		{"POST", "/v1/runs/:id/cancel", s.control(engine.EventRunCancelled)},
+		{"POST", "/v1/runs/:id/retry", s.control(engine.EventRunRetried)},
+		{"POST", "/api/v1/tenants/:tenantId/workflows", s.executeWorkflow},
+		{"GET", "/api/v1/tenants/:tenantId/workflows", s.listRuns},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId", s.getRun},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/pause", s.control(engine.EventRunPaused)},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/resume", s.control(engine.EventRunResumed)},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/cancel", s.control(engine.EventRunCancelled)},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/retry", s.control(engine.EventRunRetried)},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/metrics", s.runMetrics},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/events", s.runEvents},
+		{"GET", "/api/v1/tenants/:tenantId/events", s.tenantEvents},
+		{"POST", "/api/v1/tenants/:tenantId/definitions", s.registerDefinition},
+		{"GET", "/api/v1/tenants/:tenantId/definitions", s.listDefinitions},
+		{"GET", "/api/v1/tenants/:tenantId/definitions/:name/versions/:version", s.getDefinitionVersion},
+		{"POST", "/api/v1/dag/validate", s.validateDAG},
 		{"POST", "/v1/tasks/:id", s.taskPost},
 		{"POST", "/v1/tasks/:id/:verb", s.taskVerb},
 		{"POST", "/api/v1/tenants/:tenantId/tasks/:id", s.taskPost},
@@ -389,10 +405,24 @@ func newRunView(run *engine.Run, tasks []engine.Task) runView {
 	return runView{Run: run, Progress: p, Tasks: tasks}
 }
 
+// runIDOf is the run a request names: {id} on the short API, {workflowId}
+// on the tenant API.
+func runIDOf(p httprouter.Params) string {
+	if id := p.ByName("workflowId"); id != "" {
+		return id
+	}
+	return p.ByName("id")
+}
+
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
-	run, tasks, err := s.Store.GetRun(r.Context(), DefaultTenant, p.ByName("id"))
+	tenant, err := tenantOf(p)
 	if err != nil {
-		return runNotFound(err, p.ByName("id"))
+		return err
+	}
+	id := runIDOf(p)
+	run, tasks, err := s.Store.GetRun(r.Context(), tenant, id)
+	if err != nil {
+		return runNotFound(err, id)
 	}
 	writeJSON(w, http.StatusOK, newRunView(run, tasks))
 	return nil
@@ -410,30 +440,40 @@ type eventsPage struct {
 	RunID     string         `json:"run_id"`
 	Events    []engine.Event `json:"events"`
 	NextAfter int64          `json:"next_after,omitempty"` // pass as ?after= for the next page
+	// Verified answers ?verify=true: whether the run's whole history chains.
+	Verified    *bool  `json:"verified,omitempty"`
+	VerifyError string `json:"verify_error,omitempty"`
 }
 
+// runEvents serves a run's history in seq order, paginated by ?after=SEQ,
+// filtered by ?task_id= and ?type=; ?verify=true also checks its hash chain.
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
-	id := p.ByName("id")
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	id := runIDOf(p)
 	q := r.URL.Query()
-	after, limit := int64(0), 1000
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return fieldProblem("after", fmt.Sprintf("must be a sequence number >= 0, not %q", v))
-		}
-		after = n
+	if err := onlyParams(q, "after", "limit", "task_id", "type", "verify"); err != nil {
+		return err
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			return fieldProblem("limit", fmt.Sprintf("must be an integer in 1..10000, not %q", v))
-		}
-		limit = n
+	after, err := intParam(q, "after", 0, 0, 1<<62)
+	if err != nil {
+		return err
 	}
-	if _, _, err := s.Store.GetRun(r.Context(), DefaultTenant, id); err != nil {
+	limit, err := intParam(q, "limit", 1000, 1, store.MaxPage)
+	if err != nil {
+		return err
+	}
+	verify := q.Get("verify")
+	if verify != "" && verify != "true" && verify != "false" {
+		return fieldProblem("verify", "must be true or false")
+	}
+	if _, _, err := s.Store.GetRun(r.Context(), tenant, id); err != nil {
 		return runNotFound(err, id)
 	}
-	events, err := s.Store.RunEvents(r.Context(), id, after, limit+1)
+	events, err := s.Store.ListEvents(r.Context(), store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
+		Type: engine.EventType(q.Get("type")), AfterSeq: int64(after), Limit: limit + 1})
 	if err != nil {
 		return err
 	}
@@ -445,32 +485,114 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if page.Events == nil {
 		page.Events = []engine.Event{}
 	}
+	if verify == "true" {
+		all, err := s.Store.RunEvents(r.Context(), id, 0, 0)
+		if err != nil {
+			return err
+		}
+		ok := true
+		if err := engine.VerifyChain(all); err != nil {
+			ok, page.VerifyError = false, err.Error()
+		}
+		page.Verified = &ok
+	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
 }
 
-type controlFunc func(e *engine.Engine, ctx context.Context, tenantID, runID, actor string) (*engine.Run, error)
+// controlBody is the optional body of a control verb.
+type controlBody struct {
+	TaskID string `json:"task_id"` // retry only: this task and what depends on it
+}
 
-// control serves one of pause, resume, cancel, retry; the body, if any, must
-// be an empty JSON object.
-func (s *Server) control(f controlFunc) handlerFunc {
+// control serves one of pause, resume, cancel, retry. The body, if any, is
+// a JSON object; retry takes {"task_id"}.
+func (s *Server) control(verb engine.EventType) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+		tenant, err := tenantOf(p)
+		if err != nil {
+			return err
+		}
+		actor, err := actorOf(r)
+		if err != nil {
+			return err
+		}
 		body, err := s.readBody(r)
 		if err != nil {
 			return err
 		}
+		var req controlBody
 		if len(bytes.TrimSpace(body)) > 0 {
-			var empty struct{}
-			if err := decodeStrict(body, &empty); err != nil {
+			if err := decodeStrict(body, &req); err != nil {
 				return err
 			}
 		}
-		id := p.ByName("id")
-		run, err := f(s.Engine, r.Context(), DefaultTenant, id, ActorAPI)
+		if req.TaskID != "" && verb != engine.EventRunRetried {
+			return fieldProblem("task_id", "only retry takes a task")
+		}
+		id := runIDOf(p)
+		var run *engine.Run
+		switch verb {
+		case engine.EventRunPaused:
+			run, err = s.Engine.Pause(r.Context(), tenant, id, actor)
+		case engine.EventRunResumed:
+			run, err = s.Engine.Resume(r.Context(), tenant, id, actor)
+		case engine.EventRunCancelled:
+			run, err = s.Engine.Cancel(r.Context(), tenant, id, actor)
+		default:
+			run, err = s.Engine.RetryTask(r.Context(), tenant, id, req.TaskID, actor)
+		}
 		if err != nil {
+			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
+				if _, _, gerr := s.Store.GetRun(r.Context(), tenant, id); gerr == nil {
+					return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
+				}
+			}
 			return runNotFound(err, id)
 		}
 		writeJSON(w, http.StatusOK, run)
 		return nil
 	}
+}
+
+// actorOf is who asked: the X-Actor header (until API keys name callers), or
+// "api".
+func actorOf(r *http.Request) (string, error) {
+	a := r.Header.Get("X-Actor")
+	if a == "" {
+		return ActorAPI, nil
+	}
+	if len(a) > 128 {
+		return "", fieldProblem("X-Actor", "must be at most 128 characters")
+	}
+	for _, c := range a {
+		if c < 0x20 || c == 0x7f {
+			return "", fieldProblem("X-Actor", "must not contain control characters")
+		}
+	}
+	return a, nil
+}
+
+// intParam reads an optional integer query parameter within [lo, hi].
+func intParam(q url.Values, name string, def, lo, hi int64) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return int(def), nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fieldProblem(name, fmt.Sprintf("must be an integer in %d..%d, not %q", lo, hi, v))
+	}
+	return int(n), nil
+}
+
+// onlyParams refuses query parameters the endpoint does not know, so that a
+// misspelt filter is not silently ignored.
+func onlyParams(q url.Values, known ...string) error {
+	for k := range q {
+		if !slices.Contains(known, k) {
+			return fieldProblem(k, "unknown query parameter; known: "+strings.Join(known, ", "))
+		}
+	}
+	return nil
 }

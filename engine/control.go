@@ -29,10 +29,33 @@ func (e *Engine) Retry(ctx context.Context, tenantID, runID, actor string) (*Run
 	return e.control(ctx, tenantID, runID, actor, EventRunRetried)
 }
 
+// RetryTask retries one task that failed, timed out, was skipped or
+// cancelled, and every task downstream of it that did not complete. A
+// failed, timed-out or cancelled run runs again (run.retried names the
+// tasks); in a running or paused run only the tasks go back to pending.
+// Errors as for Retry, plus ErrNotFound for an unknown task and a
+// *TransitionError when the task is not in a state to retry.
+func (e *Engine) RetryTask(ctx context.Context, tenantID, runID, taskID, actor string) (*Run, error) {
+	if taskID == "" {
+		return e.Retry(ctx, tenantID, runID, actor)
+	}
+	return e.controlTask(ctx, tenantID, runID, taskID, actor)
+}
+
 // control applies one control verb. Errors: ErrNotFound (no such run for the
 // tenant), a *TransitionError (the run's state forbids it), ErrConflict (the
 // run is being reloaded; try again), ErrClosed.
 func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ EventType) (*Run, error) {
+	return e.controlRun(ctx, tenantID, runID, "", actor, typ)
+}
+
+func (e *Engine) controlTask(ctx context.Context, tenantID, runID, taskID, actor string) (*Run, error) {
+	return e.controlRun(ctx, tenantID, runID, taskID, actor, EventRunRetried)
+}
+
+// controlRun applies a control verb to a run, or with taskID a retry of one
+// task and its dependents.
+func (e *Engine) controlRun(ctx context.Context, tenantID, runID, taskID, actor string, typ EventType) (*Run, error) {
 	if actor == "" {
 		actor = ActorEngine
 	}
@@ -48,7 +71,7 @@ func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ
 		if run.TenantID != tenantID {
 			return nil, fmt.Errorf("run %s: %w", runID, ErrNotFound)
 		}
-		if _, ok := RunEventAllowed(typ, run.State); !ok {
+		if _, ok := RunEventAllowed(typ, run.State); !ok && taskID == "" {
 			return nil, &TransitionError{Subject: "run", Event: typ, From: string(run.State)}
 		}
 		if !run.State.Terminal() {
@@ -79,7 +102,16 @@ func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ
 		e.mu.Unlock()
 		return nil, fmt.Errorf("run %s is being reloaded: %w", runID, ErrConflict)
 	}
-	if _, ok := RunEventAllowed(typ, rs.view.Run.State); !ok {
+	var only map[int]bool // with taskID: the tasks to retry
+	if taskID != "" {
+		var err error
+		if only, err = retrySet(rs, taskID); err != nil {
+			e.release(rs)
+			e.mu.Unlock()
+			return nil, err
+		}
+	}
+	if _, ok := RunEventAllowed(typ, rs.view.Run.State); !ok && (only == nil || rs.view.Run.State == RunCompleted) {
 		state := rs.view.Run.State
 		e.release(rs)
 		e.mu.Unlock()
@@ -94,7 +126,7 @@ func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ
 	case EventRunCancelled:
 		e.endRun(b, EventRunCancelled, ReasonRunCancelled)
 	case EventRunRetried:
-		e.retryRun(b)
+		e.retryRun(b, only)
 	}
 	done := make(chan error, 1)
 	b.commit(func(err error) { done <- err })
@@ -112,25 +144,57 @@ func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ
 	return &run, nil
 }
 
-// retryRun records run.retried and puts the run's unfinished tasks back to
-// pending; those whose dependencies completed become ready.
-func (e *Engine) retryRun(b *batch) {
+// retrySet returns the task named taskID and every task downstream of it
+// that did not complete, refusing a task that is not in a state to retry.
+func retrySet(rs *runState, taskID string) (map[int]bool, error) {
+	pos, ok := rs.plan.Index[taskID]
+	if !ok {
+		return nil, fmt.Errorf("task %q: %w", taskID, ErrNotFound)
+	}
+	if _, ok := TaskEventAllowed(EventTaskReset, rs.view.Tasks[pos].State); !ok {
+		return nil, &TransitionError{Subject: "task " + taskID, Event: EventTaskReset, From: string(rs.view.Tasks[pos].State)}
+	}
+	only := map[int]bool{pos: true}
+	stack := []int{pos}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, c := range rs.plan.Tasks[p].Children {
+			if !only[c] && rs.view.Tasks[c].State != TaskCompleted {
+				only[c] = true
+				stack = append(stack, c)
+			}
+		}
+	}
+	return only, nil
+}
+
+// retryRun puts the run's failed, timed-out, skipped and cancelled tasks (or
+// only those in only, when it is not nil) back to pending; those whose
+// dependencies completed become ready. An ended run records run.retried
+// first; a running or paused one only its tasks' resets.
+func (e *Engine) retryRun(b *batch, only map[int]bool) {
 	rs := b.rs
 	var reset []int
 	var ids []string
 	for i := range rs.view.Tasks {
+		if only != nil && !only[i] {
+			continue
+		}
 		switch rs.view.Tasks[i].State {
 		case TaskFailed, TaskTimedOut, TaskSkipped, TaskCancelled:
 			reset = append(reset, i)
 			ids = append(ids, rs.view.Tasks[i].TaskID)
 		}
 	}
-	d := &EventData{Tasks: ids}
-	if rs.plan.Timeout > 0 {
-		d.Deadline = b.now.Add(rs.plan.Timeout)
-	}
-	if !b.add(EventRunRetried, -1, 0, d) {
-		return
+	if rs.view.Run.State.Terminal() {
+		d := &EventData{Tasks: ids}
+		if rs.plan.Timeout > 0 {
+			d.Deadline = b.now.Add(rs.plan.Timeout)
+		}
+		if !b.add(EventRunRetried, -1, 0, d) {
+			return
+		}
 	}
 	for _, i := range reset {
 		b.add(EventTaskReset, i, 0, nil)

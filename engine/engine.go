@@ -336,11 +336,58 @@ type StartRequest struct {
 	Version  int // 0 = latest
 	Input    json.RawMessage
 	Actor    string
+	// IdempotencyKey, when set, makes a repeated request return the run the
+	// first one started; RequestHash identifies what was asked, so that the
+	// same key with a different request is refused.
+	IdempotencyKey string
+	RequestHash    string
 }
+
+// ErrIdempotencyMismatch: an idempotency key was used before for a different request.
+var ErrIdempotencyMismatch = errors.New("idempotency key reused for a different request")
 
 // StartRun records a new run and returns it once it is durable. Its tasks are
 // dispatched from then on. It returns ErrNotFound for an unknown definition.
 func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
+	run, _, err := e.StartRunIdempotent(ctx, req)
+	return run, err
+}
+
+// StartRunIdempotent is StartRun that also reports whether the run was
+// started by an earlier request with the same idempotency key.
+func (e *Engine) StartRunIdempotent(ctx context.Context, req StartRequest) (run *Run, replayed bool, err error) {
+	if req.IdempotencyKey != "" {
+		if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
+			return run, err == nil, err
+		}
+	}
+	run, err = e.newRun(ctx, req)
+	if err != nil && req.IdempotencyKey != "" && errors.Is(err, ErrConflict) {
+		// Another request with the same key won the race.
+		if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
+			return run, err == nil, err
+		}
+	}
+	return run, false, err
+}
+
+// replay returns the run an idempotency key started, ErrNotFound if none did.
+func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
+	runID, hash, err := e.store.FindIdempotencyKey(ctx, req.TenantID, req.IdempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	if hash != req.RequestHash {
+		return nil, fmt.Errorf("idempotency key %q: %w", req.IdempotencyKey, ErrIdempotencyMismatch)
+	}
+	run, _, err := e.store.LoadRun(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("idempotency key %q names run %s, which is gone: %w", req.IdempotencyKey, runID, ErrConflict)
+	}
+	return run, err
+}
+
+func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
 	if err != nil {
 		return nil, err
@@ -362,6 +409,7 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
 	b := e.newBatch(rs, actor)
 	b.insert = true
+	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input})
 	e.startRun(b, EventRunStarted)
 	e.runs[id] = rs

@@ -214,6 +214,8 @@ type batch struct {
 	mark    map[int]bool
 	after   []func() // run under Engine.mu once durable
 	now     time.Time
+	// With insert: the client's idempotency key and request hash.
+	idemKey, idemHash string
 }
 
 func (e *Engine) newBatch(rs *runState, actor string) *batch {
@@ -281,7 +283,8 @@ func (b *batch) commit(done func(error)) {
 		return
 	}
 	rs, e := b.rs, b.e
-	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, Events: b.events}
+	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, Events: b.events,
+		IdempotencyKey: b.idemKey, RequestHash: b.idemHash}
 	if b.insert {
 		ch.Tasks = append([]Task(nil), rs.view.Tasks...)
 	} else {

@@ -29,6 +29,10 @@ type Store interface {
 
 	// LoadActiveRuns calls fn for every run that is not in a terminal state.
 	LoadActiveRuns(ctx context.Context, fn func(*Run, []Task) error) error
+
+	// FindIdempotencyKey returns the run a tenant's idempotency key started
+	// and the hash of the request that did, or ErrNotFound.
+	FindIdempotencyKey(ctx context.Context, tenantID, key string) (runID, requestHash string, err error)
 }
 
 // Change is what one decision writes for one run: its new events and the
@@ -39,6 +43,10 @@ type Change struct {
 	PrevSeq int64  // compare-and-set: the run's last seq before Events
 	Tasks   []Task // the task rows Events changed (all of them when Insert)
 	Events  []Event
+	// With Insert: the client's idempotency key, stored in the same
+	// transaction; a key already stored fails the change with ErrConflict.
+	IdempotencyKey string
+	RequestHash    string
 }
 
 // StoredDefinition is a definition version as the store keeps it.

@@ -77,17 +77,21 @@ func (db *DB) GetDefinition(ctx context.Context, tenantID, name string, version 
 
 // ListDefinitions returns the latest version of every definition of a tenant, by name.
 func (db *DB) ListDefinitions(ctx context.Context, tenantID string) ([]engine.StoredDefinition, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT name, max(version) FROM workflows WHERE tenant_id = ? GROUP BY name ORDER BY name`, tenantID)
+	rows, err := db.r.QueryContext(ctx, `SELECT w.name, w.version, w.hash, w.created_at FROM workflows w
+		WHERE w.tenant_id = ? AND w.version = (SELECT max(version) FROM workflows l WHERE l.tenant_id = w.tenant_id AND l.name = w.name)
+		ORDER BY w.name`, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("list definitions: %w", err)
 	}
 	var out []engine.StoredDefinition
 	for rows.Next() {
 		d := engine.StoredDefinition{TenantID: tenantID}
-		if err := rows.Scan(&d.Name, &d.Version); err != nil {
+		var at string
+		if err := rows.Scan(&d.Name, &d.Version, &d.Hash, &at); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list definitions: %w", err)
 		}
+		d.CreatedAt, _ = engine.ParseTime(at)
 		out = append(out, d)
 	}
 	rows.Close()

@@ -354,6 +354,12 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 		if err != nil {
 			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
 		}
+		if ch.IdempotencyKey != "" {
+			if _, err := ts.tx.Exec(`INSERT INTO idempotency_keys (tenant_id, key, request_hash, run_id, created_at)
+				VALUES (?, ?, ?, ?, ?)`, run.TenantID, ch.IdempotencyKey, ch.RequestHash, run.ID, timeArg(run.CreatedAt)); err != nil {
+				return constraintErr("idempotency key", err)
+			}
+		}
 		st := ts.get(stInsertTask)
 		for i := range ch.Tasks {
 			t := &ch.Tasks[i]

@@ -1,0 +1,432 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// The tenant-scoped API of seed 000: /api/v1/tenants/{tenantId}/... Every
+// handler reads the tenant from the path and every query filters on it, so
+// another tenant's ids are simply not found.
+
+// executeRequest is the body of POST .../workflows: a registered definition
+// by name (and version), or one inline.
+type executeRequest struct {
+	Workflow   string          `json:"workflow"`
+	Version    int             `json:"version"`
+	Definition json.RawMessage `json:"definition"`
+	Input      json.RawMessage `json:"input"`
+}
+
+// MaxIdempotencyKey is the longest Idempotency-Key header accepted.
+const MaxIdempotencyKey = 255
+
+func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	actor, err := actorOf(r)
+	if err != nil {
+		return err
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > MaxIdempotencyKey {
+		return fieldProblem("Idempotency-Key", fmt.Sprintf("must be at most %d characters", MaxIdempotencyKey))
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var req executeRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	hasDef := len(req.Definition) > 0 && string(req.Definition) != "null"
+	switch {
+	case hasDef && (req.Workflow != "" || req.Version != 0):
+		return fieldProblem("definition", "give either workflow (and version) or definition, not both")
+	case !hasDef && req.Workflow == "":
+		return fieldProblem("workflow", "required: the name of a registered definition, or send definition inline")
+	case req.Version < 0:
+		return fieldProblem("version", "must be a positive integer (omit it for the latest)")
+	}
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return fieldProblem("input", "must be JSON")
+	}
+	workflow, version := req.Workflow, req.Version
+	if hasDef {
+		sd, _, err := s.Engine.RegisterDefinition(r.Context(), tenant, req.Definition)
+		if err != nil {
+			return err
+		}
+		workflow, version = sd.Name, sd.Version
+	}
+	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
+		Actor: actor, IdempotencyKey: key}
+	if key != "" {
+		start.RequestHash = requestHash(workflow, req.Version, req.Definition, req.Input)
+	}
+	run, replayed, err := s.Engine.StartRunIdempotent(r.Context(), start)
+	switch {
+	case errors.Is(err, engine.ErrIdempotencyMismatch):
+		return newProblem(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+			"this Idempotency-Key was used for a different request; use a new key")
+	case errors.Is(err, engine.ErrNotFound):
+		if version > 0 {
+			return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q has no version %d", workflow, version))
+		}
+		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q is not registered", workflow))
+	case err != nil:
+		return err
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/workflows/%s", tenant, run.ID))
+	writeJSON(w, http.StatusCreated, run)
+	return nil
+}
+
+// requestHash identifies what an execute request asked for, so that an
+// Idempotency-Key reused for a different request is refused.
+func requestHash(workflow string, version int, def, input json.RawMessage) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", workflow, version)
+	var buf bytes.Buffer
+	for _, m := range []json.RawMessage{def, input} {
+		buf.Reset()
+		if json.Compact(&buf, m) == nil {
+			h.Write(buf.Bytes())
+		}
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// runsPage is a page of GET .../workflows.
+type runsPage struct {
+	Runs          []engine.Run `json:"runs"`
+	NextPageToken string       `json:"next_page_token,omitempty"`
+}
+
+// pageToken is the opaque cursor of a list: base64url of JSON.
+type pageToken struct {
+	CreatedAt string `json:"c,omitempty"`
+	ID        string `json:"i,omitempty"`
+	AfterID   int64  `json:"e,omitempty"`
+}
+
+func encodeToken(t pageToken) string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(s string) (pageToken, error) {
+	var t pageToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &t) != nil {
+		return t, fieldProblem("page_token", "is not a token this API gave out")
+	}
+	return t, nil
+}
+
+func timeParam(q map[string][]string, name string) (time.Time, error) {
+	v := ""
+	if vs := q[name]; len(vs) > 0 {
+		v = vs[0]
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fieldProblem(name, fmt.Sprintf("must be an RFC 3339 time like 2026-01-02T15:04:05Z, not %q", v))
+	}
+	return t, nil
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before"); err != nil {
+		return err
+	}
+	f := store.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
+	if f.Limit, err = intParam(q, "limit", 50, 1, store.MaxPage); err != nil {
+		return err
+	}
+	if st := q.Get("status"); st != "" {
+		if !validRunState(st) {
+			return fieldProblem("status", fmt.Sprintf("must be one of %s, not %q", runStateList(), st))
+		}
+		f.State = engine.RunState(st)
+	}
+	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
+		return err
+	}
+	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
+		return err
+	}
+	if tok := q.Get("page_token"); tok != "" {
+		t, err := decodeToken(tok)
+		if err != nil || t.ID == "" {
+			return fieldProblem("page_token", "is not a token this list gave out")
+		}
+		f.Cursor = &store.RunCursor{CreatedAt: t.CreatedAt, ID: t.ID}
+	}
+	runs, next, err := s.Store.ListRuns(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	page := runsPage{Runs: runs}
+	if page.Runs == nil {
+		page.Runs = []engine.Run{}
+	}
+	if next != nil {
+		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func validRunState(s string) bool {
+	for _, st := range engine.RunStates() {
+		if string(st) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runStateList() string {
+	var out []string
+	for _, st := range engine.RunStates() {
+		out = append(out, string(st))
+	}
+	return strings.Join(out, ", ")
+}
+
+func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	id := runIDOf(p)
+	run, _, err := s.Store.GetRun(r.Context(), tenant, id)
+	if err != nil {
+		return runNotFound(err, id)
+	}
+	plan, err := s.Engine.Plan(r.Context(), tenant, run.Workflow, run.Version)
+	if err != nil {
+		return err
+	}
+	events, err := s.Store.RunEvents(r.Context(), id, 0, int(run.LastSeq))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, engine.ComputeRunMetrics(plan, events, time.Now()))
+	return nil
+}
+
+// tenantEventsPage is a page of the tenant-wide audit query.
+type tenantEventsPage struct {
+	Events        []engine.Event `json:"events"`
+	NextPageToken string         `json:"next_page_token,omitempty"`
+}
+
+// tenantEvents answers audit questions across runs: filters type, run,
+// task_id, actor, since, until; cursor pagination; with Accept:
+// application/x-ndjson every matching event is streamed, one per line.
+func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := onlyParams(q, "type", "run", "task_id", "actor", "since", "until", "limit", "page_token"); err != nil {
+		return err
+	}
+	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"),
+		Type: engine.EventType(q.Get("type")), Actor: q.Get("actor")}
+	if f.Since, err = timeParam(q, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = timeParam(q, "until"); err != nil {
+		return err
+	}
+	if tok := q.Get("page_token"); tok != "" {
+		t, err := decodeToken(tok)
+		if err != nil || t.AfterID <= 0 {
+			return fieldProblem("page_token", "is not a token this list gave out")
+		}
+		f.AfterID = t.AfterID
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		if q.Get("limit") != "" {
+			if f.Limit, err = intParam(q, "limit", 0, 1, 1<<40); err != nil {
+				return err
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		n := 0
+		return s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			if n++; n%500 == 0 && flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+	}
+	limit, err := intParam(q, "limit", 100, 1, store.MaxPage)
+	if err != nil {
+		return err
+	}
+	f.Limit = limit + 1
+	events, err := s.Store.ListEvents(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	page := tenantEventsPage{Events: events}
+	if len(events) > limit {
+		page.Events = events[:limit]
+		page.NextPageToken = encodeToken(pageToken{AfterID: events[limit-1].ID})
+	}
+	if page.Events == nil {
+		page.Events = []engine.Event{}
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// validation is the answer of POST /api/v1/dag/validate.
+type validation struct {
+	Valid  bool             `json:"valid"`
+	Errors []engine.Problem `json:"errors"`
+	Levels [][]string       `json:"levels"`
+}
+
+// validateDAG validates a definition (the body, or its "definition" field)
+// without storing it: 200 with the verdict for any well-formed JSON.
+func (s *Server) validateDAG(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(body) {
+		var v any
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
+	}
+	var wrapper map[string]json.RawMessage
+	if json.Unmarshal(body, &wrapper) == nil && len(wrapper) == 1 && wrapper["definition"] != nil {
+		body = wrapper["definition"]
+	}
+	_, plan, problems := engine.CompileJSON(body, s.Engine.ValidateOptions())
+	out := validation{Valid: len(problems) == 0, Errors: problems, Levels: [][]string{}}
+	if out.Errors == nil {
+		out.Errors = []engine.Problem{}
+	}
+	if plan != nil {
+		out.Levels = plan.Levels
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// definitionsPage lists a tenant's definitions, the latest version of each.
+type definitionsPage struct {
+	Definitions []workflowView `json:"definitions"`
+}
+
+func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(body) {
+		var v any
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
+	}
+	sd, created, err := s.Engine.RegisterDefinition(r.Context(), tenant, body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
+	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: created, Hash: sd.Hash,
+		CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	return nil
+}
+
+func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
+		return err
+	}
+	defs, err := s.Store.ListDefinitions(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	page := definitionsPage{Definitions: []workflowView{}}
+	for _, d := range defs {
+		page.Definitions = append(page.Definitions, workflowView{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) getDefinitionVersion(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	name := p.ByName("name")
+	v := p.ByName("version")
+	version, err := strconv.Atoi(v)
+	if err != nil || version < 1 {
+		if v != "latest" {
+			return fieldProblem("version", fmt.Sprintf("must be a positive integer or \"latest\", not %q", v))
+		}
+		version = 0
+	}
+	sd, err := s.Store.GetDefinition(r.Context(), tenant, name, version)
+	if errors.Is(err, engine.ErrNotFound) {
+		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("definition %q version %s does not exist", name, v))
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, workflowView{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	return nil
+}
