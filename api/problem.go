@@ -87,7 +87,7 @@ func problemFor(err error) *Problem {
 		q.Errors = ve.Problems
 		return q
 	case errors.As(err, &te):
-		q := newProblem(http.StatusConflict, CodeInvalidTransition, fmt.Sprintf("%s: %s is not allowed while the run is %s", te.Subject, te.Event, te.From))
+		q := newProblem(http.StatusConflict, CodeInvalidTransition, fmt.Sprintf("%s is not allowed while the %s is %s", te.Event, te.Subject, te.From))
 		q.State = te.From
 		return q
 	case errors.As(err, &le):

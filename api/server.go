@@ -84,9 +84,10 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET", "/health", s.health},
 		{"GET", "/metrics", s.metrics},
+		{"GET", "/openapi.json", s.openapi},
 		{"POST", "/v1/workflows", s.registerWorkflow},
 		{"GET", "/v1/workflows", s.getWorkflow},
-		{"POST", "/v1/run", s.startRun},
+		{"POST", "/v1/run", s.executeWorkflow},
 		{"GET", "/v1/runs/:id", s.getRun},
 		{"GET", "/v1/runs/:id/events", s.runEvents},
 		{"POST", "/v1/runs/:id/pause", s.control(engine.EventRunPaused)},
@@ -286,7 +287,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Pa
 type workflowView struct {
 	Name       string          `json:"name"`
 	Version    int             `json:"version"`
-	Created    bool            `json:"created"`
+	Created    *bool           `json:"created,omitempty"` // on register: whether this call stored a new version
 	Hash       string          `json:"hash"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Definition json.RawMessage `json:"definition,omitempty"`
@@ -306,16 +307,20 @@ func (s *Server) registerWorkflow(w http.ResponseWriter, r *http.Request, _ http
 		return err
 	}
 	status := http.StatusOK
-	if created {
+	if created { // Location names a new resource only
 		status = http.StatusCreated
-		w.Header().Set("Location", fmt.Sprintf("/v1/workflows?name=%s&version=%d", sd.Name, sd.Version))
+		w.Header().Set("Location", fmt.Sprintf("/v1/workflows?name=%s&version=%d", url.QueryEscape(sd.Name), sd.Version))
 	}
-	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: created, Hash: sd.Hash, CreatedAt: sd.CreatedAt})
+	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: &created, Hash: sd.Hash, CreatedAt: sd.CreatedAt,
+		Definition: sd.Definition})
 	return nil
 }
 
 func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	q := r.URL.Query()
+	if err := onlyParams(q, "name", "version"); err != nil {
+		return err
+	}
 	name := q.Get("name")
 	if name == "" {
 		return fieldProblem("name", "required query parameter, e.g. ?name=wf1")
@@ -333,44 +338,6 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httproute
 		return err
 	}
 	writeJSON(w, http.StatusOK, workflowView{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition})
-	return nil
-}
-
-// startRequest is the body of POST /v1/run.
-type startRequest struct {
-	Workflow string          `json:"workflow"`
-	Version  int             `json:"version"`
-	Input    json.RawMessage `json:"input"`
-}
-
-func (s *Server) startRun(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	body, err := s.readBody(r)
-	if err != nil {
-		return err
-	}
-	var req startRequest
-	if err := decodeStrict(body, &req); err != nil {
-		return err
-	}
-	switch {
-	case req.Workflow == "":
-		return fieldProblem("workflow", "required: the name of a registered workflow")
-	case req.Version < 0:
-		return fieldProblem("version", "must be a positive integer (omit it for the latest)")
-	}
-	run, err := s.Engine.StartRun(r.Context(), engine.StartRequest{TenantID: DefaultTenant, Workflow: req.Workflow,
-		Version: req.Version, Input: req.Input, Actor: ActorAPI})
-	if errors.Is(err, engine.ErrNotFound) {
-		if req.Version > 0 {
-			return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q has no version %d", req.Workflow, req.Version))
-		}
-		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q is not registered", req.Workflow))
-	}
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", "/v1/runs/"+run.ID)
-	writeJSON(w, http.StatusCreated, run)
 	return nil
 }
 
@@ -417,6 +384,9 @@ func runIDOf(p httprouter.Params) string {
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
 	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
 		return err
 	}
 	id := runIDOf(p)
@@ -472,8 +442,12 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if _, _, err := s.Store.GetRun(r.Context(), tenant, id); err != nil {
 		return runNotFound(err, id)
 	}
+	typ, err := eventTypeParam(q)
+	if err != nil {
+		return err
+	}
 	events, err := s.Store.ListEvents(r.Context(), store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
-		Type: engine.EventType(q.Get("type")), AfterSeq: int64(after), Limit: limit + 1})
+		Type: typ, AfterSeq: int64(after), Limit: limit + 1})
 	if err != nil {
 		return err
 	}
@@ -591,8 +565,21 @@ func intParam(q url.Values, name string, def, lo, hi int64) (int, error) {
 func onlyParams(q url.Values, known ...string) error {
 	for k := range q {
 		if !slices.Contains(known, k) {
+			if len(known) == 0 {
+				return fieldProblem(k, "unknown query parameter; this endpoint takes none")
+			}
 			return fieldProblem(k, "unknown query parameter; known: "+strings.Join(known, ", "))
 		}
 	}
 	return nil
+}
+
+// eventTypeParam reads an optional event type filter, refusing unknown types
+// so that a misspelt filter does not answer an empty page.
+func eventTypeParam(q url.Values) (engine.EventType, error) {
+	t := engine.EventType(q.Get("type"))
+	if t == "" || slices.Contains(engine.EventTypes(), t) {
+		return t, nil
+	}
+	return "", fieldProblem("type", fmt.Sprintf("unknown event type %q, e.g. task.completed, run.paused", t))
 }

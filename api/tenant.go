@@ -63,10 +63,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	case !hasDef && req.Workflow == "":
 		return fieldProblem("workflow", "required: the name of a registered definition, or send definition inline")
 	case req.Version < 0:
-		return fieldProblem("version", "must be a positive integer (omit it for the latest)")
-	}
-	if len(req.Input) > 0 && !json.Valid(req.Input) {
-		return fieldProblem("input", "must be JSON")
+		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
 	}
 	workflow, version := req.Workflow, req.Version
 	if hasDef {
@@ -97,7 +94,11 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/workflows/%s", tenant, run.ID))
+	if p.ByName("tenantId") == "" {
+		w.Header().Set("Location", "/v1/runs/"+run.ID)
+	} else {
+		w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/workflows/%s", tenant, run.ID))
+	}
 	writeJSON(w, http.StatusCreated, run)
 	return nil
 }
@@ -264,8 +265,11 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 	if err := onlyParams(q, "type", "run", "task_id", "actor", "since", "until", "limit", "page_token"); err != nil {
 		return err
 	}
-	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"),
-		Type: engine.EventType(q.Get("type")), Actor: q.Get("actor")}
+	typ, err := eventTypeParam(q)
+	if err != nil {
+		return err
+	}
+	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor")}
 	if f.Since, err = timeParam(q, "since"); err != nil {
 		return err
 	}
@@ -289,7 +293,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		enc := json.NewEncoder(w)
 		flusher, _ := w.(http.Flusher)
 		n := 0
-		return s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 			if err := enc.Encode(e); err != nil {
 				return err
 			}
@@ -298,6 +302,13 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 			}
 			return nil
 		})
+		if err != nil && n > 0 {
+			// The answer has begun: a problem document would corrupt the
+			// stream. The client sees it cut short.
+			s.Logger.Error("event stream broke off", "tenant_id", tenant, "sent", n, "err", err)
+			return nil
+		}
+		return err
 	}
 	limit, err := intParam(q, "limit", 100, 1, store.MaxPage)
 	if err != nil {
@@ -377,11 +388,11 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 		return err
 	}
 	status := http.StatusOK
-	if created {
+	if created { // Location names a new resource only
 		status = http.StatusCreated
+		w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
 	}
-	w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
-	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: created, Hash: sd.Hash,
+	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: &created, Hash: sd.Hash,
 		CreatedAt: sd.CreatedAt, Definition: sd.Definition})
 	return nil
 }

@@ -149,12 +149,16 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		return err
 	}
 	id := p.ByName("id")
+	verb := p.ByName("verb")
+	if verb != "heartbeat" && verb != "complete" && verb != "fail" {
+		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+	}
 	body, err := s.readBody(r)
 	if err != nil {
 		return err
 	}
 	var answer leaseAnswer
-	switch verb := p.ByName("verb"); verb {
+	switch verb {
 	case "heartbeat":
 		var req heartbeatRequest
 		if err := decodeStrict(body, &req); err != nil {
@@ -166,6 +170,9 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		lease, err := parseDuration("lease", req.Lease, engine.DefaultLease, engine.MaxLease)
 		if err != nil {
 			return err
+		}
+		if lease == 0 {
+			return fieldProblem("lease", "must be positive")
 		}
 		exp, err := s.Engine.Heartbeat(r.Context(), tenant, id, req.LeaseToken, lease)
 		if err != nil {

@@ -39,6 +39,14 @@ const (
 	EventTaskLeaseExtended EventType = "task.lease_extended" // running, no change of state; data: lease_expires_at
 )
 
+// EventTypes lists every event type.
+func EventTypes() []EventType {
+	return []EventType{EventRunCreated, EventRunStarted, EventRunPaused, EventRunResumed, EventRunCompleted,
+		EventRunFailed, EventRunCancelled, EventRunTimedOut, EventRunRetried, EventTaskReady, EventTaskStarted,
+		EventTaskCompleted, EventTaskAttemptFailed, EventTaskFailed, EventTaskTimedOut, EventTaskSkipped,
+		EventTaskCancelled, EventTaskReset, EventTaskLeaseExtended}
+}
+
 // Reasons recorded on failure and cancellation events.
 const (
 	ReasonError          = "error"           // the handler returned an error

@@ -1,0 +1,271 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/matryer/is"
+)
+
+// openAPIMethods are the keys of an OpenAPI path item that are operations.
+var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// workerVerbs are the values of :verb that taskVerb serves; the document has
+// a path for each.
+var workerVerbs = []string{"heartbeat", "complete", "fail"}
+
+// openAPIDoc is the embedded document decoded into generic JSON values.
+func openAPIDoc(t *testing.T) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatalf("openapi.json is not JSON: %v", err)
+	}
+	return doc
+}
+
+// documentedPaths maps a route to the document's paths for it: httprouter's
+// :param becomes {param}; POST .../tasks/:id serves only the id "poll", so it
+// is documented as .../tasks/poll; .../tasks/:id/:verb is documented once per
+// verb.
+func documentedPaths(method, path string) []string {
+	segs := strings.Split(path, "/")
+	n := len(segs)
+	if method == http.MethodPost && n >= 2 && segs[n-2] == "tasks" && segs[n-1] == ":id" {
+		segs[n-1] = "poll"
+	}
+	var expand []string
+	for i, s := range segs {
+		switch {
+		case s == ":verb":
+			expand = workerVerbs
+			segs[i] = "%s"
+		case strings.HasPrefix(s, ":"):
+			segs[i] = "{" + s[1:] + "}"
+		}
+	}
+	p := strings.Join(segs, "/")
+	if expand == nil {
+		return []string{p}
+	}
+	var out []string
+	for _, v := range expand {
+		out = append(out, fmt.Sprintf(p, v))
+	}
+	return out
+}
+
+// operations calls fn for every operation of the document.
+func operations(doc map[string]any, fn func(path, method string, op map[string]any)) {
+	paths, _ := doc["paths"].(map[string]any)
+	keys := make([]string, 0, len(paths))
+	for p := range paths {
+		keys = append(keys, p)
+	}
+	sort.Strings(keys)
+	for _, p := range keys {
+		item, _ := paths[p].(map[string]any)
+		for _, m := range openAPIMethods {
+			if op, ok := item[m].(map[string]any); ok {
+				fn(p, m, op)
+			}
+		}
+	}
+}
+
+// resolve follows a local JSON pointer ("#/components/schemas/Run") in doc.
+func resolve(doc any, ref string) (any, bool) {
+	if !strings.HasPrefix(ref, "#/") {
+		return nil, false
+	}
+	cur := doc
+	for _, tok := range strings.Split(ref[2:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch v := cur.(type) {
+		case map[string]any:
+			next, ok := v[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = next
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(v) {
+				return nil, false
+			}
+			cur = v[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// walkRefs calls fn with the location and target of every $ref under v.
+func walkRefs(v any, at string, fn func(at, ref string)) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "$ref" {
+				fn(at, s)
+				continue
+			}
+			walkRefs(x, at+"/"+k, fn)
+		}
+	case []any:
+		for i, x := range v {
+			walkRefs(x, at+"/"+strconv.Itoa(i), fn)
+		}
+	}
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	is := is.New(t)
+	doc := openAPIDoc(t)
+	is.Equal(doc["openapi"], "3.1.0") // an OpenAPI 3.1.0 document
+	info, ok := doc["info"].(map[string]any)
+	is.True(ok) // info is an object
+	title, _ := info["title"].(string)
+	is.True(title != "") // info has a title
+	version, _ := info["version"].(string)
+	is.True(version != "") // info has a version
+	paths, ok := doc["paths"].(map[string]any)
+	is.True(ok)             // paths is an object
+	is.True(len(paths) > 0) // paths is not empty
+	components, ok := doc["components"].(map[string]any)
+	is.True(ok) // components is an object
+	schemas, ok := components["schemas"].(map[string]any)
+	is.True(ok) // components has schemas
+	for _, name := range []string{"Definition", "TaskDef", "RetryPolicy", "Run", "Task", "RunDetails", "Progress",
+		"Event", "EventData", "TaskError", "Problem", "ValidationProblem", "RunsPage", "EventsPage", "RunEventsPage",
+		"RunMetrics", "TaskMetrics", "Lease", "PollRequest", "HeartbeatRequest", "CompleteRequest", "FailRequest",
+		"ExecuteRequest", "StartRequest", "WorkflowView", "DefinitionsPage", "Validation"} {
+		_, ok := schemas[name]
+		is.True(ok) // every named component schema is present
+		if !ok {
+			t.Logf("missing schema %s", name)
+		}
+	}
+}
+
+func TestOpenAPIProblemCodes(t *testing.T) {
+	is := is.New(t)
+	doc := openAPIDoc(t)
+	code, ok := resolve(doc, "#/components/schemas/ProblemCode")
+	is.True(ok) // the ProblemCode schema exists
+	var documented []string
+	for _, c := range code.(map[string]any)["enum"].([]any) {
+		documented = append(documented, c.(string))
+	}
+	for c := range titles {
+		is.True(slices.Contains(documented, c)) // every code of problem.go is documented
+		if !slices.Contains(documented, c) {
+			t.Logf("problem code %q is not in ProblemCode", c)
+		}
+	}
+	is.Equal(len(documented), len(titles)) // and no other code is
+}
+
+func TestOpenAPIRoutes(t *testing.T) {
+	doc := openAPIDoc(t)
+	paths := doc["paths"].(map[string]any)
+	routed := map[string]bool{} // "METHOD path" the router serves, as documented paths
+	for _, rt := range (&Server{}).routes() {
+		for _, p := range documentedPaths(rt.method, rt.path) {
+			key := rt.method + " " + p
+			routed[key] = true
+			item, _ := paths[p].(map[string]any)
+			if _, ok := item[strings.ToLower(rt.method)]; !ok {
+				t.Errorf("route %s %s is not documented as %s", rt.method, rt.path, key)
+			}
+		}
+	}
+	operations(doc, func(p, m string, _ map[string]any) {
+		if key := strings.ToUpper(m) + " " + p; !routed[key] {
+			t.Errorf("documented operation %s is not routed", key)
+		}
+	})
+}
+
+func TestOpenAPIRefs(t *testing.T) {
+	is := is.New(t)
+	doc := openAPIDoc(t)
+	n := 0
+	walkRefs(doc, "#", func(at, ref string) {
+		n++
+		if !strings.HasPrefix(ref, "#/components/") {
+			t.Errorf("%s: $ref %q does not name a component", at, ref)
+			return
+		}
+		if _, ok := resolve(doc, ref); !ok {
+			t.Errorf("%s: $ref %q does not resolve", at, ref)
+		}
+	})
+	is.True(n > 0) // the document uses components
+}
+
+func TestOpenAPIOperations(t *testing.T) {
+	is := is.New(t)
+	doc := openAPIDoc(t)
+	ids := map[string]string{}
+	count := 0
+	operations(doc, func(p, m string, op map[string]any) {
+		count++
+		where := strings.ToUpper(m) + " " + p
+		id, _ := op["operationId"].(string)
+		if id == "" {
+			t.Errorf("%s has no operationId", where)
+		} else if other, dup := ids[id]; dup {
+			t.Errorf("%s and %s share operationId %q", other, where, id)
+		}
+		ids[id] = where
+		if s, _ := op["summary"].(string); s == "" {
+			t.Errorf("%s has no summary", where)
+		}
+		responses, _ := op["responses"].(map[string]any)
+		ok2xx := false
+		for status := range responses {
+			ok2xx = ok2xx || strings.HasPrefix(status, "2")
+		}
+		if !ok2xx {
+			t.Errorf("%s has no 2xx response", where)
+		}
+		// Every {param} of the path is declared as a path parameter.
+		declared := map[string]bool{}
+		params, _ := op["parameters"].([]any)
+		for _, x := range params {
+			pm, _ := x.(map[string]any)
+			if ref, ok := pm["$ref"].(string); ok {
+				r, _ := resolve(doc, ref)
+				pm, _ = r.(map[string]any)
+			}
+			if pm["in"] == "path" {
+				declared[pm["name"].(string)] = true
+			}
+		}
+		for _, seg := range strings.Split(p, "/") {
+			if strings.HasPrefix(seg, "{") && !declared[strings.Trim(seg, "{}")] {
+				t.Errorf("%s does not declare path parameter %s", where, seg)
+			}
+		}
+	})
+	is.True(count > 0) // the document has operations
+}
+
+func TestOpenAPIServed(t *testing.T) {
+	is := is.New(t)
+	// The route touches neither engine nor store, so none is needed.
+	h := (&Server{}).Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	is.Equal(rec.Code, http.StatusOK)                              // GET /openapi.json answers 200
+	is.Equal(rec.Header().Get("Content-Type"), "application/json") // as JSON
+	is.Equal(rec.Body.Bytes(), openAPIDocument)                    // with the embedded document, byte for byte
+}
