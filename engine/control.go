@@ -154,6 +154,12 @@ func retrySet(rs *runState, taskID string) (map[int]bool, error) {
 	if _, ok := TaskEventAllowed(EventTaskReset, rs.view.Tasks[pos].State); !ok {
 		return nil, &TransitionError{Subject: "task " + taskID, Event: EventTaskReset, From: string(rs.view.Tasks[pos].State)}
 	}
+	for _, d := range rs.plan.Tasks[pos].Deps {
+		if st := rs.view.Tasks[d].State; st.Terminal() && st != TaskCompleted {
+			return nil, &TransitionError{Subject: fmt.Sprintf("task %s (its upstream %s is %s: retry that one)", taskID, rs.plan.Tasks[d].ID, st),
+				Event: EventTaskReset, From: string(rs.view.Tasks[pos].State)}
+		}
+	}
 	only := map[int]bool{pos: true}
 	stack := []int{pos}
 	for len(stack) > 0 {
@@ -199,6 +205,9 @@ func (e *Engine) retryRun(b *batch, only map[int]bool) {
 	for _, i := range reset {
 		b.add(EventTaskReset, i, 0, nil)
 	}
+	// A reset task behind another upstream that still did not complete can
+	// never run: skip it again rather than leave it pending.
+	e.skipFailedUpstream(b)
 	e.readyPending(b)
 	e.armDeadline(b)
 	e.settle(b)
@@ -270,7 +279,7 @@ func (e *Engine) skipFailedUpstream(b *batch) {
 	rs := b.rs
 	for i := range rs.view.Tasks {
 		switch rs.view.Tasks[i].State {
-		case TaskFailed, TaskTimedOut, TaskSkipped:
+		case TaskFailed, TaskTimedOut, TaskSkipped, TaskCancelled:
 			e.skipDescendants(b, i)
 		}
 	}

@@ -18,6 +18,7 @@ type job struct {
 	attempt int
 	handler Handler
 	ctx     context.Context
+	cancel  context.CancelFunc
 	a       Attempt
 }
 
@@ -63,7 +64,7 @@ func (e *Engine) next() *job {
 			d.WakeAt = b.now.Add(pt.Sleep)
 		}
 		if !b.add(EventTaskStarted, pos, attempt, d) {
-			e.fixRun(rs)
+			b.commit(nil) // a refused event breaks the run, which reloads and queues the task again
 			continue
 		}
 		e.fixRun(rs)
@@ -78,15 +79,13 @@ func (e *Engine) next() *job {
 			continue
 		}
 		h := e.handlers[pt.Type]
-		ctx, cancel := e.hctx, context.CancelFunc(func() {})
+		ctx, cancel := context.WithCancel(e.hctx)
 		if pt.Timeout > 0 {
-			ctx, cancel = context.WithTimeout(ctx, pt.Timeout)
-		} else {
-			ctx, cancel = context.WithCancel(ctx)
+			ctx, cancel = context.WithTimeout(e.hctx, pt.Timeout)
 		}
-		rs.cancels[pos] = cancel
+		rs.cancels[pos] = attemptCancel{attempt: attempt, cancel: cancel}
 		b.commit(nil)
-		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, a: Attempt{
+		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, cancel: cancel, a: Attempt{
 			TenantID: rs.tenant, RunID: rs.id, TaskID: pt.ID, Type: pt.Type, Attempt: attempt,
 			Input: e.inputOf(rs, pos), Config: pt.Config,
 			IdempotencyKey: fmt.Sprintf("%s/%s/%d", rs.id, pt.ID, attempt),
@@ -125,10 +124,12 @@ func (e *Engine) execute(j *job) {
 	e.m.taskLatency.UpdateDuration(start)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if cancel := j.rs.cancels[j.pos]; cancel != nil {
-		cancel()
+	// The run may have moved on to a newer attempt of this task, with a
+	// context of its own: only this attempt's entry is ours to remove.
+	if c, ok := j.rs.cancels[j.pos]; ok && c.attempt == j.attempt {
 		delete(j.rs.cancels, j.pos)
 	}
+	j.cancel()
 	e.finishAttempt(j.rs, j.pos, j.attempt, o)
 }
 
@@ -442,8 +443,8 @@ func (e *Engine) endRun(b *batch, typ EventType, reason string) {
 			continue
 		}
 		b.add(EventTaskCancelled, i, rs.view.Tasks[i].Attempt*boolInt(rs.view.Tasks[i].State == TaskRunning), &EventData{Reason: reason})
-		if cancel := rs.cancels[i]; cancel != nil {
-			cancel()
+		if c, ok := rs.cancels[i]; ok {
+			c.cancel()
 			delete(rs.cancels, i)
 		}
 	}

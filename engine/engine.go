@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -208,7 +209,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		select {
 		case err := <-ch:
 			if err != nil {
-				return fmt.Errorf("recover runs: %w", err)
+				// One run's recovery failing must not stop the others: its
+				// failed commit already started a reload of it.
+				e.log.Error("recover run", logErr, err)
 			}
 		case <-ctx.Done():
 			return ctx.Err()
@@ -388,6 +391,9 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 }
 
 func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return nil, &ValidationError{Problems: []Problem{{Field: "input", Message: "must be valid JSON"}}}
+	}
 	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
 	if err != nil {
 		return nil, err
@@ -410,7 +416,10 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	b := e.newBatch(rs, actor)
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
-	b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input})
+	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input}) {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
+	}
 	e.startRun(b, EventRunStarted)
 	e.runs[id] = rs
 	done := make(chan error, 1)
@@ -465,6 +474,14 @@ func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error)
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			e.mu.Lock()
+			ws := slices.DeleteFunc(e.waiters[runID], func(c chan struct{}) bool { return c == ch })
+			if len(ws) == 0 {
+				delete(e.waiters, runID)
+			} else {
+				e.waiters[runID] = ws
+			}
+			e.mu.Unlock()
 			return nil, ctx.Err()
 		}
 	}

@@ -91,9 +91,10 @@ func hashToken(token string) string {
 // take turns: after a run gives a task it goes behind the other runs of the
 // same priority, so one large run cannot starve the rest.
 type lane struct {
+	key     string
 	runs    laneHeap
 	served  uint64
-	waiters map[chan struct{}]bool
+	waiters map[chan struct{}]bool // pollers waiting; each channel has room for one wake-up
 }
 
 // laneRun is one run's ready tasks in a lane.
@@ -146,15 +147,29 @@ func (e *Engine) isExternal(typ string) bool {
 	return !ok && typ != TypeSleep && e.ext
 }
 
+// lane returns the lane of key, creating it.
+func (e *Engine) lane(key string) *lane {
+	l := e.lanes[key]
+	if l == nil {
+		l = &lane{key: key, waiters: map[chan struct{}]bool{}}
+		e.lanes[key] = l
+	}
+	return l
+}
+
+// tidyLane forgets a lane nothing is queued in or waiting on, so that made-up
+// type names cannot grow the map. A run whose tasks wait while it is paused
+// recreates its lane when it resumes (fixLanes).
+func (e *Engine) tidyLane(l *lane) {
+	if l.runs.Len() == 0 && len(l.waiters) == 0 && e.lanes[l.key] == l {
+		delete(e.lanes, l.key)
+	}
+}
+
 // enqueueExternal puts a ready task in its lane and wakes a poller.
 func (e *Engine) enqueueExternal(rs *runState, pos int) {
 	typ := rs.plan.Tasks[pos].Type
-	key := laneKey(rs.tenant, typ)
-	l := e.lanes[key]
-	if l == nil {
-		l = &lane{waiters: map[chan struct{}]bool{}}
-		e.lanes[key] = l
-	}
+	l := e.lane(laneKey(rs.tenant, typ))
 	lr := rs.lanes[typ]
 	if lr == nil {
 		lr = &laneRun{rs: rs, idx: -1}
@@ -179,19 +194,23 @@ func (e *Engine) fixLane(l *lane, lr *laneRun) {
 	}
 	if l.runs.Len() > 0 {
 		for ch := range l.waiters {
-			close(ch)
 			delete(l.waiters, ch)
+			select { // room for one wake-up: a poller woken twice is woken once
+			case ch <- struct{}{}:
+			default:
+			}
 			break
 		}
 	}
+	e.tidyLane(l)
 }
 
 // fixLanes fixes every lane entry of a run (after pause, resume, a change in
 // its running count).
 func (e *Engine) fixLanes(rs *runState) {
 	for typ, lr := range rs.lanes {
-		if l := e.lanes[laneKey(rs.tenant, typ)]; l != nil {
-			e.fixLane(l, lr)
+		if lr.q.Len() > 0 || lr.idx >= 0 {
+			e.fixLane(e.lane(laneKey(rs.tenant, typ)), lr)
 		}
 	}
 }
@@ -199,8 +218,11 @@ func (e *Engine) fixLanes(rs *runState) {
 // dropLanes takes a forgotten run out of every lane.
 func (e *Engine) dropLanes(rs *runState) {
 	for typ, lr := range rs.lanes {
-		if l := e.lanes[laneKey(rs.tenant, typ)]; l != nil && lr.idx >= 0 {
-			heap.Remove(&l.runs, lr.idx)
+		if l := e.lanes[laneKey(rs.tenant, typ)]; l != nil {
+			if lr.idx >= 0 {
+				heap.Remove(&l.runs, lr.idx)
+			}
+			e.tidyLane(l)
 		}
 	}
 }
@@ -225,14 +247,9 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (*Lease, error) {
 		lease, done := e.leaseNext(req)
 		var wake chan struct{}
 		if lease == nil {
-			wake = make(chan struct{})
+			wake = make(chan struct{}, 1)
 			for _, typ := range req.Types {
-				if l := e.lanes[laneKey(req.TenantID, typ)]; l != nil {
-					l.waiters[wake] = true
-				} else {
-					l = &lane{waiters: map[chan struct{}]bool{wake: true}}
-					e.lanes[laneKey(req.TenantID, typ)] = l
-				}
+				e.lane(laneKey(req.TenantID, typ)).waiters[wake] = true
 			}
 		}
 		e.mu.Unlock()
@@ -242,20 +259,26 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (*Lease, error) {
 			}
 			return lease, nil
 		}
+		woken := false
 		select {
 		case <-wake:
-			continue
+			woken = true
 		case <-deadline.C:
 		case <-ctx.Done():
 		case <-e.quit:
 		}
+		// Whatever ended the wait, the channel leaves every lane it waited in.
 		e.mu.Lock()
 		for _, typ := range req.Types {
 			if l := e.lanes[laneKey(req.TenantID, typ)]; l != nil {
 				delete(l.waiters, wake)
+				e.tidyLane(l)
 			}
 		}
 		e.mu.Unlock()
+		if woken {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -297,7 +320,7 @@ func (e *Engine) leaseNext(req PollRequest) (*Lease, chan error) {
 	attempt := t.Attempt + 1
 	if !b.add(EventTaskStarted, pos, attempt, &EventData{WorkerID: req.WorkerID,
 		LeaseExpiresAt: b.now.Add(req.Lease), LeaseHash: hashToken(token)}) {
-		e.fixLane(best, lr)
+		b.commit(nil) // a refused event breaks the run, which reloads and queues the task again
 		return nil, nil
 	}
 	if terr := unresolved(t); terr != nil {
@@ -345,9 +368,17 @@ func (e *Engine) attemptOf(ctx context.Context, tenantID, id string) (*runState,
 		}
 		e.mu.Lock()
 		if rs = e.runs[runID]; rs == nil {
+			if !run.State.Terminal() {
+				e.mu.Unlock()
+				return nil, 0, 0, fmt.Errorf("run %s is being reloaded; try again: %w", runID, ErrConflict)
+			}
 			// Finished: answer from a detached copy, never dispatched.
 			rs = &runState{tenant: run.TenantID, id: run.ID, view: v, plan: v.plan, heapIdx: -1, broken: true}
 		}
+	}
+	if e.stopping {
+		e.mu.Unlock()
+		return nil, 0, 0, ErrClosed
 	}
 	pos, ok := rs.plan.Index[taskID]
 	if rs.tenant != tenantID || !ok {
@@ -365,6 +396,9 @@ func (e *Engine) holds(rs *runState, pos, attempt int, token, id string) error {
 	}
 	if t.State != TaskRunning || rs.broken {
 		return &LeaseError{ID: id, State: t.State, Attempt: t.Attempt, Reason: "the attempt is no longer running"}
+	}
+	if !t.LeaseExpiresAt.IsZero() && !e.now().Before(t.LeaseExpiresAt) {
+		return &LeaseError{ID: id, State: t.State, Attempt: t.Attempt, Reason: "the lease expired"}
 	}
 	return nil
 }

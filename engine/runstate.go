@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,29 +16,37 @@ type runState struct {
 	id      string
 	view    *RunView
 	plan    *Plan
-	order   uint64              // activation order: older runs dispatch first at equal priority
-	waiting []int32             // per task: dependencies not yet completed
-	queue   taskQueue           // dispatchable tasks
-	queued  []bool              // per task: in queue or waiting for an external worker
-	nqueued int                 // tasks with queued set
-	heapIdx int                 // index in Engine.ready, -1 when absent
-	cancels map[int]func()      // running in-process attempts by position
-	lanes   map[string]*laneRun // ready tasks waiting for external workers, by type
-	commits int                 // commits queued and not yet acknowledged
-	broken  bool                // a commit failed: memory no longer matches the store
+	order   uint64                // activation order: older runs dispatch first at equal priority
+	waiting []int32               // per task: dependencies not yet completed
+	queue   taskQueue             // dispatchable tasks
+	queued  []bool                // per task: in queue or waiting for an external worker
+	nqueued int                   // tasks with queued set
+	heapIdx int                   // index in Engine.ready, -1 when absent
+	cancels map[int]attemptCancel // running in-process attempts by position
+	timers  map[*timer]struct{}   // armed timers that refer to this run
+	watch   map[int]*timer        // the attempt timer of each watched task
+	lanes   map[string]*laneRun   // ready tasks waiting for external workers, by type
+	commits int                   // commits queued and not yet acknowledged
+	broken  bool                  // a commit failed: memory no longer matches the store
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
 	e.order++
 	n := len(v.plan.Tasks)
 	rs := &runState{tenant: tenant, id: id, view: v, plan: v.plan, order: e.order,
-		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]func(){},
+		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]attemptCancel{}, timers: map[*timer]struct{}{}, watch: map[int]*timer{},
 		lanes: map[string]*laneRun{}}
 	rs.queue.rs = rs
 	for i := range v.plan.Tasks {
 		rs.waiting[i] = int32(len(v.plan.Tasks[i].Deps))
 	}
 	return rs
+}
+
+// attemptCancel cancels the context of one in-process attempt.
+type attemptCancel struct {
+	attempt int
+	cancel  func()
 }
 
 // recount sets waiting from the tasks' states.
@@ -199,6 +208,11 @@ func (e *Engine) forget(rs *runState) {
 	e.m.queued -= rs.nqueued
 	e.m.running -= rs.view.Count(TaskRunning)
 	rs.nqueued = 0
+	for t := range rs.timers {
+		heap.Remove(&e.timers, t.idx)
+	}
+	clear(rs.timers)
+	clear(rs.watch)
 }
 
 // batch collects the events of one decision about one run, applying each to
@@ -214,6 +228,7 @@ type batch struct {
 	mark    map[int]bool
 	after   []func() // run under Engine.mu once durable
 	now     time.Time
+	failed  bool // an event was refused: memory no longer matches what would be written
 	// With insert: the client's idempotency key and request hash.
 	idemKey, idemHash string
 }
@@ -236,6 +251,7 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 		data, err := json.Marshal(d)
 		if err != nil {
 			b.e.log.Error("encode event", logRun, b.rs.id, logErr, err)
+			b.failed = true
 			return false
 		}
 		if string(data) != "{}" {
@@ -252,6 +268,7 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 	}
 	if err := v.apply(&ev, d); err != nil {
 		b.e.log.Error("refused event", logRun, b.rs.id, logTask, ev.TaskID, "type", typ, logErr, err)
+		b.failed = true
 		return false
 	}
 	if pos >= 0 {
@@ -276,6 +293,16 @@ func (b *batch) then(f func()) { b.after = append(b.after, f) }
 // commit hands the batch to the store. done, if not nil, is called with the
 // outcome after the engine has processed it.
 func (b *batch) commit(done func(error)) {
+	if b.failed {
+		// Part of the decision was refused: writing the rest would record a
+		// half. Reload the run from what is durable instead.
+		err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
+		b.e.breakRun(b.rs, err)
+		if done != nil {
+			go done(err)
+		}
+		return
+	}
 	if len(b.events) == 0 {
 		if done != nil {
 			done(nil)
@@ -330,8 +357,8 @@ func (e *Engine) breakRun(rs *runState, err error) {
 	}
 	rs.broken = true
 	e.log.Error("commit failed; reloading run", logRun, rs.id, logErr, err)
-	for _, cancel := range rs.cancels {
-		cancel()
+	for _, c := range rs.cancels {
+		c.cancel()
 	}
 	e.forget(rs)
 	if e.stopping || e.reloading[rs.id] {
@@ -377,6 +404,9 @@ func (e *Engine) reloadOnce(id string) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Done reloading before activating: if activation's own commit fails,
+	// breakRun must be free to start the next reload.
+	delete(e.reloading, id)
 	if e.runs[id] != nil || e.stopping || run.State.Terminal() {
 		return nil
 	}

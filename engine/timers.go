@@ -22,32 +22,39 @@ type timer struct {
 	rs      *runState
 	pos     int
 	attempt int
+	idx     int // in Engine.timers
 }
 
 type timerHeap []*timer
 
 func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(*timer)) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*timer)
+	t.idx = len(*h)
+	*h = append(*h, t)
+}
 func (h *timerHeap) Pop() any {
 	old := *h
 	n := len(old) - 1
 	t := old[n]
 	old[n] = nil
 	*h = old[:n]
+	t.idx = -1
 	return t
 }
 
-// arm schedules t.
+// arm schedules t. A run's timers are removed when the engine forgets the
+// run, so a finished run is not kept in memory until its deadline.
 func (e *Engine) arm(t *timer) {
+	t.rs.timers[t] = struct{}{}
 	heap.Push(&e.timers, t)
-	if e.timers[0] == t {
-		select {
-		case e.timerWake <- struct{}{}:
-		default:
-		}
-	}
+	e.kickTimers(t)
 }
 
 // armAttempt arms the next moment a running attempt the engine watches must
@@ -55,8 +62,34 @@ func (e *Engine) arm(t *timer) {
 // attempt, an external lease's expiry. In-process attempts time out through
 // their context.
 func (e *Engine) armAttempt(rs *runState, pos int) {
-	if at, ok := e.attemptDue(rs, pos); ok {
-		e.arm(&timer{at: at, kind: timerAttempt, rs: rs, pos: pos, attempt: rs.view.Tasks[pos].Attempt})
+	at, ok := e.attemptDue(rs, pos)
+	if !ok {
+		return
+	}
+	attempt := rs.view.Tasks[pos].Attempt
+	// One watch per task: a timer already armed for it is moved rather
+	// than joined by another (heartbeats move the lease expiry).
+	if t := rs.watch[pos]; t != nil && t.idx >= 0 {
+		if t.attempt == attempt && t.at.Equal(at) {
+			return
+		}
+		t.at, t.attempt = at, attempt
+		heap.Fix(&e.timers, t.idx)
+		e.kickTimers(t)
+		return
+	}
+	t := &timer{at: at, kind: timerAttempt, rs: rs, pos: pos, attempt: attempt}
+	rs.watch[pos] = t
+	e.arm(t)
+}
+
+// kickTimers wakes the timer loop when t became the earliest timer.
+func (e *Engine) kickTimers(t *timer) {
+	if e.timers[0] == t {
+		select {
+		case e.timerWake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -126,6 +159,10 @@ func (e *Engine) fireTimers() time.Duration {
 			return wait
 		}
 		heap.Pop(&e.timers)
+		delete(t.rs.timers, t)
+		if t.kind == timerAttempt && t.rs.watch[t.pos] == t {
+			delete(t.rs.watch, t.pos)
+		}
 		if !e.stopping {
 			e.fire(t)
 		}
