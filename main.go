@@ -6,6 +6,13 @@
 //	orchestrator history RUN_ID   print a run's events as a timeline
 //	orchestrator validate FILE    validate a workflow definition
 //
+// and, against a running server (--server, ORCHESTRATOR_URL):
+//
+//	orchestrator workflows start|list|get|pause|resume|cancel|retry
+//	orchestrator definitions register|list
+//	orchestrator events RUN_ID
+//	orchestrator dag validate FILE
+//
 // Settings come from flags or the environment (PORT, DATABASE_URL, ...);
 // a flag wins over the environment. Run any command with -h for its flags.
 package main
@@ -22,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +39,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/cli"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/tasks"
@@ -167,6 +176,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	if slices.Contains(cli.Commands, cmd) {
+		return cli.Run(ctx, cmd, args, stdout, stderr)
+	}
 	var c config
 	fs := flag.NewFlagSet("orchestrator "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -182,6 +194,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 		fmt.Fprintf(stderr, "orchestrator: unknown command %q\ncommands:\n", cmd)
 		for _, k := range []string{"serve", "migrate", "verify", "history", "validate"} {
 			fmt.Fprintln(stderr, "  "+usage[k])
+		}
+		fmt.Fprintln(stderr, "commands against a server (--server or ORCHESTRATOR_URL; -h for each):")
+		for _, k := range cli.Commands {
+			fmt.Fprintln(stderr, "  "+cli.Usage[k])
+		}
+		if cmd == "help" || cmd == "-h" {
+			return 0
 		}
 		return 2
 	}

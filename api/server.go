@@ -168,6 +168,10 @@ func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body is empty; send a JSON object")
 	}
+	if !json.Valid(body) {
+		var x any
+		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
+	}
 	if err := checkKeys(body, v); err != nil {
 		return err
 	}

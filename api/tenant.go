@@ -65,6 +65,24 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	case req.Version < 0:
 		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
 	}
+	hash := requestHash(req.Workflow, req.Version, req.Definition, req.Input)
+	if key != "" {
+		// Answer a repeat before anything is written: a refused request
+		// must not have registered its inline definition.
+		if runID, h, err := s.Store.FindIdempotencyKey(r.Context(), tenant, key); err == nil {
+			if h != hash {
+				return newProblem(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+					"this Idempotency-Key was used for a different request; use a new key")
+			}
+			run, _, err := s.Store.GetRun(r.Context(), tenant, runID)
+			if err != nil {
+				return err
+			}
+			return s.answerStarted(w, p, tenant, run, true)
+		} else if !errors.Is(err, engine.ErrNotFound) {
+			return err
+		}
+	}
 	workflow, version := req.Workflow, req.Version
 	if hasDef {
 		sd, _, err := s.Engine.RegisterDefinition(r.Context(), tenant, req.Definition)
@@ -76,7 +94,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
 		Actor: actor, IdempotencyKey: key}
 	if key != "" {
-		start.RequestHash = requestHash(workflow, req.Version, req.Definition, req.Input)
+		start.RequestHash = hash
 	}
 	run, replayed, err := s.Engine.StartRunIdempotent(r.Context(), start)
 	switch {
@@ -91,6 +109,12 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	case err != nil:
 		return err
 	}
+	return s.answerStarted(w, p, tenant, run, replayed)
+}
+
+// answerStarted answers a started run (or, replayed, the run an earlier
+// request with the same Idempotency-Key started).
+func (s *Server) answerStarted(w http.ResponseWriter, p httprouter.Params, tenant string, run *engine.Run, replayed bool) error {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
@@ -228,6 +252,9 @@ func runStateList() string {
 func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
 	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
 		return err
 	}
 	id := runIDOf(p)
@@ -420,6 +447,9 @@ func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request, p httpr
 func (s *Server) getDefinitionVersion(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
 	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
 		return err
 	}
 	name := p.ByName("name")

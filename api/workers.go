@@ -23,23 +23,10 @@ func tenantOf(p httprouter.Params) (string, error) {
 	if t == "" {
 		return DefaultTenant, nil
 	}
-	if !validName(t) {
-		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64}")
+	if !engine.ValidName(t) {
+		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64} and not be . or ..")
 	}
 	return t, nil
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // parseDuration reads an optional duration field of a request.
@@ -86,7 +73,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 		return fieldProblem("types", "required: the task types this worker runs, e.g. [\"python\"]")
 	}
 	for i, t := range req.Types {
-		if !validName(t) {
+		if !engine.ValidName(t) {
 			return fieldProblem(fmt.Sprintf("types[%d]", i), "must match [A-Za-z0-9_.-]{1,64}")
 		}
 	}

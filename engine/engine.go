@@ -138,24 +138,11 @@ func (e *Engine) Register(typ string, h Handler) error {
 	if typ == TypeSleep {
 		return errors.New("register: sleep is a built-in durable timer")
 	}
-	if !idPattern(typ) {
+	if !ValidName(typ) {
 		return fmt.Errorf("register: task type %q must match [A-Za-z0-9_.-]{1,64}", typ)
 	}
 	e.handlers[typ] = h
 	return nil
-}
-
-func idPattern(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // ValidateOptions returns the options definitions are validated with: the task

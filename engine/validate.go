@@ -210,8 +210,13 @@ func (l problemList) finish() []Problem {
 
 // validName reports whether s matches namePattern; ids, types and the
 // definition's name share the format.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDLength {
+func validName(s string) bool { return ValidName(s) }
+
+// ValidName reports whether s may name a workflow, task, task type or
+// tenant: [A-Za-z0-9_.-]{1,64}, and not "." or "..", which URLs treat as
+// path steps.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLength || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -229,6 +234,8 @@ func nameProblem(s string) string {
 	switch {
 	case s == "":
 		return "required"
+	case s == "." || s == "..":
+		return "must not be . or .. (they are path steps in URLs)"
 	case !validName(s):
 		return "must match " + namePattern + ", got " + quote(s)
 	}

@@ -1,0 +1,105 @@
+package client_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/client"
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// Server bugs found through the client. The first two were fixed while the
+// client was written and stay as regression tests; TestServerBug_* fail
+// until the server is fixed, and each names the fix.
+
+// TestOrchestratorClient_RefusedExecuteWritesNothing: an ExecuteWorkflow
+// refused with 422 (Idempotency-Key reused for a different request) had
+// already registered its inline definition as a new version, although "a
+// refused request writes nothing". Fixed in api/tenant.go executeWorkflow by
+// looking the key up before RegisterDefinition.
+func TestOrchestratorClient_RefusedExecuteWritesNothing(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newEnv(t, envOptions{})
+	c := env.client(t, client.WithTenant("idem"))
+	ctx := ctxFor(t)
+	first, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: def("inline", "noop"), IdempotencyKey: "k"})
+	is.NoErr(err)              // first request
+	is.Equal(first.Version, 1) // registers version 1
+	_, err = c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: def("inline", typeHold), IdempotencyKey: "k"})
+	wantProblem(t, err, http.StatusUnprocessableEntity, client.CodeIdempotencyMismatch)
+	latest, err := c.GetDefinitionVersion(ctx, "inline", 0)
+	is.NoErr(err)               // latest version
+	is.Equal(latest.Version, 1) // the refused request stored no version 2
+}
+
+// TestOrchestratorClient_DotSegmentTenants: "." and ".." passed the tenant
+// id check, but as path segments they are dot-segments that URL
+// normalization removes (RFC 3986 5.2.4; curl, browsers and proxies do it):
+// /api/v1/tenants/../workflows reaches /api/v1/workflows, so such a tenant
+// is unreachable for most clients and its Location headers point elsewhere.
+// Fixed by engine.ValidName, which tenantOf and definition validation share.
+func TestOrchestratorClient_DotSegmentTenants(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, envOptions{})
+	ctx := ctxFor(t)
+	for _, tenant := range []string{".", ".."} {
+		c := env.client(t, client.WithTenant(tenant))
+		_, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: def("x", "noop")})
+		if s := client.StatusOf(err); s != http.StatusBadRequest && s != http.StatusNotFound {
+			t.Errorf("tenant %q: want 400 or 404, got %v", tenant, err)
+		}
+	}
+	c := env.client(t)
+	_, err := c.RegisterDefinition(ctx, def("..", "noop"))
+	wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidDefinition) // nor a definition named ..
+}
+
+// TestServerBug_UnknownQueryParameters: every GET refuses query parameters
+// it does not know ("so that a misspelt filter is not silently ignored"),
+// except the run metrics and the definition version routes, which answer
+// 200 and ignore them.
+//
+// Fix: api/tenant.go, runMetrics and getDefinitionVersion: start with
+// `if err := onlyParams(r.URL.Query()); err != nil { return err }`, as
+// getRun and listDefinitions do.
+func TestServerBug_UnknownQueryParameters(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, envOptions{})
+	c := env.client(t, client.WithTenant("params"))
+	ctx := ctxFor(t)
+	mustRegister(t, c, def("wf", "noop"))
+	id := mustExecute(t, c, "wf").ID
+	waitState(t, c, id, engine.RunCompleted)
+	for _, path := range []string{
+		"/api/v1/tenants/params/workflows/" + id + "/metrics?verbose=1",
+		"/api/v1/tenants/params/definitions/wf/versions/1?verbose=1",
+	} {
+		_, err := c.Do(ctx, http.MethodGet, path, nil, nil)
+		if client.StatusOf(err) != http.StatusBadRequest {
+			t.Errorf("GET %s: want 400 naming verbose, got %v", path, err)
+		}
+	}
+}
+
+// TestServerBug_MalformedJSONAfterBadKey: a body that is not JSON is
+// answered 400 invalid_json, unless a key before the syntax error is unknown
+// or repeated: then the answer is invalid_request naming that key, and a
+// client switching on the code takes a truncated body for a wrong field.
+//
+// Fix: api/server.go, decodeStrict: refuse `!json.Valid(body)` with
+// CodeInvalidJSON before calling checkKeys.
+func TestServerBug_MalformedJSONAfterBadKey(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, envOptions{})
+	c := env.client(t)
+	ctx := ctxFor(t)
+	for _, body := range []string{`{"bogus":`, `{"types":["ext"],"worker_id":"w","types":`} {
+		_, err := c.Do(ctx, http.MethodPost, "/v1/tasks/poll", nil, []byte(body))
+		if client.CodeOf(err) != client.CodeInvalidJSON {
+			t.Errorf("POST /v1/tasks/poll %s: want 400 invalid_json, got %v", body, err)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// Error codes the server puts in a problem's code. They are stable: switch
+// on them, never on Title or Detail.
+const (
+	CodeInvalidJSON         = "invalid_json"           // 400: the body is not JSON
+	CodeInvalidRequest      = "invalid_request"        // 400: Errors names the field or query parameter
+	CodeInvalidDefinition   = "invalid_definition"     // 400: Errors lists every problem of the DAG
+	CodeNotFound            = "not_found"              // 404: unknown id, name or route
+	CodeMethodNotAllowed    = "method_not_allowed"     // 405
+	CodeInvalidTransition   = "invalid_transition"     // 409: State is the run's (or task's) current state
+	CodeConflict            = "conflict"               // 409: changed concurrently; try again
+	CodeLeaseLost           = "lease_lost"             // 409: the lease token does not hold the attempt; State is the task's
+	CodeBodyTooLarge        = "body_too_large"         // 413
+	CodeUnsupportedMedia    = "unsupported_media_type" // 415
+	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
+	CodeInternal            = "internal"               // 500
+	CodeUnavailable         = "unavailable"            // 503: shutting down
+)
+
+// Error is an answer outside 2xx, decoded from the server's
+// application/problem+json. An answer that is not a problem document keeps
+// its status, the status text as Title and the start of its body as Detail.
+type Error struct {
+	Status int    // HTTP status
+	Code   string // stable machine-readable code, one of the Code constants
+	Title  string
+	Detail string
+	// State is the current state of the run (invalid_transition) or of the
+	// task (lease_lost) that refused the call.
+	State string
+	// Errors names each field or definition problem of a 400.
+	Errors []engine.Problem
+}
+
+// Error returns the status, code, detail, the refusing state and the named
+// problems in one line.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "orchestrator: %d", e.Status)
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	}
+	switch {
+	case e.Detail != "":
+		b.WriteString(": " + e.Detail)
+	case e.Title != "":
+		b.WriteString(": " + e.Title)
+	}
+	if e.State != "" {
+		b.WriteString(" (state " + e.State + ")")
+	}
+	if len(e.Errors) > 0 && !(len(e.Errors) == 1 && strings.Contains(e.Detail, e.Errors[0].Message)) {
+		for i, p := range e.Errors {
+			if i == 0 {
+				b.WriteString(": ")
+			} else {
+				b.WriteString("; ")
+			}
+			if p.Task != "" {
+				b.WriteString("task " + p.Task + ": ")
+			}
+			if p.Field != "" {
+				b.WriteString(p.Field + ": ")
+			}
+			b.WriteString(p.Message)
+		}
+	}
+	return b.String()
+}
+
+// Fields returns the fields the problems of a 400 name, in order.
+func (e *Error) Fields() []string {
+	var out []string
+	for _, p := range e.Errors {
+		out = append(out, p.Field)
+	}
+	return out
+}
+
+// problemDoc is the wire form of a problem.
+type problemDoc struct {
+	Type   string           `json:"type"`
+	Title  string           `json:"title"`
+	Status int              `json:"status"`
+	Detail string           `json:"detail"`
+	Code   string           `json:"code"`
+	State  string           `json:"state"`
+	Errors []engine.Problem `json:"errors"`
+}
+
+// decodeError reads a non-2xx answer into an *Error.
+func decodeError(res *http.Response, cl call) error {
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
+	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode)}
+	if err != nil {
+		e.Detail = fmt.Sprintf("%s %s: reading the error answer: %v", cl.method, pathOnly(cl.path), err)
+		return e
+	}
+	mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	var p problemDoc
+	if (mt == "application/problem+json" || mt == "application/json") && json.Unmarshal(data, &p) == nil && p.Code != "" {
+		e.Code, e.Detail, e.State, e.Errors = p.Code, p.Detail, p.State, p.Errors
+		if p.Title != "" {
+			e.Title = p.Title
+		}
+		return e
+	}
+	text := strings.TrimSpace(string(data))
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	e.Detail = text
+	return e
+}
+
+// StatusOf returns the HTTP status of an *Error in err's chain, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// CodeOf returns the problem code of an *Error in err's chain, or "".
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// IsNotFound reports whether the server answered 404: an unknown id, name,
+// route, or another tenant's resource.
+func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
+
+// IsConflict reports whether the server answered 409: a refused transition
+// (invalid_transition), a lost lease (lease_lost) or a concurrent change.
+func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
+
+// IsLeaseLost reports whether a worker call was refused because its lease
+// token no longer holds the attempt; the worker should drop the task.
+func IsLeaseLost(err error) bool { return CodeOf(err) == CodeLeaseLost }

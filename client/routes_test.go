@@ -1,0 +1,141 @@
+package client_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/client"
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// TestOrchestratorClient_Routes holds the client to the server's OpenAPI
+// document: every documented operation is called by some client method,
+// and every method calls a documented operation. A route added to the
+// server without a client method fails here.
+func TestOrchestratorClient_Routes(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newEnv(t, envOptions{})
+	doc, err := env.client(t).OpenAPI(ctxFor(t))
+	is.NoErr(err) // GET /openapi.json
+	var spec struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	is.NoErr(json.Unmarshal(doc, &spec))            // an OpenAPI document
+	is.True(strings.HasPrefix(spec.OpenAPI, "3.1")) // version 3.1
+	type op struct {
+		method, template string
+		re               *regexp.Regexp
+	}
+	var ops []op
+	for path, item := range spec.Paths {
+		for method := range item {
+			switch method {
+			case "get", "post", "put", "patch", "delete":
+			default:
+				continue // parameters, summary
+			}
+			re := regexp.MustCompile("^" + regexp.MustCompile(`\\\{[^}]+\\\}`).ReplaceAllString(regexp.QuoteMeta(path), "[^/]+") + "$")
+			ops = append(ops, op{strings.ToUpper(method), path, re})
+		}
+	}
+	is.True(len(ops) > 0) // operations documented
+
+	// Every method against a stub that records what it was asked.
+	var mu sync.Mutex
+	var calls []string
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls = append(calls, r.Method+" "+r.URL.EscapedPath())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(stub.Close)
+	ctx := ctxFor(t)
+	for _, tenant := range []string{"default", "acme"} {
+		c, err := client.New(stub.URL, client.WithTenant(tenant))
+		is.NoErr(err) // client
+		for name, call := range map[string]func() error{
+			"ExecuteWorkflow":    func() error { _, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "w"}); return err },
+			"ListWorkflows":      func() error { _, err := c.ListWorkflows(ctx, client.RunFilter{}); return err },
+			"AllWorkflows":       func() error { return c.AllWorkflows(ctx, client.RunFilter{}, func(engine.Run) error { return nil }) },
+			"GetWorkflow":        func() error { _, err := c.GetWorkflow(ctx, "r1"); return err },
+			"PauseWorkflow":      func() error { _, err := c.PauseWorkflow(ctx, "r1"); return err },
+			"ResumeWorkflow":     func() error { _, err := c.ResumeWorkflow(ctx, "r1"); return err },
+			"CancelWorkflow":     func() error { _, err := c.CancelWorkflow(ctx, "r1"); return err },
+			"RetryWorkflow":      func() error { _, err := c.RetryWorkflow(ctx, "r1", "t1"); return err },
+			"GetWorkflowMetrics": func() error { _, err := c.GetWorkflowMetrics(ctx, "r1"); return err },
+			"WorkflowEvents":     func() error { _, err := c.WorkflowEvents(ctx, "r1", client.EventsQuery{}); return err },
+			"TenantEvents":       func() error { _, err := c.TenantEvents(ctx, client.EventFilter{}); return err },
+			"AllTenantEvents": func() error {
+				return c.AllTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { return nil })
+			},
+			"StreamTenantEvents": func() error {
+				return c.StreamTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { return nil })
+			},
+			"RegisterDefinition":    func() error { _, err := c.RegisterDefinition(ctx, def("w", "noop")); return err },
+			"ListDefinitions":       func() error { _, err := c.ListDefinitions(ctx); return err },
+			"GetDefinitionVersion":  func() error { _, err := c.GetDefinitionVersion(ctx, "w", 1); return err },
+			"ValidateDAG":           func() error { _, err := c.ValidateDAG(ctx, def("w", "noop")); return err },
+			"RegisterWorkflow":      func() error { _, err := c.RegisterWorkflow(ctx, def("w", "noop")); return err },
+			"GetWorkflowDefinition": func() error { _, err := c.GetWorkflowDefinition(ctx, "w", 0); return err },
+			"Run":                   func() error { _, err := c.Run(ctx, client.ExecuteRequest{Workflow: "w"}); return err },
+			"GetRun":                func() error { _, err := c.GetRun(ctx, "r1"); return err },
+			"RunEvents":             func() error { _, err := c.RunEvents(ctx, "r1", client.EventsQuery{}); return err },
+			"PauseRun":              func() error { _, err := c.PauseRun(ctx, "r1"); return err },
+			"ResumeRun":             func() error { _, err := c.ResumeRun(ctx, "r1"); return err },
+			"CancelRun":             func() error { _, err := c.CancelRun(ctx, "r1"); return err },
+			"RetryRun":              func() error { _, err := c.RetryRun(ctx, "r1", ""); return err },
+			"Poll": func() error {
+				_, err := c.Poll(ctx, client.PollRequest{Types: []string{"ext"}, WorkerID: "w"})
+				return err
+			},
+			"Heartbeat": func() error { _, err := c.Heartbeat(ctx, "r1~t1~1", "tok", 0); return err },
+			"Complete":  func() error { _, err := c.Complete(ctx, "r1~t1~1", "tok", nil); return err },
+			"Fail": func() error {
+				_, err := c.Fail(ctx, "r1~t1~1", "tok", engine.TaskError{Code: "x"}, true)
+				return err
+			},
+			"Health":  func() error { _, err := c.Health(ctx); return err },
+			"Metrics": func() error { _, err := c.Metrics(ctx); return err },
+			"OpenAPI": func() error { _, err := c.OpenAPI(ctx); return err },
+		} {
+			if err := call(); err != nil {
+				t.Errorf("%s (tenant %s): %v", name, tenant, err)
+			}
+		}
+	}
+
+	covered := map[string]bool{}
+	for _, call := range calls {
+		method, path, _ := strings.Cut(call, " ")
+		found := false
+		for _, o := range ops {
+			if o.method == method && o.re.MatchString(path) {
+				covered[o.method+" "+o.template] = true
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the client calls %s, which the OpenAPI document does not describe", call)
+		}
+	}
+	var missing []string
+	for _, o := range ops {
+		if !covered[o.method+" "+o.template] {
+			missing = append(missing, o.method+" "+o.template)
+		}
+	}
+	sort.Strings(missing)
+	is.Equal(missing, []string(nil)) // every documented operation has a client method
+}
