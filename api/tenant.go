@@ -154,6 +154,7 @@ type pageToken struct {
 	CreatedAt string `json:"c,omitempty"`
 	ID        string `json:"i,omitempty"`
 	AfterID   int64  `json:"e,omitempty"`
+	At        string `json:"a,omitempty"` // with a time filter, events are ordered by (at, id)
 }
 
 func encodeToken(t pageToken) string {
@@ -308,7 +309,10 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		if err != nil || t.AfterID <= 0 {
 			return fieldProblem("page_token", "is not a token this list gave out")
 		}
-		f.AfterID = t.AfterID
+		f.AfterID, f.AfterAt = t.AfterID, t.At
+		if f.Timed() && t.At == "" {
+			return fieldProblem("page_token", "belongs to a query without since/until")
+		}
 	}
 	if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
 		if q.Get("limit") != "" {
@@ -349,7 +353,8 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 	page := tenantEventsPage{Events: events}
 	if len(events) > limit {
 		page.Events = events[:limit]
-		page.NextPageToken = encodeToken(pageToken{AfterID: events[limit-1].ID})
+		last := events[limit-1]
+		page.NextPageToken = encodeToken(pageToken{AfterID: last.ID, At: engine.FormatTime(last.At)})
 	}
 	if page.Events == nil {
 		page.Events = []engine.Event{}

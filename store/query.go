@@ -38,31 +38,8 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]engine.Run, *RunCurs
 	if f.Limit < 1 || f.Limit > MaxPage {
 		return nil, nil, fmt.Errorf("list runs: limit %d out of 1..%d", f.Limit, MaxPage)
 	}
-	where := []string{"tenant_id = ?"}
-	args := []any{f.TenantID}
-	if f.State != "" {
-		where = append(where, "state = ?")
-		args = append(args, string(f.State))
-	}
-	if f.Workflow != "" {
-		where = append(where, "workflow = ?")
-		args = append(args, f.Workflow)
-	}
-	if !f.CreatedAfter.IsZero() {
-		where = append(where, "created_at > ?")
-		args = append(args, engine.FormatTime(f.CreatedAfter))
-	}
-	if !f.CreatedBefore.IsZero() {
-		where = append(where, "created_at < ?")
-		args = append(args, engine.FormatTime(f.CreatedBefore))
-	}
-	if f.Cursor != nil {
-		where = append(where, "(created_at, id) < (?, ?)")
-		args = append(args, f.Cursor.CreatedAt, f.Cursor.ID)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := db.r.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	q, args := f.query(f.Limit + 1)
+	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)
 	}
@@ -87,6 +64,35 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]engine.Run, *RunCurs
 	return out, next, nil
 }
 
+// query is the SQL of a page of limit runs.
+func (f *RunFilter) query(limit int) (string, []any) {
+	where := []string{"tenant_id = ?"}
+	args := []any{f.TenantID}
+	if f.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, string(f.State))
+	}
+	if f.Workflow != "" {
+		where = append(where, "workflow = ?")
+		args = append(args, f.Workflow)
+	}
+	if !f.CreatedAfter.IsZero() {
+		where = append(where, "created_at > ?")
+		args = append(args, engine.FormatTime(f.CreatedAfter))
+	}
+	if !f.CreatedBefore.IsZero() {
+		where = append(where, "created_at < ?")
+		args = append(args, engine.FormatTime(f.CreatedBefore))
+	}
+	if f.Cursor != nil {
+		where = append(where, "(created_at, id) < (?, ?)")
+		args = append(args, f.Cursor.CreatedAt, f.Cursor.ID)
+	}
+	args = append(args, limit)
+	return `SELECT ` + runColumns + ` FROM runs WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY created_at DESC, id DESC LIMIT ?`, args
+}
+
 // EventFilter selects events of a tenant in log order.
 type EventFilter struct {
 	TenantID string
@@ -96,10 +102,15 @@ type EventFilter struct {
 	Actor    string
 	Since    time.Time // zero = no bound; inclusive
 	Until    time.Time // zero = no bound; exclusive
-	AfterID  int64     // cursor: events with a larger id
+	AfterID  int64     // cursor: events after this one (with a time bound: with AfterAt)
+	AfterAt  string    // with Since or Until: the time of the AfterID event, in engine.TimeFormat
 	AfterSeq int64     // with RunID: events with a larger seq
 	Limit    int       // 1..MaxPage; 0 = no limit (streaming)
 }
+
+// Timed reports whether the filter has a time bound: events then come in
+// time order and a cursor is (AfterAt, AfterID).
+func (f *EventFilter) Timed() bool { return !f.Since.IsZero() || !f.Until.IsZero() }
 
 func (f *EventFilter) query() (string, []any) {
 	where := []string{"tenant_id = ?"}
@@ -126,13 +137,30 @@ func (f *EventFilter) query() (string, []any) {
 	if !f.Until.IsZero() {
 		add("at < ?", engine.FormatTime(f.Until))
 	}
-	if f.AfterID > 0 {
+	// The order follows the index that narrows the query most: a run's own
+	// events by seq (the same order as id, as a run's events are appended in
+	// seq order), a time window by (at, id), anything else by id. The "+"
+	// keeps SQLite from choosing the id index over the run's.
+	order := "id"
+	switch {
+	case f.RunID != "":
+		order = "seq"
+		if f.AfterID > 0 {
+			add("+id > ?", f.AfterID)
+		}
+	case f.Timed():
+		order = "at, id"
+		if f.AfterID > 0 {
+			add("(at, id) > (?, ?)", f.AfterAt)
+			args = append(args, f.AfterID)
+		}
+	case f.AfterID > 0:
 		add("id > ?", f.AfterID)
 	}
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
 	}
-	q := `SELECT ` + eventColumns + ` FROM events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	q := `SELECT ` + eventColumns + ` FROM events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -179,7 +207,7 @@ func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.E
 				return fmt.Errorf("events: %w", err)
 			}
 			n++
-			page.AfterID = e.ID
+			page.AfterID, page.AfterAt = e.ID, engine.FormatTime(e.At)
 			if err := fn(e); err != nil {
 				rows.Close()
 				if errors.Is(err, errStop) {
@@ -213,22 +241,8 @@ func (db *DB) ExplainEvents(ctx context.Context, f EventFilter) (string, error) 
 
 // ExplainRuns returns SQLite's query plan for a run list query.
 func (db *DB) ExplainRuns(ctx context.Context, f RunFilter) (string, error) {
-	where := []string{"tenant_id = ?"}
-	args := []any{f.TenantID}
-	if f.State != "" {
-		where = append(where, "state = ?")
-		args = append(args, string(f.State))
-	}
-	if f.Workflow != "" {
-		where = append(where, "workflow = ?")
-		args = append(args, f.Workflow)
-	}
-	if f.Cursor != nil {
-		where = append(where, "(created_at, id) < (?, ?)")
-		args = append(args, f.Cursor.CreatedAt, f.Cursor.ID)
-	}
-	return db.explain(ctx, `SELECT `+runColumns+` FROM runs WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY created_at DESC, id DESC LIMIT 50`, args)
+	q, args := f.query(50)
+	return db.explain(ctx, q, args)
 }
 
 func (db *DB) explain(ctx context.Context, q string, args []any) (string, error) {
