@@ -85,7 +85,7 @@ func (s *Server) routes() []route {
 		{"GET", "/health", s.health},
 		{"GET", "/metrics", s.metrics},
 		{"GET", "/openapi.json", s.openapi},
-		{"POST", "/v1/workflows", s.registerWorkflow},
+		{"POST", "/v1/workflows", s.registerDefinition},
 		{"GET", "/v1/workflows", s.getWorkflow},
 		{"POST", "/v1/run", s.executeWorkflow},
 		{"GET", "/v1/runs/:id", s.getRun},
@@ -295,29 +295,6 @@ type workflowView struct {
 	Hash       string          `json:"hash"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Definition json.RawMessage `json:"definition,omitempty"`
-}
-
-func (s *Server) registerWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	body, err := s.readBody(r)
-	if err != nil {
-		return err
-	}
-	if !json.Valid(body) {
-		var v any
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
-	}
-	sd, created, err := s.Engine.RegisterDefinition(r.Context(), DefaultTenant, body)
-	if err != nil {
-		return err
-	}
-	status := http.StatusOK
-	if created { // Location names a new resource only
-		status = http.StatusCreated
-		w.Header().Set("Location", fmt.Sprintf("/v1/workflows?name=%s&version=%d", url.QueryEscape(sd.Name), sd.Version))
-	}
-	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: &created, Hash: sd.Hash, CreatedAt: sd.CreatedAt,
-		Definition: sd.Definition})
-	return nil
 }
 
 func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -402,6 +403,8 @@ type definitionsPage struct {
 	Definitions []workflowView `json:"definitions"`
 }
 
+// registerDefinition serves POST /v1/workflows (tenant default) and
+// POST .../definitions.
 func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
 	if err != nil {
@@ -422,7 +425,11 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 	status := http.StatusOK
 	if created { // Location names a new resource only
 		status = http.StatusCreated
-		w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
+		if p.ByName("tenantId") == "" {
+			w.Header().Set("Location", fmt.Sprintf("/v1/workflows?name=%s&version=%d", url.QueryEscape(sd.Name), sd.Version))
+		} else {
+			w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
+		}
 	}
 	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: &created, Hash: sd.Hash,
 		CreatedAt: sd.CreatedAt, Definition: sd.Definition})

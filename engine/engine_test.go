@@ -29,24 +29,7 @@ func openTestStore(t testing.TB) *store.DB {
 // startEngine starts an engine on db with the given handlers and stops it at cleanup.
 func startEngine(t testing.TB, db *store.DB, handlers map[string]engine.Handler) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(engine.Config{Store: db})
-	if err != nil {
-		t.Fatalf("new engine: %v", err)
-	}
-	for typ, h := range handlers {
-		if err := e.Register(typ, h); err != nil {
-			t.Fatalf("register %s: %v", typ, err)
-		}
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatalf("start engine: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
-	return e
+	return startEngineWith(t, db, engine.Config{}, handlers)
 }
 
 // waitRun polls the store until the run is in a terminal state or the deadline passes.

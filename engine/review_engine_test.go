@@ -19,30 +19,6 @@ import (
 // reviewPatience bounds every wait in the review tests.
 const reviewPatience = 20 * time.Second
 
-// reviewEngine starts an engine with cfg on st and stops it at cleanup.
-func reviewEngine(t testing.TB, st engine.Store, cfg engine.Config, handlers map[string]engine.Handler) *engine.Engine {
-	t.Helper()
-	cfg.Store = st
-	e, err := engine.New(cfg)
-	if err != nil {
-		t.Fatalf("new engine: %v", err)
-	}
-	for typ, h := range handlers {
-		if err := e.Register(typ, h); err != nil {
-			t.Fatalf("register %s: %v", typ, err)
-		}
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatalf("start engine: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
-	return e
-}
-
 func reviewWaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(reviewPatience)
@@ -115,7 +91,7 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 	t.Run("retrying a skipped task whose upstream failed", func(t *testing.T) {
 		t.Parallel()
 		db := openTestStore(t)
-		e := reviewEngine(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
+		e := startEngineWith(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
 		reviewRegister(t, e, `{"name":"chain","tasks":[{"id":"x","type":"boom"},{"id":"y","type":"noop","depends_on":["x"]}]}`)
 		run := reviewStart(t, e, "chain")
 		if got := waitRun(t, db, run.ID); got.State != engine.RunFailed {
@@ -132,7 +108,7 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 	t.Run("retrying one failed branch of a join whose other branch failed", func(t *testing.T) {
 		t.Parallel()
 		db := openTestStore(t)
-		e := reviewEngine(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
+		e := startEngineWith(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
 		reviewRegister(t, e, `{"name":"join","tasks":[{"id":"a","type":"boom"},{"id":"b","type":"boom"},
 			{"id":"c","type":"noop","depends_on":["a","b"]}]}`)
 		run := reviewStart(t, e, "join")
@@ -164,7 +140,7 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 func TestReview_StartRunWithInvalidInput(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{}, nil)
+	e := startEngineWith(t, db, engine.Config{}, nil)
 	reviewRegister(t, e, `{"name":"one","tasks":[{"id":"a","type":"noop"}]}`)
 	run, err := e.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: "one",
 		Input: json.RawMessage(`{"x":`)})
@@ -241,7 +217,7 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	})
-	e := reviewEngine(t, g, engine.Config{Workers: 2}, map[string]engine.Handler{"slow": slow})
+	e := startEngineWith(t, g, engine.Config{Workers: 2}, map[string]engine.Handler{"slow": slow})
 	reviewRegister(t, e, `{"name":"slow","tasks":[{"id":"s","type":"slow"}]}`)
 	reviewRegister(t, e, `{"name":"probe","tasks":[{"id":"p","type":"noop"}]}`)
 	run := reviewStart(t, e, "slow")
@@ -293,7 +269,7 @@ func TestReview_HeartbeatTimersAccumulate(t *testing.T) {
 	now := time.Now().UTC()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	e := reviewEngine(t, db, engine.Config{ExternalTypes: true, NowFunc: clock}, nil)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true, NowFunc: clock}, nil)
 	reviewRegister(t, e, `{"name":"ext","tasks":[{"id":"x","type":"remote"}]}`)
 	run := reviewStart(t, e, "ext")
 	ctx := context.Background()
@@ -326,7 +302,7 @@ func TestReview_HeartbeatTimersAccumulate(t *testing.T) {
 func TestReview_TimersKeepFinishedRuns(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{}, nil)
+	e := startEngineWith(t, db, engine.Config{}, nil)
 	reviewRegister(t, e, `{"name":"quick","timeout":"1h","tasks":[{"id":"a","type":"noop"}]}`)
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
@@ -349,7 +325,7 @@ func TestReview_TimersKeepFinishedRuns(t *testing.T) {
 func TestReview_WaitLeaksWaiters(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{}, nil)
+	e := startEngineWith(t, db, engine.Config{}, nil)
 	reviewRegister(t, e, `{"name":"nap","tasks":[{"id":"z","type":"sleep","config":{"duration":"1h"}}]}`)
 	run := reviewStart(t, e, "nap")
 	for i := 0; i < 100; i++ {
@@ -372,7 +348,7 @@ func TestReview_WaitLeaksWaiters(t *testing.T) {
 func TestReview_PollSeveralTypesLeavesClosedWaiter(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{ExternalTypes: true}, nil)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
 	reviewRegister(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
 	got := make(chan *engine.Lease, 1)
 	go func() {
@@ -415,7 +391,7 @@ func TestReview_PollSeveralTypesCrashes(t *testing.T) {
 
 func reviewPollChild(t *testing.T) {
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{ExternalTypes: true}, nil)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
 	reviewRegister(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
 	reviewRegister(t, e, `{"name":"tb","tasks":[{"id":"b","type":"tb"}]}`)
 	got := make(chan *engine.Lease, 1)
@@ -441,7 +417,7 @@ func reviewPollChild(t *testing.T) {
 func TestReview_PollTypesGrowLanes(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
-	e := reviewEngine(t, db, engine.Config{ExternalTypes: true}, nil)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
 	for i := 0; i < 200; i++ {
 		if _, err := e.Poll(context.Background(), engine.PollRequest{TenantID: "default",
 			Types: []string{fmt.Sprintf("made-up-%d", i)}, WorkerID: "w"}); err != nil {
