@@ -218,23 +218,24 @@ func (e *Engine) forget(rs *runState) {
 // batch collects the events of one decision about one run, applying each to
 // the projection as it is added, and commits them as one Change.
 type batch struct {
-	e       *Engine
-	rs      *runState
-	actor   string
-	insert  bool
-	prevSeq int64
-	events  []Event
-	changed []int // task positions changed, in order of first change
-	mark    map[int]bool
-	after   []func() // run under Engine.mu once durable
-	now     time.Time
-	failed  bool // an event was refused: memory no longer matches what would be written
+	e         *Engine
+	rs        *runState
+	actor     string
+	insert    bool
+	prevSeq   int64
+	prevState RunState
+	events    []Event
+	changed   []int // task positions changed, in order of first change
+	mark      map[int]bool
+	after     []func() // run under Engine.mu once durable
+	now       time.Time
+	failed    bool // an event was refused: memory no longer matches what would be written
 	// With insert: the client's idempotency key and request hash.
 	idemKey, idemHash string
 }
 
 func (e *Engine) newBatch(rs *runState, actor string) *batch {
-	return &batch{e: e, rs: rs, actor: actor, prevSeq: rs.view.Run.LastSeq, now: e.clock()}
+	return &batch{e: e, rs: rs, actor: actor, prevSeq: rs.view.Run.LastSeq, prevState: rs.view.Run.State, now: e.clock()}
 }
 
 // add appends one event for the run (pos < 0) or a task and applies it. The
@@ -310,7 +311,7 @@ func (b *batch) commit(done func(error)) {
 		return
 	}
 	rs, e := b.rs, b.e
-	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, Events: b.events,
+	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, PrevState: b.prevState, Events: b.events,
 		IdempotencyKey: b.idemKey, RequestHash: b.idemHash}
 	if b.insert {
 		ch.Tasks = append([]Task(nil), rs.view.Tasks...)

@@ -38,11 +38,14 @@ type Store interface {
 // Change is what one decision writes for one run: its new events and the
 // projection rows they produce, committed together or not at all.
 type Change struct {
-	Run     Run    // the run row after Events
-	Insert  bool   // a new run: insert Run and Tasks instead of updating them
-	PrevSeq int64  // compare-and-set: the run's last seq before Events
-	Tasks   []Task // the task rows Events changed (all of them when Insert)
-	Events  []Event
+	Run     Run   // the run row after Events
+	Insert  bool  // a new run: insert Run and Tasks instead of updating them
+	PrevSeq int64 // compare-and-set: the run's last seq before
+	// PrevState is the run's state before Events; when it equals Run.State
+	// the store need not touch the indexes on state.
+	PrevState RunState
+	Tasks     []Task // the task rows Events changed (all of them when Insert)
+	Events    []Event
 	// With Insert: the client's idempotency key, stored in the same
 	// transaction; a key already stored fails the change with ErrConflict.
 	IdempotencyKey string

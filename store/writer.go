@@ -19,6 +19,10 @@ const (
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
 	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
+	// Most changes of a run leave its state as it was (a task moved on):
+	// not naming state spares SQLite the three indexes on it.
+	sqlUpdateRunSameState = `UPDATE runs SET output = ?, error = ?, started_at = ?, ended_at = ?,
+	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
 	sqlInsertTask = `INSERT INTO tasks (run_id, task_id, tenant_id, pos, type, state, attempt, charged,
 	ready_at, not_before, started_at, ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -38,6 +42,7 @@ var eventChunks = [...]int{64, 8, 1}
 const (
 	stInsertRun = iota
 	stUpdateRun
+	stUpdateRunSameState
 	stInsertTask
 	stUpdateTask
 	stInsertEvent   // one row
@@ -46,7 +51,7 @@ const (
 	numStmts
 )
 
-var stmtSQL = [numStmts]string{sqlInsertRun, sqlUpdateRun, sqlInsertTask, sqlUpdateTask, sqlInsertEvent,
+var stmtSQL = [numStmts]string{sqlInsertRun, sqlUpdateRun, sqlUpdateRunSameState, sqlInsertTask, sqlUpdateTask, sqlInsertEvent,
 	sqlInsertEvent + strings.Repeat(eventValues, 7), sqlInsertEvent + strings.Repeat(eventValues, 63)}
 
 // chunkStmt is the statement inserting n events.
@@ -371,9 +376,14 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			}
 		}
 	} else {
-		res, err := ts.get(stUpdateRun).Exec(string(run.State), jsonArg(run.Output), errArg(run.Error),
-			timeArg(run.StartedAt), timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt),
-			run.LastSeq, run.LastHash, run.ID, ch.PrevSeq)
+		args := []any{jsonArg(run.Output), errArg(run.Error), timeArg(run.StartedAt), timeArg(run.EndedAt),
+			timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.ID, ch.PrevSeq}
+		runSt := ts.get(stUpdateRunSameState)
+		if ch.PrevState != run.State {
+			runSt = ts.get(stUpdateRun)
+			args = append([]any{string(run.State)}, args...)
+		}
+		res, err := runSt.Exec(args...)
 		if err != nil {
 			return constraintErr(fmt.Sprintf("update run %s", run.ID), err)
 		}
