@@ -307,11 +307,16 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	log.Info("shutting down", "grace", c.shutdownGrace.String())
 	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
+	// Both at once: HTTP shutdown waits for requests in flight, long polls
+	// among them, which end only when the engine stops; the engine's grace
+	// is for running attempts and must not be spent waiting on HTTP.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(grace) }()
 	if err := eng.Stop(grace); err != nil {
 		log.Warn("engine stop", "err", err)
+	}
+	if err := <-httpDone; err != nil {
+		log.Warn("http shutdown", "err", err)
 	}
 	log.Info("stopped")
 	return nil

@@ -118,7 +118,16 @@ func (s *Server) routes() []route {
 // wrap turns a returned error into a problem answer and logs server errors.
 func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-		if err := h(w, r, p); err != nil {
+		err := error(nil)
+		if r.Method == http.MethodPost {
+			// No POST takes query parameters: one given is a mistake (a
+			// dry_run the server does not know), not something to ignore.
+			err = onlyParams(r.URL.Query())
+		}
+		if err == nil {
+			err = h(w, r, p)
+		}
+		if err != nil {
 			prob := problemFor(err)
 			if prob.Status >= 500 {
 				s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

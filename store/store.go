@@ -91,11 +91,17 @@ func ParseURL(s string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("database url: %w", err)
 		}
-		p := u.Host + u.Path
+		p := u.Host + u.Path // sqlite://name.db is a relative path
+		switch {
+		case u.Host == "localhost" && u.Path != "":
+			p = u.Path
+		case u.Host != "" && u.Path != "":
+			return "", fmt.Errorf("database url: sqlite://%s/...: a remote host cannot be opened; use sqlite:///path", u.Host)
+		}
 		if p == "" {
 			return "", errors.New("database url: sqlite:// needs a path, e.g. sqlite:///var/lib/orchestrator.db")
 		}
-		return p, nil
+		return memoryRefused(p)
 	case strings.HasPrefix(s, "file:"):
 		p := strings.TrimPrefix(s, "file:")
 		if i := strings.IndexByte(p, '?'); i >= 0 {
@@ -116,16 +122,28 @@ func ParseURL(s string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("database url: %w", err)
 		}
-		if p == "" {
+		if p == "" || strings.Contains(s, "mode=memory") {
+			if p != "" {
+				return memoryRefused(":memory:")
+			}
 			return "", errors.New("database url: file: needs a path")
 		}
-		return p, nil
+		return memoryRefused(p)
 	case strings.HasPrefix(s, "sqlite:") && !strings.HasPrefix(s, "sqlite://"):
 		return ParseURL(strings.TrimPrefix(s, "sqlite:"))
 	case strings.Contains(s, "://"):
 		return "", fmt.Errorf("database url: unsupported scheme in %q", s)
 	}
-	return s, nil
+	return memoryRefused(s)
+}
+
+// memoryRefused refuses an in-memory database: the writer and each reader
+// would open a private one, and nothing committed could be read back.
+func memoryRefused(p string) (string, error) {
+	if p == ":memory:" || strings.HasPrefix(p, ":memory:") {
+		return "", errors.New("database url: an in-memory database cannot be shared by the writer and the readers; use a file")
+	}
+	return p, nil
 }
 
 // uriPath escapes the characters that would end or change a path inside a

@@ -1221,7 +1221,7 @@ func TestParseURL(t *testing.T) {
 		{"file:/abs/x.db", "/abs/x.db"},
 		{"sqlite:///abs/path/x.db", "/abs/path/x.db"},
 		{"sqlite://rel.db", "rel.db"},
-		{"sqlite://dir/rel.db", "dir/rel.db"},
+		{"sqlite://localhost/abs/x.db", "/abs/x.db"},
 	}
 	for _, c := range ok {
 		t.Run("accepts "+c.in, func(t *testing.T) {
@@ -1239,6 +1239,8 @@ func TestParseURL(t *testing.T) {
 		{"http://x", "unsupported scheme"},
 		{"sqlite://", "needs a path"},
 		{"file:", "needs a path"},
+		{"sqlite://dir/rel.db", "remote host"},
+		{":memory:", "in-memory"},
 	}
 	for _, c := range bad {
 		t.Run("refuses "+c.in, func(t *testing.T) {

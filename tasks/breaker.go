@@ -70,6 +70,9 @@ func (bs *breakers) get(key string) *breaker {
 	if b := bs.byHost[key]; b != nil {
 		return b
 	}
+	if len(bs.byHost) >= maxBreakers {
+		bs.forgetClosed()
+	}
 	b := &breaker{}
 	failures := bs.cfg.Failures
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -90,6 +93,23 @@ func (bs *breakers) get(key string) *breaker {
 		bs.set.GetOrCreateGauge(breakerGaugeName(bs.kind, key), func() float64 { return float64(b.cb.State()) })
 	}
 	return b
+}
+
+// maxBreakers bounds the breakers kept at once: tasks naming ever new hosts
+// must not grow memory and /metrics without end.
+const maxBreakers = 4096
+
+// forgetClosed drops every closed breaker (a closed breaker holds nothing a
+// fresh one would not) and its gauge. Called with bs.mu held.
+func (bs *breakers) forgetClosed() {
+	for key, b := range bs.byHost {
+		if b.cb.State() == gobreaker.StateClosed {
+			delete(bs.byHost, key)
+			if bs.set != nil {
+				bs.set.UnregisterMetric(breakerGaugeName(bs.kind, key))
+			}
+		}
+	}
 }
 
 // state returns the state of key's breaker; a host never contacted is closed.

@@ -13,7 +13,7 @@ import (
 // defaultRefused are the targets the http task refuses unless an address rule
 // of HTTP_TASK_ALLOW names them: link-local addresses, where clouds serve
 // instance metadata and credentials (169.254.169.254), and AWS's IPv6
-// metadata address.
+// metadata address, and Alibaba Cloud's metadata address.
 var defaultRefused = []struct {
 	prefix netip.Prefix
 	why    string
@@ -21,6 +21,7 @@ var defaultRefused = []struct {
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local 169.254.0.0/16 (cloud metadata)"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local fe80::/10"},
 	{netip.MustParsePrefix("fd00:ec2::254/128"), "AWS metadata fd00:ec2::254"},
+	{netip.MustParsePrefix("100.100.100.200/32"), "Alibaba Cloud metadata 100.100.100.200"},
 }
 
 // rule is one entry of an allow or deny list: an address range or a host name.

@@ -1,0 +1,109 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// reviewEnv is the API over a real engine and SQLite file in t.TempDir().
+type reviewEnv struct {
+	url string
+	db  *store.DB
+	eng *engine.Engine
+}
+
+func newReviewEnv(t *testing.T, now func() time.Time) *reviewEnv {
+	t.Helper()
+	ctx := context.Background()
+	set := metrics.NewSet()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "review.db"), store.Options{Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	eng, err := engine.New(engine.Config{Store: db, ExternalTypes: true, Metrics: set, NowFunc: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		eng.Stop(ctx)
+	})
+	srv := httptest.NewServer((&api.Server{Engine: eng, Store: db, Metrics: set}).Handler())
+	t.Cleanup(srv.Close)
+	return &reviewEnv{url: srv.URL, db: db, eng: eng}
+}
+
+func (e *reviewEnv) call(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.url+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	return res.StatusCode, data
+}
+
+func (e *reviewEnv) countRuns(t *testing.T) int {
+	t.Helper()
+	runs, _, err := e.db.ListRuns(context.Background(), store.RunFilter{TenantID: "acme", Limit: store.MaxPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(runs)
+}
+
+// README: "Unknown query parameters are refused (400) rather than ignored"
+// and "A refused request writes nothing". The POST routes never look at the
+// query: a misspelt parameter is ignored and the request is carried out.
+func TestReviewPostRoutesIgnoreUnknownQueryParameters(t *testing.T) {
+	e := newReviewEnv(t, nil)
+	def := `{"name":"wf","tasks":[{"id":"a","type":"python"}]}`
+	if st, body := e.call(t, "POST", "/api/v1/tenants/acme/definitions", def); st != 201 {
+		t.Fatalf("register: %d %s", st, body)
+	}
+	cases := []struct{ path, body string }{
+		{"/api/v1/tenants/acme/workflows?dry_run=true", `{"workflow":"wf"}`},
+		{"/api/v1/tenants/acme/definitions?validate_only=true", `{"name":"wf2","tasks":[{"id":"a","type":"python"}]}`},
+	}
+	for _, c := range cases {
+		before := e.countRuns(t)
+		defsBefore, _ := e.db.ListDefinitions(context.Background(), "acme")
+		st, body := e.call(t, "POST", c.path, c.body)
+		defsAfter, _ := e.db.ListDefinitions(context.Background(), "acme")
+		if st != http.StatusBadRequest {
+			_ = body
+			t.Errorf("POST %s: status %d, want 400 naming the unknown parameter; runs %d -> %d, definitions %d -> %d",
+				c.path, st, before, e.countRuns(t), len(defsBefore), len(defsAfter))
+		}
+	}
+}
