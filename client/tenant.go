@@ -74,23 +74,36 @@ func (c *OrchestratorClient) ListWorkflows(ctx context.Context, f RunFilter) (*R
 // pages from f.PageToken on. It stops at the first error, returning it; fn
 // may return ErrStop to end the walk with nil.
 func (c *OrchestratorClient) AllWorkflows(ctx context.Context, f RunFilter, fn func(engine.Run) error) error {
-	for {
+	return walkPages(f.PageToken, func(token string) ([]engine.Run, string, error) {
+		f.PageToken = token
 		page, err := c.ListWorkflows(ctx, f)
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Runs, page.NextPageToken, nil
+	}, fn)
+}
+
+// walkPages calls fn for every item of the pages fetch returns, from token
+// on, until a page has no next token. fn may return ErrStop to end with nil.
+func walkPages[T any](token string, fetch func(token string) ([]T, string, error), fn func(T) error) error {
+	for {
+		items, next, err := fetch(token)
 		if err != nil {
 			return err
 		}
-		for _, r := range page.Runs {
-			if err := fn(r); err != nil {
+		for _, it := range items {
+			if err := fn(it); err != nil {
 				if errors.Is(err, ErrStop) {
 					return nil
 				}
 				return err
 			}
 		}
-		if page.NextPageToken == "" {
+		if next == "" {
 			return nil
 		}
-		f.PageToken = page.NextPageToken
+		token = next
 	}
 }
 
@@ -230,24 +243,14 @@ func (c *OrchestratorClient) TenantEvents(ctx context.Context, f EventFilter) (*
 // from f.PageToken on. It stops at the first error, returning it; fn may
 // return ErrStop to end the walk with nil.
 func (c *OrchestratorClient) AllTenantEvents(ctx context.Context, f EventFilter, fn func(engine.Event) error) error {
-	for {
+	return walkPages(f.PageToken, func(token string) ([]engine.Event, string, error) {
+		f.PageToken = token
 		page, err := c.TenantEvents(ctx, f)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
-		for _, e := range page.Events {
-			if err := fn(e); err != nil {
-				if errors.Is(err, ErrStop) {
-					return nil
-				}
-				return err
-			}
-		}
-		if page.NextPageToken == "" {
-			return nil
-		}
-		f.PageToken = page.NextPageToken
-	}
+		return page.Events, page.NextPageToken, nil
+	}, fn)
 }
 
 // StreamTenantEvents asks for every event f selects as one NDJSON stream

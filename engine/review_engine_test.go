@@ -19,29 +19,6 @@ import (
 // reviewPatience bounds every wait in the review tests.
 const reviewPatience = 20 * time.Second
 
-func reviewWaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(reviewPatience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func reviewRecv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(reviewPatience):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
-
 func reviewRegister(t testing.TB, e *engine.Engine, def string) {
 	t.Helper()
 	if _, _, err := e.RegisterDefinition(context.Background(), "default", []byte(def)); err != nil {
@@ -119,7 +96,7 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 		if _, err := e.RetryTask(context.Background(), "default", run.ID, "a", "review"); err != nil {
 			t.Fatalf("retry task a: %v", err)
 		}
-		reviewWaitFor(t, "a to complete", func() bool {
+		waitFor(t, "a to complete", func() bool {
 			_, tasks := reviewTasks(t, db, run.ID)
 			return tasks["a"].State == engine.TaskCompleted
 		})
@@ -221,7 +198,7 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 	reviewRegister(t, e, `{"name":"slow","tasks":[{"id":"s","type":"slow"}]}`)
 	reviewRegister(t, e, `{"name":"probe","tasks":[{"id":"p","type":"noop"}]}`)
 	run := reviewStart(t, e, "slow")
-	reviewWaitFor(t, "s to be running", func() bool {
+	waitFor(t, "s to be running", func() bool {
 		_, tasks := reviewTasks(t, db, run.ID)
 		return tasks["s"].State == engine.TaskRunning
 	})
@@ -229,18 +206,18 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 	g.hold()
 	cancelled := make(chan error, 1)
 	go func() { _, err := e.Cancel(context.Background(), "default", run.ID, "review"); cancelled <- err }()
-	reviewRecv(t, firstCtxDone, "attempt 1's context to end")
+	recv(t, firstCtxDone, "attempt 1's context to end")
 	retried := make(chan error, 1)
 	go func() { _, err := e.Retry(context.Background(), "default", run.ID, "review"); retried <- err }()
-	reviewWaitFor(t, "cancel and retry to be decided", func() bool { return g.queued() == 2 })
+	waitFor(t, "cancel and retry to be decided", func() bool { return g.queued() == 2 })
 	g.open()
-	if err := reviewRecv(t, cancelled, "cancel"); err != nil {
+	if err := recv(t, cancelled, "cancel"); err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
-	if err := reviewRecv(t, retried, "retry"); err != nil {
+	if err := recv(t, retried, "retry"); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	ctx2 := reviewRecv(t, secondStarted, "attempt 2 to start")
+	ctx2 := recv(t, secondStarted, "attempt 2 to start")
 
 	close(letFirstGo) // attempt 1's handler returns now
 	// With two workers, a probe run can only run once attempt 1's worker has
@@ -356,9 +333,9 @@ func TestReview_PollSeveralTypesLeavesClosedWaiter(t *testing.T) {
 			WorkerID: "w", Wait: reviewPatience})
 		got <- l
 	}()
-	reviewWaitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
+	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
 	reviewStart(t, e, "ta")
-	if l := reviewRecv(t, got, "the poll to lease ta"); l == nil || l.Type != "ta" {
+	if l := recv(t, got, "the poll to lease ta"); l == nil || l.Type != "ta" {
 		t.Fatalf("poll returned %+v, want a lease of ta", l)
 	}
 	if n, closed := e.ReviewLaneWaiters("default", "tb"); n > 0 {
@@ -400,9 +377,9 @@ func reviewPollChild(t *testing.T) {
 			WorkerID: "w", Wait: reviewPatience})
 		got <- l
 	}()
-	reviewWaitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
+	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
 	reviewStart(t, e, "ta")
-	reviewRecv(t, got, "the poll to lease ta")
+	recv(t, got, "the poll to lease ta")
 	run := reviewStart(t, e, "tb") // its task.ready commit callback closes the stale channel
 	l, err := e.Poll(context.Background(), engine.PollRequest{TenantID: "default", Types: []string{"tb"},
 		WorkerID: "w", Wait: reviewPatience})

@@ -1117,8 +1117,11 @@ func rawValue(raw json.RawMessage) json.RawMessage {
 	return bytes.Clone(raw)
 }
 
-// jsonKind names the JSON type of a valid value by its first byte: "object",
+// JSONKind names the JSON type of a valid value by its first byte: "object",
 // "array", "string", "number", "boolean", "null", or "" for no value at all.
+// Task types that check their config use it to word problems the same way.
+func JSONKind(raw []byte) string { return jsonKind(raw) }
+
 func jsonKind(raw []byte) string {
 	raw = bytes.TrimLeft(raw, " \t\r\n")
 	if len(raw) == 0 {

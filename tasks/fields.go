@@ -48,7 +48,7 @@ func (ps problems) message() string {
 // config's. An absent or null config is no fields.
 func mergeFields(config, input json.RawMessage, known map[string]bool, ps *problems) fields {
 	f := make(fields)
-	switch kind := jsonKind(config); kind {
+	switch kind := engine.JSONKind(config); kind {
 	case "", "null":
 	case "object":
 		members, err := objectMembers(config)
@@ -70,7 +70,7 @@ func mergeFields(config, input json.RawMessage, known map[string]bool, ps *probl
 	default:
 		ps.add("config", "must be a JSON object or null, got "+kind)
 	}
-	if jsonKind(input) != "object" {
+	if engine.JSONKind(input) != "object" {
 		return f
 	}
 	members, err := objectMembers(input)
@@ -125,30 +125,9 @@ func objectMembers(raw json.RawMessage) ([]member, error) {
 	return ms, nil
 }
 
-// jsonKind names the JSON type of raw by its first byte; "" when absent.
-func jsonKind(raw []byte) string {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 {
-		return ""
-	}
-	switch raw[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	}
-	return "number"
-}
-
 // present reports whether the field is set to something other than null.
 func (f fields) present(name string) bool {
-	k := jsonKind(f[name].raw)
+	k := engine.JSONKind(f[name].raw)
 	return k != "" && k != "null"
 }
 
@@ -160,8 +139,8 @@ func (f fields) str(name string, ps *problems) (string, bool) {
 		return "", true
 	}
 	var s string
-	if jsonKind(v.raw) != "string" || json.Unmarshal(v.raw, &s) != nil {
-		ps.add(v.field, "must be a string, got "+jsonKind(v.raw))
+	if engine.JSONKind(v.raw) != "string" || json.Unmarshal(v.raw, &s) != nil {
+		ps.add(v.field, "must be a string, got "+engine.JSONKind(v.raw))
 		return "", false
 	}
 	if strings.IndexByte(s, 0) >= 0 {
@@ -178,8 +157,8 @@ func (f fields) boolean(name string, ps *problems) bool {
 		return false
 	}
 	var b bool
-	if jsonKind(v.raw) != "boolean" || json.Unmarshal(v.raw, &b) != nil {
-		ps.add(v.field, "must be true or false, got "+jsonKind(v.raw))
+	if engine.JSONKind(v.raw) != "boolean" || json.Unmarshal(v.raw, &b) != nil {
+		ps.add(v.field, "must be true or false, got "+engine.JSONKind(v.raw))
 		return false
 	}
 	return b
@@ -200,8 +179,8 @@ func (f fields) integer(name string, lo, hi int64, ps *problems) int64 {
 
 // parseInteger reads a JSON integer within lo..hi, or says what is wrong.
 func parseInteger(raw json.RawMessage, lo, hi int64) (int64, string) {
-	if jsonKind(raw) != "number" {
-		return 0, "must be an integer, got " + jsonKind(raw)
+	if engine.JSONKind(raw) != "number" {
+		return 0, "must be an integer, got " + engine.JSONKind(raw)
 	}
 	n, err := strconv.ParseInt(string(bytes.TrimSpace(raw)), 10, 64)
 	if err != nil || n < lo || n > hi {
@@ -239,14 +218,14 @@ func (f fields) strings(name string, ps *problems) []string {
 		return nil
 	}
 	var raws []json.RawMessage
-	if jsonKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
-		ps.add(v.field, "must be an array of strings, got "+jsonKind(v.raw))
+	if engine.JSONKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
+		ps.add(v.field, "must be an array of strings, got "+engine.JSONKind(v.raw))
 		return nil
 	}
 	out := make([]string, 0, len(raws))
 	for i, r := range raws {
 		var s string
-		switch kind := jsonKind(r); kind {
+		switch kind := engine.JSONKind(r); kind {
 		case "number", "boolean":
 			// A reference such as "${fetch.output.body.id}" keeps its JSON
 			// type; as an argument it stands for its text.
@@ -273,8 +252,8 @@ func (f fields) stringMap(name string, checkKey func(string) string, ps *problem
 	if !f.present(name) {
 		return nil
 	}
-	if jsonKind(v.raw) != "object" {
-		ps.add(v.field, "must be an object of strings, got "+jsonKind(v.raw))
+	if engine.JSONKind(v.raw) != "object" {
+		ps.add(v.field, "must be an object of strings, got "+engine.JSONKind(v.raw))
 		return nil
 	}
 	members, err := objectMembers(v.raw)
@@ -290,8 +269,8 @@ func (f fields) stringMap(name string, checkKey func(string) string, ps *problem
 			continue
 		}
 		var s string
-		if jsonKind(m.value) != "string" || json.Unmarshal(m.value, &s) != nil {
-			ps.add(field, "must be a string, got "+jsonKind(m.value))
+		if engine.JSONKind(m.value) != "string" || json.Unmarshal(m.value, &s) != nil {
+			ps.add(field, "must be a string, got "+engine.JSONKind(m.value))
 			continue
 		}
 		if strings.IndexByte(s, 0) >= 0 {

@@ -231,7 +231,7 @@ func (h *HTTP) parseRequest(f fields, runtime bool, ps *problems) *httpRequest {
 	}
 	if f.present("body") {
 		raw := f["body"].raw
-		if jsonKind(raw) == "string" {
+		if engine.JSONKind(raw) == "string" {
 			var s string
 			_ = json.Unmarshal(raw, &s) // mergeFields decoded it as a JSON value
 			r.body = []byte(s)
@@ -246,8 +246,8 @@ func (h *HTTP) parseRequest(f fields, runtime bool, ps *problems) *httpRequest {
 	r.timeout = f.duration("timeout", ps)
 	if v := f["expect_status"]; f.present("expect_status") {
 		var raws []json.RawMessage
-		if jsonKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
-			ps.add(v.field, "must be an array of status codes, got "+jsonKind(v.raw))
+		if engine.JSONKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
+			ps.add(v.field, "must be an array of status codes, got "+engine.JSONKind(v.raw))
 		}
 		for i, raw := range raws {
 			n, msg := parseInteger(raw, 100, 599)
