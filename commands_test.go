@@ -209,3 +209,45 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	is.True(interrupted) // the interruption is in the history
 }
+
+func TestCommand_Run(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	def := filepath.Join(dir, "local.json")
+	os.WriteFile(def, []byte(`{"name":"local","output":{"greeting":"${b.output.msg}"},"tasks":[
+		{"id":"a","type":"sleep","config":{"duration":"20ms"}},
+		{"id":"b","type":"noop","depends_on":["a"],"input":{"msg":"hello ${workflow.input.who}"}}]}`), 0o600)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"name":"x","tasks":[{"id":"a","type":"nope"}]}`), 0o600)
+	failing := filepath.Join(dir, "failing.json")
+	os.WriteFile(failing, []byte(`{"name":"f","tasks":[{"id":"a","type":"exec","config":{"command":"false"}}]}`), 0o600)
+
+	t.Run("a definition runs in this process and its history is printed", func(t *testing.T) {
+		is := is.New(t)
+		code, out, _ := runCmd("run", "--input", `{"who":"world"}`, "--log-level", "warn", def)
+		is.Equal(code, 0)                                                    // completed
+		is.True(strings.Contains(out, `output: {"greeting":"hello world"}`)) // the run's output
+		is.True(strings.Contains(out, "hash chain: ok (9 events)"))          // and its checked history
+	})
+	t.Run("the database is kept when named", func(t *testing.T) {
+		is := is.New(t)
+		path := filepath.Join(dir, "kept.db")
+		code, _, _ := runCmd("run", "--database-url", path, "--log-level", "warn", "--input", `{"who":"me"}`, def)
+		is.Equal(code, 0)
+		code, out, _ := runCmd("verify", "--database-url", path)
+		is.Equal(code, 0)
+		is.True(strings.Contains(out, "verified 1 runs")) // the run is in the named database
+	})
+	t.Run("an invalid definition and a failed run exit 1", func(t *testing.T) {
+		is := is.New(t)
+		code, _, errOut := runCmd("run", "--log-level", "warn", bad)
+		is.Equal(code, 1)
+		is.True(strings.Contains(errOut, `unknown task type "nope"`)) // the problem
+		code, _, errOut = runCmd("run", "--log-level", "warn", failing)
+		is.Equal(code, 1) // exec is disabled unless asked
+		is.True(strings.Contains(errOut, "--enable-exec"))
+		code, _, errOut = runCmd("run", "--log-level", "warn", "--enable-exec", failing)
+		is.Equal(code, 1) // false exits 1: the run fails
+		is.True(strings.Contains(errOut, "ended failed"))
+	})
+}

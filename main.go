@@ -5,6 +5,7 @@
 //	orchestrator verify           check every run's events against its projections
 //	orchestrator history RUN_ID   print a run's events as a timeline
 //	orchestrator validate FILE    validate a workflow definition
+//	orchestrator run FILE         run a definition in this process, print its history
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
 //
@@ -183,16 +184,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	fs := flag.NewFlagSet("orchestrator "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.flags(fs, cmd == "serve")
+	var runInput string
+	var runExec bool
+	if cmd == "run" {
+		fs.StringVar(&runInput, "input", "", "run input: JSON, or @FILE")
+		fs.BoolVar(&runExec, "enable-exec", envOr("ENABLE_EXEC", "false") == "true", "allow exec tasks (env ENABLE_EXEC)")
+	}
 	usage := map[string]string{
 		"serve":    "serve [flags]: run the HTTP server",
 		"migrate":  "migrate [flags]: apply database migrations",
 		"verify":   "verify [flags]: fold every run's events and check projections and hash chains",
 		"history":  "history [flags] RUN_ID: print a run's events as a timeline",
 		"validate": "validate FILE: validate a workflow definition (- for stdin)",
+		"run":      "run [flags] FILE: run a definition in this process and print its history (a throwaway database unless --database-url is given)",
 	}
 	if _, ok := usage[cmd]; !ok {
 		fmt.Fprintf(stderr, "orchestrator: unknown command %q\ncommands:\n", cmd)
-		for _, k := range []string{"serve", "migrate", "verify", "history", "validate"} {
+		for _, k := range []string{"serve", "run", "migrate", "verify", "history", "validate"} {
 			fmt.Fprintln(stderr, "  "+usage[k])
 		}
 		fmt.Fprintln(stderr, "commands against a server (--server or ORCHESTRATOR_URL; -h for each):")
@@ -241,6 +249,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 			return 2
 		}
 		return validateFile(fs.Arg(0), stdout, stderr)
+	case "run":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "usage: orchestrator run [--input JSON] FILE")
+			return 2
+		}
+		explicitDB := false
+		fs.Visit(func(f *flag.Flag) { explicitDB = explicitDB || f.Name == "database-url" })
+		c.enableExec = runExec
+		return runFile(ctx, &c, fs.Arg(0), runInput, explicitDB, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "orchestrator:", err)
@@ -383,6 +400,11 @@ func history(ctx context.Context, c *config, runID string, stdout io.Writer) err
 		return err
 	}
 	defer db.Close()
+	return printHistory(ctx, db, runID, stdout)
+}
+
+// printHistory prints a run's events as a timeline and checks its chain.
+func printHistory(ctx context.Context, db *store.DB, runID string, stdout io.Writer) error {
 	run, _, err := db.LoadRun(ctx, runID)
 	if err != nil {
 		return err
@@ -461,6 +483,96 @@ func detail(data json.RawMessage) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// runFile runs a definition in this process, on a throwaway database unless
+// one was named, waits for the run to end and prints its history. The exit
+// code is 0 when the run completed.
+func runFile(ctx context.Context, c *config, path, input string, explicitDB bool, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	def, err := os.ReadFile(path)
+	if path == "-" {
+		def, err = io.ReadAll(io.LimitReader(os.Stdin, engine.MaxDefinitionBytes+1))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	var in json.RawMessage
+	if input != "" {
+		data := []byte(input)
+		if strings.HasPrefix(input, "@") {
+			if data, err = os.ReadFile(input[1:]); err != nil {
+				return fail(err)
+			}
+		}
+		if !json.Valid(data) {
+			return fail(errors.New("--input: not valid JSON"))
+		}
+		in = data
+	}
+	dbPath := c.databasePath
+	if !explicitDB {
+		dir, err := os.MkdirTemp("", "orchestrator-run")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(dir)
+		dbPath = dir + "/run.db"
+	}
+	db, err := store.Open(ctx, dbPath, store.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	defer db.Close()
+	eng, err := engine.New(engine.Config{Store: db, Logger: c.logger})
+	if err != nil {
+		return fail(err)
+	}
+	c.breakerFails, c.breakerOpenFor = tasks.DefaultBreakerFailures, tasks.DefaultBreakerOpenFor
+	builtins, err := builtinHandlers(c, nil)
+	if err != nil {
+		return fail(err)
+	}
+	for typ, h := range builtins {
+		if err := eng.Register(typ, h); err != nil {
+			return fail(err)
+		}
+	}
+	if err := eng.Start(ctx); err != nil {
+		return fail(err)
+	}
+	defer eng.Stop(context.Background())
+	sd, _, err := eng.RegisterDefinition(ctx, api.DefaultTenant, def)
+	var ve *engine.ValidationError
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			fmt.Fprintf(stderr, "%s\n", p)
+		}
+		return fail(fmt.Errorf("%s: %d problems", path, len(ve.Problems)))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	run, err := eng.StartRun(ctx, engine.StartRequest{TenantID: api.DefaultTenant, Workflow: sd.Name, Version: sd.Version, Input: in, Actor: "cli"})
+	if err != nil {
+		return fail(err)
+	}
+	if run, err = eng.Wait(ctx, api.DefaultTenant, run.ID); err != nil {
+		return fail(err)
+	}
+	if err := printHistory(ctx, db, run.ID, stdout); err != nil {
+		return fail(err)
+	}
+	if len(run.Output) > 0 {
+		fmt.Fprintf(stdout, "output: %s\n", run.Output)
+	}
+	if run.State != engine.RunCompleted {
+		return fail(fmt.Errorf("run %s ended %s", run.ID, run.State))
+	}
+	return 0
 }
 
 // validateFile validates a definition file and prints its problems or levels.
