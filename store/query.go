@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -181,9 +180,6 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]engine.Event, er
 	return out, err
 }
 
-// errStop ends a stream early without an error.
-var errStop = errors.New("stop")
-
 // StreamEvents calls fn for every event matching f, in log order, reading
 // in pages so that no read transaction stays open for long.
 func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.Event) error) error {
@@ -210,9 +206,6 @@ func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.E
 			page.AfterID, page.AfterAt = e.ID, engine.FormatTime(e.At)
 			if err := fn(e); err != nil {
 				rows.Close()
-				if errors.Is(err, errStop) {
-					return nil
-				}
 				return err
 			}
 		}
