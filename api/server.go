@@ -177,9 +177,8 @@ func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body is empty; send a JSON object")
 	}
-	if !json.Valid(body) {
-		var x any
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
+	if err := validJSON(body); err != nil {
+		return err
 	}
 	if err := checkKeys(body, v); err != nil {
 		return err
@@ -214,6 +213,16 @@ func decodeStrict(body []byte, v any) error {
 		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error())
 	}
 	return newProblem(http.StatusBadRequest, CodeInvalidJSON, err.Error())
+}
+
+// validJSON refuses a body that is not JSON with invalid_json and the
+// parser's reason.
+func validJSON(body []byte) error {
+	if json.Valid(body) {
+		return nil
+	}
+	var x any
+	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
 }
 
 // checkKeys refuses top-level keys that encoding/json would accept loosely:
@@ -429,7 +438,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if verify != "" && verify != "true" && verify != "false" {
 		return fieldProblem("verify", "must be true or false")
 	}
-	if _, _, err := s.Store.GetRun(r.Context(), tenant, id); err != nil {
+	if _, err := s.Store.GetRunRow(r.Context(), tenant, id); err != nil {
 		return runNotFound(err, id)
 	}
 	typ, err := eventTypeParam(q)
@@ -508,7 +517,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		}
 		if err != nil {
 			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
-				if _, _, gerr := s.Store.GetRun(r.Context(), tenant, id); gerr == nil {
+				if _, gerr := s.Store.GetRunRow(r.Context(), tenant, id); gerr == nil {
 					return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
 				}
 			}

@@ -75,7 +75,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 				return newProblem(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
 					"this Idempotency-Key was used for a different request; use a new key")
 			}
-			run, _, err := s.Store.GetRun(r.Context(), tenant, runID)
+			run, err := s.Store.GetRunRow(r.Context(), tenant, runID)
 			if err != nil {
 				return err
 			}
@@ -260,7 +260,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 		return err
 	}
 	id := runIDOf(p)
-	run, _, err := s.Store.GetRun(r.Context(), tenant, id)
+	run, err := s.Store.GetRunRow(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -378,9 +378,8 @@ func (s *Server) validateDAG(w http.ResponseWriter, r *http.Request, _ httproute
 	if err != nil {
 		return err
 	}
-	if !json.Valid(body) {
-		var v any
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
+	if err := validJSON(body); err != nil {
+		return err
 	}
 	var wrapper map[string]json.RawMessage
 	if json.Unmarshal(body, &wrapper) == nil && len(wrapper) == 1 && wrapper["definition"] != nil {
@@ -414,9 +413,8 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 	if err != nil {
 		return err
 	}
-	if !json.Valid(body) {
-		var v any
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &v)))
+	if err := validJSON(body); err != nil {
+		return err
 	}
 	sd, created, err := s.Engine.RegisterDefinition(r.Context(), tenant, body)
 	if err != nil {

@@ -232,6 +232,17 @@ func (db *DB) GetRun(ctx context.Context, tenantID, runID string) (*engine.Run, 
 	return run, tasks, nil
 }
 
+// GetRunRow returns a run of a tenant without its tasks, or ErrNotFound: for
+// callers that only need the run (its tenant, state, last seq), so that a
+// run of thousands of tasks is not read for each page of its history.
+func (db *DB) GetRunRow(ctx context.Context, tenantID, runID string) (*engine.Run, error) {
+	run, err := scanRun(db.r.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ? AND tenant_id = ?`, runID, tenantID))
+	if err != nil {
+		return nil, notFound(err, "run "+runID)
+	}
+	return run, nil
+}
+
 // LoadActiveRuns implements engine.Store: two queries in one read
 // transaction, whatever the number of runs.
 func (db *DB) LoadActiveRuns(ctx context.Context, fn func(*engine.Run, []engine.Task) error) error {

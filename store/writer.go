@@ -306,15 +306,22 @@ func (db *DB) apply(ts *txStmts, batch []request) error {
 	return db.insertEvents(ts, events)
 }
 
+// The states the schema's CHECK constraints accept, listed once: checkRows
+// runs for every change.
+var (
+	runStates  = engine.RunStates()
+	taskStates = engine.TaskStates()
+)
+
 // checkRows refuses rows the schema's CHECK constraints would refuse.
 func checkRows(ch *engine.Change) error {
 	r := &ch.Run
-	if !slices.Contains(engine.RunStates(), r.State) || r.EndedAt.IsZero() == r.State.Terminal() {
+	if !slices.Contains(runStates, r.State) || r.EndedAt.IsZero() == r.State.Terminal() {
 		return fmt.Errorf("run %s: state %q with ended_at %v: %w", r.ID, r.State, r.EndedAt, engine.ErrConflict)
 	}
 	for i := range ch.Tasks {
 		t := &ch.Tasks[i]
-		if !slices.Contains(engine.TaskStates(), t.State) || t.EndedAt.IsZero() == t.State.Terminal() {
+		if !slices.Contains(taskStates, t.State) || t.EndedAt.IsZero() == t.State.Terminal() {
 			return fmt.Errorf("task %s/%s: state %q with ended_at %v: %w", t.RunID, t.TaskID, t.State, t.EndedAt, engine.ErrConflict)
 		}
 	}
