@@ -68,6 +68,8 @@ type config struct {
 	httpDeny       string
 	breakerFails   int
 	breakerOpenFor time.Duration
+	maxRunBytes    int64
+	maxAbandoned   int
 	databasePath   string // from databaseURL
 	logger         *slog.Logger
 }
@@ -115,6 +117,10 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"retryable failures in a row that open a circuit breaker (per task type and per http host) (env BREAKER_FAILURES)")
 	fs.DurationVar(&c.breakerOpenFor, "breaker-open-for", envDuration("BREAKER_OPEN_FOR", tasks.DefaultBreakerOpenFor),
 		"how long an open circuit breaker holds attempts back (env BREAKER_OPEN_FOR)")
+	fs.Int64Var(&c.maxRunBytes, "max-run-bytes", int64(envInt("MAX_RUN_BYTES", engine.DefaultMaxRunBytes)),
+		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
+	fs.IntVar(&c.maxAbandoned, "max-abandoned", envInt("MAX_ABANDONED", engine.DefaultMaxAbandoned),
+		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
 }
 
 func envInt(name string, def int) int {
@@ -163,6 +169,9 @@ func (c *config) validate(stderr io.Writer) error {
 	}
 	if c.port != "" && c.synchronous != store.SyncFull && c.synchronous != store.SyncNormal {
 		return fmt.Errorf("synchronous %q: want full or normal", c.synchronous)
+	}
+	if c.port != "" && (c.maxRunBytes < 1<<10 || c.maxAbandoned < 1) {
+		return fmt.Errorf("max-run-bytes must be >= 1024 and max-abandoned >= 1")
 	}
 	if c.port != "" && (c.breakerFails < 1 || c.breakerOpenFor <= 0) {
 		return fmt.Errorf("breaker-failures must be >= 1 and breaker-open-for > 0")
@@ -277,7 +286,8 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	defer db.Close()
-	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes})
+	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
+		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned})
 	if err != nil {
 		return err
 	}

@@ -39,9 +39,15 @@ func TestMain(m *testing.M) {
 }
 
 // childHandlers are the in-process task types of the child server: "work"
-// takes {"ms": N} and holds a worker for N milliseconds unless cancelled.
+// takes {"ms": N} and holds a worker for N milliseconds unless cancelled;
+// "die" kills the server process at once, as the kernel's out-of-memory
+// killer would.
 func childHandlers() map[string]engine.Handler {
 	return map[string]engine.Handler{
+		"die": engine.HandlerFunc(func(context.Context, *engine.Attempt) (json.RawMessage, error) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}),
 		"work": engine.HandlerFunc(func(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
 			var in struct{ MS int }
 			json.Unmarshal(a.Input, &in)
@@ -66,6 +72,17 @@ type child struct {
 
 // startChild starts the test binary as a server on dbPath and waits until it listens.
 func startChild(t *testing.T, dbPath string, extraEnv ...string) *child {
+	t.Helper()
+	c, err := launchChild(t, dbPath, extraEnv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// launchChild starts the test binary as a server on dbPath and waits until
+// it listens; it returns an error when the process exits first.
+func launchChild(t *testing.T, dbPath string, extraEnv ...string) (*child, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "HOST=127.0.0.1", "PORT=0", "LOG_FORMAT=json",
@@ -101,12 +118,15 @@ func startChild(t *testing.T, dbPath string, extraEnv ...string) *child {
 	select {
 	case c.addr = <-addr:
 	case <-c.done:
-		t.Fatalf("child exited before listening: %v\n%s", c.err, c.logs.String())
+		mu.Lock()
+		defer mu.Unlock()
+		return c, fmt.Errorf("child exited before listening: %v\n%s", c.err, c.logs.String())
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
+		<-c.done
 		t.Fatalf("child did not listen within 30s\n%s", c.logs.String())
 	}
-	return c
+	return c, nil
 }
 
 func (c *child) kill(t *testing.T) {

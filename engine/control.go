@@ -256,8 +256,12 @@ func (e *Engine) activate(v *RunView, done func(error)) {
 					e.armAttempt(rs, i)
 					continue
 				}
-				e.failAttempt(b, i, failed(ReasonAbandoned, "the process running this attempt stopped before it finished", ReasonAbandoned))
+				e.failAttempt(b, i, e.abandoned(t))
+				e.handleCarefully(rs, i)
 			case TaskReady:
+				// Its task.started may have been lost with the process
+				// that ran it.
+				e.handleCarefully(rs, i)
 				e.enqueue(rs, i)
 			}
 		}
@@ -270,6 +274,35 @@ func (e *Engine) activate(v *RunView, done func(error)) {
 	}
 	b.commit(done)
 	e.fixRun(rs)
+}
+
+// handleCarefully makes the next attempt of task pos wait for its start to
+// be durable before its handler runs.
+func (e *Engine) handleCarefully(rs *runState, pos int) {
+	if rs.careful == nil {
+		rs.careful = map[int]bool{}
+	}
+	rs.careful[pos] = true
+}
+
+// CodeAbandonedRepeatedly is the error of a task failed because the process
+// stopped during too many of its attempts in a row.
+const CodeAbandonedRepeatedly = "abandoned_repeatedly"
+
+// abandoned is the outcome of an attempt the previous process left running:
+// retried without charging the retry budget, unless the process stopped
+// during Config.MaxAbandoned attempts of the task in a row. A task that
+// brings the process down (out of memory, say) then fails for good instead
+// of bringing it down again at every start.
+func (e *Engine) abandoned(t *Task) outcome {
+	o := failed(ReasonAbandoned, "the process running this attempt stopped before it finished", ReasonAbandoned)
+	if t.Abandoned+1 >= e.maxAbandoned {
+		o.err.Code = CodeAbandonedRepeatedly
+		o.err.Message = fmt.Sprintf("the process stopped during %d attempts of this task in a row (MAX_ABANDONED); "+
+			"the task is failed so that it cannot keep the server down: retry the run once the cause is found", t.Abandoned+1)
+		o.permanent = true
+	}
+	return o
 }
 
 // skipFailedUpstream skips pending tasks below a task that ended without

@@ -107,6 +107,8 @@ type Plan struct {
 	Levels      [][]string     // topological levels, ids sorted within a level
 	Timeout     time.Duration  // 0 = none
 	MaxParallel int            // 0 = no cap
+	// OutputRefTasks are the tasks the definition's output references, each once.
+	OutputRefTasks []string
 }
 
 // PlanTask is one task of a Plan.
@@ -124,4 +126,5 @@ type PlanTask struct {
 	Config   json.RawMessage
 	Sleep    time.Duration // for TypeSleep: how long the durable timer waits
 	Refs     bool          // Input holds references, resolved when the task becomes ready
+	RefTasks []string      // the tasks Input references, each once
 }

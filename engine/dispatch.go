@@ -20,6 +20,9 @@ type job struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	a       Attempt
+	// durable, when not nil, reports whether task.started is durable; the
+	// handler runs only once it is (see runState.careful).
+	durable chan error
 }
 
 // workerLoop runs attempts until Stop.
@@ -84,8 +87,14 @@ func (e *Engine) next() *job {
 			ctx, cancel = context.WithTimeout(e.hctx, pt.Timeout)
 		}
 		rs.cancels[pos] = attemptCancel{attempt: attempt, cancel: cancel}
-		b.commit(nil)
-		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, cancel: cancel, a: Attempt{
+		var durable chan error
+		if rs.careful[pos] || t.Abandoned > 0 {
+			durable = make(chan error, 1)
+			b.commit(func(err error) { durable <- err })
+		} else {
+			b.commit(nil)
+		}
+		return &job{rs: rs, pos: pos, attempt: attempt, handler: h, ctx: ctx, cancel: cancel, durable: durable, a: Attempt{
 			TenantID: rs.tenant, RunID: rs.id, TaskID: pt.ID, Type: pt.Type, Attempt: attempt,
 			Input: e.inputOf(rs, pos), Config: pt.Config,
 			IdempotencyKey: fmt.Sprintf("%s/%s/%d", rs.id, pt.ID, attempt),
@@ -119,6 +128,12 @@ func failed(code, msg, reason string) outcome {
 
 // execute runs one attempt's handler and records the outcome.
 func (e *Engine) execute(j *job) {
+	if j.durable != nil && <-j.durable != nil {
+		// The start was not recorded: the run is reloaded and the task
+		// dispatched again from what is durable.
+		j.cancel()
+		return
+	}
 	start := time.Now()
 	o := e.call(j)
 	e.m.taskLatency.UpdateDuration(start)
@@ -158,13 +173,18 @@ func checkOutput(out json.RawMessage) outcome {
 		return outcome{}
 	}
 	if len(out) > MaxOutputBytes {
-		o := failed("output_too_large", fmt.Sprintf("output is %d bytes, limit %d", len(out), MaxOutputBytes), ReasonError)
+		o := failed(CodeOutputTooLarge, fmt.Sprintf("output is %d bytes, limit %d", len(out), MaxOutputBytes), ReasonError)
 		o.permanent = true
 		return o
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, out) != nil {
 		o := failed("invalid_output", "output is not valid JSON", ReasonError)
+		o.permanent = true
+		return o
+	}
+	if err := CheckJSONDepth(buf.Bytes()); err != nil {
+		o := failed("invalid_output", "output "+err.Error(), ReasonError)
 		o.permanent = true
 		return o
 	}
@@ -219,9 +239,13 @@ func (e *Engine) finishAttemptThen(rs *runState, pos, attempt int, o outcome, do
 		}
 		return // the run was cancelled, timed out or reloaded meanwhile
 	}
+	delete(rs.careful, pos)
 	actor := o.actor
 	if actor == "" {
 		actor = ActorEngine
+	}
+	if o.err == nil {
+		o = e.withinRunBytes(rs, o)
 	}
 	b := e.newBatch(rs, actor)
 	if o.err == nil {
@@ -229,6 +253,9 @@ func (e *Engine) finishAttemptThen(rs *runState, pos, attempt int, o outcome, do
 		e.readyChildren(b, pos)
 	} else {
 		e.failAttempt(b, pos, o)
+		if o.err.Code == CodeRunTooLarge {
+			e.failRun(b, o.err)
+		}
 	}
 	e.settle(b)
 	b.commit(done)
@@ -278,38 +305,6 @@ func (e *Engine) readyChildren(b *batch, pos int) {
 	}
 }
 
-// markReady records a task as ready, resolving the references in its input.
-// An input that does not resolve is recorded as the task's error; the task
-// then fails when it starts.
-func (e *Engine) markReady(b *batch, pos int) {
-	rs := b.rs
-	var d *EventData
-	if pt := &rs.plan.Tasks[pos]; pt.Refs {
-		d = &EventData{}
-		in, err := resolve(pt.Input, rs.view)
-		if err != nil {
-			d.Error = &TaskError{Code: CodeBadReference, Message: err.Error()}
-		} else {
-			d.Input = in
-		}
-	}
-	if b.add(EventTaskReady, pos, 0, d) {
-		b.then(func() { e.enqueue(rs, pos) })
-	}
-}
-
-// CodeBadReference is the error code of a task whose input references did
-// not resolve, and of a run whose output references did not.
-const CodeBadReference = "bad_reference"
-
-// unresolved returns the error of a ready task whose input did not resolve.
-func unresolved(t *Task) *TaskError {
-	if t.Error != nil && t.Error.Code == CodeBadReference && t.Input == nil {
-		return t.Error
-	}
-	return nil
-}
-
 // skipDescendants records every pending task downstream of pos as skipped.
 func (e *Engine) skipDescendants(b *batch, pos int) {
 	rs := b.rs
@@ -342,48 +337,17 @@ func (e *Engine) settle(b *batch) {
 		return
 	}
 	if v.Count(TaskCompleted) == n {
-		out := runOutput(rs)
 		if tmpl := rs.plan.Def.Output; len(tmpl) > 0 && !isNullJSON(tmpl) {
-			resolved, err := resolve(tmpl, v)
-			if err != nil {
-				b.add(EventRunFailed, -1, 0, &EventData{Error: &TaskError{Code: CodeBadReference, Message: "run output: " + err.Error()}})
-				e.m.runEnded(&v.Run)
-				return
-			}
-			out = resolved
+			e.requestResolve(b, -1) // completes the run once resolved
+			return
 		}
-		b.add(EventRunCompleted, -1, 0, &EventData{Output: out})
+		out, terr := e.sinkOutputs(rs)
+		e.completeRun(b, out, terr)
+		return
 	} else {
 		b.add(EventRunFailed, -1, 0, &EventData{Error: runError(rs)})
 	}
 	e.m.runEnded(&v.Run)
-}
-
-// runOutput is the outputs of the sink tasks, by task id: the run's output
-// when the definition does not say otherwise.
-func runOutput(rs *runState) json.RawMessage {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	first := true
-	for i := range rs.plan.Tasks {
-		if len(rs.plan.Tasks[i].Children) > 0 {
-			continue
-		}
-		if !first {
-			buf.WriteByte(',')
-		}
-		first = false
-		id, _ := json.Marshal(rs.plan.Tasks[i].ID)
-		buf.Write(id)
-		buf.WriteByte(':')
-		if out := rs.view.Tasks[i].Output; len(out) > 0 {
-			buf.Write(out)
-		} else {
-			buf.WriteString("null")
-		}
-	}
-	buf.WriteByte('}')
-	return buf.Bytes()
 }
 
 // runError names the first task, in topological order, that failed.

@@ -26,8 +26,15 @@ const (
 	logErr    = "err"
 )
 
-// MaxOutputBytes caps the output of one task attempt.
+// MaxOutputBytes caps the output of one task attempt, the resolved input of
+// a task and the output of a run.
 const MaxOutputBytes = 1 << 20
+
+// DefaultMaxRunBytes is the default of Config.MaxRunBytes.
+const DefaultMaxRunBytes = 64 << 20
+
+// DefaultMaxAbandoned is the default of Config.MaxAbandoned.
+const DefaultMaxAbandoned = 3
 
 // Config configures an Engine. The zero value of every field but Store has a
 // working default.
@@ -40,6 +47,20 @@ type Config struct {
 	// ExternalTypes accepts definitions whose task types have no handler here;
 	// their tasks wait, ready, for an external worker.
 	ExternalTypes bool
+	// MaxRunBytes bounds the payload bytes (inputs, outputs, errors) one run
+	// may record in its events; a run that would pass it fails with
+	// run_too_large. Default DefaultMaxRunBytes.
+	MaxRunBytes int64
+	// MaxAbandoned is how many attempts in a row a task may lose to the
+	// process dying before it fails with reason abandoned, so that a task
+	// that kills the process cannot keep it down across restarts. Default
+	// DefaultMaxAbandoned.
+	MaxAbandoned int
+	// MaxPlans and MaxPlanBytes bound the cache of compiled definitions, by
+	// count and by the size of their definitions. Defaults DefaultMaxPlans and
+	// DefaultMaxPlanBytes.
+	MaxPlans     int
+	MaxPlanBytes int64
 }
 
 // Validate reports a configuration the engine cannot run with.
@@ -49,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 0 || c.Workers > 10_000 {
 		return fmt.Errorf("engine config: workers %d out of range 1..10000", c.Workers)
+	}
+	if c.MaxRunBytes < 0 || c.MaxAbandoned < 0 || c.MaxPlans < 0 || c.MaxPlanBytes < 0 {
+		return errors.New("engine config: limits must not be negative")
 	}
 	return nil
 }
@@ -64,10 +88,13 @@ type Engine struct {
 	ext     bool
 	m       *engineMetrics
 
+	maxRunBytes  int64
+	maxAbandoned int
+	resolveHook  func() // tests: called by a resolver before it renders, without Engine.mu
+
 	handlers map[string]Handler // fixed at Start
 
-	planMu sync.Mutex // protects plans
-	plans  map[string]*Plan
+	plans *planCache
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
@@ -79,15 +106,17 @@ type Engine struct {
 	reloading map[string]bool
 	waiters   map[string][]chan struct{} // Wait callers by run id
 	lanes     map[string]*lane           // external ready tasks by tenant and type
+	resolveQ  []resolution               // templates waiting for a resolver
 
-	wake      chan struct{} // a task became dispatchable
-	timerWake chan struct{} // the earliest timer changed
-	quit      chan struct{} // closed by Stop: no new work starts
-	hctx      context.Context
-	hcancel   context.CancelFunc // interrupts running handlers
-	wg        sync.WaitGroup     // workers, timer loop, reloads
-	commitWG  sync.WaitGroup     // commits not yet acknowledged
-	stopOnce  sync.Once
+	wake        chan struct{} // a task became dispatchable
+	timerWake   chan struct{} // the earliest timer changed
+	resolveWake chan struct{} // a template waits for a resolver
+	quit        chan struct{} // closed by Stop: no new work starts
+	hctx        context.Context
+	hcancel     context.CancelFunc // interrupts running handlers
+	wg          sync.WaitGroup     // workers, timer loop, reloads
+	commitWG    sync.WaitGroup     // commits not yet acknowledged
+	stopOnce    sync.Once
 }
 
 // New returns an engine; call Register for custom task types, then Start.
@@ -107,21 +136,31 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
 	}
+	if cfg.MaxRunBytes == 0 {
+		cfg.MaxRunBytes = DefaultMaxRunBytes
+	}
+	if cfg.MaxAbandoned == 0 {
+		cfg.MaxAbandoned = DefaultMaxAbandoned
+	}
 	e := &Engine{
-		store:     cfg.Store,
-		workers:   cfg.Workers,
-		log:       cfg.Logger,
-		now:       cfg.NowFunc,
-		ext:       cfg.ExternalTypes,
-		handlers:  map[string]Handler{TypeNoop: HandlerFunc(noop)},
-		plans:     map[string]*Plan{},
-		runs:      map[string]*runState{},
-		reloading: map[string]bool{},
-		waiters:   map[string][]chan struct{}{},
-		lanes:     map[string]*lane{},
-		wake:      make(chan struct{}, cfg.Workers),
-		timerWake: make(chan struct{}, 1),
-		quit:      make(chan struct{}),
+		store:    cfg.Store,
+		workers:  cfg.Workers,
+		log:      cfg.Logger,
+		now:      cfg.NowFunc,
+		ext:      cfg.ExternalTypes,
+		handlers: map[string]Handler{TypeNoop: HandlerFunc(noop)},
+		plans:    newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
+
+		maxRunBytes:  cfg.MaxRunBytes,
+		maxAbandoned: cfg.MaxAbandoned,
+		runs:         map[string]*runState{},
+		reloading:    map[string]bool{},
+		waiters:      map[string][]chan struct{}{},
+		lanes:        map[string]*lane{},
+		wake:         make(chan struct{}, cfg.Workers),
+		timerWake:    make(chan struct{}, 1),
+		resolveWake:  make(chan struct{}, 1),
+		quit:         make(chan struct{}),
 	}
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics(cfg.Metrics, e)
@@ -212,6 +251,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.goTracked(e.workerLoop)
 	}
 	e.goTracked(e.timerLoop)
+	for i := 0; i < resolverCount; i++ {
+		e.goTracked(e.resolverLoop)
+	}
 	return nil
 }
 
@@ -252,19 +294,11 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return nil
 }
 
-// planKey names a definition version in the plan cache.
-func planKey(tenantID, name string, version int) string {
-	return fmt.Sprintf("%s\x00%s\x00%d", tenantID, name, version)
-}
-
 // plan returns the compiled plan of a definition version (0 = latest) and the
 // exact version.
 func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*Plan, int, error) {
 	if version > 0 {
-		e.planMu.Lock()
-		p := e.plans[planKey(tenantID, name, version)]
-		e.planMu.Unlock()
-		if p != nil {
+		if p := e.plans.get(tenantID, name, version); p != nil {
 			return p, version, nil
 		}
 	}
@@ -272,14 +306,11 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 	if err != nil {
 		return nil, 0, err
 	}
-	key := planKey(tenantID, sd.Name, sd.Version)
-	e.planMu.Lock()
-	p := e.plans[key]
-	e.planMu.Unlock()
-	if p != nil {
+	if p := e.plans.get(tenantID, sd.Name, sd.Version); p != nil {
 		return p, sd.Version, nil
 	}
 	def, problems := ParseDefinition(sd.Definition)
+	var p *Plan
 	if len(problems) == 0 {
 		// A stored definition passed validation once; handlers registered now
 		// may differ, which execution reports per task instead.
@@ -288,9 +319,7 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 	if len(problems) > 0 {
 		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &ValidationError{Problems: problems})
 	}
-	e.planMu.Lock()
-	e.plans[key] = p
-	e.planMu.Unlock()
+	e.plans.put(tenantID, sd.Name, sd.Version, p, len(sd.Definition))
 	return p, sd.Version, nil
 }
 
@@ -380,6 +409,9 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if len(req.Input) > 0 && !json.Valid(req.Input) {
 		return nil, &ValidationError{Problems: []Problem{{Field: "input", Message: "must be valid JSON"}}}
+	}
+	if err := CheckJSONDepth(req.Input); err != nil {
+		return nil, &ValidationError{Problems: []Problem{{Field: "input", Message: err.Error()}}}
 	}
 	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
 	if err != nil {

@@ -25,6 +25,9 @@ type Run struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 	LastSeq   int64           `json:"last_seq"`
 	LastHash  string          `json:"-"`
+	// DataBytes is the size of the data of every event of the run so far:
+	// what Config.MaxRunBytes bounds.
+	DataBytes int64 `json:"data_bytes"`
 }
 
 // Task is the projection of one task of a run.
@@ -36,6 +39,7 @@ type Task struct {
 	State     TaskState       `json:"state"`
 	Attempt   int             `json:"attempts"` // attempts started so far, carried across run retries
 	Charged   int             `json:"-"`        // attempts counted against the retry budget since the last reset
+	Abandoned int             `json:"-"`        // attempts in a row lost to the process stopping
 	ReadyAt   time.Time       `json:"ready_at,omitzero"`
 	NotBefore time.Time       `json:"not_before,omitzero"`
 	StartedAt time.Time       `json:"started_at,omitzero"`
@@ -139,6 +143,7 @@ func (v *RunView) apply(ev *Event, d *EventData) error {
 	v.Run.LastSeq = ev.Seq
 	v.Run.LastHash = ev.Hash
 	v.Run.UpdatedAt = ev.At
+	v.Run.DataBytes += int64(len(ev.Data))
 	return nil
 }
 
@@ -239,6 +244,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		if Refunded(d.Reason) {
 			t.Charged--
 		}
+		t.Abandoned = abandonedAfter(t.Abandoned, d.Reason)
 		t.ReadyAt = ev.At
 		t.NotBefore = d.NotBefore
 		t.WakeAt = time.Time{}
@@ -250,9 +256,13 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		t.LeaseExpiresAt = time.Time{}
 		t.Output = d.Output
 		t.Error = nil
+		t.Abandoned = 0
 	case EventTaskFailed, EventTaskTimedOut, EventTaskSkipped, EventTaskCancelled:
 		if Refunded(d.Reason) {
 			t.Charged--
+		}
+		if ev.Type == EventTaskFailed {
+			t.Abandoned = abandonedAfter(t.Abandoned, d.Reason)
 		}
 		t.EndedAt = ev.At
 		t.WakeAt = time.Time{}
@@ -262,6 +272,7 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 		}
 	case EventTaskReset:
 		t.Charged = 0
+		t.Abandoned = 0
 		t.ReadyAt = time.Time{}
 		t.NotBefore = time.Time{}
 		t.EndedAt = time.Time{}
@@ -273,6 +284,20 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 	return nil
 }
 
+// abandonedAfter counts the attempts in a row lost to the process stopping:
+// one more for an abandoned attempt, unchanged by attempts that did not run
+// to an outcome of their own (interrupted by a shutdown, held by a breaker),
+// back to zero for any other outcome.
+func abandonedAfter(n int, reason string) int {
+	switch reason {
+	case ReasonAbandoned:
+		return n + 1
+	case ReasonInterrupted, ReasonCircuitOpen:
+		return n
+	}
+	return 0
+}
+
 // EqualRun reports whether two run projections hold the same values; it is how
 // verification compares a stored row with a replay. Times compare at
 // microsecond precision, JSON compares compacted.
@@ -281,13 +306,13 @@ func EqualRun(a, b *Run) bool {
 		a.State == b.State && jsonEqual(a.Input, b.Input) && jsonEqual(a.Output, b.Output) &&
 		errEqual(a.Error, b.Error) && timeEqual(a.CreatedAt, b.CreatedAt) && timeEqual(a.StartedAt, b.StartedAt) &&
 		timeEqual(a.EndedAt, b.EndedAt) && timeEqual(a.Deadline, b.Deadline) && timeEqual(a.UpdatedAt, b.UpdatedAt) &&
-		a.LastSeq == b.LastSeq && a.LastHash == b.LastHash
+		a.LastSeq == b.LastSeq && a.LastHash == b.LastHash && a.DataBytes == b.DataBytes
 }
 
 // EqualTask reports whether two task projections hold the same values.
 func EqualTask(a, b *Task) bool {
 	return a.RunID == b.RunID && a.TaskID == b.TaskID && a.Pos == b.Pos && a.Type == b.Type && a.State == b.State &&
-		a.Attempt == b.Attempt && a.Charged == b.Charged && timeEqual(a.ReadyAt, b.ReadyAt) &&
+		a.Attempt == b.Attempt && a.Charged == b.Charged && a.Abandoned == b.Abandoned && timeEqual(a.ReadyAt, b.ReadyAt) &&
 		timeEqual(a.NotBefore, b.NotBefore) && timeEqual(a.StartedAt, b.StartedAt) &&
 		timeEqual(a.EndedAt, b.EndedAt) && timeEqual(a.WakeAt, b.WakeAt) && errEqual(a.Error, b.Error) &&
 		jsonEqual(a.Output, b.Output) && jsonEqual(a.Input, b.Input) && a.WorkerID == b.WorkerID &&

@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -171,6 +173,9 @@ func checkRefs(plan *Plan, add func(task, field, msg string)) {
 			if r.root == "workflow" {
 				return nil
 			}
+			if !slices.Contains(pt.RefTasks, r.root) {
+				pt.RefTasks = append(pt.RefTasks, r.root)
+			}
 			if _, ok := plan.Index[r.root]; !ok {
 				return fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
 			}
@@ -189,8 +194,14 @@ func checkRefs(plan *Plan, add func(task, field, msg string)) {
 	}
 	if bytes.Contains(plan.Def.Output, []byte("${")) {
 		err := scanRefs(plan.Def.Output, func(r ref) error {
-			if _, ok := plan.Index[r.root]; !ok && r.root != "workflow" {
+			if r.root == "workflow" {
+				return nil
+			}
+			if _, ok := plan.Index[r.root]; !ok {
 				return fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
+			}
+			if !slices.Contains(plan.OutputRefTasks, r.root) {
+				plan.OutputRefTasks = append(plan.OutputRefTasks, r.root)
 			}
 			return nil
 		})
@@ -216,84 +227,244 @@ func ancestors(plan *Plan, pos int) map[string]bool {
 }
 
 // resolve renders a template (a task's input or the run's output) against
-// the run's input and its tasks' outputs.
-func resolve(tmpl json.RawMessage, v *RunView) (json.RawMessage, error) {
+// the run's input and its tasks' outputs. It writes the result as it goes and
+// stops as soon as it would pass limit bytes, so that a template repeating a
+// large reference costs at most limit bytes of work, not its full expansion.
+func resolve(tmpl json.RawMessage, src *refSource, limit int) (json.RawMessage, error) {
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(tmpl))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
 		return nil, err
 	}
-	cache := map[string]any{}
-	decoded := func(key string, raw json.RawMessage) (any, error) {
-		if x, ok := cache[key]; ok {
-			return x, nil
+	r := &renderer{src: src, limit: limit, roots: map[string]any{}, encoded: map[string][]byte{}}
+	if err := r.value(doc); err != nil {
+		return nil, err
+	}
+	return r.buf, nil
+}
+
+// refSource is what references of one template may read: the run's input
+// and the outputs of the tasks it names. Both are immutable once set (the
+// input from the start, a task's output once it completed: a completed task
+// is never reset), so a source taken under Engine.mu can be read without it.
+type refSource struct {
+	input   json.RawMessage
+	outputs map[string]json.RawMessage // completed tasks, by id
+	states  map[string]TaskState       // named tasks that have not completed, by id
+}
+
+// snapshotRefs takes the source of a template naming tasks ids.
+func snapshotRefs(v *RunView, ids []string) *refSource {
+	src := &refSource{input: v.Run.Input}
+	for _, id := range ids {
+		t := v.Task(id)
+		switch {
+		case t == nil:
+		case t.State == TaskCompleted:
+			if src.outputs == nil {
+				src.outputs = map[string]json.RawMessage{}
+			}
+			src.outputs[id] = t.Output
+		default:
+			if src.states == nil {
+				src.states = map[string]TaskState{}
+			}
+			src.states[id] = t.State
 		}
-		var x any
+	}
+	return src
+}
+
+// ErrTooLarge marks a value over its size limit.
+var ErrTooLarge = errors.New("too large")
+
+// renderer writes a resolved template within a byte budget.
+type renderer struct {
+	src     *refSource
+	limit   int
+	buf     []byte
+	roots   map[string]any    // decoded run input ("") and task outputs, by root
+	encoded map[string][]byte // JSON of each reference already looked up, by its text
+}
+
+// write appends b, or fails when the result would pass the limit.
+func (r *renderer) write(b []byte) error {
+	if len(r.buf)+len(b) > r.limit {
+		return fmt.Errorf("resolved value is over %d bytes, the limit: %w", r.limit, ErrTooLarge)
+	}
+	r.buf = append(r.buf, b...)
+	return nil
+}
+
+// value writes one value of the template: strings are rendered, objects and
+// arrays walked, anything else written as it is.
+func (r *renderer) value(x any) error {
+	switch y := x.(type) {
+	case string:
+		return r.str(y)
+	case []any:
+		if err := r.write([]byte{'['}); err != nil {
+			return err
+		}
+		for i, e := range y {
+			if i > 0 {
+				if err := r.write([]byte{','}); err != nil {
+					return err
+				}
+			}
+			if err := r.value(e); err != nil {
+				return err
+			}
+		}
+		return r.write([]byte{']'})
+	case map[string]any:
+		keys := make([]string, 0, len(y))
+		for k := range y {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // the order encoding/json writes maps in
+		if err := r.write([]byte{'{'}); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if i > 0 {
+				if err := r.write([]byte{','}); err != nil {
+					return err
+				}
+			}
+			kb, _ := json.Marshal(k)
+			if err := r.write(append(kb, ':')); err != nil {
+				return err
+			}
+			if err := r.value(y[k]); err != nil {
+				return err
+			}
+		}
+		return r.write([]byte{'}'})
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	return r.write(b)
+}
+
+// str writes a string of the template: the referenced value when the string
+// is exactly one reference, else the text with its references replaced.
+func (r *renderer) str(s string) error {
+	if !strings.Contains(s, "${") {
+		b, _ := json.Marshal(s)
+		return r.write(b)
+	}
+	if strings.HasPrefix(s, "${") && strings.IndexByte(s, '}') == len(s)-1 {
+		ref, err := parseRef(s[2 : len(s)-1])
+		if err != nil {
+			return err
+		}
+		b, err := r.encode(ref)
+		if err != nil {
+			return err
+		}
+		return r.write(b)
+	}
+	// The text can be no longer than the budget left: its JSON is longer still.
+	room := r.limit - len(r.buf)
+	var text strings.Builder
+	add := func(part string) error {
+		if text.Len()+len(part) > room {
+			return fmt.Errorf("resolved value is over %d bytes, the limit: %w", r.limit, ErrTooLarge)
+		}
+		text.WriteString(part)
+		return nil
+	}
+	rest := s
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			if err := add(rest); err != nil {
+				return err
+			}
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return fmt.Errorf("reference in %q: missing }", truncate(s))
+		}
+		ref, err := parseRef(rest[i+2 : i+j])
+		if err != nil {
+			return err
+		}
+		if err := add(rest[:i]); err != nil {
+			return err
+		}
+		part, err := r.text(ref)
+		if err != nil {
+			return err
+		}
+		if err := add(part); err != nil {
+			return err
+		}
+		rest = rest[i+j+1:]
+	}
+	b, _ := json.Marshal(text.String())
+	return r.write(b)
+}
+
+// text is a reference's value as it reads inside longer text: strings as
+// they are, anything else as JSON.
+func (r *renderer) text(ref ref) (string, error) {
+	x, err := r.lookup(ref)
+	if err != nil {
+		return "", err
+	}
+	if s, ok := x.(string); ok {
+		return s, nil
+	}
+	b, err := r.encode(ref)
+	return string(b), err
+}
+
+// encode returns the JSON of a reference's value, encoding each reference once.
+func (r *renderer) encode(ref ref) ([]byte, error) {
+	if b, ok := r.encoded[ref.text]; ok {
+		return b, nil
+	}
+	x, err := r.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return nil, err
+	}
+	r.encoded[ref.text] = b
+	return b, nil
+}
+
+// lookup returns the value a reference names.
+func (r *renderer) lookup(ref ref) (any, error) {
+	key, raw := "", r.src.input
+	if ref.root != "workflow" {
+		out, ok := r.src.outputs[ref.root]
+		if !ok {
+			if st, known := r.src.states[ref.root]; known {
+				return nil, fmt.Errorf("reference ${%s}: task %q is %s, not completed", ref.text, ref.root, st)
+			}
+			return nil, fmt.Errorf("reference ${%s}: unknown task %q", ref.text, ref.root)
+		}
+		key, raw = "task:"+ref.root, out
+	}
+	root, ok := r.roots[key]
+	if !ok {
 		if len(raw) > 0 {
 			d := json.NewDecoder(bytes.NewReader(raw))
 			d.UseNumber()
-			if err := d.Decode(&x); err != nil {
+			if err := d.Decode(&root); err != nil {
 				return nil, err
 			}
 		}
-		cache[key] = x
-		return x, nil
+		r.roots[key] = root
 	}
-	lookup := func(r ref) (any, error) {
-		var root any
-		var err error
-		if r.root == "workflow" {
-			root, err = decoded("", v.Run.Input)
-		} else {
-			t := v.Task(r.root)
-			if t == nil {
-				return nil, fmt.Errorf("reference ${%s}: unknown task %q", r.text, r.root)
-			}
-			if t.State != TaskCompleted {
-				return nil, fmt.Errorf("reference ${%s}: task %q is %s, not completed", r.text, r.root, t.State)
-			}
-			root, err = decoded(r.root, t.Output)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return walkPath(root, r)
-	}
-	var walk func(x any) (any, error)
-	walk = func(x any) (any, error) {
-		switch y := x.(type) {
-		case string:
-			return interpolate(y, lookup)
-		case []any:
-			for i := range y {
-				r, err := walk(y[i])
-				if err != nil {
-					return nil, err
-				}
-				y[i] = r
-			}
-		case map[string]any:
-			for k := range y {
-				r, err := walk(y[k])
-				if err != nil {
-					return nil, err
-				}
-				y[k] = r
-			}
-		}
-		return x, nil
-	}
-	out, err := walk(doc)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxOutputBytes {
-		return nil, fmt.Errorf("resolved value is %d bytes, limit %d", len(b), MaxOutputBytes)
-	}
-	return b, nil
+	return walkPath(root, ref)
 }

@@ -26,8 +26,16 @@ type runState struct {
 	timers  map[*timer]struct{}   // armed timers that refer to this run
 	watch   map[int]*timer        // the attempt timer of each watched task
 	lanes   map[string]*laneRun   // ready tasks waiting for external workers, by type
-	commits int                   // commits queued and not yet acknowledged
-	broken  bool                  // a commit failed: memory no longer matches the store
+	// careful marks the tasks whose next attempt's task.started must be
+	// durable before the handler runs: those the previous process may have
+	// been running when it died. An attempt that kills the process then
+	// leaves a record, and MaxAbandoned can bound how often it does.
+	careful map[int]bool
+	// resolving marks the templates queued for a resolver: task positions,
+	// and -1 for the run's output.
+	resolving map[int]bool
+	commits   int  // commits queued and not yet acknowledged
+	broken    bool // a commit failed: memory no longer matches the store
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {

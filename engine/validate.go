@@ -836,6 +836,7 @@ type parser struct {
 	// failed marks the fields that could not be decoded at all and so kept
 	// their zero value; CompileJSON drops what Compile says about them.
 	failed map[fieldKey]bool
+	deep   bool // a field nested too deeply was reported
 }
 
 // fail records a problem with a field that could not be decoded.
@@ -893,10 +894,20 @@ func parseDefinition(data []byte) (*Definition, *parser) {
 		case "max_parallel":
 			def.MaxParallel = p.integer(rankDefinition, "", field, m.value)
 		case "output":
+			if jsonDepth(m.value, MaxJSONDepth-1) > MaxJSONDepth-1 {
+				p.fail(rankDefinition, "", field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth-1))
+				p.deep = true
+				continue
+			}
 			def.Output = rawValue(m.value)
 		default:
 			p.problems.add(rankDefinition, "", field, "unknown field "+quote(m.key))
 		}
+	}
+	if !p.deep && jsonDepth(raw, MaxJSONDepth) > MaxJSONDepth {
+		// Deep somewhere no field check looked: refuse it all the same, so
+		// that nothing the database would refuse is ever called valid.
+		p.problems.add(rankDefinition, "", "", fmt.Sprintf("definition nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth))
 	}
 	return def, p
 }
@@ -970,10 +981,18 @@ func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 			t.Retry = p.retry(i, label, m.value)
 		case "timeout":
 			t.Timeout = p.str(i, label, field, m.value)
-		case "input":
-			t.Input = rawValue(m.value)
-		case "config":
-			t.Config = rawValue(m.value)
+		case "input", "config":
+			// The definition, its task list and the task are three levels.
+			if jsonDepth(m.value, MaxJSONDepth-3) > MaxJSONDepth-3 {
+				p.fail(i, label, field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth-3))
+				p.deep = true
+				continue
+			}
+			if m.key == "input" {
+				t.Input = rawValue(m.value)
+			} else {
+				t.Config = rawValue(m.value)
+			}
 		default:
 			p.problems.add(i, label, field, "unknown field "+quote(m.key))
 		}

@@ -13,9 +13,9 @@ import (
 
 const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
-	ended_at, deadline, updated_at, last_seq, last_hash`
+	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes`
 	taskColumns = `run_id, task_id, pos, type, state, attempt, charged, ready_at, not_before, started_at,
-	ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash`
+	ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash, abandoned`
 	eventColumns = `id, tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash`
 	activeStates = `('pending', 'running', 'paused')`
 )
@@ -109,7 +109,7 @@ func scanRun(s scanner) (*engine.Run, error) {
 	var input, output, errText, started, ended, deadline sql.NullString
 	var created, updated string
 	if err := s.Scan(&r.ID, &r.TenantID, &r.Workflow, &r.Version, &state, &input, &output, &errText,
-		&created, &started, &ended, &deadline, &updated, &r.LastSeq, &r.LastHash); err != nil {
+		&created, &started, &ended, &deadline, &updated, &r.LastSeq, &r.LastHash, &r.DataBytes); err != nil {
 		return nil, err
 	}
 	r.State = engine.RunState(state)
@@ -140,7 +140,7 @@ func scanTask(s scanner) (*engine.Task, error) {
 	var state string
 	var ready, notBefore, started, ended, wake, errText, output, input, worker, leaseAt, leaseHash sql.NullString
 	if err := s.Scan(&t.RunID, &t.TaskID, &t.Pos, &t.Type, &state, &t.Attempt, &t.Charged, &ready, &notBefore,
-		&started, &ended, &wake, &errText, &output, &input, &worker, &leaseAt, &leaseHash); err != nil {
+		&started, &ended, &wake, &errText, &output, &input, &worker, &leaseAt, &leaseHash, &t.Abandoned); err != nil {
 		return nil, err
 	}
 	t.State = engine.TaskState(state)

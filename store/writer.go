@@ -15,20 +15,20 @@ import (
 
 const (
 	sqlInsertRun = `INSERT INTO runs (id, tenant_id, workflow, version, state, input, output, error,
-	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash, data_bytes)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
-	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
+	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ?, data_bytes = ? WHERE id = ? AND last_seq = ?`
 	// Most changes of a run leave its state as it was (a task moved on):
 	// not naming state spares SQLite the three indexes on it.
 	sqlUpdateRunSameState = `UPDATE runs SET output = ?, error = ?, started_at = ?, ended_at = ?,
-	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ? WHERE id = ? AND last_seq = ?`
+	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ?, data_bytes = ? WHERE id = ? AND last_seq = ?`
 	sqlInsertTask = `INSERT INTO tasks (run_id, task_id, tenant_id, pos, type, state, attempt, charged,
-	ready_at, not_before, started_at, ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	ready_at, not_before, started_at, ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash, abandoned)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateTask = `UPDATE tasks SET state = ?, attempt = ?, charged = ?, ready_at = ?, not_before = ?,
 	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ?, input = ?, worker_id = ?,
-	lease_expires_at = ?, lease_hash = ? WHERE run_id = ? AND task_id = ?`
+	lease_expires_at = ?, lease_hash = ?, abandoned = ? WHERE run_id = ? AND task_id = ?`
 	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	eventValues = `, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -362,7 +362,7 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 		}
 		_, err := ts.get(stInsertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
-			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash)
+			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes)
 		if err != nil {
 			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
 		}
@@ -378,13 +378,13 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			if _, err := st.Exec(t.RunID, t.TaskID, run.TenantID, t.Pos, t.Type, string(t.State), t.Attempt, t.Charged,
 				timeArg(t.ReadyAt), timeArg(t.NotBefore), timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt),
 				errArg(t.Error), jsonArg(t.Output), jsonArg(t.Input), strArg(t.WorkerID), timeArg(t.LeaseExpiresAt),
-				strArg(t.LeaseHash)); err != nil {
+				strArg(t.LeaseHash), t.Abandoned); err != nil {
 				return constraintErr(fmt.Sprintf("insert task %s/%s", t.RunID, t.TaskID), err)
 			}
 		}
 	} else {
 		args := []any{jsonArg(run.Output), errArg(run.Error), timeArg(run.StartedAt), timeArg(run.EndedAt),
-			timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.ID, ch.PrevSeq}
+			timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes, run.ID, ch.PrevSeq}
 		runSt := ts.get(stUpdateRunSameState)
 		if ch.PrevState != run.State {
 			runSt = ts.get(stUpdateRun)
@@ -402,7 +402,7 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			t := &ch.Tasks[i]
 			res, err := st.Exec(string(t.State), t.Attempt, t.Charged, timeArg(t.ReadyAt), timeArg(t.NotBefore),
 				timeArg(t.StartedAt), timeArg(t.EndedAt), timeArg(t.WakeAt), errArg(t.Error), jsonArg(t.Output),
-				jsonArg(t.Input), strArg(t.WorkerID), timeArg(t.LeaseExpiresAt), strArg(t.LeaseHash),
+				jsonArg(t.Input), strArg(t.WorkerID), timeArg(t.LeaseExpiresAt), strArg(t.LeaseHash), t.Abandoned,
 				t.RunID, t.TaskID)
 			if err != nil {
 				return constraintErr(fmt.Sprintf("update task %s/%s", t.RunID, t.TaskID), err)
