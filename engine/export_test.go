@@ -7,3 +7,73 @@ func (e *Engine) PlanCacheStats() (n int, bytes int64) { return e.plans.stats() 
 // SetResolveHook makes every resolver call f before it renders a template.
 // It must be called before Start.
 func (e *Engine) SetResolveHook(f func()) { e.resolveHook = f }
+
+// Timers returns how many timers are armed, and how many of them refer
+// to a run the engine no longer holds (released or reloaded).
+func (e *Engine) Timers() (total, stale int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.timers {
+		if e.runs[t.rs.id] != t.rs {
+			stale++
+		}
+	}
+	return len(e.timers), stale
+}
+
+// RunTimers returns how many armed timers refer to runID.
+func (e *Engine) RunTimers(runID string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, t := range e.timers {
+		if t.rs.id == runID {
+			n++
+		}
+	}
+	return n
+}
+
+// FireTimers fires every timer that is due by the engine's clock.
+func (e *Engine) FireTimers() { e.fireTimers() }
+
+// Waiters returns how many Wait channels are registered for runID.
+func (e *Engine) Waiters(runID string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.waiters[runID])
+}
+
+// LaneWaiters returns how many poll channels wait in the lane of
+// (tenant, typ), and how many of them are already closed.
+func (e *Engine) LaneWaiters(tenant, typ string) (n, closed int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.lanes[laneKey(tenant, typ)]
+	if l == nil {
+		return 0, 0
+	}
+	for ch := range l.waiters {
+		n++
+		select {
+		case <-ch:
+			closed++
+		default:
+		}
+	}
+	return n, closed
+}
+
+// Lanes returns how many lanes the engine keeps.
+func (e *Engine) Lanes() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.lanes)
+}
+
+// Active returns how many runs the engine holds in memory.
+func (e *Engine) Active() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.runs)
+}

@@ -16,26 +16,7 @@ import (
 	"github.com/orchestrator/orchestrator/store"
 )
 
-// reviewPatience bounds every wait in the review tests.
-const reviewPatience = 20 * time.Second
-
-func reviewRegister(t testing.TB, e *engine.Engine, def string) {
-	t.Helper()
-	if _, _, err := e.RegisterDefinition(context.Background(), "default", []byte(def)); err != nil {
-		t.Fatalf("register definition: %v", err)
-	}
-}
-
-func reviewStart(t testing.TB, e *engine.Engine, workflow string) *engine.Run {
-	t.Helper()
-	run, err := e.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: workflow})
-	if err != nil {
-		t.Fatalf("start run of %s: %v", workflow, err)
-	}
-	return run
-}
-
-func reviewTasks(t testing.TB, db *store.DB, runID string) (*engine.Run, map[string]engine.Task) {
+func runTasks(t testing.TB, db *store.DB, runID string) (*engine.Run, map[string]engine.Task) {
 	t.Helper()
 	run, tasks, err := db.LoadRun(context.Background(), runID)
 	if err != nil {
@@ -48,13 +29,13 @@ func reviewTasks(t testing.TB, db *store.DB, runID string) (*engine.Run, map[str
 	return run, m
 }
 
-// TestReview_RetryTaskBehindFailedUpstream: RetryTask resets the named task
+// TestEngine_RetryTaskBehindFailedUpstream: RetryTask resets the named task
 // and its non-completed descendants to pending, but nothing skips a reset task
 // whose other upstream is still failed. Such a task stays pending forever, so
 // the retried run stays "running" with nothing left to run: Wait never
 // returns, the run never ends (until a restart, where activate's
 // skipFailedUpstream finally skips it and the run fails).
-func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
+func TestEngine_RetryTaskBehindFailedUpstream(t *testing.T) {
 	t.Parallel()
 	var failA atomic.Bool
 	failA.Store(true)
@@ -69,13 +50,13 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 		t.Parallel()
 		db := openTestStore(t)
 		e := startEngineWith(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
-		reviewRegister(t, e, `{"name":"chain","tasks":[{"id":"x","type":"boom"},{"id":"y","type":"noop","depends_on":["x"]}]}`)
-		run := reviewStart(t, e, "chain")
+		register(t, e, `{"name":"chain","tasks":[{"id":"x","type":"boom"},{"id":"y","type":"noop","depends_on":["x"]}]}`)
+		run := start(t, e, "chain")
 		if got := waitRun(t, db, run.ID); got.State != engine.RunFailed {
 			t.Fatalf("run state %s, want failed", got.State)
 		}
-		_, err := e.RetryTask(context.Background(), "default", run.ID, "y", "review")
-		got, tasks := reviewTasks(t, db, run.ID)
+		_, err := e.RetryTask(context.Background(), "default", run.ID, "y", "tester")
+		got, tasks := runTasks(t, db, run.ID)
 		if err == nil && !got.State.Terminal() {
 			t.Fatalf("RetryTask(y) succeeded and left the run %s with x %s and y %s: nothing can ever run, the run never ends",
 				got.State, tasks["x"].State, tasks["y"].State)
@@ -86,22 +67,22 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 		t.Parallel()
 		db := openTestStore(t)
 		e := startEngineWith(t, db, engine.Config{}, map[string]engine.Handler{"boom": boom})
-		reviewRegister(t, e, `{"name":"join","tasks":[{"id":"a","type":"boom"},{"id":"b","type":"boom"},
+		register(t, e, `{"name":"join","tasks":[{"id":"a","type":"boom"},{"id":"b","type":"boom"},
 			{"id":"c","type":"noop","depends_on":["a","b"]}]}`)
-		run := reviewStart(t, e, "join")
+		run := start(t, e, "join")
 		if got := waitRun(t, db, run.ID); got.State != engine.RunFailed {
 			t.Fatalf("run state %s, want failed", got.State)
 		}
 		failA.Store(false) // a succeeds from now on; b still fails
-		if _, err := e.RetryTask(context.Background(), "default", run.ID, "a", "review"); err != nil {
+		if _, err := e.RetryTask(context.Background(), "default", run.ID, "a", "tester"); err != nil {
 			t.Fatalf("retry task a: %v", err)
 		}
 		waitFor(t, "a to complete", func() bool {
-			_, tasks := reviewTasks(t, db, run.ID)
+			_, tasks := runTasks(t, db, run.ID)
 			return tasks["a"].State == engine.TaskCompleted
 		})
 		// a's completion and any settling of the run are in one commit.
-		got, tasks := reviewTasks(t, db, run.ID)
+		got, tasks := runTasks(t, db, run.ID)
 		if !got.State.Terminal() {
 			t.Fatalf("after a completed the run is %s with b %s and c %s: c can never run, the run never ends",
 				got.State, tasks["b"].State, tasks["c"].State)
@@ -109,22 +90,22 @@ func TestReview_RetryTaskBehindFailedUpstream(t *testing.T) {
 	})
 }
 
-// TestReview_StartRunWithInvalidInput: newRun ignores b.add's result. Input
+// TestEngine_StartRunWithInvalidInput: newRun ignores b.add's result. Input
 // that is not valid JSON makes the run.created event fail to encode; the
 // following run.started is then refused too, the batch is empty, commit calls
 // done(nil) at once, and StartRun reports success with a run that has no id
 // and was never written, while a runState stays in e.runs forever.
-func TestReview_StartRunWithInvalidInput(t *testing.T) {
+func TestEngine_StartRunWithInvalidInput(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{}, nil)
-	reviewRegister(t, e, `{"name":"one","tasks":[{"id":"a","type":"noop"}]}`)
+	register(t, e, `{"name":"one","tasks":[{"id":"a","type":"noop"}]}`)
 	run, err := e.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: "one",
 		Input: json.RawMessage(`{"x":`)})
 	if err == nil {
 		t.Errorf("StartRun with invalid JSON input succeeded: run id %q, state %q", run.ID, run.State)
 	}
-	if n := e.ReviewActive(); n != 0 {
+	if n := e.Active(); n != 0 {
 		t.Errorf("runs held in memory after a refused start: %d, want 0 (runs_active never returns to 0)", n)
 	}
 }
@@ -166,12 +147,12 @@ func (g *gateStore) open() {
 	g.queue, g.held = nil, false
 }
 
-// TestReview_StaleAttemptCancelsNewAttempt: runState.cancels is keyed by task
+// TestEngine_StaleAttemptLeavesNewAttempt: runState.cancels is keyed by task
 // position only. A Retry that reaches a cancelled run before its cancel is
 // acknowledged reuses the same runState; when the first attempt's handler
 // finally returns, execute cancels and deletes cancels[pos], which is now the
 // new attempt's: the new attempt is killed and recorded as a failure.
-func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
+func TestEngine_StaleAttemptLeavesNewAttempt(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	g := &gateStore{DB: db}
@@ -195,20 +176,20 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 		}
 	})
 	e := startEngineWith(t, g, engine.Config{Workers: 2}, map[string]engine.Handler{"slow": slow})
-	reviewRegister(t, e, `{"name":"slow","tasks":[{"id":"s","type":"slow"}]}`)
-	reviewRegister(t, e, `{"name":"probe","tasks":[{"id":"p","type":"noop"}]}`)
-	run := reviewStart(t, e, "slow")
+	register(t, e, `{"name":"slow","tasks":[{"id":"s","type":"slow"}]}`)
+	register(t, e, `{"name":"probe","tasks":[{"id":"p","type":"noop"}]}`)
+	run := start(t, e, "slow")
 	waitFor(t, "s to be running", func() bool {
-		_, tasks := reviewTasks(t, db, run.ID)
+		_, tasks := runTasks(t, db, run.ID)
 		return tasks["s"].State == engine.TaskRunning
 	})
 
 	g.hold()
 	cancelled := make(chan error, 1)
-	go func() { _, err := e.Cancel(context.Background(), "default", run.ID, "review"); cancelled <- err }()
+	go func() { _, err := e.Cancel(context.Background(), "default", run.ID, "tester"); cancelled <- err }()
 	recv(t, firstCtxDone, "attempt 1's context to end")
 	retried := make(chan error, 1)
-	go func() { _, err := e.Retry(context.Background(), "default", run.ID, "review"); retried <- err }()
+	go func() { _, err := e.Retry(context.Background(), "default", run.ID, "tester"); retried <- err }()
 	waitFor(t, "cancel and retry to be decided", func() bool { return g.queued() == 2 })
 	g.open()
 	if err := recv(t, cancelled, "cancel"); err != nil {
@@ -222,7 +203,7 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 	close(letFirstGo) // attempt 1's handler returns now
 	// With two workers, a probe run can only run once attempt 1's worker has
 	// finished execute: after that, whatever it did to attempt 2 is done.
-	probe := reviewStart(t, e, "probe")
+	probe := start(t, e, "probe")
 	waitRun(t, db, probe.ID)
 	if err := ctx2.Err(); err != nil {
 		t.Errorf("attempt 2's context ended (%v) because attempt 1's late return cancelled it", err)
@@ -230,16 +211,16 @@ func TestReview_StaleAttemptCancelsNewAttempt(t *testing.T) {
 	close(releaseSecond)
 	got := waitRun(t, db, run.ID)
 	if got.State != engine.RunCompleted {
-		_, tasks := reviewTasks(t, db, run.ID)
+		_, tasks := runTasks(t, db, run.ID)
 		t.Errorf("retried run ended %s (task s: %s, error %+v), want completed", got.State, tasks["s"].State, tasks["s"].Error)
 	}
 }
 
-// TestReview_HeartbeatTimersAccumulate: every Heartbeat arms one more attempt
+// TestEngine_HeartbeatsReplaceTimers: every Heartbeat arms one more attempt
 // timer and none is removed; each stale one, when it fires while the attempt
 // still runs, re-arms a fresh one. An attempt heartbeated n times keeps n+1
 // timers alive (all firing, all re-arming) until it ends.
-func TestReview_HeartbeatTimersAccumulate(t *testing.T) {
+func TestEngine_HeartbeatsReplaceTimers(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	var mu sync.Mutex
@@ -247,11 +228,11 @@ func TestReview_HeartbeatTimersAccumulate(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	e := startEngineWith(t, db, engine.Config{ExternalTypes: true, NowFunc: clock}, nil)
-	reviewRegister(t, e, `{"name":"ext","tasks":[{"id":"x","type":"remote"}]}`)
-	run := reviewStart(t, e, "ext")
+	register(t, e, `{"name":"ext","tasks":[{"id":"x","type":"remote"}]}`)
+	run := start(t, e, "ext")
 	ctx := context.Background()
 	lease, err := e.Poll(ctx, engine.PollRequest{TenantID: "default", Types: []string{"remote"}, WorkerID: "w",
-		Lease: 30 * time.Second, Wait: reviewPatience})
+		Lease: 30 * time.Second, Wait: patience})
 	if err != nil || lease == nil {
 		t.Fatalf("poll: %v %v", lease, err)
 	}
@@ -260,51 +241,51 @@ func TestReview_HeartbeatTimersAccumulate(t *testing.T) {
 		if _, err := e.Heartbeat(ctx, "default", lease.ID, lease.Token, 30*time.Second); err != nil {
 			t.Fatalf("heartbeat %d: %v", i, err)
 		}
-		e.ReviewFireTimers()
+		e.FireTimers()
 	}
-	_, tasks := reviewTasks(t, db, run.ID)
+	_, tasks := runTasks(t, db, run.ID)
 	if tasks["x"].State != engine.TaskRunning {
 		t.Fatalf("task x is %s, want running (heartbeats kept the lease)", tasks["x"].State)
 	}
-	if n := e.ReviewRunTimers(run.ID); n > 2 {
+	if n := e.RunTimers(run.ID); n > 2 {
 		t.Errorf("one leased attempt after 120 heartbeats has %d timers armed, want at most 2", n)
 	}
 }
 
-// TestReview_TimersKeepFinishedRuns: timers are never removed, so every
+// TestEngine_TimersReleaseFinishedRuns: timers are never removed, so every
 // finished run stays referenced from the timer heap until its deadline (or
 // attempt timer) comes: a run timeout of 1h keeps each finished run's whole
 // runState in memory for an hour. At steady throughput the heap and the
 // memory it pins grow with rate x timeout.
-func TestReview_TimersKeepFinishedRuns(t *testing.T) {
+func TestEngine_TimersReleaseFinishedRuns(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{}, nil)
-	reviewRegister(t, e, `{"name":"quick","timeout":"1h","tasks":[{"id":"a","type":"noop"}]}`)
+	register(t, e, `{"name":"quick","timeout":"1h","tasks":[{"id":"a","type":"noop"}]}`)
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
-		run := reviewStart(t, e, "quick")
+		run := start(t, e, "quick")
 		if got, err := e.Wait(ctx, "default", run.ID); err != nil || got.State != engine.RunCompleted {
 			t.Fatalf("wait run %d: %v %v", i, got, err)
 		}
 	}
-	if n := e.ReviewActive(); n != 0 {
+	if n := e.Active(); n != 0 {
 		t.Fatalf("%d runs still active", n)
 	}
-	if total, stale := e.ReviewTimers(); stale > 0 {
+	if total, stale := e.Timers(); stale > 0 {
 		t.Errorf("no run is active but %d of %d timers still pin a finished run's state", stale, total)
 	}
 }
 
-// TestReview_WaitLeaksWaiters: a Wait that ends by its context leaves its
+// TestEngine_WaitReleasesWaiters: a Wait that ends by its context leaves its
 // channel in e.waiters; polling a long or paused run with short Waits grows
 // the slice without bound until the run ends.
-func TestReview_WaitLeaksWaiters(t *testing.T) {
+func TestEngine_WaitReleasesWaiters(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{}, nil)
-	reviewRegister(t, e, `{"name":"nap","tasks":[{"id":"z","type":"sleep","config":{"duration":"1h"}}]}`)
-	run := reviewStart(t, e, "nap")
+	register(t, e, `{"name":"nap","tasks":[{"id":"z","type":"sleep","config":{"duration":"1h"}}]}`)
+	run := start(t, e, "nap")
 	for i := 0; i < 100; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -312,51 +293,51 @@ func TestReview_WaitLeaksWaiters(t *testing.T) {
 			t.Fatalf("wait %d: %v", i, err)
 		}
 	}
-	if n := e.ReviewWaiters(run.ID); n > 0 {
+	if n := e.Waiters(run.ID); n > 0 {
 		t.Errorf("%d Wait channels left registered by Waits that already returned", n)
 	}
 }
 
-// TestReview_PollSeveralTypesLeavesClosedWaiter: Poll registers one channel in
+// TestEngine_PollSeveralTypesClosesWaiters: Poll registers one channel in
 // the lane of every type it asks for, but when a lane wakes it (closing the
 // channel) Poll loops without removing it from the other lanes. The closed
-// channel stays in those lanes; see TestReview_PollSeveralTypesCrashes for
+// channel stays in those lanes; see TestEngine_PollSeveralTypesConcurrently for
 // what happens when one of them gets work.
-func TestReview_PollSeveralTypesLeavesClosedWaiter(t *testing.T) {
+func TestEngine_PollSeveralTypesClosesWaiters(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
-	reviewRegister(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
+	register(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
 	got := make(chan *engine.Lease, 1)
 	go func() {
 		l, _ := e.Poll(context.Background(), engine.PollRequest{TenantID: "default", Types: []string{"ta", "tb"},
-			WorkerID: "w", Wait: reviewPatience})
+			WorkerID: "w", Wait: patience})
 		got <- l
 	}()
-	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
-	reviewStart(t, e, "ta")
+	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.LaneWaiters("default", "tb"); return n == 1 })
+	start(t, e, "ta")
 	if l := recv(t, got, "the poll to lease ta"); l == nil || l.Type != "ta" {
 		t.Fatalf("poll returned %+v, want a lease of ta", l)
 	}
-	if n, closed := e.ReviewLaneWaiters("default", "tb"); n > 0 {
+	if n, closed := e.LaneWaiters("default", "tb"); n > 0 {
 		t.Errorf("the poll returned, but lane tb still holds %d of its channels (%d closed)", n, closed)
 	}
 }
 
-// TestReview_PollSeveralTypesCrashes runs the scenario above to its end in a
+// TestEngine_PollSeveralTypesConcurrently runs the scenario above to its end in a
 // child process: the next task of type tb makes fixLane close the stale,
 // already closed channel, which panics on the store's writer goroutine (in a
 // commit callback, under Engine.mu) and takes the whole server down.
-func TestReview_PollSeveralTypesCrashes(t *testing.T) {
-	if os.Getenv("REVIEW_POLL_CHILD") == "1" {
-		reviewPollChild(t)
+func TestEngine_PollSeveralTypesConcurrently(t *testing.T) {
+	if os.Getenv("ENGINE_POLL_CHILD") == "1" {
+		pollChild(t)
 		return
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*reviewPatience)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*patience)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestReview_PollSeveralTypesCrashes$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "REVIEW_POLL_CHILD=1")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEngine_PollSeveralTypesConcurrently$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "ENGINE_POLL_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if len(out) > 1500 {
@@ -366,32 +347,32 @@ func TestReview_PollSeveralTypesCrashes(t *testing.T) {
 	}
 }
 
-func reviewPollChild(t *testing.T) {
+func pollChild(t *testing.T) {
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
-	reviewRegister(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
-	reviewRegister(t, e, `{"name":"tb","tasks":[{"id":"b","type":"tb"}]}`)
+	register(t, e, `{"name":"ta","tasks":[{"id":"a","type":"ta"}]}`)
+	register(t, e, `{"name":"tb","tasks":[{"id":"b","type":"tb"}]}`)
 	got := make(chan *engine.Lease, 1)
 	go func() {
 		l, _ := e.Poll(context.Background(), engine.PollRequest{TenantID: "default", Types: []string{"ta", "tb"},
-			WorkerID: "w", Wait: reviewPatience})
+			WorkerID: "w", Wait: patience})
 		got <- l
 	}()
-	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.ReviewLaneWaiters("default", "tb"); return n == 1 })
-	reviewStart(t, e, "ta")
+	waitFor(t, "the poll to wait in lane tb", func() bool { n, _ := e.LaneWaiters("default", "tb"); return n == 1 })
+	start(t, e, "ta")
 	recv(t, got, "the poll to lease ta")
-	run := reviewStart(t, e, "tb") // its task.ready commit callback closes the stale channel
+	run := start(t, e, "tb") // its task.ready commit callback closes the stale channel
 	l, err := e.Poll(context.Background(), engine.PollRequest{TenantID: "default", Types: []string{"tb"},
-		WorkerID: "w", Wait: reviewPatience})
+		WorkerID: "w", Wait: patience})
 	if err != nil || l == nil || l.RunID != run.ID {
 		t.Fatalf("poll tb: %+v %v", l, err)
 	}
 }
 
-// TestReview_PollTypesGrowLanes: Poll creates a lane for every (tenant, type)
+// TestEngine_PollTypesBoundLanes: Poll creates a lane for every (tenant, type)
 // it is asked about and nothing ever deletes one; any worker (or any client
 // with API access) can grow the map without bound with made-up type names.
-func TestReview_PollTypesGrowLanes(t *testing.T) {
+func TestEngine_PollTypesBoundLanes(t *testing.T) {
 	t.Parallel()
 	db := openTestStore(t)
 	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
@@ -401,7 +382,7 @@ func TestReview_PollTypesGrowLanes(t *testing.T) {
 			t.Fatalf("poll: %v", err)
 		}
 	}
-	if n := e.ReviewLanes(); n > 10 {
+	if n := e.Lanes(); n > 10 {
 		t.Errorf("%d lanes kept for types no definition uses and no poller waits on", n)
 	}
 }

@@ -13,16 +13,16 @@ import (
 	"time"
 )
 
-// startReviewServer runs the binary's serve command in-process on 127.0.0.1
+// startServer runs the binary's serve command in-process on 127.0.0.1
 // and returns its address, a cancel standing in for SIGTERM, and a channel
 // that receives run's exit code.
-func startReviewServer(t *testing.T, args ...string) (string, context.CancelFunc, chan int) {
+func startServer(t *testing.T, args ...string) (string, context.CancelFunc, chan int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	base := []string{"serve", "--host", "127.0.0.1", "--port", "0", "--log-format", "json",
-		"--database-url", filepath.Join(t.TempDir(), "review.db")}
+		"--database-url", filepath.Join(t.TempDir(), "shutdown.db")}
 	go func() {
 		code := run(ctx, append(base, args...), io.Discard, pw, nil)
 		pw.Close()
@@ -57,9 +57,9 @@ func startReviewServer(t *testing.T, args ...string) (string, context.CancelFunc
 // end the poll, is only stopped after Shutdown has used up the whole grace
 // period (and then gets an already expired context, so running attempts get
 // no grace at all).
-func TestReviewShutdownWaitsForLongPollAndSpendsGrace(t *testing.T) {
+func TestShutdown_LongPollsDoNotSpendTheGrace(t *testing.T) {
 	const grace = 8 * time.Second
-	addr, cancel, exit := startReviewServer(t, "--shutdown-grace", grace.String())
+	addr, cancel, exit := startServer(t, "--shutdown-grace", grace.String())
 	defer cancel()
 
 	connected := make(chan struct{})
