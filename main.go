@@ -110,7 +110,7 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.BoolVar(&c.enableExec, "enable-exec", envOr("ENABLE_EXEC", "false") == "true",
 		"allow exec tasks, which run commands on this host (env ENABLE_EXEC)")
 	fs.StringVar(&c.httpAllow, "http-task-allow", os.Getenv("HTTP_TASK_ALLOW"),
-		"comma-separated CIDRs or host names http tasks may call; empty = any but link-local and metadata addresses (env HTTP_TASK_ALLOW)")
+		"comma-separated CIDRs or host names http tasks may call; empty = any but unspecified, link-local and metadata addresses (env HTTP_TASK_ALLOW)")
 	fs.StringVar(&c.httpDeny, "http-task-deny", os.Getenv("HTTP_TASK_DENY"),
 		"comma-separated CIDRs or host names http tasks may not call (env HTTP_TASK_DENY)")
 	fs.IntVar(&c.breakerFails, "breaker-failures", envInt("BREAKER_FAILURES", tasks.DefaultBreakerFailures),

@@ -11,17 +11,81 @@ import (
 )
 
 // defaultRefused are the targets the http task refuses unless an address rule
-// of HTTP_TASK_ALLOW names them: link-local addresses, where clouds serve
-// instance metadata and credentials (169.254.169.254), and AWS's IPv6
-// metadata address, and Alibaba Cloud's metadata address.
+// of HTTP_TASK_ALLOW names them: the unspecified addresses, which mean "this
+// host" when dialled (0.0.0.0/8, ::); link-local addresses, where clouds
+// serve instance metadata and credentials (169.254.169.254); AWS's IPv6
+// metadata address; and Alibaba Cloud's metadata address.
 var defaultRefused = []struct {
 	prefix netip.Prefix
 	why    string
 }{
+	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified 0.0.0.0/8 (this host)"},
+	{netip.MustParsePrefix("::/128"), "unspecified :: (this host)"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local 169.254.0.0/16 (cloud metadata)"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local fe80::/10"},
 	{netip.MustParsePrefix("fd00:ec2::254/128"), "AWS metadata fd00:ec2::254"},
 	{netip.MustParsePrefix("100.100.100.200/32"), "Alibaba Cloud metadata 100.100.100.200"},
+}
+
+// Addresses that reach another address than the one written.
+var (
+	// thisNetwork is 0.0.0.0/8: connecting to 0.0.0.0 reaches this host.
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	// nat64 is the well-known NAT64 prefix (RFC 6052): on a network with a
+	// NAT64 gateway, 64:ff9b::7f00:1 is a connection to 127.0.0.1.
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	loopback4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	loopback6 = netip.IPv6Loopback()
+)
+
+// alias is an address a connection may reach, and why (empty for the
+// address dialled itself).
+type alias struct {
+	addr netip.Addr
+	why  string
+}
+
+// aliases returns the addresses a connection to ip reaches, for deny rules
+// and the default refusals: ip itself with any zone dropped and an
+// IPv4-mapped address unmapped; the IPv4 address inside a NAT64 address; and
+// for every loopback or unspecified address of either family (127.0.0.0/8,
+// ::1, 0.0.0.0/8, ::) also 127.0.0.1 and ::1, since they all reach this host.
+// Allow rules see only the first, so that they allow no more than they name.
+func aliases(ip netip.Addr) []alias {
+	ip = ip.WithZone("").Unmap()
+	out := []alias{{addr: ip}}
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		v4 := netip.AddrFrom4([4]byte(b[12:]))
+		out = append(out, alias{addr: v4, why: ip.String() + " is NAT64 for " + v4.String()})
+	}
+	for _, a := range out {
+		var why string
+		switch {
+		case a.addr.IsUnspecified() || thisNetwork.Contains(a.addr):
+			why = a.addr.String() + " means this host"
+		case a.addr.IsLoopback():
+			why = a.addr.String() + " is loopback"
+		default:
+			continue
+		}
+		for _, lo := range []netip.Addr{loopback4, loopback6} {
+			if lo != a.addr {
+				out = append(out, alias{addr: lo, why: why})
+			}
+		}
+		break
+	}
+	return out
+}
+
+// reason says which rule refused a connection, and through which alias of
+// the address dialled.
+func (a alias) reason(rule string) string {
+	if a.why == "" {
+		return rule
+	}
+	return fmt.Sprintf("%s; %s, which the rule covers as %s", rule, a.why, a.addr)
 }
 
 // rule is one entry of an allow or deny list: an address range or a host name.
@@ -179,20 +243,26 @@ func hostOf(addr string) string {
 }
 
 // check decides a connection to addr (a resolved ip:port) made for host (the
-// request's host name, normalized). Deny rules win; when there are allow
-// rules, only what they match is allowed; the default refusal of link-local
-// and metadata addresses gives way only to an allow rule naming the address
-// (a host-name rule does not, so that a name resolving or rebinding to
+// request's host name, normalized). Deny rules win, and they see every alias
+// of the address (so a deny of 127.0.0.0/8 also refuses ::1, 0.0.0.0, ::,
+// ::ffff:127.0.0.1 and 64:ff9b::7f00:1); when there are allow rules, only
+// what they match is allowed, the address dialled taken as it is (unmapped);
+// the default refusals (unspecified, link-local and metadata addresses, and
+// their aliases) give way only to an allow rule naming the address (a
+// host-name rule does not, so that a name resolving or rebinding to
 // 169.254.169.254 cannot reach the metadata service).
 func (g *guard) check(host, addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return &refusedError{addr: addr, host: host, why: "not an IP address"}
 	}
-	ip := ap.Addr().WithZone("").Unmap()
+	forms := aliases(ap.Addr())
+	ip := forms[0].addr
 	for i := range g.deny {
-		if g.deny[i].match(host, ip) {
-			return &refusedError{addr: addr, host: host, why: fmt.Sprintf("matches deny rule %q (HTTP_TASK_DENY)", g.deny[i].text)}
+		for _, a := range forms {
+			if g.deny[i].match(host, a.addr) {
+				return &refusedError{addr: addr, host: host, why: a.reason(fmt.Sprintf("matches deny rule %q (HTTP_TASK_DENY)", g.deny[i].text))}
+			}
 		}
 	}
 	allowed, named := len(g.allow) == 0, false
@@ -209,8 +279,10 @@ func (g *guard) check(host, addr string) error {
 		return nil
 	}
 	for _, d := range defaultRefused {
-		if d.prefix.Contains(ip) {
-			return &refusedError{addr: addr, host: host, why: fmt.Sprintf("%s is refused by default; allow the address explicitly with HTTP_TASK_ALLOW=%s", d.why, ip)}
+		for _, a := range forms {
+			if d.prefix.Contains(a.addr) {
+				return &refusedError{addr: addr, host: host, why: a.reason(fmt.Sprintf("%s is refused by default; allow the address explicitly with HTTP_TASK_ALLOW=%s", d.why, ip))}
+			}
 		}
 	}
 	return nil

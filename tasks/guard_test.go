@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -80,6 +81,38 @@ func TestGuard_Check(t *testing.T) {
 		{"an allow list allows what it matches", []string{"api.example.com"}, nil, "api.example.com", "93.184.215.14:443", ""},
 		{"an allow address overrides the link-local default", []string{"169.254.169.254"}, nil, "169.254.169.254", "169.254.169.254:80", ""},
 		{"an allow name does not override the link-local default", []string{"*.example.com"}, nil, "evil.example.com", "169.254.169.254:80", "refused by default"},
+		{"Alibaba Cloud metadata is refused", nil, nil, "x", "100.100.100.200:80", "100.100.100.200"},
+		{"IPv4-mapped Alibaba Cloud metadata is refused", nil, nil, "x", "[::ffff:100.100.100.200]:80", "100.100.100.200"},
+		{"NAT64 metadata is refused", nil, nil, "x", "[64:ff9b::a9fe:a9fe]:80", "NAT64 for 169.254.169.254"},
+
+		{"0.0.0.0 is refused by default", nil, nil, "0.0.0.0", "0.0.0.0:80", "unspecified 0.0.0.0/8"},
+		{"any 0.0.0.0/8 address is refused by default", nil, nil, "x", "0.1.2.3:80", "unspecified 0.0.0.0/8"},
+		{"IPv4-mapped 0.0.0.0 is refused by default", nil, nil, "x", "[::ffff:0.0.0.0]:80", "unspecified 0.0.0.0/8"},
+		{":: is refused by default", nil, nil, "::", "[::]:80", "unspecified ::"},
+		{"an allow rule naming 0.0.0.0 lets it through", []string{"0.0.0.0"}, nil, "0.0.0.0", "0.0.0.0:80", ""},
+
+		{"a loopback deny refuses 0.0.0.0", nil, []string{"127.0.0.0/8"}, "0.0.0.0", "0.0.0.0:80", `deny rule "127.0.0.0/8" (HTTP_TASK_DENY); 0.0.0.0 means this host, which the rule covers as 127.0.0.1`},
+		{"a loopback deny refuses IPv4-mapped 0.0.0.0", nil, []string{"127.0.0.0/8"}, "x", "[::ffff:0.0.0.0]:80", `deny rule "127.0.0.0/8"`},
+		{"a loopback deny refuses IPv4-mapped loopback", nil, []string{"127.0.0.0/8"}, "x", "[::ffff:127.0.0.1]:80", `deny rule "127.0.0.0/8"`},
+		{"a loopback deny refuses ::1", nil, []string{"127.0.0.0/8"}, "::1", "[::1]:80", `deny rule "127.0.0.0/8" (HTTP_TASK_DENY); ::1 is loopback`},
+		{"a loopback deny refuses ::", nil, []string{"127.0.0.0/8"}, "::", "[::]:80", `deny rule "127.0.0.0/8" (HTTP_TASK_DENY); :: means this host`},
+		{"a loopback deny refuses NAT64 loopback", nil, []string{"127.0.0.0/8"}, "x", "[64:ff9b::7f00:1]:80", `deny rule "127.0.0.0/8" (HTTP_TASK_DENY); 64:ff9b::7f00:1 is NAT64 for 127.0.0.1`},
+		{"a deny of ::1 refuses IPv4 loopback", nil, []string{"::1"}, "localhost", "127.0.0.1:80", `deny rule "::1" (HTTP_TASK_DENY); 127.0.0.1 is loopback`},
+		{"a deny of ::1 refuses 0.0.0.0", nil, []string{"::1"}, "x", "0.0.0.0:80", `deny rule "::1"`},
+		{"a deny of one loopback address leaves the others", nil, []string{"127.0.0.2"}, "x", "127.0.0.1:80", ""},
+		{"a deny of 0.0.0.0/8 does not refuse loopback", nil, []string{"0.0.0.0/8"}, "x", "127.0.0.1:80", ""},
+		{"a deny of a private range refuses its IPv4-mapped form", nil, []string{"10.0.0.0/8"}, "x", "[::ffff:10.1.2.3]:80", `deny rule "10.0.0.0/8"`},
+
+		{"an allow of 127.0.0.1 allows it", []string{"127.0.0.1"}, nil, "x", "127.0.0.1:80", ""},
+		{"an allow of 127.0.0.1 allows its IPv4-mapped form", []string{"127.0.0.1"}, nil, "x", "[::ffff:127.0.0.1]:80", ""},
+		{"an allow of 127.0.0.1 does not allow another address", []string{"127.0.0.1"}, nil, "x", "10.0.0.1:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not allow a mapped other address", []string{"127.0.0.1"}, nil, "x", "[::ffff:10.0.0.1]:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not allow 0.0.0.0", []string{"127.0.0.1"}, nil, "x", "0.0.0.0:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not allow ::", []string{"127.0.0.1"}, nil, "x", "[::]:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not allow ::1", []string{"127.0.0.1"}, nil, "x", "[::1]:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not allow NAT64 forms", []string{"127.0.0.1"}, nil, "x", "[64:ff9b::7f00:1]:80", "matches no allow rule"},
+		{"an allow of mapped 127.0.0.1 is an allow of 127.0.0.1", []string{"::ffff:127.0.0.1"}, nil, "x", "10.0.0.1:80", "matches no allow rule"},
+		{"an allow of 127.0.0.1 does not override the unspecified default", []string{"127.0.0.1", "*.example.com"}, nil, "a.example.com", "0.0.0.0:80", "refused by default"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -92,8 +125,45 @@ func TestGuard_Check(t *testing.T) {
 				is.NoErr(err) // allowed
 				return
 			}
-			is.True(err != nil)                               // refused
-			is.True(strings.Contains(err.Error(), c.refused)) // by the rule named
+			is.True(err != nil) // refused
+			if !strings.Contains(err.Error(), c.refused) {
+				t.Errorf("refused with %q, want it to say %q", err, c.refused) // by the rule named
+			}
+		})
+	}
+}
+
+func TestAliases(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		addr string
+		want []string // the addresses deny rules see, the first the one allow rules see
+	}{
+		{"93.184.215.14", []string{"93.184.215.14"}},
+		{"2001:db8::1", []string{"2001:db8::1"}},
+		{"::ffff:10.1.2.3", []string{"10.1.2.3"}},
+		{"fe80::1%eth0", []string{"fe80::1"}},
+		{"127.0.0.1", []string{"127.0.0.1", "::1"}},
+		{"127.3.4.5", []string{"127.3.4.5", "127.0.0.1", "::1"}},
+		{"::ffff:127.0.0.1", []string{"127.0.0.1", "::1"}},
+		{"::1", []string{"::1", "127.0.0.1"}},
+		{"0.0.0.0", []string{"0.0.0.0", "127.0.0.1", "::1"}},
+		{"0.1.2.3", []string{"0.1.2.3", "127.0.0.1", "::1"}},
+		{"::ffff:0.0.0.0", []string{"0.0.0.0", "127.0.0.1", "::1"}},
+		{"::", []string{"::", "127.0.0.1", "::1"}},
+		{"64:ff9b::7f00:1", []string{"64:ff9b::7f00:1", "127.0.0.1", "::1"}},
+		{"64:ff9b::a9fe:a9fe", []string{"64:ff9b::a9fe:a9fe", "169.254.169.254"}},
+		{"64:ff9b::0:0", []string{"64:ff9b::", "0.0.0.0", "127.0.0.1", "::1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.addr, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			var got []string
+			for _, a := range aliases(netip.MustParseAddr(c.addr)) {
+				got = append(got, a.addr.String())
+			}
+			is.Equal(got, c.want) // the addresses a connection reaches
 		})
 	}
 }

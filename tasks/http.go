@@ -40,17 +40,22 @@ const (
 )
 
 // HTTPConfig configures HTTP. The zero value is a working configuration:
-// every target but link-local and metadata addresses allowed, defaults for the
-// rest.
+// every target but unspecified, link-local and metadata addresses allowed,
+// defaults for the rest.
 type HTTPConfig struct {
 	// Allow, when not empty, limits requests to the targets it lists; Deny
 	// refuses the targets it lists and wins over Allow. Entries are what
 	// ParseRules accepts: CIDRs, addresses, host names, *.wildcards. Address
 	// rules are checked against the address actually dialled, after DNS
 	// resolution and on every redirect; host-name rules against the host
-	// name the request (or redirect) names. Link-local addresses
-	// (169.254.0.0/16 with the cloud metadata service, fe80::/10) and AWS's
-	// fd00:ec2::254 are refused unless an address rule of Allow covers them.
+	// name the request (or redirect) names. Deny rules also cover the other
+	// names of an address (loopback and unspecified addresses of both
+	// families are one host; NAT64 addresses are their IPv4 address); allow
+	// rules match the address dialled only. The unspecified addresses
+	// (0.0.0.0/8, ::), link-local addresses (169.254.0.0/16 with the cloud
+	// metadata service, fe80::/10) and the metadata addresses fd00:ec2::254
+	// and 100.100.100.200 are refused unless an address rule of Allow covers
+	// them.
 	Allow, Deny []string
 	// DefaultTimeout bounds a request whose task sets no "timeout"; default
 	// DefaultHTTPTimeout. The attempt's own timeout still applies.

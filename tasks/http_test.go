@@ -378,6 +378,45 @@ func TestHTTP_Targets(t *testing.T) {
 		is.Equal(h.BreakerState(srv.Listener.Addr().String()), "closed")     // a refusal is not the host's failure
 	})
 
+	t.Run("a loopback deny rule refuses this host in every form", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		srv, n := server(t, func(w http.ResponseWriter, r *http.Request) {})
+		port := srv.Listener.Addr().(*net.TCPAddr).Port
+		// The same service on IPv6 loopback, where [::1] and [::] lead.
+		ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+		has6 := err == nil
+		if has6 {
+			srv6 := &http.Server{Handler: srv.Config.Handler}
+			go srv6.Serve(ln6)
+			t.Cleanup(func() { srv6.Close() })
+		} else {
+			t.Logf("no [::1]:%d on this host (%v): the IPv6 forms are checked without a listener", port, err)
+		}
+		everything := []string{"0.0.0.0/0", "::/0"} // address rules: they lift the default refusal of 0.0.0.0 and ::
+		open := newHTTP(t, HTTPConfig{Allow: everything})
+		h := newHTTP(t, HTTPConfig{Allow: everything, Deny: []string{"127.0.0.0/8"}})
+		for _, form := range []struct {
+			host string
+			v6   bool // leads to [::1]
+		}{{"0.0.0.0", false}, {"[::ffff:0.0.0.0]", false}, {"[::1]", true}, {"[::]", true}} {
+			u := fmt.Sprintf("http://%s:%d/", form.host, port)
+			if has6 || !form.v6 {
+				before := n.Load()
+				_, err := open.Run(context.Background(), attempt(map[string]any{"url": u, "timeout": "5s"}, nil))
+				is.NoErr(err)                // without the deny rule, the form reaches the loopback service
+				is.Equal(n.Load(), before+1) // which saw the request
+			}
+			before := n.Load()
+			_, err := h.Run(context.Background(), attempt(map[string]any{"url": u, "timeout": "5s"}, nil))
+			is.Equal(codeOf(err), "target_refused")                            // refused
+			is.True(engine.IsPermanent(err))                                   // for good
+			is.True(strings.Contains(err.Error(), `deny rule "127.0.0.0/8"`))  // naming the rule
+			is.True(strings.Contains(err.Error(), "which the rule covers as")) // and how it covers the address
+			is.Equal(n.Load(), before)                                         // the service saw nothing
+		}
+	})
+
 	t.Run("the metadata address is refused by default, at once", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
