@@ -70,6 +70,7 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
+	breakerTargets bool   // per-breaker gauges naming tenants and targets
 	databasePath   string // from databaseURL
 	logger         *slog.Logger
 }
@@ -114,13 +115,15 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.StringVar(&c.httpDeny, "http-task-deny", os.Getenv("HTTP_TASK_DENY"),
 		"comma-separated CIDRs or host names http tasks may not call (env HTTP_TASK_DENY)")
 	fs.IntVar(&c.breakerFails, "breaker-failures", envInt("BREAKER_FAILURES", tasks.DefaultBreakerFailures),
-		"retryable failures in a row that open a circuit breaker (per task type and per http host) (env BREAKER_FAILURES)")
+		"retryable failures in a row that open a circuit breaker (per tenant and task type, per tenant and http host) (env BREAKER_FAILURES)")
 	fs.DurationVar(&c.breakerOpenFor, "breaker-open-for", envDuration("BREAKER_OPEN_FOR", tasks.DefaultBreakerOpenFor),
 		"how long an open circuit breaker holds attempts back (env BREAKER_OPEN_FOR)")
 	fs.Int64Var(&c.maxRunBytes, "max-run-bytes", int64(envInt("MAX_RUN_BYTES", engine.DefaultMaxRunBytes)),
 		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
 	fs.IntVar(&c.maxAbandoned, "max-abandoned", envInt("MAX_ABANDONED", engine.DefaultMaxAbandoned),
 		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
+	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", envOr("METRICS_BREAKER_TARGETS", "false") == "true",
+		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
 }
 
 func envInt(name string, def int) int {
@@ -298,9 +301,9 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	for typ, h := range handlers { // an embedder's handler may replace a built-in
 		builtins[typ] = h
 	}
-	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor}
+	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor, TargetMetrics: c.breakerTargets}
 	for typ, h := range builtins {
-		if typ != tasks.TypeHTTP { // http has a breaker per host instead
+		if typ != tasks.TypeHTTP { // http has a breaker per tenant and host instead
 			h = tasks.WithBreaker(typ, h, breaker, set)
 		}
 		if err := eng.Register(typ, h); err != nil {
@@ -361,7 +364,7 @@ func builtinHandlers(c *config, set *metrics.Set) (map[string]engine.Handler, er
 	if err != nil {
 		return nil, fmt.Errorf("http-task-deny: %w", err)
 	}
-	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor}
+	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor, TargetMetrics: c.breakerTargets}
 	h, err := tasks.NewHTTP(tasks.HTTPConfig{Allow: allow, Deny: deny, Breaker: breaker, Metrics: set})
 	if err != nil {
 		return nil, err

@@ -63,16 +63,18 @@ type HTTPConfig struct {
 	// MaxResponseBytes caps a response body; a task may set a lower
 	// "max_response_bytes". Default DefaultMaxResponseBytes.
 	MaxResponseBytes int64
-	// Breaker configures the per-host circuit breakers.
+	// Breaker configures the circuit breakers, one per tenant and host:port.
 	Breaker BreakerConfig
 	// Transport sends the requests; nil is a transport whose dialer enforces
 	// Allow and Deny and which ignores proxy environment variables. A
 	// Transport given here is used as is: only its own dialer decides which
 	// addresses it connects to.
 	Transport http.RoundTripper
-	// Metrics receives the breaker state gauges
-	// orchestrator_circuit_breaker_state{kind="http_host",name="host:port"};
-	// nil registers none.
+	// Metrics receives the gauge of open breakers,
+	// orchestrator_circuit_breakers_open{kind="http_host"}, and with
+	// Breaker.TargetMetrics one per breaker,
+	// orchestrator_circuit_breaker_state{kind="http_host",tenant,name="host:port"};
+	// nil registers none. One HTTP per set.
 	Metrics *metrics.Set
 }
 
@@ -90,8 +92,9 @@ type HTTPConfig struct {
 // unexpected statuses ("unexpected_status"), refused targets
 // ("target_refused"), too large responses ("response_too_large"), TLS
 // certificate errors ("tls_error"), redirect loops ("too_many_redirects") and
-// bad requests ("invalid_request") fail the task at once. While a host's
-// circuit breaker is open, attempts are deferred without a request.
+// bad requests ("invalid_request") fail the task at once. While a tenant's
+// circuit breaker for a host is open, that tenant's attempts calling the
+// host are deferred without a request.
 //
 // HTTP is safe for concurrent use.
 type HTTP struct {
@@ -145,7 +148,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		timeout:     cfg.DefaultTimeout,
 		maxResponse: cfg.MaxResponseBytes,
 		openFor:     cfg.Breaker.OpenFor,
-		breakers:    newBreakers("http_host", cfg.Breaker, cfg.Metrics),
+		breakers:    newBreakers("http_host", "", cfg.Breaker, cfg.Metrics),
 	}
 	h.client = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	return h, nil
@@ -180,14 +183,14 @@ func (h *HTTP) ValidateConfig(config json.RawMessage) []engine.Problem {
 	return ps
 }
 
-// BreakerState returns the state of the circuit breaker for host, written
-// "host:port" as in the gauge's name label (the port is 80 or 443 when the url
-// gives none): "closed", "half-open" or "open". A host never called is closed.
-func (h *HTTP) BreakerState(host string) string {
+// BreakerState returns the state of tenant's circuit breaker for host,
+// written "host:port" (the port is 80 or 443 when the url gives none):
+// "closed", "half-open" or "open". A host never called is closed.
+func (h *HTTP) BreakerState(tenant, host string) string {
 	if hn, port, err := net.SplitHostPort(host); err == nil {
 		host = net.JoinHostPort(normalizeHost(hn), port)
 	}
-	return h.breakers.state(host).String()
+	return h.breakers.state(breakerKey{tenant: tenant, name: host}).String()
 }
 
 // httpRequest is an http task's request, checked.
@@ -289,8 +292,8 @@ func (h *HTTP) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, err
 	if len(ps) > 0 {
 		return nil, engine.Permanent(&engine.TaskError{Code: "invalid_request", Message: ps.message()})
 	}
-	key := breakerKey(r.url)
-	b := h.breakers.get(key)
+	key := hostPort(r.url)
+	b := h.breakers.get(breakerKey{tenant: a.TenantID, name: key})
 	done, err := b.cb.Allow()
 	if err != nil {
 		d := b.remaining(h.openFor)
@@ -306,8 +309,8 @@ func (h *HTTP) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, err
 	return res.out, res.err
 }
 
-// breakerKey is the host:port of u, the unit a breaker guards.
-func breakerKey(u *url.URL) string {
+// hostPort is the host:port of u, the target a breaker guards.
+func hostPort(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
 		port = "80"

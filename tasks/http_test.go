@@ -375,7 +375,7 @@ func TestHTTP_Targets(t *testing.T) {
 		is.True(strings.Contains(err.Error(), srv.Listener.Addr().String())) // naming the address
 		is.True(strings.Contains(err.Error(), `"127.0.0.0/8"`))              // and the rule
 		is.Equal(n.Load(), int64(0))                                         // the server saw nothing
-		is.Equal(h.BreakerState(srv.Listener.Addr().String()), "closed")     // a refusal is not the host's failure
+		is.Equal(h.BreakerState("", srv.Listener.Addr().String()), "closed") // a refusal is not the host's failure
 	})
 
 	t.Run("a loopback deny rule refuses this host in every form", func(t *testing.T) {
@@ -534,14 +534,14 @@ func TestHTTP_Breaker(t *testing.T) {
 		})
 		set := metrics.NewSet()
 		const openFor = 50 * time.Millisecond
-		h := newHTTP(t, HTTPConfig{Breaker: BreakerConfig{Failures: 3, OpenFor: openFor}, Metrics: set})
+		h := newHTTP(t, HTTPConfig{Breaker: BreakerConfig{Failures: 3, OpenFor: openFor, TargetMetrics: true}, Metrics: set})
 		host := srv.Listener.Addr().String()
 		a := attempt(map[string]any{"url": srv.URL}, nil)
 		gauge := func() string {
 			var b bytes.Buffer
 			set.WritePrometheus(&b)
 			for line := range strings.Lines(b.String()) {
-				if strings.HasPrefix(line, fmt.Sprintf(`orchestrator_circuit_breaker_state{kind="http_host",name=%q}`, host)) {
+				if strings.HasPrefix(line, fmt.Sprintf(`orchestrator_circuit_breaker_state{kind="http_host",tenant="",name=%q}`, host)) {
 					return strings.TrimSpace(line[strings.LastIndexByte(line, ' '):])
 				}
 			}
@@ -552,8 +552,8 @@ func TestHTTP_Breaker(t *testing.T) {
 			_, err := h.Run(context.Background(), a)
 			is.Equal(codeOf(err), "http_5xx") // each failure is the server's
 		}
-		is.Equal(h.BreakerState(host), "open") // three in a row open it
-		is.Equal(gauge(), "2")                 // and the gauge says so
+		is.Equal(h.BreakerState("", host), "open") // three in a row open it
+		is.Equal(gauge(), "2")                     // and the gauge says so
 
 		_, err := h.Run(context.Background(), a)
 		reason, d, ok := deferredOf(t, err)
@@ -562,14 +562,14 @@ func TestHTTP_Breaker(t *testing.T) {
 		is.True(d > 0 && d <= openFor)             // until it may close
 		is.Equal(n.Load(), int64(3))               // without a request
 
-		is.True(waitFor(t, 5*time.Second, func() bool { return h.BreakerState(host) == "half-open" })) // after OpenFor it lets a probe through
-		is.Equal(gauge(), "1")                                                                         // the gauge follows
+		is.True(waitFor(t, 5*time.Second, func() bool { return h.BreakerState("", host) == "half-open" })) // after OpenFor it lets a probe through
+		is.Equal(gauge(), "1")                                                                             // the gauge follows
 		healthy.Store(true)
 		_, err = h.Run(context.Background(), a)
-		is.NoErr(err)                            // the probe succeeds
-		is.Equal(h.BreakerState(host), "closed") // and closes the breaker
-		is.Equal(gauge(), "0")                   // the gauge follows
-		is.Equal(n.Load(), int64(4))             // the probe was the only new request
+		is.NoErr(err)                                // the probe succeeds
+		is.Equal(h.BreakerState("", host), "closed") // and closes the breaker
+		is.Equal(gauge(), "0")                       // the gauge follows
+		is.Equal(n.Load(), int64(4))                 // the probe was the only new request
 	})
 
 	t.Run("permanent failures and refusals do not open it", func(t *testing.T) {
@@ -581,8 +581,47 @@ func TestHTTP_Breaker(t *testing.T) {
 			_, err := h.Run(context.Background(), attempt(map[string]any{"url": srv.URL}, nil))
 			is.Equal(codeOf(err), "http_4xx") // permanent
 		}
-		is.Equal(h.BreakerState(srv.Listener.Addr().String()), "closed") // the host answered: no reason to hold back
-		is.Equal(h.BreakerState("nowhere.example:80"), "closed")         // a host never called is closed
+		is.Equal(h.BreakerState("", srv.Listener.Addr().String()), "closed") // the host answered: no reason to hold back
+		is.Equal(h.BreakerState("", "nowhere.example:80"), "closed")         // a host never called is closed
+	})
+
+	t.Run("breakers are per tenant: one tenant's failures do not hold back another's call", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		srv, n := server(t, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/failing" {
+				w.WriteHeader(http.StatusBadGateway)
+			}
+		})
+		set := metrics.NewSet()
+		h := newHTTP(t, HTTPConfig{Breaker: BreakerConfig{Failures: 3, OpenFor: time.Hour}, Metrics: set})
+		host := srv.Listener.Addr().String()
+		acme := attempt(map[string]any{"url": srv.URL + "/failing"}, nil)
+		acme.TenantID = "acme"
+		for range 3 {
+			_, err := h.Run(context.Background(), acme)
+			is.Equal(codeOf(err), "http_5xx") // acme's target fails
+		}
+		is.Equal(h.BreakerState("acme", host), "open") // until acme's breaker opens
+		_, err := h.Run(context.Background(), acme)
+		_, _, deferred := deferredOf(t, err)
+		is.True(deferred) // and holds acme back
+
+		globex := attempt(map[string]any{"url": srv.URL + "/healthy"}, nil)
+		globex.TenantID = "globex"
+		out, err := h.Run(context.Background(), globex)
+		is.NoErr(err) // globex's call to the same host goes through
+		status, _, _ := output(t, out)
+		is.Equal(status, 200)                              // answered
+		is.Equal(n.Load(), int64(4))                       // three failures and globex's request
+		is.Equal(h.BreakerState("globex", host), "closed") // globex's breaker is its own
+
+		var b bytes.Buffer
+		set.WritePrometheus(&b)
+		text := b.String()
+		is.True(strings.Contains(text, `orchestrator_circuit_breakers_open{kind="http_host"} 1`)) // the open breaker is counted
+		is.True(!strings.Contains(text, host))                                                    // without naming the host
+		is.True(!strings.Contains(text, "acme"))                                                  // or the tenant
 	})
 
 	t.Run("breakers are per host", func(t *testing.T) {

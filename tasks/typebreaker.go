@@ -3,23 +3,29 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/orchestrator/orchestrator/engine"
 )
 
-// WithBreaker wraps an in-process handler in a circuit breaker for its task
-// type: after Failures retryable failures in a row the breaker opens and
-// attempts are not made but deferred (recorded as task.attempt_failed with
-// reason circuit_open, not charged to the retry budget) until OpenFor has
-// passed and a probe succeeds. Permanent failures and cancellations do not
-// count: they say nothing about the health of what the handler calls. The
-// state is the gauge orchestrator_circuit_breaker_state{kind="task_type"}.
+// WithBreaker wraps an in-process handler in circuit breakers for its task
+// type, one per tenant: after Failures retryable failures in a row of one
+// tenant's attempts, that tenant's breaker opens and its attempts are not
+// made but deferred (recorded as task.attempt_failed with reason
+// circuit_open, not charged to the retry budget) until OpenFor has passed and
+// a probe succeeds; other tenants' attempts go on. Permanent failures and
+// cancellations do not count: they say nothing about the health of what the
+// handler calls. The gauge
+// orchestrator_circuit_breakers_open{kind="task_type",type} counts the
+// tenants whose breaker is not closed; with cfg.TargetMetrics each breaker's
+// state is orchestrator_circuit_breaker_state{kind="task_type",tenant,name}.
 func WithBreaker(typ string, h engine.Handler, cfg BreakerConfig, set *metrics.Set) engine.Handler {
 	cfg.Failures = orDefault(cfg.Failures, DefaultBreakerFailures)
 	cfg.OpenFor = orDefault(cfg.OpenFor, DefaultBreakerOpenFor)
-	return &typeBreaker{typ: typ, inner: h, cfg: cfg, bs: newBreakers("task_type", cfg, set)}
+	labels := fmt.Sprintf(`,type="%s"`, labelEscaper.Replace(typ))
+	return &typeBreaker{typ: typ, inner: h, cfg: cfg, bs: newBreakers("task_type", labels, cfg, set)}
 }
 
 type typeBreaker struct {
@@ -31,7 +37,7 @@ type typeBreaker struct {
 
 // Run implements engine.Handler.
 func (t *typeBreaker) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
-	b := t.bs.get(t.typ)
+	b := t.bs.get(breakerKey{tenant: a.TenantID, name: t.typ})
 	done, err := b.cb.Allow()
 	if err != nil {
 		return nil, engine.Deferred(engine.ReasonCircuitOpen, b.remaining(t.cfg.OpenFor),
@@ -57,5 +63,8 @@ func (t *typeBreaker) ValidateConfig(config json.RawMessage) []engine.Problem {
 	return nil
 }
 
-// State returns the breaker's state: "closed", "half-open" or "open".
-func (t *typeBreaker) State() string { return t.bs.state(t.typ).String() }
+// State returns the state of tenant's breaker: "closed", "half-open" or
+// "open".
+func (t *typeBreaker) State(tenant string) string {
+	return t.bs.state(breakerKey{tenant: tenant, name: t.typ}).String()
+}
