@@ -90,7 +90,9 @@ type HTTPConfig struct {
 // "connection_error", "timeout", "http_5xx", "http_4xx"), with the wait a
 // Retry-After of a 429 or 503 asks for; other 4xx ("http_4xx"), other
 // unexpected statuses ("unexpected_status"), refused targets
-// ("target_refused"), too large responses ("response_too_large"), TLS
+// ("target_refused"), too large responses ("response_too_large": a body
+// over max_response_bytes as received; "output_too_large": an output over
+// engine.MaxOutputBytes once the body is escaped as JSON), TLS
 // certificate errors ("tls_error"), redirect loops ("too_many_redirects") and
 // bad requests ("invalid_request") fail the task at once. While a tenant's
 // circuit breaker for a host is open, that tenant's attempts calling the
@@ -381,11 +383,31 @@ func (h *HTTP) do(ctx context.Context, r *httpRequest) result {
 	if int64(len(data)) > limit {
 		return tooLarge
 	}
-	out, err := json.Marshal(httpOutput{Status: resp.StatusCode, Headers: firstValues(resp.Header), Body: responseBody(resp.Header.Get("Content-Type"), data)})
+	out, err := marshalJSON(httpOutput{Status: resp.StatusCode, Headers: firstValues(resp.Header), Body: responseBody(resp.Header.Get("Content-Type"), data)})
 	if err != nil {
 		return result{err: fmt.Errorf("encode output: %w", err)}
 	}
+	if len(out) > engine.MaxOutputBytes {
+		// max_response_bytes counts the body as received; JSON escaping
+		// (quotes, backslashes, control bytes, invalid UTF-8) may grow it
+		// past the limit on task outputs, which the engine would refuse.
+		return result{err: engine.Permanent(&engine.TaskError{Code: engine.CodeOutputTooLarge, Message: fmt.Sprintf(
+			"%s: the response body of %d bytes is within max_response_bytes (%d), but the task's output, the body escaped as JSON with status and headers, is %d bytes, over the limit of %d bytes on a task's output",
+			target, len(data), limit, len(out), engine.MaxOutputBytes)})}
+	}
 	return result{out: out}
+}
+
+// marshalJSON is json.Marshal without escaping <, > and &, which would grow
+// an HTML body sixfold in the output for no reader's benefit.
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // httpOutput is the output of an http task.
@@ -421,7 +443,7 @@ func responseBody(contentType string, data []byte) json.RawMessage {
 		(mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(data) {
 		return data
 	}
-	s, _ := json.Marshal(string(data)) // a string always encodes
+	s, _ := marshalJSON(string(data)) // a string always encodes
 	return s
 }
 

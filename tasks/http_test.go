@@ -205,6 +205,34 @@ func TestHTTP_Run(t *testing.T) {
 		is.Equal(body, big) // whole
 	})
 
+	t.Run("a body within max_response_bytes whose output is over the output limit says which limit", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		bodies := map[string]string{
+			"/quotes":  strings.Repeat(`"`, 600_000),    // 2 bytes each in JSON
+			"/control": strings.Repeat("\x01", 200_000), // 6 bytes each
+			"/html":    strings.Repeat("<", 900_000),    // 1 byte each: not escaped
+		}
+		srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, bodies[r.URL.Path])
+		})
+		h := newHTTP(t, HTTPConfig{}) // max_response_bytes 1 MiB, the same as the output limit
+		for _, path := range []string{"/quotes", "/control"} {
+			out, err := h.Run(context.Background(), attempt(map[string]any{"url": srv.URL + path}, nil))
+			is.True(out == nil)                       // no output
+			is.Equal(codeOf(err), "output_too_large") // the limit hit is the output's
+			is.True(engine.IsPermanent(err))          // the same response will not shrink
+			msg := err.Error()
+			is.True(strings.Contains(msg, fmt.Sprintf("response body of %d bytes is within max_response_bytes (%d)", len(bodies[path]), DefaultMaxResponseBytes))) // the body's size and its limit
+			is.True(strings.Contains(msg, fmt.Sprintf("over the limit of %d bytes on a task's output", engine.MaxOutputBytes)))                                    // the output's limit
+		}
+		out, err := h.Run(context.Background(), attempt(map[string]any{"url": srv.URL + "/html"}, nil))
+		is.NoErr(err) // < > & are not escaped: the output stays as large as the body
+		_, _, body := output(t, out)
+		is.Equal(body, bodies["/html"]) // whole
+	})
+
 	t.Run("expect_status decides which statuses succeed", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
