@@ -530,9 +530,35 @@ func transportError(ctx, rctx context.Context, target string, timeout time.Durat
 	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
 		return result{err: engine.Permanent(&engine.TaskError{Code: "tls_error", Message: target + ": " + cause.Error()}), health: errNotCounted}
 	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		code := "connection_error"
+		if dnsErr.IsTimeout {
+			code = "timeout"
+		}
+		return result{err: &engine.TaskError{Code: code, Message: target + ": " + dnsMessage(dnsErr)}, health: errHostFailed}
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed}
 	}
 	return result{err: &engine.TaskError{Code: "connection_error", Message: target + ": " + cause.Error()}, health: errHostFailed}
+}
+
+// dnsMessage says why a lookup failed without naming the server's resolver
+// ("lookup x on 10.0.0.2:53: no such host"): task errors are recorded in the
+// event log and shown to the tenant, and the resolver is the server's own
+// business.
+func dnsMessage(e *net.DNSError) string {
+	why := e.Err
+	switch {
+	case e.IsNotFound:
+		why = "no such host"
+	case e.IsTimeout:
+		why = "the DNS lookup timed out"
+	case e.Server != "" && strings.Contains(why, hostOf(e.Server)):
+		// Such as "read udp 10.0.0.5:41234->10.0.0.2:53: connection refused".
+		why = "the DNS lookup failed"
+	}
+	return "lookup " + e.Name + ": " + why
 }

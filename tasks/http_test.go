@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -231,6 +233,24 @@ func TestHTTP_Run(t *testing.T) {
 		is.NoErr(err) // < > & are not escaped: the output stays as large as the body
 		_, _, body := output(t, out)
 		is.Equal(body, bodies["/html"]) // whole
+	})
+
+	t.Run("a host that does not resolve fails without naming the server's resolver", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		h := newHTTP(t, HTTPConfig{})
+		_, err := h.Run(context.Background(), attempt(map[string]any{"url": "http://nothing.invalid/x", "timeout": "10s"}, nil))
+		is.True(err != nil) // .invalid never resolves
+		msg := err.Error()
+		is.True(codeOf(err) == "connection_error" || codeOf(err) == "timeout") // coded
+		is.True(strings.Contains(msg, "lookup nothing.invalid: "))             // the lookup is named
+		is.True(!regexp.MustCompile(` on \S+:\d+`).MatchString(msg))           // but no resolver address
+		conf, _ := os.ReadFile("/etc/resolv.conf")
+		for line := range strings.Lines(string(conf)) {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "nameserver" {
+				is.True(!strings.Contains(msg, f[1])) // nor any of this host's name servers
+			}
+		}
 	})
 
 	t.Run("expect_status decides which statuses succeed", func(t *testing.T) {
@@ -672,4 +692,25 @@ func TestNewHTTP(t *testing.T) {
 	is.True(err != nil) // a bad rule is refused
 	_, err = NewHTTP(HTTPConfig{DefaultTimeout: -time.Second})
 	is.True(err != nil) // so is a negative timeout
+}
+
+func TestDNSMessage(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  *net.DNSError
+		want string
+	}{
+		{"no such host", &net.DNSError{Err: "no such host", Name: "x.invalid", Server: "10.0.0.2:53", IsNotFound: true}, "lookup x.invalid: no such host"},
+		{"a timeout", &net.DNSError{Err: "read udp 10.0.0.5:41234->10.0.0.2:53: i/o timeout", Name: "x.example", Server: "10.0.0.2:53", IsTimeout: true}, "lookup x.example: the DNS lookup timed out"},
+		{"an unreachable resolver", &net.DNSError{Err: "dial udp [fd00::2]:53: connect: network is unreachable", Name: "x.example", Server: "[fd00::2]:53"}, "lookup x.example: the DNS lookup failed"},
+		{"a failure that names no resolver", &net.DNSError{Err: "server misbehaving", Name: "x.example", Server: "10.0.0.2:53"}, "lookup x.example: server misbehaving"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			is.Equal(dnsMessage(c.err), c.want) // the lookup and why, no resolver
+		})
+	}
 }
