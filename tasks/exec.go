@@ -28,8 +28,9 @@ const (
 	// DefaultMaxOutputBytes caps what is kept of stdout and of stderr, each,
 	// when ExecConfig does not say.
 	DefaultMaxOutputBytes = 64 << 10
-	// pipeGrace is how long output is still read after the command's process
-	// group is gone, for a process that left the group but kept the pipes.
+	// pipeGrace is how long output and the launcher's status are still read
+	// after the launcher is gone, for a process that escaped it (it was
+	// killed, or this is not Linux) but kept the pipes.
 	pipeGrace = time.Second
 	// maxErrorTail is how much of the output an error message quotes.
 	maxErrorTail = 1024
@@ -67,9 +68,16 @@ type ExecConfig struct {
 // ...). The output is {"exit_code", "stdout", "stderr", "stdout_truncated",
 // "stderr_truncated", "duration_ms"}.
 //
-// The command runs in its own process group, which is killed (SIGKILL) when
-// the timeout expires, when the attempt's context is done, and when the
-// command exits, so no grandchild outlives its task. A nonzero exit is a
+// The command is started by a launcher (see launcher.go): the server's binary
+// run again with only the command's environment, so that the command's
+// parent holds none of the server's. When the timeout expires, when the
+// attempt's context is done, when the command exits and when the server
+// dies, the launcher kills (SIGKILL) the command's process group and, on
+// Linux, where it is a child subreaper, every other process the command
+// started, those that left the group or session included, so none outlives
+// its task. It is not a sandbox: the command runs as the server's user, with
+// its file system and network, and can read what that user may read,
+// /proc/<server pid>/environ among it. A nonzero exit is a
 // retryable failure, code "exit_status", whose message quotes the end of
 // stderr; a timeout is code "timeout"; a command that does not exist
 // ("command_not_found", also a shell's exit status 127), cannot be started
@@ -218,32 +226,48 @@ func (e *Exec) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, err
 	return e.run(ctx, r, path, argv, env, timeout)
 }
 
-// run starts the command in its own process group and collects its output.
+// run starts the command through the launcher and collects its output.
 func (e *Exec) run(ctx context.Context, r *execRequest, path string, argv, env []string, timeout time.Duration) (json.RawMessage, error) {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	outR, outW, err := os.Pipe()
+	var p pipes
+	defer p.close()
+	outR, outW, err := p.open()
 	if err != nil {
 		return nil, fmt.Errorf("exec: %w", err)
 	}
-	defer outR.Close()
-	errR, errW, err := os.Pipe()
+	errR, errW, err := p.open()
 	if err != nil {
-		outW.Close()
 		return nil, fmt.Errorf("exec: %w", err)
 	}
-	defer errR.Close()
+	controlR, controlW, err := p.open()
+	if err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	statusR, statusW, err := p.open()
+	if err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	exe, err := selfExe()
+	if err != nil {
+		return nil, fmt.Errorf("exec: find the launcher: %w", err)
+	}
 
-	cmd := exec.CommandContext(tctx, path)
-	cmd.Args, cmd.Env, cmd.Dir = argv, env, r.dir
+	cmd := exec.CommandContext(tctx, exe)
+	cmd.Args = append([]string{launcherArg0, path}, argv...)
+	cmd.Env, cmd.Dir = env, r.dir
 	cmd.Stdout, cmd.Stderr = outW, errW // files, not writers: Wait does not wait on copying
+	cmd.ExtraFiles = []*os.File{controlR, statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
-	cmd.WaitDelay = pipeGrace // should killing the group fail, Wait kills the process itself
+	// Closing the control pipe asks the launcher to kill the command and
+	// everything it started; should it not exit, Wait kills it.
+	cmd.Cancel = func() error { return controlW.Close() }
+	cmd.WaitDelay = launcherGrace
 	start := time.Now()
 	err = cmd.Start()
-	outW.Close() // the child holds its own copies
-	errW.Close()
+	for _, f := range []*os.File{outW, errW, controlR, statusW} {
+		f.Close() // the launcher holds its own copies
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, fmt.Errorf("exec %s: %w", r.command, ctx.Err())
@@ -258,9 +282,14 @@ func (e *Exec) run(ctx context.Context, r *execRequest, path string, argv, env [
 	wg.Go(func() { stdout.readFrom(outR) })
 	wg.Go(func() { stderr.readFrom(errR) })
 	waitErr := cmd.Wait()
-	// Whatever the command left running in its group dies with it; a process
-	// that left the group and kept the pipes gets pipeGrace to close them.
-	_ = killGroup(cmd.Process.Pid)
+	_ = statusR.SetReadDeadline(time.Now().Add(pipeGrace))
+	st, pid := readLaunchStatus(statusR)
+	if !st.Done && pid != 0 {
+		// The launcher died before its command: kill what is left of it.
+		_ = killGroup(pid)
+	}
+	// Every process the command started is dead by now; one that held the
+	// pipes and escaped the launcher (it was killed) gets pipeGrace.
 	deadline := time.Now().Add(pipeGrace)
 	_ = outR.SetReadDeadline(deadline)
 	_ = errR.SetReadDeadline(deadline)
@@ -268,26 +297,28 @@ func (e *Exec) run(ctx context.Context, r *execRequest, path string, argv, env [
 	elapsed := time.Since(start)
 
 	out := execOutput{
-		Stdout: string(stdout.buf), Stderr: string(stderr.buf),
+		ExitCode: st.ExitCode,
+		Stdout:   string(stdout.buf), Stderr: string(stderr.buf),
 		StdoutTruncated: stdout.truncated, StderrTruncated: stderr.truncated,
 		DurationMS: elapsed.Milliseconds(),
 	}
+	stopped := st.Stopped || !st.Done && tctx.Err() != nil
 	switch {
-	case waitErr != nil && errors.Is(ctx.Err(), context.Canceled):
+	case stopped && errors.Is(ctx.Err(), context.Canceled):
 		return nil, fmt.Errorf("exec %s: %w", r.command, ctx.Err())
-	case waitErr != nil && tctx.Err() != nil:
+	case stopped:
 		return nil, &engine.TaskError{Code: "timeout", Message: fmt.Sprintf(
-			"%s did not finish within %s; its process group was killed%s", r.command, timeout, quoteOutput(&out))}
-	case waitErr != nil:
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) {
-			return nil, fmt.Errorf("exec %s: %w", r.command, waitErr)
-		}
-		out.ExitCode = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return nil, &engine.TaskError{Code: "exit_status", Message: fmt.Sprintf(
-				"%s was killed by signal %s%s", r.command, ws.Signal(), quoteOutput(&out))}
-		}
+			"%s did not finish within %s; it and every process it started were killed%s", r.command, timeout, quoteOutput(&out))}
+	case !st.Done:
+		return nil, fmt.Errorf("exec %s: the launcher ended without saying how the command did: %v", r.command, waitErr)
+	case st.Error != "":
+		return nil, fmt.Errorf("exec %s: launcher: %s", r.command, st.Error)
+	case st.StartError != "":
+		return nil, startError(r.command, &startFailure{msg: st.StartError, errno: syscall.Errno(st.Errno)})
+	case st.Signal != 0:
+		return nil, &engine.TaskError{Code: "exit_status", Message: fmt.Sprintf(
+			"%s was killed by signal %s%s", r.command, syscall.Signal(st.Signal), quoteOutput(&out))}
+	case st.ExitCode != 0:
 		te := &engine.TaskError{Code: "exit_status", Message: fmt.Sprintf(
 			"%s exited with status %d%s", r.command, out.ExitCode, quoteOutput(&out))}
 		if r.shell && out.ExitCode == 127 {
@@ -301,6 +332,49 @@ func (e *Exec) run(ctx context.Context, r *execRequest, path string, argv, env [
 		return nil, fmt.Errorf("encode output: %w", err)
 	}
 	return data, nil
+}
+
+// launcherGrace is how long the launcher may take to kill what the command
+// started and exit, once asked, before it is killed itself.
+const launcherGrace = 5 * time.Second
+
+// pipes are the pipes of one command, closed together.
+type pipes []*os.File
+
+// open returns a new pipe, kept for close.
+func (p *pipes) open() (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	*p = append(*p, r, w)
+	return r, w, nil
+}
+
+// close closes every pipe; closing one twice is harmless.
+func (p pipes) close() {
+	for _, f := range p {
+		f.Close()
+	}
+}
+
+// readLaunchStatus reads the launcher's messages: the final one (Done false
+// when the launcher died before sending it), and the command's pid if the
+// launcher sent it.
+func readLaunchStatus(r io.Reader) (final launchStatus, pid int) {
+	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
+	for {
+		var s launchStatus
+		if dec.Decode(&s) != nil {
+			return final, pid
+		}
+		if s.Pid != 0 {
+			pid = s.Pid
+		}
+		if s.Done {
+			final = s
+		}
+	}
 }
 
 // quoteOutput is the end of the command's stderr, or of its stdout when

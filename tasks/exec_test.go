@@ -1,10 +1,13 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +19,69 @@ import (
 	"github.com/matryer/is"
 	"github.com/orchestrator/orchestrator/engine"
 )
+
+// execServerEnv makes the test binary stand in for a server with an
+// environment of the test's choosing: it runs one exec task, the shell
+// command this variable holds, and prints the output.
+const execServerEnv = "TASKS_TEST_EXEC_SERVER"
+
+func TestMain(m *testing.M) {
+	if command := os.Getenv(execServerEnv); command != "" {
+		os.Exit(execServer(command))
+	}
+	os.Exit(m.Run())
+}
+
+// execServer runs command as an exec task and prints its output.
+func execServer(command string) int {
+	x := NewExec(ExecConfig{Enabled: true})
+	a := attempt(map[string]any{"command": command, "shell": true, "timeout": "1m"}, nil)
+	a.Type = TypeExec
+	out, err := x.Run(context.Background(), a)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Stdout.Write(out)
+	return 0
+}
+
+// startExecServer starts the test binary as a server running command, with
+// env added to this process's environment.
+func startExecServer(t *testing.T, command string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), execServerEnv+"="+command), env...)
+	cmd.Stdout, cmd.Stderr = new(bytes.Buffer), new(bytes.Buffer)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the server: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// readPid waits until path holds a pid and returns it; the process is
+// killed when the test ends, should it outlive what the test expects.
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	var pid int
+	if !waitFor(t, 10*time.Second, func() bool {
+		data, err := os.ReadFile(path)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil && pid > 0
+	}) {
+		t.Fatalf("no pid in %s", path)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return pid
+}
+
+// escapee is a shell command line that starts a process in a session of its
+// own (setsid), out of the command's process group, which writes its pid to
+// pidFile and sleeps; the line goes on once the pid is written.
+func escapee(pidFile string) string {
+	return fmt.Sprintf(`setsid sh -c 'echo $$ > "$0"; exec sleep 300' '%[1]s' & while [ ! -s '%[1]s' ]; do sleep 0.01; done; `, pidFile)
+}
 
 // execOut decodes an exec task's output.
 func execOut(t *testing.T, raw json.RawMessage) execOutput {
@@ -205,6 +271,27 @@ func TestExec_Run(t *testing.T) {
 		is.Equal(o.Stdout[:4], "y\ny\n") // the start is kept
 	})
 
+	t.Run("a command that cannot be started fails permanently, saying why", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		dir := t.TempDir()
+		is.NoErr(os.WriteFile(filepath.Join(dir, "bad.sh"), []byte("#!/no/such/interpreter\n"), 0o755)) // an interpreter that does not exist
+		_, err := run(map[string]any{"command": "./bad.sh", "dir": dir}, nil)
+		is.True(engine.IsPermanent(err))                                    // retrying cannot help
+		is.Equal(codeOf(err), "command_not_found")                          // coded by errno
+		is.True(strings.Contains(err.Error(), "no such file or directory")) // and saying why
+	})
+
+	t.Run("a command killed by a signal says which", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		_, err := run(map[string]any{"command": "echo bye; kill -TERM $$", "shell": true}, nil)
+		is.Equal(codeOf(err), "exit_status")                                  // coded
+		is.True(!engine.IsPermanent(err))                                     // worth retrying
+		is.True(strings.Contains(err.Error(), "killed by signal terminated")) // the signal is named
+		is.True(strings.Contains(err.Error(), "bye"))                         // and the output quoted
+	})
+
 	t.Run("a missing command fails permanently", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
@@ -223,6 +310,71 @@ func TestExec_Run(t *testing.T) {
 		_, err = run(nil, nil)
 		is.Equal(codeOf(err), "invalid_request") // a command is required by run time
 		is.True(engine.IsPermanent(err))         // permanently
+	})
+}
+
+func TestExec_Containment(t *testing.T) {
+	t.Parallel()
+	x := NewExec(ExecConfig{Enabled: true})
+	run := func(config any) (json.RawMessage, error) {
+		a := attempt(config, nil)
+		a.Type = TypeExec
+		return x.Run(context.Background(), a)
+	}
+
+	t.Run("a command cannot read the server's environment through its parent", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		secret := fmt.Sprintf("s3cret-%d", time.Now().UnixNano())
+		srv := startExecServer(t, `tr '\0' '\n' < /proc/$PPID/environ`, "ORCHESTRATOR_TEST_SECRET="+secret)
+		err := srv.Wait()
+		is.NoErr(err) // the task ran
+		o := execOut(t, srv.Stdout.(*bytes.Buffer).Bytes())
+		is.True(strings.Contains(o.Stdout, "PATH=")) // the parent's environment was read
+		is.True(!strings.Contains(o.Stdout, secret)) // and holds nothing of the server's
+		is.True(!strings.Contains(o.Stdout, execServerEnv))
+	})
+
+	t.Run("a timeout kills a process that left the command's session", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "escapee.pid")
+		_, err := run(map[string]any{"command": escapee(pidFile) + "sleep 60", "shell": true, "timeout": "1s"})
+		is.Equal(codeOf(err), "timeout") // timed out
+		pid := readPid(t, pidFile)
+		is.True(waitFor(t, 10*time.Second, func() bool { return gone(pid) })) // and the escapee died with the task
+	})
+
+	t.Run("a command that exits leaves no process that left its session", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "escapee.pid")
+		raw, err := run(map[string]any{"command": escapee(pidFile) + "echo started", "shell": true})
+		is.NoErr(err)                                 // the command succeeded
+		is.Equal(execOut(t, raw).Stdout, "started\n") // with its output
+		pid := readPid(t, pidFile)
+		is.True(waitFor(t, 10*time.Second, func() bool { return gone(pid) })) // the escapee is dead
+	})
+
+	t.Run("a double fork does not escape either", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "daemon.pid")
+		_, err := run(map[string]any{"command": `(setsid sh -c 'echo $$ > "$0"; exec sleep 300' "$0" &); while [ ! -s "$0" ]; do sleep 0.01; done`, "args": []string{pidFile}, "shell": true})
+		is.NoErr(err) // the command succeeded
+		pid := readPid(t, pidFile)
+		is.True(waitFor(t, 10*time.Second, func() bool { return gone(pid) })) // the daemon is dead
+	})
+
+	t.Run("the server's death kills the command and what it started", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		pidFile := filepath.Join(t.TempDir(), "escapee.pid")
+		srv := startExecServer(t, escapee(pidFile)+"sleep 300")
+		pid := readPid(t, pidFile)
+		is.NoErr(srv.Process.Kill()) // kill -9 the server mid-task
+		srv.Wait()
+		is.True(waitFor(t, 10*time.Second, func() bool { return gone(pid) })) // the launcher killed what the command started
 	})
 }
 
