@@ -365,7 +365,13 @@ func (e *Engine) breakRun(rs *runState, err error) {
 		return
 	}
 	rs.broken = true
-	e.log.Error("commit failed; reloading run", logRun, rs.id, logErr, err)
+	if errors.Is(err, ErrConflict) {
+		// A lost race: another start took the same idempotency key, or the
+		// change was computed from a stale run.
+		e.log.Debug("commit conflicted; reloading run", logRun, rs.id, logErr, err)
+	} else {
+		e.log.Error("commit failed; reloading run", logRun, rs.id, logErr, err)
+	}
 	for _, c := range rs.cancels {
 		c.cancel()
 	}

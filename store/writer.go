@@ -415,15 +415,6 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 	return nil
 }
 
-// constraintErr turns a constraint failure into ErrConflict so that SQLite's
-// text stays in logs and out of API answers.
-func constraintErr(what string, err error) error {
-	if strings.Contains(err.Error(), "constraint") {
-		return fmt.Errorf("%s: %v: %w", what, err, engine.ErrConflict)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
 func strArg(s string) any {
 	if s == "" {
 		return nil
