@@ -50,3 +50,34 @@ func (e *conflictError) Error() string {
 }
 
 func (e *conflictError) Unwrap() []error { return []error{engine.ErrConflict, e.err} }
+
+// storageReason says, in words of our own, why a write failed when the
+// driver's result code means the storage under the database failed rather
+// than the request: the disk is full, the file cannot be written or opened,
+// another process holds the lock past the busy timeout. Trying the same
+// write again later can succeed.
+func storageReason(err error) (string, bool) {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return "", false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL:
+		return "database or disk is full", true
+	case sqlite3.SQLITE_IOERR:
+		return "disk I/O error", true
+	case sqlite3.SQLITE_CANTOPEN:
+		return "the database file cannot be opened", true
+	case sqlite3.SQLITE_READONLY:
+		return "the database file cannot be written", true
+	case sqlite3.SQLITE_BUSY:
+		return "the database is locked by another process", true
+	}
+	return "", false
+}
+
+// unavailable marks a write that failed for the storage's sake with
+// engine.ErrStorageUnavailable; the driver's error stays wrapped for the log.
+func unavailable(reason string, err error) error {
+	return fmt.Errorf("%w (%s): %w", engine.ErrStorageUnavailable, reason, err)
+}

@@ -81,6 +81,7 @@ func TestConstraintErr(t *testing.T) {
 			is := is.New(t)
 			err := constraintErr("write child", failing(t, db, tc.q))
 			is.True(!errors.Is(err, engine.ErrConflict))                    // trying again cannot help
+			is.True(!errors.Is(err, engine.ErrStorageUnavailable))          // nor is the storage at fault
 			is.True(strings.Contains(err.Error(), "refused by the schema")) // it says what happened
 		})
 	}
@@ -90,4 +91,25 @@ func TestConstraintErr(t *testing.T) {
 		err := constraintErr("insert child", errors.New("UNIQUE constraint failed: child.id"))
 		is.True(!errors.Is(err, engine.ErrConflict)) // classified by the driver's code, not by text
 	})
+}
+
+func TestStorageReason(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := scratchDB(t)
+	var pages int64
+	is.NoErr(db.QueryRow(`PRAGMA max_page_count = 1`).Scan(&pages)) // cap the file at the pages in use
+	full := failing(t, db, `INSERT INTO child (id, name, n) VALUES ('big', ?, 1)`, strings.Repeat("x", 64<<10))
+
+	reason, ok := storageReason(full)
+	is.True(ok)                                  // a full database is the storage's fault
+	is.Equal(reason, "database or disk is full") // in words of our own
+	_, ok = storageReason(failing(t, db, `INSERT INTO child (id, name, n) VALUES ('c1', 'x', 1)`))
+	is.True(!ok) // a constraint is not
+	_, ok = storageReason(errors.New("database or disk is full (13)"))
+	is.True(!ok) // nor is text that looks like it
+	err := unavailable(reason, full)
+	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // marked for the engine and the API
+	var se *sqlite.Error
+	is.True(errors.As(err, &se)) // with the driver's error kept for the log
 }

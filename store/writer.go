@@ -171,7 +171,12 @@ func (db *DB) commitBatch(batch []request) {
 	err := db.inTx(func(tx *sql.Tx) error {
 		return db.apply(&txStmts{tx: tx, st: &db.st}, batch)
 	})
+	if reason, ok := storageReason(err); ok {
+		err = unavailable(reason, err)
+		db.health.failed(reason, err)
+	}
 	if err == nil {
+		db.health.succeeded()
 		n := 0
 		for _, r := range batch {
 			n += events(r)
