@@ -2,12 +2,15 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/matryer/is"
@@ -58,6 +61,87 @@ func attr(rec slog.Record, key string) string {
 	return v
 }
 
+// gate is a handler whose attempts wait until it opens, then return an
+// output too large for a database with no room left.
+type gate struct {
+	open    chan struct{}
+	started chan string
+	calls   atomic.Int32
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{}), started: make(chan string, 1024)} }
+
+var bigOutput = json.RawMessage(`{"pad":"` + strings.Repeat("x", 32<<10) + `"}`)
+
+func (g *gate) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
+	g.calls.Add(1)
+	g.started <- a.RunID
+	select {
+	case <-g.open:
+		return bigOutput, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fullWindow is how long the tests keep a database full while they count
+// what the engine does: long enough for an unbounded retry loop to show by
+// the hundreds, while a backoff makes a handful of attempts.
+const fullWindow = 1500 * time.Millisecond
+
+func TestEngine_ReloadBacksOffWhileStorageIsFull(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	rec := &logRecorder{}
+	log := slog.New(rec)
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "full.db"), store.Options{Logger: log})
+	is.NoErr(err) // open store
+	t.Cleanup(func() { db.Close() })
+	g := newGate()
+	e := startEngineWith(t, db, engine.Config{Logger: log}, map[string]engine.Handler{"gate": g})
+	register(t, e, `{"name":"full","tasks":[{"id":"a","type":"gate"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
+	const runs = 3
+	var ids []string
+	for range runs {
+		ids = append(ids, start(t, e, "full").ID)
+		recv(t, g.started, "a to start")
+	}
+	for _, id := range ids {
+		waitFor(t, "a to be running", taskIn(t, db, id, "a", engine.TaskRunning))
+	}
+
+	_, err = db.LimitPages(ctx, 1)
+	is.NoErr(err) // the database is full from now on
+	close(g.open) // every attempt now ends with an output there is no room for
+	waitFor(t, "a failed commit", func() bool { return !db.Health().Writable })
+	<-time.After(fullWindow) // the window in which the attempts are counted
+
+	lines := rec.matching(slog.LevelDebug, "")
+	reloads := rec.matching(slog.LevelDebug, "commit failed: storage unavailable; reloading run")
+	calls := int(g.calls.Load())
+	t.Logf("while full for %v: %d log lines, %d reloads, %d attempts", fullWindow, len(lines), len(reloads), calls)
+	is.True(len(lines) <= 16*runs)                      // a few lines per run, not thousands a second
+	is.Equal(len(rec.matching(slog.LevelError, "")), 1) // one line said the storage failed
+	is.True(calls <= 16*runs)                           // the handlers did not run in a loop either
+	is.True(len(reloads) >= runs)                       // each run's lost completion reloaded it
+	for _, r := range reloads {
+		d, err := time.ParseDuration(attr(r, "delay"))
+		is.NoErr(err)               // each reload says how long it waits
+		is.True(d <= 5*time.Second) // within a bound
+		t.Logf("%s failures=%s delay=%v", attr(r, "run_id"), attr(r, "failures"), d)
+	}
+
+	_, err = db.LimitPages(ctx, 1<<30)
+	is.NoErr(err) // room again
+	for _, id := range ids {
+		run := waitRun(t, db, id)
+		is.Equal(run.State, engine.RunCompleted) // every run completes by itself
+		is.Equal(string(task(t, db, id, "a").Output), string(bigOutput))
+		verify(t, db, id)
+	}
+}
+
 func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -65,7 +149,7 @@ func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 	rec := &logRecorder{}
 	log := slog.New(rec)
 	set := metrics.NewSet()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "race.db"), store.Options{Metrics: set})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "race.db"), store.Options{Logger: log, Metrics: set})
 	is.NoErr(err) // open store
 	t.Cleanup(func() { db.Close() })
 	e := startEngineWith(t, db, engine.Config{Logger: log, Metrics: set}, nil)
