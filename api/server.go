@@ -129,7 +129,11 @@ func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 		}
 		if err != nil {
 			prob := problemFor(err)
-			if prob.Status >= 500 {
+			switch {
+			case prob.Code == CodeStorageUnavailable:
+				// The store logs when its storage fails and when it is back.
+				s.Logger.Debug("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			case prob.Status >= 500:
 				s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeProblem(w, prob)
@@ -292,7 +296,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+	if h := s.Store.Health(); !h.Writable {
+		// Degraded, not down: reads still answer, and the writes that find
+		// the storage back must still reach this only node.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "ok", "storage": "unavailable",
+			"reason": h.Reason, "since": h.Since.UTC().Format(time.RFC3339Nano)})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "storage": "ok"})
 	return nil
 }
 
