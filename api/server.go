@@ -5,7 +5,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -286,25 +285,6 @@ func jsonKind(goKind string) string {
 		return "an object"
 	}
 	return goKind
-}
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
-		s.Logger.Error("health check failed", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
-		return nil
-	}
-	if h := s.Store.Health(); !h.Writable {
-		// Degraded, not down: reads still answer, and the writes that find
-		// the storage back must still reach this only node.
-		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "ok", "storage": "unavailable",
-			"reason": h.Reason, "since": h.Since.UTC().Format(time.RFC3339Nano)})
-		return nil
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "storage": "ok"})
-	return nil
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {
