@@ -37,7 +37,20 @@ func (e *Engine) breakRun(rs *runState, err error) {
 		return
 	}
 	e.reloading[rs.id] = true
-	e.goTracked(func() { e.reload(rs.id, delay) })
+	storage := errors.Is(err, ErrStorageUnavailable)
+	e.goTracked(func() { e.reload(rs.id, delay, storage) })
+}
+
+// CodeStorageUnavailable is the error of an attempt whose outcome could not
+// be recorded because the storage failed (a full disk). The attempt is
+// retried once the run is reloaded, without charging the retry budget and
+// without counting as abandoned: the process did not die.
+const CodeStorageUnavailable = "storage_unavailable"
+
+// lostToStorage is the outcome recorded for an attempt a reload finds
+// running after the run's commit failed for the storage's sake.
+func lostToStorage() outcome {
+	return failed(CodeStorageUnavailable, "the outcome of the attempt could not be recorded: storage unavailable", ReasonInterrupted)
 }
 
 // The reload backoff: a run whose commits keep failing is loaded again after
@@ -111,8 +124,9 @@ func (e *Engine) pause(d time.Duration) bool {
 }
 
 // reload loads a run from the store after delay and activates it, retrying
-// while the store fails, until the engine stops.
-func (e *Engine) reload(id string, delay time.Duration) {
+// while the store fails, until the engine stops. With storage, the run was
+// dropped because a commit failed for the storage's sake.
+func (e *Engine) reload(id string, delay time.Duration, storage bool) {
 	// Once reloadOnce has activated the run it is no longer reloading, and
 	// a failed commit may already have started the next reload: only the
 	// other ways out clear the mark.
@@ -127,7 +141,7 @@ func (e *Engine) reload(id string, delay time.Duration) {
 	}
 	wait := reloadMinDelay
 	for failures := 0; ; failures++ {
-		err := e.reloadOnce(id)
+		err := e.reloadOnce(id, storage)
 		if err == nil {
 			return
 		}
@@ -152,7 +166,7 @@ func (e *Engine) reload(id string, delay time.Duration) {
 	}
 }
 
-func (e *Engine) reloadOnce(id string) error {
+func (e *Engine) reloadOnce(id string, storage bool) error {
 	ctx := context.Background()
 	run, tasks, err := e.store.LoadRun(ctx, id)
 	if err != nil {
@@ -173,6 +187,11 @@ func (e *Engine) reloadOnce(id string) error {
 	if e.runs[id] != nil || e.stopping || run.State.Terminal() {
 		return nil
 	}
-	e.activate(v, nil)
+	var lost *outcome
+	if storage {
+		o := lostToStorage()
+		lost = &o
+	}
+	e.activateLost(v, lost, nil)
 	return nil
 }

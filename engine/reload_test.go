@@ -138,6 +138,13 @@ func TestEngine_ReloadBacksOffWhileStorageIsFull(t *testing.T) {
 		run := waitRun(t, db, id)
 		is.Equal(run.State, engine.RunCompleted) // every run completes by itself
 		is.Equal(string(task(t, db, id, "a").Output), string(bigOutput))
+		lost := filter(history(t, db, id), engine.EventTaskAttemptFailed, "a")
+		is.True(len(lost) > 0) // the attempts whose completion found no room were recorded
+		for _, ev := range lost {
+			d := data(t, ev)
+			is.Equal(d.Reason, engine.ReasonInterrupted)          // as lost with a commit, not abandoned by a dying process
+			is.Equal(d.Error.Code, engine.CodeStorageUnavailable) // saying why
+		}
 		verify(t, db, id)
 	}
 }
