@@ -284,7 +284,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) error {
 	log := c.logger
 	set := metrics.NewSet()
-	db, err := store.Open(ctx, c.databasePath, store.Options{Synchronous: c.synchronous, Metrics: set})
+	db, err := store.Open(ctx, c.databasePath, store.Options{Synchronous: c.synchronous, Metrics: set, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
 )
@@ -20,6 +22,8 @@ type Problem struct {
 	Code   string           `json:"code"`
 	State  string           `json:"state,omitempty"` // invalid_transition: the current state
 	Errors []engine.Problem `json:"errors,omitempty"`
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // Error codes.
@@ -36,8 +40,13 @@ const (
 	CodeUnsupportedMedia    = "unsupported_media_type"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeUnavailable         = "unavailable"
+	CodeStorageUnavailable  = "storage_unavailable"
 	CodeInternal            = "internal"
 )
+
+// StorageRetryAfter is the Retry-After of a storage_unavailable answer: about
+// the longest the engine waits between attempts on a failing store.
+const StorageRetryAfter = 5 * time.Second
 
 var titles = map[string]string{
 	CodeInvalidJSON:         "Malformed JSON",
@@ -52,6 +61,7 @@ var titles = map[string]string{
 	CodeUnsupportedMedia:    "Unsupported media type",
 	CodeMethodNotAllowed:    "Method not allowed",
 	CodeUnavailable:         "Service unavailable",
+	CodeStorageUnavailable:  "Storage unavailable",
 	CodeInternal:            "Internal error",
 }
 
@@ -98,6 +108,11 @@ func problemFor(err error) *Problem {
 		return newProblem(http.StatusNotFound, CodeNotFound, "no such resource")
 	case errors.Is(err, engine.ErrConflict):
 		return newProblem(http.StatusConflict, CodeConflict, "the resource changed concurrently; try again")
+	case errors.Is(err, engine.ErrStorageUnavailable):
+		q := newProblem(http.StatusServiceUnavailable, CodeStorageUnavailable,
+			"the database cannot write now (for example the disk is full); nothing was written; try again later")
+		q.RetryAfter = StorageRetryAfter
+		return q
 	case errors.Is(err, engine.ErrClosed):
 		return newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
 	}
@@ -108,6 +123,9 @@ func problemFor(err error) *Problem {
 func writeProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
+	}
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)
 }

@@ -5,7 +5,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,7 +128,11 @@ func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 		}
 		if err != nil {
 			prob := problemFor(err)
-			if prob.Status >= 500 {
+			switch {
+			case prob.Code == CodeStorageUnavailable:
+				// The store logs when its storage fails and when it is back.
+				s.Logger.Debug("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			case prob.Status >= 500:
 				s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeProblem(w, prob)
@@ -282,18 +285,6 @@ func jsonKind(goKind string) string {
 		return "an object"
 	}
 	return goKind
-}
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
-		s.Logger.Error("health check failed", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
-		return nil
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
-	return nil
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {

@@ -237,7 +237,13 @@ func (e *Engine) restore(ctx context.Context, run *Run, tasks []Task) (*RunView,
 // the store says it is: attempts left running by a stopped process are
 // recorded as abandoned and retried, timers are re-armed, ready tasks are
 // queued. done, if not nil, is called once the decisions are durable.
-func (e *Engine) activate(v *RunView, done func(error)) {
+func (e *Engine) activate(v *RunView, done func(error)) { e.activateLost(v, nil, done) }
+
+// activateLost is activate that records lost, when not nil, instead of
+// abandoned for the attempts left running: a reload after a commit that
+// failed for the storage's sake lost them with the commit, not with a
+// process, and they must not count towards MaxAbandoned.
+func (e *Engine) activateLost(v *RunView, lost *outcome, done func(error)) {
 	rs := e.newRunState(v.Run.TenantID, v.Run.ID, v)
 	rs.recount()
 	e.runs[rs.id] = rs
@@ -256,7 +262,11 @@ func (e *Engine) activate(v *RunView, done func(error)) {
 					e.armAttempt(rs, i)
 					continue
 				}
-				e.failAttempt(b, i, e.abandoned(t))
+				o := e.abandoned(t)
+				if lost != nil {
+					o = *lost
+				}
+				e.failAttempt(b, i, o)
 				e.handleCarefully(rs, i)
 			case TaskReady:
 				// Its task.started may have been lost with the process

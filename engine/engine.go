@@ -104,6 +104,7 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
+	fails     commitFailures             // failed commits in a row, for the reload backoff
 	waiters   map[string][]chan struct{} // Wait callers by run id
 	lanes     map[string]*lane           // external ready tasks by tenant and type
 	resolveQ  []resolution               // templates waiting for a resolver

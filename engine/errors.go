@@ -5,6 +5,13 @@ import (
 	"time"
 )
 
+// ErrStorageUnavailable: the store cannot write now for the storage's sake
+// (the disk is full, the file cannot be written): nothing of the change was
+// written, and the same change may succeed later. The engine backs off
+// before it loads a run whose commits fail so again; the API answers 503
+// with Retry-After.
+var ErrStorageUnavailable = errors.New("storage unavailable")
+
 // Permanent marks a handler error as not worth retrying: the attempt fails
 // the task at once, whatever attempts its retry policy has left (an HTTP 4xx,
 // a refused target, a bad input).

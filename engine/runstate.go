@@ -2,9 +2,7 @@ package engine
 
 import (
 	"container/heap"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -337,11 +335,14 @@ func (b *batch) commit(done func(error)) {
 		rs.commits--
 		if err != nil {
 			e.breakRun(rs, err)
-		} else if !rs.broken {
-			for _, f := range after {
-				f()
+		} else {
+			e.fails.storage = 0
+			if !rs.broken {
+				for _, f := range after {
+					f()
+				}
+				e.release(rs)
 			}
-			e.release(rs)
 		}
 		e.mu.Unlock()
 		if done != nil {
@@ -355,70 +356,6 @@ func (b *batch) commit(done func(error)) {
 func (e *Engine) release(rs *runState) {
 	if rs.view.Run.State.Terminal() && rs.commits == 0 && e.runs[rs.id] == rs {
 		e.forget(rs)
+		delete(e.fails.runs, rs.id)
 	}
-}
-
-// breakRun handles a failed commit: the run in memory is ahead of the store,
-// so it is dropped and loaded again from what is durable.
-func (e *Engine) breakRun(rs *runState, err error) {
-	if rs.broken {
-		return
-	}
-	rs.broken = true
-	e.log.Error("commit failed; reloading run", logRun, rs.id, logErr, err)
-	for _, c := range rs.cancels {
-		c.cancel()
-	}
-	e.forget(rs)
-	if e.stopping || e.reloading[rs.id] {
-		return
-	}
-	e.reloading[rs.id] = true
-	e.goTracked(func() { e.reload(rs.id) })
-}
-
-// reload loads a run from the store and activates it, retrying while the
-// store fails, until the engine stops.
-func (e *Engine) reload(id string) {
-	defer func() {
-		e.mu.Lock()
-		delete(e.reloading, id)
-		e.mu.Unlock()
-	}()
-	wait := 10 * time.Millisecond
-	for {
-		err := e.reloadOnce(id)
-		if err == nil || errors.Is(err, ErrNotFound) {
-			return // loaded, or nothing of it was ever durable
-		}
-		e.log.Error("reload run", logRun, id, logErr, err)
-		select {
-		case <-e.quit:
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-func (e *Engine) reloadOnce(id string) error {
-	ctx := context.Background()
-	run, tasks, err := e.store.LoadRun(ctx, id)
-	if err != nil {
-		return err
-	}
-	v, err := e.restore(ctx, run, tasks)
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	// Done reloading before activating: if activation's own commit fails,
-	// breakRun must be free to start the next reload.
-	delete(e.reloading, id)
-	if e.runs[id] != nil || e.stopping || run.State.Terminal() {
-		return nil
-	}
-	e.activate(v, nil)
-	return nil
 }

@@ -9,10 +9,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/pressly/goose/v3"
@@ -38,6 +40,9 @@ type Options struct {
 	Readers     int          // read connections; default the number of CPUs, at least 2
 	MaxBatch    int          // events per group commit; default DefaultMaxBatch
 	Metrics     *metrics.Set // where store metrics are registered; default a private set
+	// Logger receives one line when writes begin to fail for the storage's
+	// sake (a full disk) and one when they succeed again; default none.
+	Logger *slog.Logger
 }
 
 // DefaultMaxBatch is how many events one group commit takes at most. Past a
@@ -59,7 +64,8 @@ type DB struct {
 	kick    chan struct{}
 	stopped chan struct{}
 
-	m storeMetrics
+	m      storeMetrics
+	health health
 }
 
 // request is one unit of work for the writer.
@@ -171,6 +177,9 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	base := "file:" + uriPath(path) + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
 	w, err := sql.Open("sqlite", base+"&_pragma=synchronous("+opts.Synchronous+")&_txlock=immediate")
 	if err != nil {
@@ -192,7 +201,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	r.SetConnMaxIdleTime(0)
-	db := &DB{path: path, w: w, r: r, max: opts.MaxBatch, kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+	db := &DB{path: path, w: w, r: r, max: opts.MaxBatch, kick: make(chan struct{}, 1), stopped: make(chan struct{}),
+		health: health{log: opts.Logger, now: time.Now}}
 	set := opts.Metrics
 	db.m = storeMetrics{
 		commitLatency: set.GetOrCreateHistogram(`orchestrator_commit_duration_seconds`),
@@ -201,6 +211,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		commits:       set.GetOrCreateCounter(`orchestrator_commits_total`),
 		errors:        set.GetOrCreateCounter(`orchestrator_commit_errors_total`),
 	}
+	set.GetOrCreateGauge(`orchestrator_storage_unavailable`, func() float64 {
+		if db.Health().Writable {
+			return 0
+		}
+		return 1
+	})
 	if err := db.prepare(ctx); err != nil {
 		w.Close()
 		r.Close()

@@ -171,7 +171,12 @@ func (db *DB) commitBatch(batch []request) {
 	err := db.inTx(func(tx *sql.Tx) error {
 		return db.apply(&txStmts{tx: tx, st: &db.st}, batch)
 	})
+	if reason, ok := storageReason(err); ok {
+		err = unavailable(reason, err)
+		db.health.failed(reason, err)
+	}
 	if err == nil {
+		db.health.succeeded()
 		n := 0
 		for _, r := range batch {
 			n += events(r)
@@ -413,15 +418,6 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 		}
 	}
 	return nil
-}
-
-// constraintErr turns a constraint failure into ErrConflict so that SQLite's
-// text stays in logs and out of API answers.
-func constraintErr(what string, err error) error {
-	if strings.Contains(err.Error(), "constraint") {
-		return fmt.Errorf("%s: %v: %w", what, err, engine.ErrConflict)
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 func strArg(s string) any {

@@ -1,0 +1,31 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+// health answers GET /health: 503 when the database does not answer a read
+// within 2s; 200 "degraded" with the reason while writes fail for the
+// storage's sake; 200 "ok" otherwise.
+func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.Logger.Error("health check failed", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		return nil
+	}
+	if h := s.Store.Health(); !h.Writable {
+		// Degraded, not down: reads still answer, and the writes that find
+		// the storage back must still reach this only node.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "ok", "storage": "unavailable",
+			"reason": h.Reason, "since": h.Since.UTC().Format(time.RFC3339Nano)})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "storage": "ok"})
+	return nil
+}
