@@ -9,7 +9,7 @@ run:
 
 test: lint
 	$(GO) test -race -count=1 ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 10s ./engine
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 10s ./engine/definition
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -20,7 +20,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) .
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 5m ./engine
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 5m ./engine/definition
 
 bench:
 	scripts/bench

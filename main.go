@@ -42,6 +42,7 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/cli"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/tasks"
 )
@@ -508,7 +509,7 @@ func runFile(ctx context.Context, c *config, path, input string, explicitDB bool
 	}
 	def, err := os.ReadFile(path)
 	if path == "-" {
-		def, err = io.ReadAll(io.LimitReader(os.Stdin, engine.MaxDefinitionBytes+1))
+		def, err = io.ReadAll(io.LimitReader(os.Stdin, definition.MaxDefinitionBytes+1))
 	}
 	if err != nil {
 		return fail(err)
@@ -559,7 +560,7 @@ func runFile(ctx context.Context, c *config, path, input string, explicitDB bool
 	}
 	defer eng.Stop(context.Background())
 	sd, _, err := eng.RegisterDefinition(ctx, api.DefaultTenant, def)
-	var ve *engine.ValidationError
+	var ve *definition.ValidationError
 	if errors.As(err, &ve) {
 		for _, p := range ve.Problems {
 			fmt.Fprintf(stderr, "%s\n", p)
@@ -593,7 +594,7 @@ func validateFile(path string, stdout, stderr io.Writer) int {
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, engine.MaxDefinitionBytes+1))
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, definition.MaxDefinitionBytes+1))
 	} else {
 		data, err = os.ReadFile(path)
 	}
@@ -606,7 +607,7 @@ func validateFile(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "orchestrator:", err)
 		return 1
 	}
-	_, plan, problems := engine.CompileJSON(data, engine.ValidateOptions{ConfigFunc: func(typ string, cfg json.RawMessage) []engine.Problem {
+	_, plan, problems := definition.CompileJSON(data, definition.ValidateOptions{ConfigFunc: func(typ string, cfg json.RawMessage) []definition.Problem {
 		if v, ok := builtins[typ].(engine.ConfigValidator); ok {
 			return v.ValidateConfig(cfg)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // TestBuiltinTasks_EndToEnd runs the built-in http and exec tasks through the
@@ -79,7 +80,7 @@ func TestBuiltinTasks_EndToEnd(t *testing.T) {
 		is := is.New(t)
 		var prob struct {
 			Code   string
-			Errors []engine.Problem
+			Errors []definition.Problem
 		}
 		is.Equal(apiCall(t, client, c.url("/v1/workflows"), `{"name":"bad","tasks":[{"id":"h","type":"http","config":{"url":"ftp://x","method":"FETCH"}}]}`, &prob), 400)
 		is.Equal(prob.Code, "invalid_definition")
@@ -94,7 +95,7 @@ func TestExecDisabled(t *testing.T) {
 	t.Cleanup(func() { c.kill(t) })
 	var prob struct {
 		Code   string
-		Errors []engine.Problem
+		Errors []definition.Problem
 	}
 	code := apiCall(t, newClient(), c.url("/v1/workflows"), `{"name":"x","tasks":[{"id":"e","type":"exec","config":{"command":"id"}}]}`, &prob)
 	is.Equal(code, 400) // refused

@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Problem is an RFC 9457 problem document. Code is stable: clients switch on
 // it, never on Title or Detail.
 type Problem struct {
-	Type   string           `json:"type"`
-	Title  string           `json:"title"`
-	Status int              `json:"status"`
-	Detail string           `json:"detail,omitempty"`
-	Code   string           `json:"code"`
-	State  string           `json:"state,omitempty"` // invalid_transition: the current state
-	Errors []engine.Problem `json:"errors,omitempty"`
+	Type   string               `json:"type"`
+	Title  string               `json:"title"`
+	Status int                  `json:"status"`
+	Detail string               `json:"detail,omitempty"`
+	Code   string               `json:"code"`
+	State  string               `json:"state,omitempty"` // invalid_transition: the current state
+	Errors []definition.Problem `json:"errors,omitempty"`
 	// RetryAfter, when set, is sent as the Retry-After header.
 	RetryAfter time.Duration `json:"-"`
 }
@@ -75,7 +76,7 @@ func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
 // fieldProblem is a 400 naming one field of the request.
 func fieldProblem(field, msg string) *Problem {
 	p := newProblem(http.StatusBadRequest, CodeInvalidRequest, field+": "+msg)
-	p.Errors = []engine.Problem{{Field: field, Message: msg}}
+	p.Errors = []definition.Problem{{Field: field, Message: msg}}
 	return p
 }
 
@@ -84,7 +85,7 @@ func fieldProblem(field, msg string) *Problem {
 func problemFor(err error) *Problem {
 	var p *Problem
 	var te *engine.TransitionError
-	var ve *engine.ValidationError
+	var ve *definition.ValidationError
 	var le *engine.LeaseError
 	switch {
 	case errors.As(err, &p):

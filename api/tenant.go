@@ -17,6 +17,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -366,9 +367,9 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 
 // validation is the answer of POST /api/v1/dag/validate.
 type validation struct {
-	Valid  bool             `json:"valid"`
-	Errors []engine.Problem `json:"errors"`
-	Levels [][]string       `json:"levels"`
+	Valid  bool                 `json:"valid"`
+	Errors []definition.Problem `json:"errors"`
+	Levels [][]string           `json:"levels"`
 }
 
 // validateDAG validates a definition (the body, or its "definition" field)
@@ -385,10 +386,10 @@ func (s *Server) validateDAG(w http.ResponseWriter, r *http.Request, _ httproute
 	if json.Unmarshal(body, &wrapper) == nil && len(wrapper) == 1 && wrapper["definition"] != nil {
 		body = wrapper["definition"]
 	}
-	_, plan, problems := engine.CompileJSON(body, s.Engine.ValidateOptions())
+	_, plan, problems := definition.CompileJSON(body, s.Engine.ValidateOptions())
 	out := validation{Valid: len(problems) == 0, Errors: problems, Levels: [][]string{}}
 	if out.Errors == nil {
-		out.Errors = []engine.Problem{}
+		out.Errors = []definition.Problem{}
 	}
 	if plan != nil {
 		out.Levels = plan.Levels

@@ -10,6 +10,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // The external worker protocol: workers poll for ready tasks of their types,
@@ -23,7 +24,7 @@ func tenantOf(p httprouter.Params) (string, error) {
 	if t == "" {
 		return DefaultTenant, nil
 	}
-	if !engine.ValidName(t) {
+	if !definition.ValidName(t) {
 		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64} and not be . or ..")
 	}
 	return t, nil
@@ -73,7 +74,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 		return fieldProblem("types", "required: the task types this worker runs, e.g. [\"python\"]")
 	}
 	for i, t := range req.Types {
-		if !engine.ValidName(t) {
+		if !definition.ValidName(t) {
 			return fieldProblem(fmt.Sprintf("types[%d]", i), "must match [A-Za-z0-9_.-]{1,64}")
 		}
 	}

@@ -40,7 +40,7 @@ func TestOrchestratorClient_RefusedExecuteWritesNothing(t *testing.T) {
 // normalization removes (RFC 3986 5.2.4; curl, browsers and proxies do it):
 // /api/v1/tenants/../workflows reaches /api/v1/workflows, so such a tenant
 // is unreachable for most clients and its Location headers point elsewhere.
-// Fixed by engine.ValidName, which tenantOf and definition validation share.
+// Fixed by definition.ValidName, which tenantOf and definition validation share.
 func TestOrchestratorClient_DotSegmentTenants(t *testing.T) {
 	t.Parallel()
 	env := newEnv(t, envOptions{})

@@ -16,6 +16,7 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/client"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 func TestNew(t *testing.T) {
@@ -192,9 +193,9 @@ func TestError(t *testing.T) {
 		e := &client.Error{Status: 409, Code: "invalid_transition", Detail: "run: run.paused is not allowed while the run is completed", State: "completed"}
 		is.Equal(e.Error(), "orchestrator: 409 invalid_transition: run: run.paused is not allowed while the run is completed (state completed)")
 		e = &client.Error{Status: 400, Code: "invalid_definition", Detail: "2 problems in the definition",
-			Errors: []engine.Problem{{Task: "a", Field: "depends_on", Message: `unknown task "z"`}, {Field: "name", Message: "required"}}}
+			Errors: []definition.Problem{{Task: "a", Field: "depends_on", Message: `unknown task "z"`}, {Field: "name", Message: "required"}}}
 		is.Equal(e.Error(), `orchestrator: 400 invalid_definition: 2 problems in the definition: task a: depends_on: unknown task "z"; name: required`)
-		e = &client.Error{Status: 400, Code: "invalid_request", Detail: "limit: must be an integer", Errors: []engine.Problem{{Field: "limit", Message: "must be an integer"}}}
+		e = &client.Error{Status: 400, Code: "invalid_request", Detail: "limit: must be an integer", Errors: []definition.Problem{{Field: "limit", Message: "must be an integer"}}}
 		is.Equal(e.Error(), "orchestrator: 400 invalid_request: limit: must be an integer") // the one field is not repeated
 	})
 

@@ -9,7 +9,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 func TestOrchestratorClient_Definitions(t *testing.T) {
@@ -45,7 +45,7 @@ func TestOrchestratorClient_Definitions(t *testing.T) {
 		latest, err := c.GetDefinitionVersion(ctx, "versioned", 0)
 		is.NoErr(err)               // latest
 		is.Equal(latest.Version, 2) // version 2
-		var d engine.Definition
+		var d definition.Definition
 		is.NoErr(json.Unmarshal(latest.Definition, &d)) // a definition
 		is.Equal(d.Tasks[0].Type, typeHold)             // the changed one
 

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Error codes the server puts in a problem's code. They are stable: switch
@@ -42,7 +42,7 @@ type Error struct {
 	// task (lease_lost) that refused the call.
 	State string
 	// Errors names each field or definition problem of a 400.
-	Errors []engine.Problem
+	Errors []definition.Problem
 }
 
 // Error returns the status, code, detail, the refusing state and the named
@@ -92,13 +92,13 @@ func (e *Error) Fields() []string {
 
 // problemDoc is the wire form of a problem.
 type problemDoc struct {
-	Type   string           `json:"type"`
-	Title  string           `json:"title"`
-	Status int              `json:"status"`
-	Detail string           `json:"detail"`
-	Code   string           `json:"code"`
-	State  string           `json:"state"`
-	Errors []engine.Problem `json:"errors"`
+	Type   string               `json:"type"`
+	Title  string               `json:"title"`
+	Status int                  `json:"status"`
+	Detail string               `json:"detail"`
+	Code   string               `json:"code"`
+	State  string               `json:"state"`
+	Errors []definition.Problem `json:"errors"`
 }
 
 // decodeError reads a non-2xx answer into an *Error.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // ExecuteRequest starts a run (ExecuteWorkflow, Run): of a registered definition
@@ -14,7 +15,7 @@ type ExecuteRequest struct {
 	Workflow string `json:"workflow,omitempty"`
 	Version  int    `json:"version,omitempty"`
 	// Definition is the definition's JSON, e.g. json.Marshal of an
-	// engine.Definition.
+	// definition.Definition.
 	Definition json.RawMessage `json:"definition,omitempty"`
 	// Input is the run's input, readable by tasks as ${workflow.input...}.
 	Input json.RawMessage `json:"input,omitempty"`
@@ -136,8 +137,8 @@ type DefinitionVersion struct {
 
 // Validation is the verdict of ValidateDAG.
 type Validation struct {
-	Valid  bool             `json:"valid"`
-	Errors []engine.Problem `json:"errors"`
+	Valid  bool                 `json:"valid"`
+	Errors []definition.Problem `json:"errors"`
 	// Levels are the topological levels of a valid DAG, ids sorted within
 	// a level.
 	Levels [][]string `json:"levels"`

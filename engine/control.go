@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Pause stops new tasks of a running run from starting; running ones finish
@@ -257,7 +259,7 @@ func (e *Engine) activateLost(v *RunView, lost *outcome, done func(error)) {
 			t := &v.Tasks[i]
 			switch t.State {
 			case TaskRunning:
-				if _, ok := e.attemptDue(rs, i); ok && (rs.plan.Tasks[i].Type == TypeSleep || t.LeaseHash != "") {
+				if _, ok := e.attemptDue(rs, i); ok && (rs.plan.Tasks[i].Type == definition.TypeSleep || t.LeaseHash != "") {
 					// A durable timer or an external lease: still valid.
 					e.armAttempt(rs, i)
 					continue

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // job is one in-process attempt handed to a worker.
@@ -63,7 +66,7 @@ func (e *Engine) next() *job {
 		attempt := t.Attempt + 1
 		b := e.newBatch(rs, ActorEngine)
 		d := &EventData{}
-		if pt.Type == TypeSleep {
+		if pt.Type == definition.TypeSleep {
 			d.WakeAt = b.now.Add(pt.Sleep)
 		}
 		if !b.add(EventTaskStarted, pos, attempt, d) {
@@ -71,7 +74,7 @@ func (e *Engine) next() *job {
 			continue
 		}
 		e.fixRun(rs)
-		if pt.Type == TypeSleep {
+		if pt.Type == definition.TypeSleep {
 			b.commit(nil)
 			e.armAttempt(rs, pos)
 			continue
@@ -183,7 +186,7 @@ func checkOutput(out json.RawMessage) outcome {
 		o.permanent = true
 		return o
 	}
-	if err := CheckJSONDepth(buf.Bytes()); err != nil {
+	if err := strictjson.CheckDepth(buf.Bytes()); err != nil {
 		o := failed("invalid_output", "output "+err.Error(), ReasonError)
 		o.permanent = true
 		return o

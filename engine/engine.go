@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // DefaultWorkers is the size of the worker pool running in-process handlers.
@@ -149,7 +152,7 @@ func New(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		now:      cfg.NowFunc,
 		ext:      cfg.ExternalTypes,
-		handlers: map[string]Handler{TypeNoop: HandlerFunc(noop)},
+		handlers: map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
 		plans:    newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
 
 		maxRunBytes:  cfg.MaxRunBytes,
@@ -175,10 +178,10 @@ func (e *Engine) Register(typ string, h Handler) error {
 	if e.started {
 		return errors.New("register: engine already started")
 	}
-	if typ == TypeSleep {
+	if typ == definition.TypeSleep {
 		return errors.New("register: sleep is a built-in durable timer")
 	}
-	if !ValidName(typ) {
+	if !definition.ValidName(typ) {
 		return fmt.Errorf("register: task type %q must match [A-Za-z0-9_.-]{1,64}", typ)
 	}
 	e.handlers[typ] = h
@@ -187,8 +190,8 @@ func (e *Engine) Register(typ string, h Handler) error {
 
 // ValidateOptions returns the options definitions are validated with: the task
 // types this engine can run.
-func (e *Engine) ValidateOptions() ValidateOptions {
-	opts := ValidateOptions{ConfigFunc: func(typ string, config json.RawMessage) []Problem {
+func (e *Engine) ValidateOptions() definition.ValidateOptions {
+	opts := definition.ValidateOptions{ConfigFunc: func(typ string, config json.RawMessage) []definition.Problem {
 		if v, ok := e.handlers[typ].(ConfigValidator); ok {
 			return v.ValidateConfig(config)
 		}
@@ -297,7 +300,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 
 // plan returns the compiled plan of a definition version (0 = latest) and the
 // exact version.
-func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*Plan, int, error) {
+func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*definition.Plan, int, error) {
 	if version > 0 {
 		if p := e.plans.get(tenantID, name, version); p != nil {
 			return p, version, nil
@@ -310,15 +313,15 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 	if p := e.plans.get(tenantID, sd.Name, sd.Version); p != nil {
 		return p, sd.Version, nil
 	}
-	def, problems := ParseDefinition(sd.Definition)
-	var p *Plan
+	def, problems := definition.ParseDefinition(sd.Definition)
+	var p *definition.Plan
 	if len(problems) == 0 {
 		// A stored definition passed validation once; handlers registered now
 		// may differ, which execution reports per task instead.
-		p, problems = Compile(def, ValidateOptions{})
+		p, problems = definition.Compile(def, definition.ValidateOptions{})
 	}
 	if len(problems) > 0 {
-		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &ValidationError{Problems: problems})
+		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &definition.ValidationError{Problems: problems})
 	}
 	e.plans.put(tenantID, sd.Name, sd.Version, p, len(sd.Definition))
 	return p, sd.Version, nil
@@ -328,9 +331,9 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 // of its name; an unchanged definition returns the latest version with created
 // false. Invalid definitions return a *ValidationError.
 func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
-	def, _, problems := CompileJSON(data, e.ValidateOptions())
+	def, _, problems := definition.CompileJSON(data, e.ValidateOptions())
 	if len(problems) > 0 {
-		return nil, false, &ValidationError{Problems: problems}
+		return nil, false, &definition.ValidationError{Problems: problems}
 	}
 	canonical, err := json.Marshal(def)
 	if err != nil {
@@ -349,7 +352,7 @@ func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data [
 // clock returns the engine's time at the precision the store keeps.
 func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Microsecond) }
 
-// StartRequest asks for a new run of a stored definition.
+// StartRequest asks for a new run of a stored
 type StartRequest struct {
 	TenantID string
 	Workflow string
@@ -367,7 +370,7 @@ type StartRequest struct {
 var ErrIdempotencyMismatch = errors.New("idempotency key reused for a different request")
 
 // StartRun records a new run and returns it once it is durable. Its tasks are
-// dispatched from then on. It returns ErrNotFound for an unknown definition.
+// dispatched from then on. It returns ErrNotFound for an unknown
 func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
 	run, _, err := e.StartRunIdempotent(ctx, req)
 	return run, err
@@ -409,10 +412,10 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 
 func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if len(req.Input) > 0 && !json.Valid(req.Input) {
-		return nil, &ValidationError{Problems: []Problem{{Field: "input", Message: "must be valid JSON"}}}
+		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: "must be valid JSON"}}}
 	}
-	if err := CheckJSONDepth(req.Input); err != nil {
-		return nil, &ValidationError{Problems: []Problem{{Field: "input", Message: err.Error()}}}
+	if err := strictjson.CheckDepth(req.Input); err != nil {
+		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: err.Error()}}}
 	}
 	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
 	if err != nil {

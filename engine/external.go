@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Limits of the external worker protocol.
@@ -144,7 +146,7 @@ func laneKey(tenantID, typ string) string { return tenantID + "\x00" + typ }
 // isExternal reports whether tasks of typ wait for an external worker.
 func (e *Engine) isExternal(typ string) bool {
 	_, ok := e.handlers[typ]
-	return !ok && typ != TypeSleep && e.ext
+	return !ok && typ != definition.TypeSleep && e.ext
 }
 
 // lane returns the lane of key, creating it.
@@ -469,7 +471,7 @@ func (e *Engine) report(ctx context.Context, tenantID, id, token string, o outco
 		}
 		return err
 	}
-	if o.err != nil && !o.permanent && rs.plan.Tasks[pos].Retry.nonRetryable(o.err.Code) {
+	if o.err != nil && !o.permanent && rs.plan.Tasks[pos].Retry.NonRetryable(o.err.Code) {
 		o.permanent, o.reason = true, ReasonPermanent
 	}
 	o.actor = rs.view.Tasks[pos].WorkerID

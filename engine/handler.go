@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Attempt is one try of one task, as a handler sees it.
@@ -37,7 +39,7 @@ type Handler interface {
 // config is refused when the definition is registered rather than when the
 // task runs. Problems name the field ("config.url") and leave Task empty.
 type ConfigValidator interface {
-	ValidateConfig(config json.RawMessage) []Problem
+	ValidateConfig(config json.RawMessage) []definition.Problem
 }
 
 // HandlerFunc adapts a function to Handler.

@@ -13,6 +13,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // allocatedDuring returns the bytes the process allocated while f ran.
@@ -177,16 +178,16 @@ func TestLimits_JSONDepth(t *testing.T) {
 	t.Run("a definition nested past the limit is invalid, naming the task and field", func(t *testing.T) {
 		is := is.New(t)
 		for _, n := range []int{100, 998, 5000} {
-			_, _, problems := engine.CompileJSON([]byte(`{"name":"d","tasks":[{"id":"a","type":"noop","input":`+deep(n)+`}]}`), engine.ValidateOptions{})
+			_, _, problems := definition.CompileJSON([]byte(`{"name":"d","tasks":[{"id":"a","type":"noop","input":`+deep(n)+`}]}`), definition.ValidateOptions{})
 			is.Equal(len(problems), 1)           // one problem
 			is.Equal(problems[0].Task, "a")      // at the task
 			is.Equal(problems[0].Field, "input") // and field
 			is.True(strings.Contains(problems[0].Message, "levels deep"))
 		}
-		_, _, problems := engine.CompileJSON([]byte(`{"name":"d","output":`+deep(200)+`,"tasks":[{"id":"a","type":"noop"}]}`), engine.ValidateOptions{})
+		_, _, problems := definition.CompileJSON([]byte(`{"name":"d","output":`+deep(200)+`,"tasks":[{"id":"a","type":"noop"}]}`), definition.ValidateOptions{})
 		is.Equal(len(problems), 1)            // the run output template too
 		is.Equal(problems[0].Field, "output") // named
-		_, _, problems = engine.CompileJSON([]byte(`{"name":"d","tasks":[{"id":"a","type":"noop","input":`+deep(40)+`}]}`), engine.ValidateOptions{})
+		_, _, problems = definition.CompileJSON([]byte(`{"name":"d","tasks":[{"id":"a","type":"noop","input":`+deep(40)+`}]}`), definition.ValidateOptions{})
 		is.Equal(len(problems), 0) // nesting within the limit is fine
 	})
 
@@ -199,7 +200,7 @@ func TestLimits_JSONDepth(t *testing.T) {
 		})})
 		register(t, e, `{"name":"d","tasks":[{"id":"a","type":"deep"}]}`)
 		_, err := e.StartRun(ctx, engine.StartRequest{TenantID: tenant, Workflow: "d", Input: json.RawMessage(deep(998))})
-		var ve *engine.ValidationError
+		var ve *definition.ValidationError
 		is.True(errors.As(err, &ve))            // a validation error
 		is.Equal(ve.Problems[0].Field, "input") // naming the input
 		run := start(t, e, "d")

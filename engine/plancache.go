@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"fmt"
 	"sync"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Bounds of the plan cache.
@@ -29,7 +31,7 @@ type planCache struct {
 
 type planEntry struct {
 	key  string
-	plan *Plan
+	plan *definition.Plan
 	size int64
 }
 
@@ -52,7 +54,7 @@ func planKey(tenantID, name string, version int) string {
 	return fmt.Sprintf("%s\x00%s\x00%d", tenantID, name, version)
 }
 
-func (c *planCache) get(tenantID, name string, version int) *Plan {
+func (c *planCache) get(tenantID, name string, version int) *definition.Plan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el := c.byKey[planKey(tenantID, name, version)]
@@ -65,7 +67,7 @@ func (c *planCache) get(tenantID, name string, version int) *Plan {
 
 // put adds a plan compiled from a definition of defBytes bytes. A plan too
 // large for the cache on its own is not kept.
-func (c *planCache) put(tenantID, name string, version int, p *Plan, defBytes int) {
+func (c *planCache) put(tenantID, name string, version int, p *definition.Plan, defBytes int) {
 	size := int64(defBytes)*planSizeFactor + 1
 	if size > c.maxBytes {
 		return

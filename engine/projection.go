@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // Run is the projection of a run: its current state, derived from its events.
@@ -59,16 +61,16 @@ type Task struct {
 type RunView struct {
 	Run    Run
 	Tasks  []Task
-	plan   *Plan
+	plan   *definition.Plan
 	counts [numTaskStates]int
 }
 
 // NewRunView returns the empty projection that a run's first event is applied to.
-func NewRunView(plan *Plan) *RunView { return &RunView{plan: plan} }
+func NewRunView(plan *definition.Plan) *RunView { return &RunView{plan: plan} }
 
 // RestoreRunView rebuilds a projection from stored rows; tasks may come in any
 // order. It fails with ErrConflict when the rows do not match the plan.
-func RestoreRunView(plan *Plan, run *Run, tasks []Task) (*RunView, error) {
+func RestoreRunView(plan *definition.Plan, run *Run, tasks []Task) (*RunView, error) {
 	v := &RunView{Run: *run, plan: plan, Tasks: make([]Task, len(plan.Tasks))}
 	seen := 0
 	for i := range tasks {
@@ -87,7 +89,7 @@ func RestoreRunView(plan *Plan, run *Run, tasks []Task) (*RunView, error) {
 }
 
 // Plan returns the plan the run executes.
-func (v *RunView) Plan() *Plan { return v.plan }
+func (v *RunView) Plan() *definition.Plan { return v.plan }
 
 // Count returns how many tasks are in state s.
 func (v *RunView) Count(s TaskState) int { return v.counts[taskStateIndex(s)] }
@@ -103,7 +105,7 @@ func (v *RunView) Task(id string) *Task {
 
 // Replay folds a run's events into its projection. The live engine applies the
 // same events through the same function, so a replay equals the stored projection.
-func Replay(plan *Plan, events []Event) (*RunView, error) {
+func Replay(plan *definition.Plan, events []Event) (*RunView, error) {
 	v := NewRunView(plan)
 	for i := range events {
 		if err := v.Apply(&events[i]); err != nil {

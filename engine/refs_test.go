@@ -10,6 +10,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 func TestReferences(t *testing.T) {
@@ -102,7 +103,7 @@ func TestReferences(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				is := is.New(t)
-				_, plan, problems := engine.CompileJSON([]byte(c.def), engine.ValidateOptions{})
+				_, plan, problems := definition.CompileJSON([]byte(c.def), definition.ValidateOptions{})
 				is.True(plan == nil)       // refused
 				is.Equal(len(problems), 1) // one problem
 				is.Equal(problems[0].Task, c.task)
@@ -111,8 +112,8 @@ func TestReferences(t *testing.T) {
 			})
 		}
 		is := is.New(t)
-		_, plan, problems := engine.CompileJSON([]byte(`{"name":"ok","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]},
-			{"id":"c","type":"noop","depends_on":["b"],"input":{"from_grandparent":"${a.output}"}}]}`), engine.ValidateOptions{})
+		_, plan, problems := definition.CompileJSON([]byte(`{"name":"ok","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]},
+			{"id":"c","type":"noop","depends_on":["b"],"input":{"from_grandparent":"${a.output}"}}]}`), definition.ValidateOptions{})
 		is.Equal(len(problems), 0) // an indirect ancestor may be referenced
 		is.True(plan.Tasks[2].Refs)
 	})

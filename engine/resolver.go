@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // References are resolved off Engine.mu: a task that became ready with a
@@ -34,7 +36,7 @@ type resolution struct {
 	rs    *runState
 	pos   int
 	tmpl  json.RawMessage
-	src   *refSource
+	src   *definition.Source
 	limit int64 // bytes the result may take
 	// runBound says that limit is what the run may still record, not MaxOutputBytes.
 	runBound bool
@@ -121,8 +123,8 @@ func (e *Engine) resolveOne(r resolution) {
 	if e.resolveHook != nil {
 		e.resolveHook()
 	}
-	out, err := resolve(r.tmpl, r.src, int(r.limit))
-	if err != nil && r.runBound && errors.Is(err, ErrTooLarge) {
+	out, err := definition.Render(r.tmpl, r.src, int(r.limit))
+	if err != nil && r.runBound && errors.Is(err, definition.ErrTooLarge) {
 		err = &runTooLargeError{limit: e.maxRunBytes, left: r.limit}
 	}
 	e.mu.Lock()
@@ -244,7 +246,7 @@ func resolveError(err error, tooLarge, prefix string) *TaskError {
 	switch {
 	case errors.As(err, &rte):
 		return &TaskError{Code: CodeRunTooLarge, Message: prefix + err.Error()}
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, definition.ErrTooLarge):
 		return &TaskError{Code: tooLarge, Message: prefix + err.Error()}
 	}
 	return &TaskError{Code: CodeBadReference, Message: prefix + err.Error()}
@@ -285,4 +287,26 @@ func (e *Engine) sinkOutputs(rs *runState) (json.RawMessage, *TaskError) {
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
+}
+
+// snapshotRefs takes the source of a template naming tasks ids.
+func snapshotRefs(v *RunView, ids []string) *definition.Source {
+	src := &definition.Source{Input: v.Run.Input}
+	for _, id := range ids {
+		t := v.Task(id)
+		switch {
+		case t == nil:
+		case t.State == TaskCompleted:
+			if src.Outputs == nil {
+				src.Outputs = map[string]json.RawMessage{}
+			}
+			src.Outputs[id] = t.Output
+		default:
+			if src.States == nil {
+				src.States = map[string]string{}
+			}
+			src.States[id] = string(t.State)
+		}
+	}
+	return src
 }

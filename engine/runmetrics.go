@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // RunMetrics are timings of one run, computed from its events.
@@ -36,7 +38,7 @@ type TaskMetrics struct {
 
 // ComputeRunMetrics folds a run's events into its metrics; now bounds what
 // is still running.
-func ComputeRunMetrics(plan *Plan, events []Event, now time.Time) *RunMetrics {
+func ComputeRunMetrics(plan *definition.Plan, events []Event, now time.Time) *RunMetrics {
 	m := &RunMetrics{Tasks: make([]TaskMetrics, len(plan.Tasks)), CriticalPath: []string{}}
 	type live struct {
 		readyAt, start time.Time
@@ -135,7 +137,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // criticalPath walks back from the task that ended last through the
 // dependency that ended last.
-func criticalPath(plan *Plan, tasks []TaskMetrics) ([]string, float64) {
+func criticalPath(plan *definition.Plan, tasks []TaskMetrics) ([]string, float64) {
 	last := -1
 	for i := range tasks {
 		if !tasks[i].EndedAt.IsZero() && (last < 0 || tasks[i].EndedAt.After(tasks[last].EndedAt)) {
@@ -166,7 +168,7 @@ func criticalPath(plan *Plan, tasks []TaskMetrics) ([]string, float64) {
 
 // Plan returns the compiled plan of a definition version, for callers that
 // interpret a run's events (metrics, verification).
-func (e *Engine) Plan(ctx context.Context, tenantID, name string, version int) (*Plan, error) {
+func (e *Engine) Plan(ctx context.Context, tenantID, name string, version int) (*definition.Plan, error) {
 	p, _, err := e.plan(ctx, tenantID, name, version)
 	return p, err
 }

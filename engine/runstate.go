@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // runState is an active run in memory: its projection plus what scheduling
@@ -13,7 +15,7 @@ type runState struct {
 	tenant  string
 	id      string
 	view    *RunView
-	plan    *Plan
+	plan    *definition.Plan
 	order   uint64                // activation order: older runs dispatch first at equal priority
 	waiting []int32               // per task: dependencies not yet completed
 	queue   taskQueue             // dispatchable tasks

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // designRun is the run state machine as DESIGN.md states it: from -> allowed targets.
@@ -216,9 +218,9 @@ func TestEventRules(t *testing.T) {
 }
 
 // testPlan compiles a definition for hand-built histories.
-func testPlan(t testing.TB, def string) *Plan {
+func testPlan(t testing.TB, def string) *definition.Plan {
 	t.Helper()
-	_, plan, problems := CompileJSON([]byte(def), ValidateOptions{})
+	_, plan, problems := definition.CompileJSON([]byte(def), definition.ValidateOptions{})
 	if len(problems) > 0 {
 		t.Fatalf("compile: %v", problems)
 	}
@@ -234,7 +236,7 @@ type history struct {
 	at     time.Time
 }
 
-func newHistory(t testing.TB, plan *Plan) *history {
+func newHistory(t testing.TB, plan *definition.Plan) *history {
 	return &history{t: t, view: NewRunView(plan), at: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
 }
 
@@ -518,7 +520,7 @@ func TestReplay(t *testing.T) {
 
 func TestRetry_Wait(t *testing.T) {
 	t.Parallel()
-	base := Retry{MaxAttempts: 10, InitialInterval: 100 * time.Millisecond, Backoff: 2, MaxInterval: time.Second}
+	base := definition.Retry{MaxAttempts: 10, InitialInterval: 100 * time.Millisecond, Backoff: 2, MaxInterval: time.Second}
 
 	t.Run("waits grow exponentially up to the cap", func(t *testing.T) {
 		is := is.New(t)
@@ -540,7 +542,7 @@ func TestRetry_Wait(t *testing.T) {
 		is := is.New(t)
 		r := base
 		r.MaxInterval = 0
-		is.Equal(r.Wait("r", "t", 1000), MaxDurationLimit) // bounded even for huge n
+		is.Equal(r.Wait("r", "t", 1000), definition.MaxDurationLimit) // bounded even for huge n
 	})
 
 	t.Run("jitter is deterministic and bounded", func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"fmt"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 type timerKind uint8
@@ -104,7 +106,7 @@ func (e *Engine) attemptDue(rs *runState, pos int) (time.Time, bool) {
 	}
 	earliest(t.WakeAt)
 	earliest(t.LeaseExpiresAt)
-	if pt.Timeout > 0 && (pt.Type == TypeSleep || t.LeaseHash != "") {
+	if pt.Timeout > 0 && (pt.Type == definition.TypeSleep || t.LeaseHash != "") {
 		earliest(t.StartedAt.Add(pt.Timeout))
 	}
 	return at, !at.IsZero()
@@ -120,7 +122,7 @@ func (e *Engine) checkAttempt(rs *runState, pos, attempt int) {
 	}
 	now := e.now()
 	switch {
-	case pt.Type == TypeSleep && !t.WakeAt.IsZero() && !now.Before(t.WakeAt):
+	case pt.Type == definition.TypeSleep && !t.WakeAt.IsZero() && !now.Before(t.WakeAt):
 		e.finishAttempt(rs, pos, attempt, outcome{})
 	case pt.Timeout > 0 && !now.Before(t.StartedAt.Add(pt.Timeout)):
 		e.finishAttempt(rs, pos, attempt, failed("timeout", "attempt exceeded its timeout", ReasonTimeout))

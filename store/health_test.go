@@ -15,6 +15,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -48,7 +49,7 @@ func (r *logRecorder) count(level slog.Level, msg string) int {
 }
 
 // bigStart is the first change of a run whose input needs new pages.
-func bigStart(t *testing.T, plan *engine.Plan, id string) engine.Change {
+func bigStart(t *testing.T, plan *definition.Plan, id string) engine.Change {
 	input, err := json.Marshal(map[string]string{"pad": strings.Repeat("x", 64<<10)})
 	if err != nil {
 		t.Fatal(err)

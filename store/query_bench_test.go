@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -107,9 +108,9 @@ func queryFixtureDefinition(w int) []byte {
 	if len(wf.types) == 2 {
 		ids = []string{"fetch", "store"}
 	}
-	def := engine.Definition{Name: wf.name, Timeout: "1h"}
+	def := definition.Definition{Name: wf.name, Timeout: "1h"}
 	for i, typ := range wf.types {
-		td := engine.TaskDef{ID: ids[i], Type: typ, Retry: &engine.RetryPolicy{MaxAttempts: 3, InitialInterval: "2s"}}
+		td := definition.TaskDef{ID: ids[i], Type: typ, Retry: &definition.RetryPolicy{MaxAttempts: 3, InitialInterval: "2s"}}
 		if i > 0 {
 			td.DependsOn = []string{ids[i-1]}
 		}
@@ -134,11 +135,11 @@ type queryFixtureStats struct {
 func buildQueryFixture(ctx context.Context, db *store.DB, spec queryFixtureSpec) (queryFixtureStats, error) {
 	start := time.Now()
 	var st queryFixtureStats
-	plans := make([]*engine.Plan, len(queryFixtureWorkflows))
+	plans := make([]*definition.Plan, len(queryFixtureWorkflows))
 	for w := range queryFixtureWorkflows {
-		def, problems := engine.ParseDefinition(queryFixtureDefinition(w))
+		def, problems := definition.ParseDefinition(queryFixtureDefinition(w))
 		if len(problems) == 0 {
-			plans[w], problems = engine.Compile(def, engine.ValidateOptions{})
+			plans[w], problems = definition.Compile(def, definition.ValidateOptions{})
 		}
 		if len(problems) > 0 {
 			return st, fmt.Errorf("workflow %d: %v", w, problems)
@@ -245,7 +246,7 @@ func queryFixtureRunID(rng *rand.Rand, t time.Time) string {
 // run's projection as the engine's batch does.
 type queryFixtureHistory struct {
 	rng    *rand.Rand
-	plan   *engine.Plan
+	plan   *definition.Plan
 	tenant string
 	id     string
 	v      *engine.RunView

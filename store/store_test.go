@@ -24,6 +24,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/schema"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -120,7 +121,7 @@ func holdWriter(t testing.TB, db *store.DB) (release func()) {
 
 // putDefinition stores a definition the way the engine does (canonical JSON
 // and its sha256) and returns its plan.
-func putDefinition(t testing.TB, db *store.DB, tenant, data string) (*engine.StoredDefinition, *engine.Plan) {
+func putDefinition(t testing.TB, db *store.DB, tenant, data string) (*engine.StoredDefinition, *definition.Plan) {
 	t.Helper()
 	sd, plan := storedDefinition(t, tenant, data)
 	got, _, err := db.PutDefinition(context.Background(), sd)
@@ -131,9 +132,9 @@ func putDefinition(t testing.TB, db *store.DB, tenant, data string) (*engine.Sto
 }
 
 // storedDefinition compiles a definition and returns what PutDefinition takes.
-func storedDefinition(t testing.TB, tenant, data string) (*engine.StoredDefinition, *engine.Plan) {
+func storedDefinition(t testing.TB, tenant, data string) (*engine.StoredDefinition, *definition.Plan) {
 	t.Helper()
-	def, plan, problems := engine.CompileJSON([]byte(data), engine.ValidateOptions{})
+	def, plan, problems := definition.CompileJSON([]byte(data), definition.ValidateOptions{})
 	if len(problems) > 0 {
 		t.Fatalf("compile definition: %v", problems)
 	}
@@ -159,7 +160,7 @@ type ev struct {
 // It is not safe for concurrent use.
 type history struct {
 	t      testing.TB
-	plan   *engine.Plan
+	plan   *definition.Plan
 	tenant string
 	runID  string
 	clock  time.Time
@@ -167,7 +168,7 @@ type history struct {
 	tasks  []engine.Task // the task rows after events
 }
 
-func newHistory(t testing.TB, plan *engine.Plan, tenant, runID string) *history {
+func newHistory(t testing.TB, plan *definition.Plan, tenant, runID string) *history {
 	return &history{t: t, plan: plan, tenant: tenant, runID: runID, clock: base}
 }
 
@@ -983,7 +984,7 @@ func TestStore_PutDefinition(t *testing.T) {
 }
 
 // runIn returns the changes that bring a run of wfJSON into state s.
-func runIn(t testing.TB, plan *engine.Plan, tenant, id string, s engine.RunState) []engine.Change {
+func runIn(t testing.TB, plan *definition.Plan, tenant, id string, s engine.RunState) []engine.Change {
 	h := newHistory(t, plan, tenant, id)
 	oops := &engine.EventData{Error: &engine.TaskError{Code: "x", Message: "y"}}
 	switch s {
@@ -1325,7 +1326,7 @@ func TestStore_VerifyRun(t *testing.T) {
 	t.Run("an engine-made run verifies", func(t *testing.T) {
 		is := is.New(t)
 		is.NoErr(db.VerifyRun(ctx, clean, nil)) // rows equal the replayed log
-		plans := map[string]*engine.Plan{}
+		plans := map[string]*definition.Plan{}
 		is.NoErr(db.VerifyRun(ctx, clean, plans)) // with a plan cache
 		is.Equal(len(plans), 1)                   // which it filled
 	})

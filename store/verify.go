@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // VerifyRun checks one run against its log: the events chain and number
 // 1..n, and folding them through the engine's state machines gives exactly the
 // stored run and task rows.
-func (db *DB) VerifyRun(ctx context.Context, runID string, plans map[string]*engine.Plan) error {
+func (db *DB) VerifyRun(ctx context.Context, runID string, plans map[string]*definition.Plan) error {
 	run, tasks, err := db.LoadRun(ctx, runID)
 	if err != nil {
 		return err
@@ -31,12 +32,12 @@ func (db *DB) VerifyRun(ctx context.Context, runID string, plans map[string]*eng
 		if err != nil {
 			return err
 		}
-		def, problems := engine.ParseDefinition(sd.Definition)
+		def, problems := definition.ParseDefinition(sd.Definition)
 		if len(problems) == 0 {
-			plan, problems = engine.Compile(def, engine.ValidateOptions{})
+			plan, problems = definition.Compile(def, definition.ValidateOptions{})
 		}
 		if len(problems) > 0 {
-			return &engine.ValidationError{Problems: problems}
+			return &definition.ValidationError{Problems: problems}
 		}
 		if plans != nil {
 			plans[key] = plan
@@ -81,7 +82,7 @@ func (db *DB) Verify(ctx context.Context, bad func(runID string, err error)) (in
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("verify: %w", err)
 	}
-	plans := map[string]*engine.Plan{}
+	plans := map[string]*definition.Plan{}
 	for _, id := range ids {
 		if err := db.VerifyRun(ctx, id, plans); err != nil {
 			bad(id, err)

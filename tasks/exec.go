@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // TypeExec is the task type of Exec.
@@ -130,9 +131,9 @@ func NewExec(cfg ExecConfig) *Exec {
 // ValidateConfig checks an exec task's config: field types and unknown
 // fields. When exec is disabled it returns ExecDisabledMessage alone. An
 // absent config is valid: the command may come from the input at run time.
-func (e *Exec) ValidateConfig(config json.RawMessage) []engine.Problem {
+func (e *Exec) ValidateConfig(config json.RawMessage) []definition.Problem {
 	if !e.enabled {
-		return []engine.Problem{{Field: "type", Message: ExecDisabledMessage}}
+		return []definition.Problem{{Field: "type", Message: ExecDisabledMessage}}
 	}
 	var ps problems
 	f := mergeFields(config, nil, execFields, &ps)

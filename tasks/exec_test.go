@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // execServerEnv makes the test binary stand in for a server with an
@@ -383,8 +385,8 @@ func TestExec_Disabled(t *testing.T) {
 	is := is.New(t)
 	x := NewExec(ExecConfig{})
 	ps := x.ValidateConfig(json.RawMessage(`{"command":"echo"}`))
-	is.Equal(ps, []engine.Problem{{Field: "type", Message: ExecDisabledMessage}}) // one problem on the type
-	is.True(strings.Contains(ExecDisabledMessage, "--enable-exec"))               // saying how to enable it
+	is.Equal(ps, []definition.Problem{{Field: "type", Message: ExecDisabledMessage}}) // one problem on the type
+	is.True(strings.Contains(ExecDisabledMessage, "--enable-exec"))                   // saying how to enable it
 
 	_, err := x.Run(context.Background(), attempt(map[string]any{"command": "echo"}, nil))
 	is.True(engine.IsPermanent(err))                      // no retry will enable it

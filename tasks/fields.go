@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // value is one field of a task's request and where it came from, so that a
@@ -23,10 +24,10 @@ type value struct {
 type fields map[string]value
 
 // problems collects what is wrong with a request.
-type problems []engine.Problem
+type problems []definition.Problem
 
 func (ps *problems) add(field, msg string) {
-	*ps = append(*ps, engine.Problem{Field: field, Message: msg})
+	*ps = append(*ps, definition.Problem{Field: field, Message: msg})
 }
 
 // message joins the problems into one line for a TaskError.
@@ -48,7 +49,7 @@ func (ps problems) message() string {
 // config's. An absent or null config is no fields.
 func mergeFields(config, input json.RawMessage, known map[string]bool, ps *problems) fields {
 	f := make(fields)
-	switch kind := engine.JSONKind(config); kind {
+	switch kind := strictjson.Kind(config); kind {
 	case "", "null":
 	case "object":
 		members, err := objectMembers(config)
@@ -70,7 +71,7 @@ func mergeFields(config, input json.RawMessage, known map[string]bool, ps *probl
 	default:
 		ps.add("config", "must be a JSON object or null, got "+kind)
 	}
-	if engine.JSONKind(input) != "object" {
+	if strictjson.Kind(input) != "object" {
 		return f
 	}
 	members, err := objectMembers(input)
@@ -127,7 +128,7 @@ func objectMembers(raw json.RawMessage) ([]member, error) {
 
 // present reports whether the field is set to something other than null.
 func (f fields) present(name string) bool {
-	k := engine.JSONKind(f[name].raw)
+	k := strictjson.Kind(f[name].raw)
 	return k != "" && k != "null"
 }
 
@@ -139,8 +140,8 @@ func (f fields) str(name string, ps *problems) (string, bool) {
 		return "", true
 	}
 	var s string
-	if engine.JSONKind(v.raw) != "string" || json.Unmarshal(v.raw, &s) != nil {
-		ps.add(v.field, "must be a string, got "+engine.JSONKind(v.raw))
+	if strictjson.Kind(v.raw) != "string" || json.Unmarshal(v.raw, &s) != nil {
+		ps.add(v.field, "must be a string, got "+strictjson.Kind(v.raw))
 		return "", false
 	}
 	if strings.IndexByte(s, 0) >= 0 {
@@ -157,8 +158,8 @@ func (f fields) boolean(name string, ps *problems) bool {
 		return false
 	}
 	var b bool
-	if engine.JSONKind(v.raw) != "boolean" || json.Unmarshal(v.raw, &b) != nil {
-		ps.add(v.field, "must be true or false, got "+engine.JSONKind(v.raw))
+	if strictjson.Kind(v.raw) != "boolean" || json.Unmarshal(v.raw, &b) != nil {
+		ps.add(v.field, "must be true or false, got "+strictjson.Kind(v.raw))
 		return false
 	}
 	return b
@@ -179,8 +180,8 @@ func (f fields) integer(name string, lo, hi int64, ps *problems) int64 {
 
 // parseInteger reads a JSON integer within lo..hi, or says what is wrong.
 func parseInteger(raw json.RawMessage, lo, hi int64) (int64, string) {
-	if engine.JSONKind(raw) != "number" {
-		return 0, "must be an integer, got " + engine.JSONKind(raw)
+	if strictjson.Kind(raw) != "number" {
+		return 0, "must be an integer, got " + strictjson.Kind(raw)
 	}
 	n, err := strconv.ParseInt(string(bytes.TrimSpace(raw)), 10, 64)
 	if err != nil || n < lo || n > hi {
@@ -190,7 +191,7 @@ func parseInteger(raw json.RawMessage, lo, hi int64) (int64, string) {
 }
 
 // duration reads a Go duration string ("30s"), positive and at most
-// engine.MaxDurationLimit; absent is 0.
+// definition.MaxDurationLimit; absent is 0.
 func (f fields) duration(name string, ps *problems) time.Duration {
 	s, ok := f.str(name, ps)
 	if !ok || !f.present(name) {
@@ -204,8 +205,8 @@ func (f fields) duration(name string, ps *problems) time.Duration {
 	case d <= 0:
 		ps.add(f[name].field, fmt.Sprintf("must be positive, got %q", truncate(s)))
 		return 0
-	case d > engine.MaxDurationLimit:
-		ps.add(f[name].field, fmt.Sprintf("must be at most %s, got %q", engine.MaxDurationLimit, truncate(s)))
+	case d > definition.MaxDurationLimit:
+		ps.add(f[name].field, fmt.Sprintf("must be at most %s, got %q", definition.MaxDurationLimit, truncate(s)))
 		return 0
 	}
 	return d
@@ -218,14 +219,14 @@ func (f fields) strings(name string, ps *problems) []string {
 		return nil
 	}
 	var raws []json.RawMessage
-	if engine.JSONKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
-		ps.add(v.field, "must be an array of strings, got "+engine.JSONKind(v.raw))
+	if strictjson.Kind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
+		ps.add(v.field, "must be an array of strings, got "+strictjson.Kind(v.raw))
 		return nil
 	}
 	out := make([]string, 0, len(raws))
 	for i, r := range raws {
 		var s string
-		switch kind := engine.JSONKind(r); kind {
+		switch kind := strictjson.Kind(r); kind {
 		case "number", "boolean":
 			// A reference such as "${fetch.output.body.id}" keeps its JSON
 			// type; as an argument it stands for its text.
@@ -252,8 +253,8 @@ func (f fields) stringMap(name string, checkKey func(string) string, ps *problem
 	if !f.present(name) {
 		return nil
 	}
-	if engine.JSONKind(v.raw) != "object" {
-		ps.add(v.field, "must be an object of strings, got "+engine.JSONKind(v.raw))
+	if strictjson.Kind(v.raw) != "object" {
+		ps.add(v.field, "must be an object of strings, got "+strictjson.Kind(v.raw))
 		return nil
 	}
 	members, err := objectMembers(v.raw)
@@ -269,8 +270,8 @@ func (f fields) stringMap(name string, checkKey func(string) string, ps *problem
 			continue
 		}
 		var s string
-		if engine.JSONKind(m.value) != "string" || json.Unmarshal(m.value, &s) != nil {
-			ps.add(field, "must be a string, got "+engine.JSONKind(m.value))
+		if strictjson.Kind(m.value) != "string" || json.Unmarshal(m.value, &s) != nil {
+			ps.add(field, "must be a string, got "+strictjson.Kind(m.value))
 			continue
 		}
 		if strings.IndexByte(s, 0) >= 0 {

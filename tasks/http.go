@@ -19,8 +19,11 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/orchestrator/orchestrator/engine"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // TypeHTTP is the task type of HTTP.
@@ -178,7 +181,7 @@ func checkRedirect(_ *http.Request, via []*http.Request) error {
 // ValidateConfig checks an http task's config: field types, unknown fields, a
 // known method, an http(s) url, a timeout, statuses 100..599. An absent config
 // is valid: the url may come from the input at run time.
-func (h *HTTP) ValidateConfig(config json.RawMessage) []engine.Problem {
+func (h *HTTP) ValidateConfig(config json.RawMessage) []definition.Problem {
 	var ps problems
 	f := mergeFields(config, nil, httpFields, &ps)
 	h.parseRequest(f, false, &ps)
@@ -241,7 +244,7 @@ func (h *HTTP) parseRequest(f fields, runtime bool, ps *problems) *httpRequest {
 	}
 	if f.present("body") {
 		raw := f["body"].raw
-		if engine.JSONKind(raw) == "string" {
+		if strictjson.Kind(raw) == "string" {
 			var s string
 			_ = json.Unmarshal(raw, &s) // mergeFields decoded it as a JSON value
 			r.body = []byte(s)
@@ -256,8 +259,8 @@ func (h *HTTP) parseRequest(f fields, runtime bool, ps *problems) *httpRequest {
 	r.timeout = f.duration("timeout", ps)
 	if v := f["expect_status"]; f.present("expect_status") {
 		var raws []json.RawMessage
-		if engine.JSONKind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
-			ps.add(v.field, "must be an array of status codes, got "+engine.JSONKind(v.raw))
+		if strictjson.Kind(v.raw) != "array" || json.Unmarshal(v.raw, &raws) != nil {
+			ps.add(v.field, "must be an array of status codes, got "+strictjson.Kind(v.raw))
 		}
 		for i, raw := range raws {
 			n, msg := parseInteger(raw, 100, 599)
@@ -494,13 +497,13 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 		if n < 0 {
 			return 0, false
 		}
-		return time.Duration(min(n, int64(engine.MaxDurationLimit/time.Second))) * time.Second, true
+		return time.Duration(min(n, int64(definition.MaxDurationLimit/time.Second))) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
-	return min(max(t.Sub(now), 0), engine.MaxDurationLimit), true
+	return min(max(t.Sub(now), 0), definition.MaxDurationLimit), true
 }
 
 // transportError classifies an error sending a request or reading its

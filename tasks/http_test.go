@@ -19,7 +19,9 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/matryer/is"
+
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // newHTTP returns an http handler for tests.
@@ -397,12 +399,12 @@ func TestHTTP_ValidateConfig(t *testing.T) {
 	t.Run("a definition with a bare http task compiles", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
-		opts := engine.ValidateOptions{ConfigFunc: func(typ string, config json.RawMessage) []engine.Problem {
+		opts := definition.ValidateOptions{ConfigFunc: func(typ string, config json.RawMessage) []definition.Problem {
 			return h.ValidateConfig(config)
 		}}
-		_, _, ps := engine.CompileJSON([]byte(`{"name":"wf","tasks":[{"id":"t1","type":"http"}]}`), opts)
+		_, _, ps := definition.CompileJSON([]byte(`{"name":"wf","tasks":[{"id":"t1","type":"http"}]}`), opts)
 		is.Equal(len(ps), 0) // the url may come from the input at run time
-		_, _, ps = engine.CompileJSON([]byte(`{"name":"wf","tasks":[{"id":"t1","type":"http","config":{"url":"gopher://x"}}]}`), opts)
+		_, _, ps = definition.CompileJSON([]byte(`{"name":"wf","tasks":[{"id":"t1","type":"http","config":{"url":"gopher://x"}}]}`), opts)
 		is.Equal(len(ps), 1)                // a bad config is refused at registration
 		is.Equal(ps[0].Task, "t1")          // naming the task
 		is.Equal(ps[0].Field, "config.url") // and the field

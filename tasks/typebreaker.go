@@ -8,6 +8,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // WithBreaker wraps an in-process handler in circuit breakers for its task
@@ -56,7 +57,7 @@ func (t *typeBreaker) Run(ctx context.Context, a *engine.Attempt) (json.RawMessa
 }
 
 // ValidateConfig passes through to the wrapped handler.
-func (t *typeBreaker) ValidateConfig(config json.RawMessage) []engine.Problem {
+func (t *typeBreaker) ValidateConfig(config json.RawMessage) []definition.Problem {
 	if v, ok := t.inner.(engine.ConfigValidator); ok {
 		return v.ValidateConfig(config)
 	}

@@ -1,4 +1,4 @@
-package engine
+package definition
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package engine
+package definition
 
 import (
 	"encoding/json"
@@ -70,8 +70,8 @@ type Retry struct {
 	NonRetryableErrors []string
 }
 
-// nonRetryable reports whether an error code fails the task at once.
-func (r Retry) nonRetryable(code string) bool {
+// NonRetryable reports whether an error code fails the task at once.
+func (r Retry) NonRetryable(code string) bool {
 	for _, c := range r.NonRetryableErrors {
 		if c == code {
 			return true

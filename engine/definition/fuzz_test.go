@@ -1,10 +1,12 @@
-package engine
+package definition
 
 import (
 	"bytes"
 	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // FuzzValidate checks that CompileJSON never panics, that it returns a plan
@@ -69,16 +71,16 @@ func FuzzValidate(f *testing.F) {
 func checkScanner(t *testing.T, data []byte) {
 	t.Helper()
 	var want map[string]json.RawMessage
-	if !json.Valid(data) || jsonKind(data) != "object" || json.Unmarshal(data, &want) != nil {
+	if !json.Valid(data) || strictjson.Kind(data) != "object" || json.Unmarshal(data, &want) != nil {
 		return
 	}
-	members, err := objectMembers(data)
+	members, err := strictjson.Members(data)
 	if err != nil {
 		t.Fatalf("objectMembers of a valid object: %v", err)
 	}
 	got := make(map[string]json.RawMessage, len(members))
 	for _, m := range members {
-		got[m.key] = m.value // the last of repeated names wins, as in encoding/json
+		got[m.Key] = m.Value // the last of repeated names wins, as in encoding/json
 	}
 	if len(got) != len(want) {
 		t.Fatalf("objectMembers found %d names, encoding/json %d", len(got), len(want))
@@ -88,10 +90,10 @@ func checkScanner(t *testing.T, data []byte) {
 			t.Fatalf("member %q: got %s, want %s", k, got[k], v)
 		}
 		var wantElems []json.RawMessage
-		if jsonKind(v) != "array" || json.Unmarshal(v, &wantElems) != nil {
+		if strictjson.Kind(v) != "array" || json.Unmarshal(v, &wantElems) != nil {
 			continue
 		}
-		elems, err := arrayElements(v)
+		elems, err := strictjson.Elements(v)
 		if err != nil || len(elems) != len(wantElems) {
 			t.Fatalf("arrayElements of %s: %d elements, %v; want %d", v, len(elems), err, len(wantElems))
 		}

@@ -1,4 +1,4 @@
-package engine
+package definition
 
 import (
 	"bytes"
@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // ErrInvalidDefinition is the error every *ValidationError wraps, so that
@@ -301,7 +302,7 @@ func isBuiltinType(typ string) bool { return typ == TypeNoop || typ == TypeSleep
 // (also required fields and values); both spell a problem the same way, so
 // CompileJSON drops the repeats. It returns sleep's duration.
 func checkConfig(typ string, raw json.RawMessage, full bool, add func(field, msg string)) time.Duration {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	if kind == "null" || kind == "" { // absent
 		if full && typ == TypeSleep {
 			add("config.duration", `required for type "sleep", e.g. {"duration":"5s"}`)
@@ -315,7 +316,7 @@ func checkConfig(typ string, raw json.RawMessage, full bool, add func(field, msg
 	if !isBuiltinType(typ) {
 		return 0
 	}
-	members, err := objectMembers(raw)
+	members, err := strictjson.Members(raw)
 	if err != nil {
 		add("config", "invalid JSON")
 		return 0
@@ -324,20 +325,20 @@ func checkConfig(typ string, raw json.RawMessage, full bool, add func(field, msg
 	var hasDuration bool
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
-		field := "config." + truncate(m.key)
-		if seen[m.key] {
+		field := "config." + truncate(m.Key)
+		if seen[m.Key] {
 			add(field, "duplicate field")
 			continue
 		}
-		seen[m.key] = true
-		if typ != TypeSleep || m.key != "duration" {
-			add(field, "unknown field "+quote(m.key))
+		seen[m.Key] = true
+		if typ != TypeSleep || m.Key != "duration" {
+			add(field, "unknown field "+quote(m.Key))
 			continue
 		}
 		hasDuration = true
-		s, ok := decodeString(m.value)
+		s, ok := strictjson.DecodeString(m.Value)
 		if !ok {
-			add(field, "must be a string, got "+jsonKind(m.value))
+			add(field, "must be a string, got "+strictjson.Kind(m.Value))
 			continue
 		}
 		if full {
@@ -856,16 +857,16 @@ func parseDefinition(data []byte) (*Definition, *parser) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
-		p.problems.add(rankDefinition, "", "", describeJSONError(err))
+		p.problems.add(rankDefinition, "", "", strictjson.DescribeError(err))
 		return nil, p
 	}
-	if kind := jsonKind(raw); kind != "object" {
+	if kind := strictjson.Kind(raw); kind != "object" {
 		p.problems.add(rankDefinition, "", "", "definition must be a JSON object, got "+kind)
 		return nil, p
 	}
-	members, err := objectMembers(raw)
+	members, err := strictjson.Members(raw)
 	if err != nil { // cannot happen: raw was decoded as a JSON object
-		p.problems.add(rankDefinition, "", "", describeJSONError(err))
+		p.problems.add(rankDefinition, "", "", strictjson.DescribeError(err))
 		return nil, p
 	}
 	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
@@ -876,49 +877,49 @@ func parseDefinition(data []byte) (*Definition, *parser) {
 	def := &Definition{}
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
-		field := truncate(m.key)
-		if seen[m.key] {
+		field := truncate(m.Key)
+		if seen[m.Key] {
 			p.problems.add(rankDefinition, "", field, "duplicate field")
 			continue
 		}
-		seen[m.key] = true
-		switch m.key {
+		seen[m.Key] = true
+		switch m.Key {
 		case "name":
-			def.Name = p.str(rankDefinition, "", field, m.value)
+			def.Name = p.str(rankDefinition, "", field, m.Value)
 		case "description":
-			def.Description = p.str(rankDefinition, "", field, m.value)
+			def.Description = p.str(rankDefinition, "", field, m.Value)
 		case "tasks":
-			def.Tasks = p.tasks(m.value)
+			def.Tasks = p.tasks(m.Value)
 		case "timeout":
-			def.Timeout = p.str(rankDefinition, "", field, m.value)
+			def.Timeout = p.str(rankDefinition, "", field, m.Value)
 		case "max_parallel":
-			def.MaxParallel = p.integer(rankDefinition, "", field, m.value)
+			def.MaxParallel = p.integer(rankDefinition, "", field, m.Value)
 		case "output":
-			if jsonDepth(m.value, MaxJSONDepth-1) > MaxJSONDepth-1 {
-				p.fail(rankDefinition, "", field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth-1))
+			if strictjson.Depth(m.Value, strictjson.MaxDepth-1) > strictjson.MaxDepth-1 {
+				p.fail(rankDefinition, "", field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", strictjson.MaxDepth-1))
 				p.deep = true
 				continue
 			}
-			def.Output = rawValue(m.value)
+			def.Output = rawValue(m.Value)
 		default:
-			p.problems.add(rankDefinition, "", field, "unknown field "+quote(m.key))
+			p.problems.add(rankDefinition, "", field, "unknown field "+quote(m.Key))
 		}
 	}
-	if !p.deep && jsonDepth(raw, MaxJSONDepth) > MaxJSONDepth {
+	if !p.deep && strictjson.Depth(raw, strictjson.MaxDepth) > strictjson.MaxDepth {
 		// Deep somewhere no field check looked: refuse it all the same, so
 		// that nothing the database would refuse is ever called valid.
-		p.problems.add(rankDefinition, "", "", fmt.Sprintf("definition nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth))
+		p.problems.add(rankDefinition, "", "", fmt.Sprintf("definition nests objects and arrays more than %d levels deep, the limit", strictjson.MaxDepth))
 	}
 	return def, p
 }
 
 // tasks decodes the task list.
 func (p *parser) tasks(raw json.RawMessage) []TaskDef {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	if kind == "null" {
 		return nil
 	}
-	elems, err := arrayElements(raw)
+	elems, err := strictjson.Elements(raw)
 	if kind != "array" || err != nil {
 		p.fail(rankDefinition, "", "tasks", "must be an array of task objects, got "+kind)
 		return nil
@@ -940,11 +941,11 @@ func (p *parser) tasks(raw json.RawMessage) []TaskDef {
 func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 	var t TaskDef
 	label := taskLabel(i, "")
-	kind := jsonKind(raw)
-	var members []member
+	kind := strictjson.Kind(raw)
+	var members []strictjson.Member
 	var err error
 	if kind == "object" {
-		members, err = objectMembers(raw)
+		members, err = strictjson.Members(raw)
 	}
 	if kind != "object" || err != nil {
 		p.fail(i, label, "", "must be a JSON object, got "+kind)
@@ -952,8 +953,8 @@ func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 		return t
 	}
 	for _, m := range members { // name the task by its id, as Compile does
-		if m.key == "id" {
-			if id, ok := decodeString(m.value); ok {
+		if m.Key == "id" {
+			if id, ok := strictjson.DecodeString(m.Value); ok {
 				label = taskLabel(i, id)
 			}
 			break
@@ -962,39 +963,39 @@ func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
-		field := truncate(m.key)
-		if seen[m.key] {
+		field := truncate(m.Key)
+		if seen[m.Key] {
 			p.problems.add(i, label, field, "duplicate field")
 			continue
 		}
-		seen[m.key] = true
-		switch m.key {
+		seen[m.Key] = true
+		switch m.Key {
 		case "id":
-			t.ID = p.str(i, label, field, m.value)
+			t.ID = p.str(i, label, field, m.Value)
 		case "type":
-			t.Type = p.str(i, label, field, m.value)
+			t.Type = p.str(i, label, field, m.Value)
 		case "depends_on":
-			t.DependsOn = p.ids(i, label, field, m.value)
+			t.DependsOn = p.ids(i, label, field, m.Value)
 		case "priority":
-			t.Priority = p.integer(i, label, field, m.value)
+			t.Priority = p.integer(i, label, field, m.Value)
 		case "retry":
-			t.Retry = p.retry(i, label, m.value)
+			t.Retry = p.retry(i, label, m.Value)
 		case "timeout":
-			t.Timeout = p.str(i, label, field, m.value)
+			t.Timeout = p.str(i, label, field, m.Value)
 		case "input", "config":
 			// The definition, its task list and the task are three levels.
-			if jsonDepth(m.value, MaxJSONDepth-3) > MaxJSONDepth-3 {
-				p.fail(i, label, field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", MaxJSONDepth-3))
+			if strictjson.Depth(m.Value, strictjson.MaxDepth-3) > strictjson.MaxDepth-3 {
+				p.fail(i, label, field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", strictjson.MaxDepth-3))
 				p.deep = true
 				continue
 			}
-			if m.key == "input" {
-				t.Input = rawValue(m.value)
+			if m.Key == "input" {
+				t.Input = rawValue(m.Value)
 			} else {
-				t.Config = rawValue(m.value)
+				t.Config = rawValue(m.Value)
 			}
 		default:
-			p.problems.add(i, label, field, "unknown field "+quote(m.key))
+			p.problems.add(i, label, field, "unknown field "+quote(m.Key))
 		}
 	}
 	if t.Config != nil || isBuiltinType(t.Type) {
@@ -1005,14 +1006,14 @@ func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 
 // retry decodes a task's retry policy.
 func (p *parser) retry(i int, label string, raw json.RawMessage) *RetryPolicy {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	if kind == "null" {
 		return nil
 	}
-	var members []member
+	var members []strictjson.Member
 	var err error
 	if kind == "object" {
-		members, err = objectMembers(raw)
+		members, err = strictjson.Members(raw)
 	}
 	if kind != "object" || err != nil {
 		p.fail(i, label, "retry", "must be a JSON object, got "+kind)
@@ -1021,27 +1022,27 @@ func (p *parser) retry(i int, label string, raw json.RawMessage) *RetryPolicy {
 	r := &RetryPolicy{}
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
-		field := "retry." + truncate(m.key)
-		if seen[m.key] {
+		field := "retry." + truncate(m.Key)
+		if seen[m.Key] {
 			p.problems.add(i, label, field, "duplicate field")
 			continue
 		}
-		seen[m.key] = true
-		switch m.key {
+		seen[m.Key] = true
+		switch m.Key {
 		case "max_attempts":
-			r.MaxAttempts = p.integer(i, label, field, m.value)
+			r.MaxAttempts = p.integer(i, label, field, m.Value)
 		case "initial_interval":
-			r.InitialInterval = p.str(i, label, field, m.value)
+			r.InitialInterval = p.str(i, label, field, m.Value)
 		case "backoff":
-			r.Backoff = p.number(i, label, field, m.value)
+			r.Backoff = p.number(i, label, field, m.Value)
 		case "max_interval":
-			r.MaxInterval = p.str(i, label, field, m.value)
+			r.MaxInterval = p.str(i, label, field, m.Value)
 		case "jitter":
-			r.Jitter = p.number(i, label, field, m.value)
+			r.Jitter = p.number(i, label, field, m.Value)
 		case "non_retryable_errors":
-			r.NonRetryableErrors = p.ids(i, label, field, m.value)
+			r.NonRetryableErrors = p.ids(i, label, field, m.Value)
 		default:
-			p.problems.add(i, label, field, "unknown field "+quote(m.key))
+			p.problems.add(i, label, field, "unknown field "+quote(m.Key))
 		}
 	}
 	return r
@@ -1049,19 +1050,19 @@ func (p *parser) retry(i int, label string, raw json.RawMessage) *RetryPolicy {
 
 // str decodes a string; null is the zero value.
 func (p *parser) str(rank int, task, field string, raw json.RawMessage) string {
-	if jsonKind(raw) == "null" {
+	if strictjson.Kind(raw) == "null" {
 		return ""
 	}
-	s, ok := decodeString(raw)
+	s, ok := strictjson.DecodeString(raw)
 	if !ok {
-		p.fail(rank, task, field, "must be a string, got "+jsonKind(raw))
+		p.fail(rank, task, field, "must be a string, got "+strictjson.Kind(raw))
 	}
 	return s
 }
 
 // integer decodes an integer (no fraction, no exponent) that fits an int; null is 0.
 func (p *parser) integer(rank int, task, field string, raw json.RawMessage) int {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	switch kind {
 	case "null":
 		return 0
@@ -1083,7 +1084,7 @@ func (p *parser) integer(rank int, task, field string, raw json.RawMessage) int 
 
 // number decodes a finite JSON number; null is 0.
 func (p *parser) number(rank int, task, field string, raw json.RawMessage) float64 {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	switch kind {
 	case "null":
 		return 0
@@ -1104,20 +1105,20 @@ func (p *parser) number(rank int, task, field string, raw json.RawMessage) float
 // ids decodes a list of task ids; an item that is not a string is reported at
 // FIELD[k] and left out.
 func (p *parser) ids(rank int, task, field string, raw json.RawMessage) []string {
-	kind := jsonKind(raw)
+	kind := strictjson.Kind(raw)
 	if kind == "null" {
 		return nil
 	}
-	elems, err := arrayElements(raw)
+	elems, err := strictjson.Elements(raw)
 	if kind != "array" || err != nil {
 		p.fail(rank, task, field, "must be an array of task ids, got "+kind)
 		return nil
 	}
 	out := make([]string, 0, len(elems))
 	for k, e := range elems {
-		s, ok := decodeString(e)
+		s, ok := strictjson.DecodeString(e)
 		if !ok {
-			p.problems.add(rank, task, field+"["+strconv.Itoa(k)+"]", "must be a string, got "+jsonKind(e))
+			p.problems.add(rank, task, field+"["+strconv.Itoa(k)+"]", "must be a string, got "+strictjson.Kind(e))
 			continue
 		}
 		out = append(out, s)
@@ -1130,211 +1131,8 @@ func (p *parser) ids(rank int, task, field string, raw json.RawMessage) []string
 
 // rawValue keeps a copy of any JSON value; null is the same as absent.
 func rawValue(raw json.RawMessage) json.RawMessage {
-	if jsonKind(raw) == "null" {
+	if strictjson.Kind(raw) == "null" {
 		return nil
 	}
 	return bytes.Clone(raw)
-}
-
-// JSONKind names the JSON type of a valid value by its first byte: "object",
-// "array", "string", "number", "boolean", "null", or "" for no value at all.
-// Task types that check their config use it to word problems the same way.
-func JSONKind(raw []byte) string { return jsonKind(raw) }
-
-func jsonKind(raw []byte) string {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 {
-		return ""
-	}
-	switch raw[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	}
-	return "number"
-}
-
-// member is one name/value pair of a JSON object.
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// errMalformed is returned by the scanning functions below for input that is
-// not the valid JSON they expect.
-var errMalformed = errors.New("malformed JSON")
-
-// The functions below split a JSON value that encoding/json has already
-// validated into its parts without decoding it again: a definition of 10,000
-// tasks would otherwise be scanned once for each level of nesting. They return
-// subslices of their input and errMalformed, never a panic, if it is not valid.
-
-// skipSpace returns the index of the first byte at or after i that is not JSON white space.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// valueEnd returns the index just past the JSON value starting at b[i], or -1.
-func valueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		for j := i + 1; j < len(b); j++ {
-			switch b[j] {
-			case '\\':
-				j++
-			case '"':
-				return j + 1
-			}
-		}
-		return -1
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end := valueEnd(b, j)
-				if end < 0 {
-					return -1
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i // a number, true, false or null: up to the next delimiter
-loop:
-	for ; j < len(b); j++ {
-		switch b[j] {
-		case ',', ']', '}', ' ', '\t', '\r', '\n':
-			break loop
-		}
-	}
-	if j == i {
-		return -1
-	}
-	return j
-}
-
-// container splits the JSON object (open '{') or array (open '[') raw into its
-// members, calling each with the key (objects only) and value.
-func container(raw []byte, open byte, each func(key string, value []byte) error) error {
-	closing := byte('}')
-	if open == '[' {
-		closing = ']'
-	}
-	i := skipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != open {
-		return errMalformed
-	}
-	i = skipSpace(raw, i+1)
-	if i < len(raw) && raw[i] == closing {
-		i++
-	} else {
-		for {
-			var key string
-			if open == '{' {
-				end := valueEnd(raw, i)
-				if end < 0 || raw[i] != '"' {
-					return errMalformed
-				}
-				var ok bool
-				if key, ok = decodeString(raw[i:end]); !ok {
-					return errMalformed
-				}
-				i = skipSpace(raw, end)
-				if i >= len(raw) || raw[i] != ':' {
-					return errMalformed
-				}
-				i = skipSpace(raw, i+1)
-			}
-			end := valueEnd(raw, i)
-			if end < 0 {
-				return errMalformed
-			}
-			if err := each(key, raw[i:end]); err != nil {
-				return err
-			}
-			i = skipSpace(raw, end)
-			if i >= len(raw) {
-				return errMalformed
-			}
-			if raw[i] == closing {
-				i++
-				break
-			}
-			if raw[i] != ',' {
-				return errMalformed
-			}
-			i = skipSpace(raw, i+1)
-		}
-	}
-	if skipSpace(raw, i) != len(raw) {
-		return errMalformed
-	}
-	return nil
-}
-
-// objectMembers returns the members of the JSON object raw in document order,
-// repeated names included.
-func objectMembers(raw []byte) ([]member, error) {
-	var members []member
-	err := container(raw, '{', func(key string, value []byte) error {
-		members = append(members, member{key, value})
-		return nil
-	})
-	return members, err
-}
-
-// arrayElements returns the elements of the JSON array raw.
-func arrayElements(raw []byte) ([]json.RawMessage, error) {
-	var elems []json.RawMessage
-	err := container(raw, '[', func(_ string, value []byte) error {
-		elems = append(elems, value)
-		return nil
-	})
-	return elems, err
-}
-
-// decodeString decodes a JSON string; ok is false if raw is not one.
-func decodeString(raw []byte) (s string, ok bool) {
-	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		inner := raw[1 : len(raw)-1]
-		if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) { // the common case, nothing to unescape
-			return string(inner), true
-		}
-	}
-	return s, json.Unmarshal(raw, &s) == nil
-}
-
-// describeJSONError turns a decoding error into a problem message.
-func describeJSONError(err error) string {
-	var syntax *json.SyntaxError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "empty document: want a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "invalid JSON: unexpected end of input"
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("invalid JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
-	}
-	return "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
 }

@@ -1,4 +1,4 @@
-package engine
+package definition
 
 import (
 	"bytes"
@@ -226,11 +226,12 @@ func ancestors(plan *Plan, pos int) map[string]bool {
 	return seen
 }
 
-// resolve renders a template (a task's input or the run's output) against
-// the run's input and its tasks' outputs. It writes the result as it goes and
-// stops as soon as it would pass limit bytes, so that a template repeating a
-// large reference costs at most limit bytes of work, not its full expansion.
-func resolve(tmpl json.RawMessage, src *refSource, limit int) (json.RawMessage, error) {
+// Render resolves the references of a template (a task's input or the run's
+// output) against src. It writes the result as it goes and stops with
+// ErrTooLarge as soon as it would pass limit bytes, so that a template
+// repeating a large reference costs at most limit bytes of work, not its full
+// expansion.
+func Render(tmpl json.RawMessage, src *Source, limit int) (json.RawMessage, error) {
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(tmpl))
 	dec.UseNumber()
@@ -244,36 +245,14 @@ func resolve(tmpl json.RawMessage, src *refSource, limit int) (json.RawMessage, 
 	return r.buf, nil
 }
 
-// refSource is what references of one template may read: the run's input
-// and the outputs of the tasks it names. Both are immutable once set (the
-// input from the start, a task's output once it completed: a completed task
-// is never reset), so a source taken under Engine.mu can be read without it.
-type refSource struct {
-	input   json.RawMessage
-	outputs map[string]json.RawMessage // completed tasks, by id
-	states  map[string]TaskState       // named tasks that have not completed, by id
-}
-
-// snapshotRefs takes the source of a template naming tasks ids.
-func snapshotRefs(v *RunView, ids []string) *refSource {
-	src := &refSource{input: v.Run.Input}
-	for _, id := range ids {
-		t := v.Task(id)
-		switch {
-		case t == nil:
-		case t.State == TaskCompleted:
-			if src.outputs == nil {
-				src.outputs = map[string]json.RawMessage{}
-			}
-			src.outputs[id] = t.Output
-		default:
-			if src.states == nil {
-				src.states = map[string]TaskState{}
-			}
-			src.states[id] = t.State
-		}
-	}
-	return src
+// Source is what the references of one template may read: the run's input
+// and the outputs of the tasks it names. A run's input never changes, nor does
+// the output of a completed task (a completed task is never reset), so the
+// engine can take a Source under its lock and render without it.
+type Source struct {
+	Input   json.RawMessage
+	Outputs map[string]json.RawMessage // completed tasks, by id
+	States  map[string]string          // named tasks that have not completed: their state, by id
 }
 
 // ErrTooLarge marks a value over its size limit.
@@ -281,7 +260,7 @@ var ErrTooLarge = errors.New("too large")
 
 // renderer writes a resolved template within a byte budget.
 type renderer struct {
-	src     *refSource
+	src     *Source
 	limit   int
 	buf     []byte
 	roots   map[string]any    // decoded run input ("") and task outputs, by root
@@ -444,11 +423,11 @@ func (r *renderer) encode(ref ref) ([]byte, error) {
 
 // lookup returns the value a reference names.
 func (r *renderer) lookup(ref ref) (any, error) {
-	key, raw := "", r.src.input
+	key, raw := "", r.src.Input
 	if ref.root != "workflow" {
-		out, ok := r.src.outputs[ref.root]
+		out, ok := r.src.Outputs[ref.root]
 		if !ok {
-			if st, known := r.src.states[ref.root]; known {
+			if st, known := r.src.States[ref.root]; known {
 				return nil, fmt.Errorf("reference ${%s}: task %q is %s, not completed", ref.text, ref.root, st)
 			}
 			return nil, fmt.Errorf("reference ${%s}: unknown task %q", ref.text, ref.root)
