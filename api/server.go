@@ -43,6 +43,10 @@ type Server struct {
 	Metrics      *metrics.Set // written by GET /metrics with the process metrics
 	Logger       *slog.Logger
 	MaxBodyBytes int64 // default DefaultMaxBodyBytes
+	// WriteTimeout is the http.Server's: the time an answer may take. A
+	// long poll gets its wait on top of it and an event stream gets it
+	// anew for each batch it sends. 0: no deadline is set.
+	WriteTimeout time.Duration
 }
 
 // Handler returns the router with every route and the middleware.
@@ -137,6 +141,14 @@ func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 			}
 			writeProblem(w, prob)
 		}
+	}
+}
+
+// extendWrite gives an answer that waits (a long poll) or runs long (a
+// stream) d more than WriteTimeout from now to be written.
+func (s *Server) extendWrite(w http.ResponseWriter, d time.Duration) {
+	if s.WriteTimeout > 0 {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + s.WriteTimeout))
 	}
 }
 

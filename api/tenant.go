@@ -323,14 +323,16 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
+		rc := http.NewResponseController(w)
 		n := 0
+		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
 		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 			if err := enc.Encode(e); err != nil {
 				return err
 			}
-			if n++; n%500 == 0 && flusher != nil {
-				flusher.Flush()
+			if n++; n%500 == 0 {
+				rc.Flush()
+				s.extendWrite(w, 0)
 			}
 			return nil
 		})

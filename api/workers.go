@@ -91,6 +91,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, wait)
 	got, err := s.Engine.Poll(r.Context(), engine.PollRequest{TenantID: tenant, Types: req.Types,
 		WorkerID: req.WorkerID, Lease: lease, Wait: wait})
 	if err != nil {
