@@ -13,12 +13,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/julienschmidt/httprouter"
@@ -158,8 +158,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads a JSON request body, refusing a wrong media type (415) and a
-// body over the limit (413) before reading it whole.
+// readBody reads a JSON request body, refusing a wrong media type (415), a
+// body over the limit (413) before reading it whole, and a body that is not
+// UTF-8 (400, naming the field that holds the first bad byte).
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -182,6 +183,9 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, newProblem(http.StatusBadRequest, CodeInvalidRequest, "reading the request body: "+err.Error())
+	}
+	if !utf8.Valid(body) { // JSON text is UTF-8, and every answer echoing it must be
+		return nil, invalidUTF8(body)
 	}
 	return body, nil
 }
@@ -238,49 +242,6 @@ func validJSON(body []byte) error {
 	}
 	var x any
 	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
-}
-
-// checkKeys refuses top-level keys that encoding/json would accept loosely:
-// a key matching a field only by case, and a key given twice.
-func checkKeys(body []byte, v any) error {
-	allowed := map[string]bool{}
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			allowed[name] = true
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil // not an object: Decode reports it
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch {
-		case seen[key]:
-			return fieldProblem(key, "given more than once")
-		case !allowed[key]:
-			return fieldProblem(key, "unknown field")
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
-	}
-	return nil
 }
 
 func jsonKind(goKind string) string {
@@ -540,6 +501,9 @@ func actorOf(r *http.Request) (string, error) {
 	}
 	if len(a) > 128 {
 		return "", fieldProblem("X-Actor", "must be at most 128 characters")
+	}
+	if !utf8.ValidString(a) {
+		return "", fieldProblem("X-Actor", "must be valid UTF-8")
 	}
 	for _, c := range a {
 		if c < 0x20 || c == 0x7f {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -48,6 +49,9 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > MaxIdempotencyKey {
 		return fieldProblem("Idempotency-Key", fmt.Sprintf("must be at most %d characters", MaxIdempotencyKey))
+	}
+	if !utf8.ValidString(key) {
+		return fieldProblem("Idempotency-Key", "must be valid UTF-8")
 	}
 	body, err := s.readBody(r)
 	if err != nil {
