@@ -44,6 +44,9 @@ func parseDuration(field, s string, def, max time.Duration) (time.Duration, erro
 	return d, nil
 }
 
+// MaxPollTypes is the most task types one poll may ask for.
+const MaxPollTypes = 64
+
 type pollRequest struct {
 	Types    []string `json:"types"`
 	WorkerID string   `json:"worker_id"`
@@ -71,6 +74,9 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	}
 	if len(req.Types) == 0 {
 		return fieldProblem("types", "required: the task types this worker runs, e.g. [\"python\"]")
+	}
+	if len(req.Types) > MaxPollTypes {
+		return fieldProblem("types", fmt.Sprintf("%d types, over the limit of %d", len(req.Types), MaxPollTypes))
 	}
 	for i, t := range req.Types {
 		if !engine.ValidName(t) {

@@ -151,7 +151,7 @@ type Health struct {
 
 // PollRequest asks for one ready task of the given types.
 type PollRequest struct {
-	Types    []string // task types this worker runs; required
+	Types    []string // task types this worker runs: 1 to 64; required
 	WorkerID string   // names the worker in the task's events; required
 	// Lease is how long the attempt is held without a heartbeat; 0: the
 	// server's default (30s).
