@@ -47,6 +47,10 @@ type Server struct {
 	// long poll gets its wait on top of it and an event stream gets it
 	// anew for each batch it sends. 0: no deadline is set.
 	WriteTimeout time.Duration
+	// MaxPageBytes bounds the encoded items of one page of a list: a page
+	// ends early, with its token, once it would pass the bound (it always
+	// holds at least one item). Default DefaultMaxPageBytes.
+	MaxPageBytes int
 }
 
 // Handler returns the router with every route and the middleware.
@@ -56,6 +60,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MaxPageBytes <= 0 {
+		s.MaxPageBytes = DefaultMaxPageBytes
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
@@ -368,11 +375,11 @@ func runNotFound(err error, id string) error {
 	return err
 }
 
-// eventsPage is a page of a run's history.
+// eventsPage is a page of a run's history, its events encoded.
 type eventsPage struct {
-	RunID     string         `json:"run_id"`
-	Events    []engine.Event `json:"events"`
-	NextAfter int64          `json:"next_after,omitempty"` // pass as ?after= for the next page
+	RunID     string            `json:"run_id"`
+	Events    []json.RawMessage `json:"events"`
+	NextAfter int64             `json:"next_after,omitempty"` // pass as ?after= for the next page
 	// Verified answers ?verify=true: whether the run's whole history chains.
 	Verified    *bool  `json:"verified,omitempty"`
 	VerifyError string `json:"verify_error,omitempty"`
@@ -409,18 +416,14 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if err != nil {
 		return err
 	}
-	events, err := s.Store.ListEvents(r.Context(), store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
-		Type: typ, AfterSeq: int64(after), Limit: limit + 1})
+	items, last, more, err := s.eventPage(r, store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
+		Type: typ, AfterSeq: int64(after), Limit: limit + 1}, limit)
 	if err != nil {
 		return err
 	}
-	page := eventsPage{RunID: id, Events: events}
-	if len(events) > limit {
-		page.Events = events[:limit]
-		page.NextAfter = events[limit-1].Seq
-	}
-	if page.Events == nil {
-		page.Events = []engine.Event{}
+	page := eventsPage{RunID: id, Events: items}
+	if more {
+		page.NextAfter = last.Seq
 	}
 	if verify == "true" {
 		all, err := s.Store.RunEvents(r.Context(), id, 0, 0)
