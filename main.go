@@ -53,136 +53,6 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
-// config is every setting of the binary, with its environment name.
-type config struct {
-	host, port     string
-	databaseURL    string
-	logLevel       string
-	logFormat      string
-	workers        int
-	synchronous    string
-	shutdownGrace  time.Duration
-	maxBodyBytes   int64
-	externalTypes  bool
-	enableExec     bool
-	httpAllow      string
-	httpDeny       string
-	breakerFails   int
-	breakerOpenFor time.Duration
-	maxRunBytes    int64
-	maxAbandoned   int
-	breakerTargets bool   // per-breaker gauges naming tenants and targets
-	databasePath   string // from databaseURL
-	logger         *slog.Logger
-}
-
-// Defaults.
-const (
-	defaultPort          = "8084"
-	defaultDatabaseURL   = "orchestrator.db"
-	defaultShutdownGrace = 30 * time.Second
-)
-
-func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
-}
-
-// flags declares the settings shared by every command on fs.
-func (c *config) flags(fs *flag.FlagSet, serve bool) {
-	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", defaultDatabaseURL),
-		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL)")
-	fs.StringVar(&c.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&c.logFormat, "log-format", envOr("LOG_FORMAT", "console"), "json or console (env LOG_FORMAT)")
-	if !serve {
-		return
-	}
-	fs.StringVar(&c.host, "host", envOr("HOST", ""), "address to listen on; empty = every interface (env HOST)")
-	fs.StringVar(&c.port, "port", envOr("PORT", defaultPort), "TCP port (env PORT)")
-	fs.IntVar(&c.workers, "workers", envInt("WORKERS", engine.DefaultWorkers), "in-process task attempts at once (env WORKERS)")
-	fs.StringVar(&c.synchronous, "synchronous", envOr("SYNCHRONOUS", store.SyncFull),
-		"full: every acknowledged change survives power loss; normal: faster, may lose the last commits on power loss (env SYNCHRONOUS)")
-	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", defaultShutdownGrace),
-		"on SIGTERM, how long running attempts may finish before they are interrupted (env SHUTDOWN_GRACE)")
-	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", int64(envInt("MAX_BODY_BYTES", api.DefaultMaxBodyBytes)), "largest request body accepted (env MAX_BODY_BYTES)")
-	fs.BoolVar(&c.externalTypes, "external-types", envOr("EXTERNAL_TYPES", "true") == "true",
-		"accept task types without an in-process handler; their tasks wait for external workers (env EXTERNAL_TYPES)")
-	fs.BoolVar(&c.enableExec, "enable-exec", envOr("ENABLE_EXEC", "false") == "true",
-		"allow exec tasks, which run commands on this host (env ENABLE_EXEC)")
-	fs.StringVar(&c.httpAllow, "http-task-allow", os.Getenv("HTTP_TASK_ALLOW"),
-		"comma-separated CIDRs or host names http tasks may call; empty = any but unspecified, link-local and metadata addresses (env HTTP_TASK_ALLOW)")
-	fs.StringVar(&c.httpDeny, "http-task-deny", os.Getenv("HTTP_TASK_DENY"),
-		"comma-separated CIDRs or host names http tasks may not call (env HTTP_TASK_DENY)")
-	fs.IntVar(&c.breakerFails, "breaker-failures", envInt("BREAKER_FAILURES", tasks.DefaultBreakerFailures),
-		"retryable failures in a row that open a circuit breaker (per tenant and task type, per tenant and http host) (env BREAKER_FAILURES)")
-	fs.DurationVar(&c.breakerOpenFor, "breaker-open-for", envDuration("BREAKER_OPEN_FOR", tasks.DefaultBreakerOpenFor),
-		"how long an open circuit breaker holds attempts back (env BREAKER_OPEN_FOR)")
-	fs.Int64Var(&c.maxRunBytes, "max-run-bytes", int64(envInt("MAX_RUN_BYTES", engine.DefaultMaxRunBytes)),
-		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
-	fs.IntVar(&c.maxAbandoned, "max-abandoned", envInt("MAX_ABANDONED", engine.DefaultMaxAbandoned),
-		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
-	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", envOr("METRICS_BREAKER_TARGETS", "false") == "true",
-		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-// validate checks the settings and derives the logger and database path.
-func (c *config) validate(stderr io.Writer) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return fmt.Errorf("log-level %q: want debug, info, warn or error", c.logLevel)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.logFormat {
-	case "json":
-		c.logger = slog.New(slog.NewJSONHandler(stderr, opts))
-	case "console", "text":
-		c.logger = slog.New(slog.NewTextHandler(stderr, opts))
-	default:
-		return fmt.Errorf("log-format %q: want json or console", c.logFormat)
-	}
-	p, err := store.ParseURL(c.databaseURL)
-	if err != nil {
-		return err
-	}
-	c.databasePath = p
-	if c.port != "" {
-		if n, err := strconv.Atoi(c.port); err != nil || n < 0 || n > 65535 {
-			return fmt.Errorf("port %q: want a number in 0..65535", c.port)
-		}
-	}
-	if c.workers < 1 || c.workers > 10000 {
-		if c.port != "" {
-			return fmt.Errorf("workers %d: want 1..10000", c.workers)
-		}
-	}
-	if c.port != "" && c.synchronous != store.SyncFull && c.synchronous != store.SyncNormal {
-		return fmt.Errorf("synchronous %q: want full or normal", c.synchronous)
-	}
-	if c.port != "" && (c.maxRunBytes < 1<<10 || c.maxAbandoned < 1) {
-		return fmt.Errorf("max-run-bytes must be >= 1024 and max-abandoned >= 1")
-	}
-	if c.port != "" && (c.breakerFails < 1 || c.breakerOpenFor <= 0) {
-		return fmt.Errorf("breaker-failures must be >= 1 and breaker-open-for > 0")
-	}
-	return nil
-}
-
 // run is the whole program; handlers adds in-process task types (embedding
 // programs and tests use it). It returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers map[string]engine.Handler) int {
@@ -201,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	var runExec bool
 	if cmd == "run" {
 		fs.StringVar(&runInput, "input", "", "run input: JSON, or @FILE")
-		fs.BoolVar(&runExec, "enable-exec", envOr("ENABLE_EXEC", "false") == "true", "allow exec tasks (env ENABLE_EXEC)")
+		fs.BoolVar(&runExec, "enable-exec", c.envBool("enable-exec", "ENABLE_EXEC", false), "allow exec tasks (env ENABLE_EXEC)")
 	}
 	usage := map[string]string{
 		"serve":    "serve [flags]: run the HTTP server",
@@ -235,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 		}
 		return 2
 	}
+	c.parsed(fs)
 	if err := c.validate(stderr); err != nil {
 		fmt.Fprintln(stderr, "orchestrator:", err)
 		return 2
@@ -321,14 +192,20 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		eng.Stop(context.Background())
 		return err
 	}
+	ln = newLimitListener(ln, c.maxConnections)
+	handler := &api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout}
 	srv := &http.Server{
-		Handler:           (&api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes}).Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           handler.Handler(),
+		ReadHeaderTimeout: min(10*time.Second, c.readTimeout),
+		ReadTimeout:       c.readTimeout,
+		WriteTimeout:      c.writeTimeout, // long polls and event streams set their own
+		IdleTimeout:       c.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "workers", c.workers, "synchronous", c.synchronous)
+	log.Info("listening", "addr", ln.Addr().String(), "workers", c.workers, "synchronous", c.synchronous,
+		"max_connections", c.maxConnections)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -52,6 +52,7 @@ type testServer struct {
 type serverOptions struct {
 	Handlers     map[string]engine.Handler // in-process task types to register
 	MaxBodyBytes int64                     // 0: the API's default
+	MaxPageBytes int                       // 0: the API's default
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -83,7 +84,7 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes}).Handler()
+	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes}).Handler()
 	return serve(t, h, db, eng)
 }
 

@@ -143,7 +143,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	is.True(ok) // components is an object
 	schemas, ok := components["schemas"].(map[string]any)
 	is.True(ok) // components has schemas
-	for _, name := range []string{"Definition", "TaskDef", "RetryPolicy", "Run", "Task", "RunDetails", "Progress",
+	for _, name := range []string{"Definition", "TaskDef", "RetryPolicy", "Run", "RunSummary", "Task", "RunDetails", "Progress",
 		"Event", "EventData", "TaskError", "Problem", "ValidationProblem", "RunsPage", "EventsPage", "RunEventsPage",
 		"RunMetrics", "TaskMetrics", "Lease", "PollRequest", "HeartbeatRequest", "CompleteRequest", "FailRequest",
 		"ExecuteRequest", "StartRequest", "WorkflowView", "DefinitionsPage", "Validation"} {

@@ -38,6 +38,7 @@ const (
 	CodeLeaseLost           = "lease_lost"
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	CodeBodyTooLarge        = "body_too_large"
+	CodeOutputTooLarge      = "output_too_large"
 	CodeUnsupportedMedia    = "unsupported_media_type"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeUnavailable         = "unavailable"
@@ -59,6 +60,7 @@ var titles = map[string]string{
 	CodeLeaseLost:           "The lease does not hold this attempt",
 	CodeIdempotencyMismatch: "Idempotency key reused",
 	CodeBodyTooLarge:        "Request body too large",
+	CodeOutputTooLarge:      "Task output too large",
 	CodeUnsupportedMedia:    "Unsupported media type",
 	CodeMethodNotAllowed:    "Method not allowed",
 	CodeUnavailable:         "Service unavailable",
@@ -87,9 +89,20 @@ func problemFor(err error) *Problem {
 	var te *engine.TransitionError
 	var ve *definition.ValidationError
 	var le *engine.LeaseError
+	var oe *engine.OutputError
 	switch {
 	case errors.As(err, &p):
 		return p
+	case errors.As(err, &oe):
+		// A worker's output the engine refused: nothing was recorded and
+		// the lease still holds, so the worker can fail the task.
+		msg := oe.Message + "; nothing was recorded and the lease still holds: complete with a valid output or fail the task"
+		q := fieldProblem("output", msg)
+		if oe.Code == engine.CodeOutputTooLarge {
+			q = newProblem(http.StatusRequestEntityTooLarge, CodeOutputTooLarge, "output: "+msg)
+			q.Errors = []engine.Problem{{Field: "output", Message: msg}}
+		}
+		return q
 	case errors.As(err, &ve):
 		q := newProblem(http.StatusBadRequest, CodeInvalidDefinition, fmt.Sprintf("%d problems in the definition", len(ve.Problems)))
 		if len(ve.Problems) == 1 {

@@ -13,12 +13,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/julienschmidt/httprouter"
@@ -43,6 +43,14 @@ type Server struct {
 	Metrics      *metrics.Set // written by GET /metrics with the process metrics
 	Logger       *slog.Logger
 	MaxBodyBytes int64 // default DefaultMaxBodyBytes
+	// WriteTimeout is the http.Server's: the time an answer may take. A
+	// long poll gets its wait on top of it and an event stream gets it
+	// anew for each batch it sends. 0: no deadline is set.
+	WriteTimeout time.Duration
+	// MaxPageBytes bounds the encoded items of one page of a list: a page
+	// ends early, with its token, once it would pass the bound (it always
+	// holds at least one item). Default DefaultMaxPageBytes.
+	MaxPageBytes int
 }
 
 // Handler returns the router with every route and the middleware.
@@ -52,6 +60,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MaxPageBytes <= 0 {
+		s.MaxPageBytes = DefaultMaxPageBytes
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
@@ -140,14 +151,23 @@ func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 	}
 }
 
+// extendWrite gives an answer that waits (a long poll) or runs long (a
+// stream) d more than WriteTimeout from now to be written.
+func (s *Server) extendWrite(w http.ResponseWriter, d time.Duration) {
+	if s.WriteTimeout > 0 {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + s.WriteTimeout))
+	}
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads a JSON request body, refusing a wrong media type (415) and a
-// body over the limit (413) before reading it whole.
+// readBody reads a JSON request body, refusing a wrong media type (415), a
+// body over the limit (413) before reading it whole, and a body that is not
+// UTF-8 (400, naming the field that holds the first bad byte).
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -170,6 +190,9 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, newProblem(http.StatusBadRequest, CodeInvalidRequest, "reading the request body: "+err.Error())
+	}
+	if !utf8.Valid(body) { // JSON text is UTF-8, and every answer echoing it must be
+		return nil, invalidUTF8(body)
 	}
 	return body, nil
 }
@@ -226,49 +249,6 @@ func validJSON(body []byte) error {
 	}
 	var x any
 	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
-}
-
-// checkKeys refuses top-level keys that encoding/json would accept loosely:
-// a key matching a field only by case, and a key given twice.
-func checkKeys(body []byte, v any) error {
-	allowed := map[string]bool{}
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			allowed[name] = true
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil // not an object: Decode reports it
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch {
-		case seen[key]:
-			return fieldProblem(key, "given more than once")
-		case !allowed[key]:
-			return fieldProblem(key, "unknown field")
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
-	}
-	return nil
 }
 
 func jsonKind(goKind string) string {
@@ -395,11 +375,11 @@ func runNotFound(err error, id string) error {
 	return err
 }
 
-// eventsPage is a page of a run's history.
+// eventsPage is a page of a run's history, its events encoded.
 type eventsPage struct {
-	RunID     string         `json:"run_id"`
-	Events    []engine.Event `json:"events"`
-	NextAfter int64          `json:"next_after,omitempty"` // pass as ?after= for the next page
+	RunID     string            `json:"run_id"`
+	Events    []json.RawMessage `json:"events"`
+	NextAfter int64             `json:"next_after,omitempty"` // pass as ?after= for the next page
 	// Verified answers ?verify=true: whether the run's whole history chains.
 	Verified    *bool  `json:"verified,omitempty"`
 	VerifyError string `json:"verify_error,omitempty"`
@@ -436,18 +416,14 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if err != nil {
 		return err
 	}
-	events, err := s.Store.ListEvents(r.Context(), store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
-		Type: typ, AfterSeq: int64(after), Limit: limit + 1})
+	items, last, more, err := s.eventPage(r, store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
+		Type: typ, AfterSeq: int64(after), Limit: limit + 1}, limit)
 	if err != nil {
 		return err
 	}
-	page := eventsPage{RunID: id, Events: events}
-	if len(events) > limit {
-		page.Events = events[:limit]
-		page.NextAfter = events[limit-1].Seq
-	}
-	if page.Events == nil {
-		page.Events = []engine.Event{}
+	page := eventsPage{RunID: id, Events: items}
+	if more {
+		page.NextAfter = last.Seq
 	}
 	if verify == "true" {
 		all, err := s.Store.RunEvents(r.Context(), id, 0, 0)
@@ -528,6 +504,9 @@ func actorOf(r *http.Request) (string, error) {
 	}
 	if len(a) > 128 {
 		return "", fieldProblem("X-Actor", "must be at most 128 characters")
+	}
+	if !utf8.ValidString(a) {
+		return "", fieldProblem("X-Actor", "must be valid UTF-8")
 	}
 	for _, c := range a {
 		if c < 0x20 || c == 0x7f {

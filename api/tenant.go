@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -49,6 +50,9 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > MaxIdempotencyKey {
 		return fieldProblem("Idempotency-Key", fmt.Sprintf("must be at most %d characters", MaxIdempotencyKey))
+	}
+	if !utf8.ValidString(key) {
+		return fieldProblem("Idempotency-Key", "must be valid UTF-8")
 	}
 	body, err := s.readBody(r)
 	if err != nil {
@@ -145,10 +149,11 @@ func requestHash(workflow string, version int, def, input json.RawMessage) strin
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// runsPage is a page of GET .../workflows.
+// runsPage is a page of GET .../workflows: run summaries (engine.Run
+// without input and output), encoded.
 type runsPage struct {
-	Runs          []engine.Run `json:"runs"`
-	NextPageToken string       `json:"next_page_token,omitempty"`
+	Runs          []json.RawMessage `json:"runs"`
+	NextPageToken string            `json:"next_page_token,omitempty"`
 }
 
 // pageToken is the opaque cursor of a list: base64url of JSON.
@@ -224,10 +229,19 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
-	page := runsPage{Runs: runs}
-	if page.Runs == nil {
-		page.Runs = []engine.Run{}
+	items := s.newPage()
+	for i := range runs {
+		ok, err := items.add(&runs[i])
+		if err != nil {
+			return err
+		}
+		if !ok { // the page is full: the next one starts at this run
+			last := runs[i-1]
+			next = &store.RunCursor{CreatedAt: engine.FormatTime(last.CreatedAt), ID: last.ID}
+			break
+		}
 	}
+	page := runsPage{Runs: items.items}
 	if next != nil {
 		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
 	}
@@ -277,10 +291,10 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	return nil
 }
 
-// tenantEventsPage is a page of the tenant-wide audit query.
+// tenantEventsPage is a page of the tenant-wide audit query, encoded.
 type tenantEventsPage struct {
-	Events        []engine.Event `json:"events"`
-	NextPageToken string         `json:"next_page_token,omitempty"`
+	Events        []json.RawMessage `json:"events"`
+	NextPageToken string            `json:"next_page_token,omitempty"`
 }
 
 // tenantEvents answers audit questions across runs: filters type, run,
@@ -324,14 +338,16 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
+		rc := http.NewResponseController(w)
 		n := 0
+		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
 		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 			if err := enc.Encode(e); err != nil {
 				return err
 			}
-			if n++; n%500 == 0 && flusher != nil {
-				flusher.Flush()
+			if n++; n%500 == 0 {
+				rc.Flush()
+				s.extendWrite(w, 0)
 			}
 			return nil
 		})
@@ -348,21 +364,45 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		return err
 	}
 	f.Limit = limit + 1
-	events, err := s.Store.ListEvents(r.Context(), f)
+	items, last, more, err := s.eventPage(r, f, limit)
 	if err != nil {
 		return err
 	}
-	page := tenantEventsPage{Events: events}
-	if len(events) > limit {
-		page.Events = events[:limit]
-		last := events[limit-1]
+	page := tenantEventsPage{Events: items}
+	if more {
 		page.NextPageToken = encodeToken(pageToken{AfterID: last.ID, At: engine.FormatTime(last.At)})
-	}
-	if page.Events == nil {
-		page.Events = []engine.Event{}
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
+}
+
+// eventPage reads up to limit events of f (whose Limit is one more) within
+// the page's byte bound: the encoded events, the last of them, and whether
+// more follow. It reads no further than the page needs.
+func (s *Server) eventPage(r *http.Request, f store.EventFilter, limit int) ([]json.RawMessage, engine.Event, bool, error) {
+	items := s.newPage()
+	var last engine.Event
+	more := false
+	err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+		if len(items.items) == limit {
+			more = true
+			return errPageFull
+		}
+		ok, err := items.add(e)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			more = true
+			return errPageFull
+		}
+		last = *e
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return nil, last, false, err
+	}
+	return items.items, last, more, nil
 }
 
 // validation is the answer of POST /api/v1/dag/validate.

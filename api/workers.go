@@ -45,6 +45,9 @@ func parseDuration(field, s string, def, max time.Duration) (time.Duration, erro
 	return d, nil
 }
 
+// MaxPollTypes is the most task types one poll may ask for.
+const MaxPollTypes = 64
+
 type pollRequest struct {
 	Types    []string `json:"types"`
 	WorkerID string   `json:"worker_id"`
@@ -73,6 +76,9 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if len(req.Types) == 0 {
 		return fieldProblem("types", "required: the task types this worker runs, e.g. [\"python\"]")
 	}
+	if len(req.Types) > MaxPollTypes {
+		return fieldProblem("types", fmt.Sprintf("%d types, over the limit of %d", len(req.Types), MaxPollTypes))
+	}
 	for i, t := range req.Types {
 		if !definition.ValidName(t) {
 			return fieldProblem(fmt.Sprintf("types[%d]", i), "must match [A-Za-z0-9_.-]{1,64}")
@@ -92,6 +98,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, wait)
 	got, err := s.Engine.Poll(r.Context(), engine.PollRequest{TenantID: tenant, Types: req.Types,
 		WorkerID: req.WorkerID, Lease: lease, Wait: wait})
 	if err != nil {

@@ -224,6 +224,7 @@ func TestError(t *testing.T) {
 			{client.CodeConflict, api.CodeConflict},
 			{client.CodeLeaseLost, api.CodeLeaseLost},
 			{client.CodeBodyTooLarge, api.CodeBodyTooLarge},
+			{client.CodeOutputTooLarge, api.CodeOutputTooLarge},
 			{client.CodeUnsupportedMedia, api.CodeUnsupportedMedia},
 			{client.CodeIdempotencyMismatch, api.CodeIdempotencyMismatch},
 			{client.CodeInternal, api.CodeInternal},

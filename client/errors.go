@@ -24,6 +24,7 @@ const (
 	CodeConflict            = "conflict"               // 409: changed concurrently; try again
 	CodeLeaseLost           = "lease_lost"             // 409: the lease token does not hold the attempt; State is the task's
 	CodeBodyTooLarge        = "body_too_large"         // 413
+	CodeOutputTooLarge      = "output_too_large"       // 413: Complete's output is over 1 MiB; nothing was recorded, the lease holds
 	CodeUnsupportedMedia    = "unsupported_media_type" // 415
 	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
 	CodeInternal            = "internal"               // 500

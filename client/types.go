@@ -73,7 +73,10 @@ type RunFilter struct {
 	PageToken     string    // NextPageToken of the previous page
 }
 
-// RunsPage is one page of runs, newest first.
+// RunsPage is one page of runs, newest first. The runs are summaries:
+// their Input and Output are empty (GetWorkflow has them). A page holds at
+// most Limit runs and ends early, with a NextPageToken, once it passes the
+// server's byte bound (1 MiB).
 type RunsPage struct {
 	Runs []engine.Run `json:"runs"`
 	// NextPageToken continues the list; empty on the last page.
@@ -91,7 +94,9 @@ type EventsQuery struct {
 	Verify bool
 }
 
-// EventsPage is one page of a run's history in seq order.
+// EventsPage is one page of a run's history in seq order. It holds at
+// most Limit events and ends early, with a NextAfter, once it passes the
+// server's byte bound (1 MiB).
 type EventsPage struct {
 	RunID  string         `json:"run_id"`
 	Events []engine.Event `json:"events"`
@@ -115,7 +120,8 @@ type EventFilter struct {
 	PageToken string    // NextPageToken of the previous page
 }
 
-// TenantEventsPage is one page of a tenant's events in log order.
+// TenantEventsPage is one page of a tenant's events in log order, bounded
+// like EventsPage.
 type TenantEventsPage struct {
 	Events []engine.Event `json:"events"`
 	// NextPageToken continues the list; empty on the last page.
@@ -152,7 +158,7 @@ type Health struct {
 
 // PollRequest asks for one ready task of the given types.
 type PollRequest struct {
-	Types    []string // task types this worker runs; required
+	Types    []string // task types this worker runs: 1 to 64; required
 	WorkerID string   // names the worker in the task's events; required
 	// Lease is how long the attempt is held without a heartbeat; 0: the
 	// server's default (30s).

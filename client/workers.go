@@ -75,7 +75,9 @@ func (c *OrchestratorClient) Heartbeat(ctx context.Context, id, token string, le
 
 // Complete records an attempt's success with its output (nil: null).
 // Repeating it with the same token after it was recorded answers again and
-// records nothing. Errors: 404; 409 lease_lost with the task's State.
+// records nothing. Errors: 413 output_too_large for an output over 1 MiB
+// (nothing is recorded and the lease still holds: Fail the task); 404; 409
+// lease_lost with the task's State.
 func (c *OrchestratorClient) Complete(ctx context.Context, id, token string, output json.RawMessage) (*LeaseStatus, error) {
 	in := struct {
 		LeaseToken string          `json:"lease_token"`

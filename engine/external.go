@@ -433,10 +433,25 @@ func (e *Engine) Heartbeat(ctx context.Context, tenantID, id, token string, leas
 	return expires, nil
 }
 
+// OutputError is an output Complete refused: over MaxOutputBytes
+// (Code CodeOutputTooLarge) or not JSON ("invalid_output"). Nothing was
+// recorded and the lease still holds the attempt, so that the worker can
+// complete it with an output that fits or fail it with its own reason.
+type OutputError struct {
+	Code    string
+	Message string
+}
+
+func (e *OutputError) Error() string { return e.Code + ": " + e.Message }
+
 // Complete records an external attempt's success. Repeating it with the same
-// token after it was recorded answers nil and records nothing.
+// token after it was recorded answers nil and records nothing. An output
+// that is too large or not JSON is refused with an *OutputError.
 func (e *Engine) Complete(ctx context.Context, tenantID, id, token string, output json.RawMessage) error {
 	o := checkOutput(output)
+	if o.err != nil {
+		return &OutputError{Code: o.err.Code, Message: o.err.Message}
+	}
 	return e.report(ctx, tenantID, id, token, o, TaskCompleted)
 }
 

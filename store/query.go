@@ -30,9 +30,15 @@ type RunCursor struct {
 	ID        string
 }
 
-// ListRuns returns one page of runs and the cursor of the next page (nil on
-// the last). The query follows an index for every combination of filters:
-// (tenant_id, created_at, id), plus state or workflow in front of created_at.
+// runSummaryColumns are runColumns with NULL in place of input and output:
+// a list carries summaries and never reads a run's payloads, which may be
+// a megabyte each (GetRun has them).
+var runSummaryColumns = strings.NewReplacer(" input,", " NULL,", " output,", " NULL,").Replace(runColumns)
+
+// ListRuns returns one page of run summaries (runs without Input and
+// Output) and the cursor of the next page (nil on the last). The query
+// follows an index for every combination of filters: (tenant_id,
+// created_at, id), plus state or workflow in front of created_at.
 func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]engine.Run, *RunCursor, error) {
 	if f.Limit < 1 || f.Limit > MaxPage {
 		return nil, nil, fmt.Errorf("list runs: limit %d out of 1..%d", f.Limit, MaxPage)
@@ -88,7 +94,7 @@ func (f *RunFilter) query(limit int) (string, []any) {
 		args = append(args, f.Cursor.CreatedAt, f.Cursor.ID)
 	}
 	args = append(args, limit)
-	return `SELECT ` + runColumns + ` FROM runs WHERE ` + strings.Join(where, " AND ") +
+	return `SELECT ` + runSummaryColumns + ` FROM runs WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY created_at DESC, id DESC LIMIT ?`, args
 }
 

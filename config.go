@@ -1,0 +1,236 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/tasks"
+)
+
+// config is every setting of the binary, with its environment name.
+type config struct {
+	serve          bool // the serve command: its settings are checked too
+	host, port     string
+	databaseURL    string
+	logLevel       string
+	logFormat      string
+	workers        int
+	synchronous    string
+	shutdownGrace  time.Duration
+	maxBodyBytes   int64
+	readTimeout    time.Duration
+	writeTimeout   time.Duration
+	idleTimeout    time.Duration
+	maxConnections int
+	externalTypes  bool
+	enableExec     bool
+	httpAllow      string
+	httpDeny       string
+	breakerFails   int
+	breakerOpenFor time.Duration
+	maxRunBytes    int64
+	maxAbandoned   int
+	breakerTargets bool   // per-breaker gauges naming tenants and targets
+	databasePath   string // from databaseURL
+	logger         *slog.Logger
+
+	envErrs []envError      // environment values that did not parse
+	given   map[string]bool // flags given on the command line
+}
+
+// envError is an environment variable whose value is not of its setting's
+// kind. It is reported unless the flag of the same setting was given.
+type envError struct {
+	flag, env, value, want string
+}
+
+// Defaults.
+const (
+	defaultPort          = "8084"
+	defaultDatabaseURL   = "orchestrator.db"
+	defaultShutdownGrace = 30 * time.Second
+	defaultReadTimeout   = 30 * time.Second
+	defaultWriteTimeout  = 60 * time.Second
+	defaultIdleTimeout   = 120 * time.Second
+	// defaultMaxConnections is the connection cap unless the open-file
+	// limit is too low for it (see maxConnectionsDefault).
+	defaultMaxConnections = 1024
+	// spareFiles are the open files kept for the database, logs and the
+	// connections and pipes of tasks when the connection cap is derived
+	// from the open-file limit.
+	spareFiles = 128
+)
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// envValue parses the environment variable env for the default of the flag
+// named flagName, or returns def when it is unset or empty. A value parse
+// refuses is remembered, so that validate names the variable instead of
+// quietly using def.
+func envValue[T any](c *config, flagName, env string, def T, want string, parse func(string) (T, error)) T {
+	v := os.Getenv(env)
+	if v == "" {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, envError{flag: flagName, env: env, value: v, want: want})
+		return def
+	}
+	return x
+}
+
+func (c *config) envInt(flagName, env string, def int) int {
+	return envValue(c, flagName, env, def, "a whole number", strconv.Atoi)
+}
+
+func (c *config) envInt64(flagName, env string, def int64) int64 {
+	return envValue(c, flagName, env, def, "a whole number", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+}
+
+func (c *config) envDuration(flagName, env string, def time.Duration) time.Duration {
+	return envValue(c, flagName, env, def, `a duration like "30s" or "1m30s"`, time.ParseDuration)
+}
+
+func (c *config) envBool(flagName, env string, def bool) bool {
+	return envValue(c, flagName, env, def, "true or false", strconv.ParseBool)
+}
+
+// flags declares the settings shared by every command on fs.
+func (c *config) flags(fs *flag.FlagSet, serve bool) {
+	c.serve = serve
+	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", defaultDatabaseURL),
+		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL)")
+	fs.StringVar(&c.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", envOr("LOG_FORMAT", "console"), "json or console (env LOG_FORMAT)")
+	if !serve {
+		return
+	}
+	fs.StringVar(&c.host, "host", envOr("HOST", ""), "address to listen on; empty = every interface (env HOST)")
+	fs.StringVar(&c.port, "port", envOr("PORT", defaultPort), "TCP port (env PORT)")
+	fs.IntVar(&c.workers, "workers", c.envInt("workers", "WORKERS", engine.DefaultWorkers), "in-process task attempts at once (env WORKERS)")
+	fs.StringVar(&c.synchronous, "synchronous", envOr("SYNCHRONOUS", store.SyncFull),
+		"full: every acknowledged change survives power loss; normal: faster, may lose the last commits on power loss (env SYNCHRONOUS)")
+	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", c.envDuration("shutdown-grace", "SHUTDOWN_GRACE", defaultShutdownGrace),
+		"on SIGTERM, how long running attempts may finish before they are interrupted (env SHUTDOWN_GRACE)")
+	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", c.envInt64("max-body-bytes", "MAX_BODY_BYTES", api.DefaultMaxBodyBytes),
+		"largest request body accepted, in bytes (env MAX_BODY_BYTES)")
+	fs.DurationVar(&c.readTimeout, "read-timeout", c.envDuration("read-timeout", "READ_TIMEOUT", defaultReadTimeout),
+		"longest time to read a request, headers and body (env READ_TIMEOUT)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", c.envDuration("write-timeout", "WRITE_TIMEOUT", defaultWriteTimeout),
+		"longest time from the end of a request to the end of its answer; long polls get their wait on top, event streams this much per batch (env WRITE_TIMEOUT)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", c.envDuration("idle-timeout", "IDLE_TIMEOUT", defaultIdleTimeout),
+		"how long an idle keep-alive connection stays open (env IDLE_TIMEOUT)")
+	fs.IntVar(&c.maxConnections, "max-connections", c.envInt("max-connections", "MAX_CONNECTIONS", maxConnectionsDefault()),
+		"client connections open at once; more wait to be accepted (env MAX_CONNECTIONS)")
+	fs.BoolVar(&c.externalTypes, "external-types", c.envBool("external-types", "EXTERNAL_TYPES", true),
+		"accept task types without an in-process handler; their tasks wait for external workers (env EXTERNAL_TYPES)")
+	fs.BoolVar(&c.enableExec, "enable-exec", c.envBool("enable-exec", "ENABLE_EXEC", false),
+		"allow exec tasks, which run commands on this host (env ENABLE_EXEC)")
+	fs.StringVar(&c.httpAllow, "http-task-allow", os.Getenv("HTTP_TASK_ALLOW"),
+		"comma-separated CIDRs or host names http tasks may call; empty = any but unspecified, link-local and metadata addresses (env HTTP_TASK_ALLOW)")
+	fs.StringVar(&c.httpDeny, "http-task-deny", os.Getenv("HTTP_TASK_DENY"),
+		"comma-separated CIDRs or host names http tasks may not call (env HTTP_TASK_DENY)")
+	fs.IntVar(&c.breakerFails, "breaker-failures", c.envInt("breaker-failures", "BREAKER_FAILURES", tasks.DefaultBreakerFailures),
+		"retryable failures in a row that open a circuit breaker (per tenant and task type, per tenant and http host) (env BREAKER_FAILURES)")
+	fs.DurationVar(&c.breakerOpenFor, "breaker-open-for", c.envDuration("breaker-open-for", "BREAKER_OPEN_FOR", tasks.DefaultBreakerOpenFor),
+		"how long an open circuit breaker holds attempts back (env BREAKER_OPEN_FOR)")
+	fs.Int64Var(&c.maxRunBytes, "max-run-bytes", c.envInt64("max-run-bytes", "MAX_RUN_BYTES", engine.DefaultMaxRunBytes),
+		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
+	fs.IntVar(&c.maxAbandoned, "max-abandoned", c.envInt("max-abandoned", "MAX_ABANDONED", engine.DefaultMaxAbandoned),
+		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
+	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", c.envBool("metrics-breaker-targets", "METRICS_BREAKER_TARGETS", false),
+		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
+}
+
+// maxConnectionsDefault is the connection cap for this process's open-file
+// limit.
+func maxConnectionsDefault() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return defaultMaxConnections
+	}
+	return maxConnectionsFor(lim.Cur)
+}
+
+// maxConnectionsFor is defaultMaxConnections, or fewer when an open-file
+// limit of nofile would not leave spareFiles beside them (at least 16).
+func maxConnectionsFor(nofile uint64) int {
+	if nofile >= defaultMaxConnections+spareFiles {
+		return defaultMaxConnections
+	}
+	return max(16, int(nofile)-spareFiles)
+}
+
+// parsed records which flags fs was given, so that a flag wins over a bad
+// environment value of the same setting.
+func (c *config) parsed(fs *flag.FlagSet) {
+	c.given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
+}
+
+// validate checks the settings and derives the logger and database path.
+func (c *config) validate(stderr io.Writer) error {
+	for _, e := range c.envErrs {
+		if !c.given[e.flag] {
+			return fmt.Errorf("%s %q: want %s (or set --%s)", e.env, e.value, e.want, e.flag)
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "json":
+		c.logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	case "console", "text":
+		c.logger = slog.New(slog.NewTextHandler(stderr, opts))
+	default:
+		return fmt.Errorf("log-format %q: want json or console", c.logFormat)
+	}
+	p, err := store.ParseURL(c.databaseURL)
+	if err != nil {
+		return err
+	}
+	c.databasePath = p
+	if !c.serve {
+		return nil
+	}
+	if n, err := strconv.Atoi(c.port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number in 0..65535", c.port)
+	}
+	switch {
+	case c.workers < 1 || c.workers > 10000:
+		return fmt.Errorf("workers %d: want 1..10000", c.workers)
+	case c.synchronous != store.SyncFull && c.synchronous != store.SyncNormal:
+		return fmt.Errorf("synchronous %q: want full or normal", c.synchronous)
+	case c.maxRunBytes < 1<<10 || c.maxAbandoned < 1:
+		return fmt.Errorf("max-run-bytes must be >= 1024 and max-abandoned >= 1")
+	case c.breakerFails < 1 || c.breakerOpenFor <= 0:
+		return fmt.Errorf("breaker-failures must be >= 1 and breaker-open-for > 0")
+	case c.shutdownGrace < 0:
+		return fmt.Errorf("shutdown-grace %s: want 0 or more", c.shutdownGrace)
+	case c.maxBodyBytes < 1:
+		return fmt.Errorf("max-body-bytes %d: want at least 1", c.maxBodyBytes)
+	case c.readTimeout <= 0 || c.writeTimeout <= 0 || c.idleTimeout <= 0:
+		return fmt.Errorf("read-timeout, write-timeout and idle-timeout must be positive")
+	case c.maxConnections < 1:
+		return fmt.Errorf("max-connections %d: want at least 1", c.maxConnections)
+	}
+	return nil
+}
