@@ -100,7 +100,7 @@ func problemFor(err error) *Problem {
 		q := fieldProblem("output", msg)
 		if oe.Code == engine.CodeOutputTooLarge {
 			q = newProblem(http.StatusRequestEntityTooLarge, CodeOutputTooLarge, "output: "+msg)
-			q.Errors = []engine.Problem{{Field: "output", Message: msg}}
+			q.Errors = []definition.Problem{{Field: "output", Message: msg}}
 		}
 		return q
 	case errors.As(err, &ve):

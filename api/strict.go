@@ -12,7 +12,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
 // invalidUTF8 is the problem of a body with a byte sequence that is not
@@ -29,7 +30,7 @@ func invalidUTF8(body []byte) *Problem {
 	msg := fmt.Sprintf("is not valid UTF-8 (byte 0x%02x at offset %d)", body[min(off, len(body)-1)], off)
 	if field := badUTF8Field(body, ""); field != "" {
 		p := newProblem(http.StatusBadRequest, CodeInvalidJSON, field+": "+msg)
-		p.Errors = []engine.Problem{{Field: field, Message: msg}}
+		p.Errors = []definition.Problem{{Field: field, Message: msg}}
 		return p
 	}
 	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body "+msg)
@@ -41,9 +42,9 @@ func invalidUTF8(body []byte) *Problem {
 func badUTF8Field(raw []byte, path string) string {
 	found := path
 	stop := errors.New("found")
-	switch engine.JSONKind(raw) {
+	switch strictjson.Kind(raw) {
 	case "object":
-		engine.EachMember(raw, func(key string, value []byte) error {
+		strictjson.EachMember(raw, func(key string, value []byte) error {
 			at := joinField(path, key)
 			switch {
 			case strings.ContainsRune(key, utf8.RuneError): // decoding replaced the bad bytes
@@ -57,7 +58,7 @@ func badUTF8Field(raw []byte, path string) string {
 		})
 	case "array":
 		i := 0
-		engine.EachElement(raw, func(value []byte) error {
+		strictjson.EachElement(raw, func(value []byte) error {
 			if !utf8.Valid(value) {
 				found = badUTF8Field(value, path+"["+strconv.Itoa(i)+"]")
 				return stop
@@ -95,13 +96,13 @@ func checkKeys(body []byte, v any) error {
 // depth limit: the engine refuses anything nested deeper, and each level
 // costs a scan of what it holds.
 func checkValue(raw []byte, sh *shape, path string, depth int) error {
-	if depth > engine.MaxJSONDepth+1 {
+	if depth > strictjson.MaxDepth+1 {
 		return nil
 	}
-	switch engine.JSONKind(raw) {
+	switch strictjson.Kind(raw) {
 	case "object":
 		seen := map[string]bool{}
-		return engine.EachMember(raw, func(key string, value []byte) error {
+		return strictjson.EachMember(raw, func(key string, value []byte) error {
 			if seen[key] {
 				return fieldProblem(joinField(path, key), "given more than once")
 			}
@@ -125,7 +126,7 @@ func checkValue(raw []byte, sh *shape, path string, depth int) error {
 			elem = sh.elem
 		}
 		i := -1
-		return engine.EachElement(raw, func(value []byte) error {
+		return strictjson.EachElement(raw, func(value []byte) error {
 			if i++; !holdsKeys(value) {
 				return nil
 			}
@@ -139,7 +140,7 @@ func checkValue(raw []byte, sh *shape, path string, depth int) error {
 // object somewhere inside: the values checkValue has to look into. An array
 // without one is passed over whole, however deep.
 func holdsKeys(raw []byte) bool {
-	switch engine.JSONKind(raw) {
+	switch strictjson.Kind(raw) {
 	case "object":
 		return true
 	case "array":

@@ -169,6 +169,19 @@ func container(raw []byte, open byte, each func(key string, value []byte) error)
 	return nil
 }
 
+// EachMember calls fn with the key and the raw value of every member of the
+// JSON object raw, in document order, a repeated key each time it appears.
+// It returns fn's error, or ErrMalformed if raw is not an object.
+func EachMember(raw []byte, fn func(key string, value []byte) error) error {
+	return container(raw, '{', fn)
+}
+
+// EachElement calls fn with every element of the JSON array raw, like
+// EachMember.
+func EachElement(raw []byte, fn func(value []byte) error) error {
+	return container(raw, '[', func(_ string, value []byte) error { return fn(value) })
+}
+
 // Members returns the members of the JSON object raw in document order,
 // repeated names included.
 func Members(raw []byte) ([]Member, error) {
