@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+	"unicode/utf8"
 
 	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/engine/strictjson"
@@ -183,6 +184,11 @@ func checkOutput(out json.RawMessage) outcome {
 	var buf bytes.Buffer
 	if json.Compact(&buf, out) != nil {
 		o := failed("invalid_output", "output is not valid JSON", ReasonError)
+		o.permanent = true
+		return o
+	}
+	if !utf8.Valid(buf.Bytes()) {
+		o := failed("invalid_output", "output is not valid UTF-8", ReasonError)
 		o.permanent = true
 		return o
 	}

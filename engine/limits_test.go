@@ -241,3 +241,21 @@ func TestLimits_PlanCache(t *testing.T) {
 	_, size := e2.PlanCacheStats()
 	is.True(size <= 16<<10) // and the cache stays within its bytes
 }
+
+func TestLimits_OutputUTF8(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := startEngine(t, db, map[string]engine.Handler{"raw": engine.HandlerFunc(func(context.Context, *engine.Attempt) (json.RawMessage, error) {
+		return json.RawMessage("{\"body\":\"\xff\xfe\"}"), nil
+	})})
+	register(t, e, `{"name":"utf","tasks":[{"id":"a","type":"raw"}]}`)
+	run := start(t, e, "utf")
+	run, err := e.Wait(ctx, tenant, run.ID)
+	is.NoErr(err)
+	is.Equal(run.State, engine.RunFailed) // an output that is not UTF-8 is not stored
+	a := task(t, db, run.ID, "a")
+	is.Equal(a.Error.Code, "invalid_output")            // it fails the attempt
+	is.True(strings.Contains(a.Error.Message, "UTF-8")) // saying why
+	is.Equal(len(a.Output), 0)                          // and records no output
+}

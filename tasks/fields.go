@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -52,20 +51,20 @@ func mergeFields(config, input json.RawMessage, known map[string]bool, ps *probl
 	switch kind := strictjson.Kind(config); kind {
 	case "", "null":
 	case "object":
-		members, err := objectMembers(config)
+		members, err := strictjson.Members(config)
 		if err != nil {
 			ps.add("config", "invalid JSON")
 			break
 		}
 		for _, m := range members {
-			field := "config." + m.key
+			field := "config." + m.Key
 			switch {
-			case !known[m.key]:
+			case !known[m.Key]:
 				ps.add(field, "unknown field")
-			case f[m.key].raw != nil:
+			case f[m.Key].raw != nil:
 				ps.add(field, "duplicate field")
 			default:
-				f[m.key] = value{raw: m.value, field: field}
+				f[m.Key] = value{raw: m.Value, field: field}
 			}
 		}
 	default:
@@ -74,56 +73,17 @@ func mergeFields(config, input json.RawMessage, known map[string]bool, ps *probl
 	if strictjson.Kind(input) != "object" {
 		return f
 	}
-	members, err := objectMembers(input)
+	members, err := strictjson.Members(input)
 	if err != nil {
 		ps.add("input", "invalid JSON")
 		return f
 	}
 	for _, m := range members {
-		if known[m.key] {
-			f[m.key] = value{raw: m.value, field: "input." + m.key}
+		if known[m.Key] {
+			f[m.Key] = value{raw: m.Value, field: "input." + m.Key}
 		}
 	}
 	return f
-}
-
-// member is one name/value pair of a JSON object.
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectMembers returns the members of a JSON object in document order,
-// repeats included.
-func objectMembers(raw json.RawMessage) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	var ms []member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := t.(string)
-		if !ok {
-			return nil, fmt.Errorf("object key is not a string")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		ms = append(ms, member{key: key, value: v})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the object")
-	}
-	return ms, nil
 }
 
 // present reports whether the field is set to something other than null.
@@ -257,28 +217,28 @@ func (f fields) stringMap(name string, checkKey func(string) string, ps *problem
 		ps.add(v.field, "must be an object of strings, got "+strictjson.Kind(v.raw))
 		return nil
 	}
-	members, err := objectMembers(v.raw)
+	members, err := strictjson.Members(v.raw)
 	if err != nil {
 		ps.add(v.field, "invalid JSON")
 		return nil
 	}
 	out := make(map[string]string, len(members))
 	for _, m := range members {
-		field := v.field + "." + m.key
-		if msg := checkKey(m.key); msg != "" {
+		field := v.field + "." + m.Key
+		if msg := checkKey(m.Key); msg != "" {
 			ps.add(field, msg)
 			continue
 		}
 		var s string
-		if strictjson.Kind(m.value) != "string" || json.Unmarshal(m.value, &s) != nil {
-			ps.add(field, "must be a string, got "+strictjson.Kind(m.value))
+		if strictjson.Kind(m.Value) != "string" || json.Unmarshal(m.Value, &s) != nil {
+			ps.add(field, "must be a string, got "+strictjson.Kind(m.Value))
 			continue
 		}
 		if strings.IndexByte(s, 0) >= 0 {
 			ps.add(field, "must not contain NUL bytes")
 			continue
 		}
-		out[m.key] = s
+		out[m.Key] = s
 	}
 	return out
 }
