@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/orchestrator
 
-.PHONY: run test build lint fuzz bench bench-http crash docker docker-check clean
+.PHONY: run test build lint fuzz bench bench-http crash torture docker docker-check clean
 
 run:
 	$(GO) run . serve
@@ -27,6 +27,9 @@ bench:
 
 crash:
 	$(GO) test -race -count=1 -run TestCrashRecovery -v .
+
+torture:
+	scripts/torture
 
 docker:
 	docker build -t orchestrator-service .
