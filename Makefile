@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/orchestrator
 
-.PHONY: run test build lint fuzz bench bench-http crash clean
+.PHONY: run test build lint fuzz bench bench-http crash torture docker docker-check clean
 
 run:
 	$(GO) run . serve
@@ -27,6 +27,15 @@ bench:
 
 crash:
 	$(GO) test -race -count=1 -run TestCrashRecovery -v .
+
+torture:
+	scripts/torture
+
+docker:
+	docker build -t orchestrator-service .
+
+docker-check:
+	scripts/docker-check
 
 clean:
 	rm -rf bin orchestrator.db orchestrator.db-wal orchestrator.db-shm

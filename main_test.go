@@ -40,10 +40,22 @@ func TestMain(m *testing.M) {
 
 // childHandlers are the in-process task types of the child server: "work"
 // takes {"ms": N} and holds a worker for N milliseconds unless cancelled;
-// "die" kills the server process at once, as the kernel's out-of-memory
-// killer would.
+// "flaky" takes {"fail_until": N} and fails (retryably, code "flaky") every
+// attempt numbered N or lower, so retries happen by attempt number and not
+// by chance; "die" kills the server process at once, as the kernel's
+// out-of-memory killer would.
 func childHandlers() map[string]engine.Handler {
 	return map[string]engine.Handler{
+		"flaky": engine.HandlerFunc(func(_ context.Context, a *engine.Attempt) (json.RawMessage, error) {
+			var in struct {
+				FailUntil int `json:"fail_until"`
+			}
+			json.Unmarshal(a.Input, &in)
+			if a.Attempt <= in.FailUntil {
+				return nil, &engine.TaskError{Code: "flaky", Message: fmt.Sprintf("attempt %d of a task that fails until attempt %d", a.Attempt, in.FailUntil)}
+			}
+			return json.RawMessage(fmt.Sprintf(`{"attempt":%d}`, a.Attempt)), nil
+		}),
 		"die": engine.HandlerFunc(func(context.Context, *engine.Attempt) (json.RawMessage, error) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}

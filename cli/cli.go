@@ -20,7 +20,7 @@ import (
 )
 
 // Commands lists the top-level commands this package runs.
-var Commands = []string{"workflows", "definitions", "events", "dag"}
+var Commands = []string{"workflows", "definitions", "events", "dag", "health"}
 
 // Usage is the one-line summary of each command, for the binary's help.
 var Usage = map[string]string{
@@ -28,6 +28,7 @@ var Usage = map[string]string{
 	"definitions": "definitions register|list: workflow definitions on a server",
 	"events":      "events RUN_ID: a run's history as a timeline",
 	"dag":         "dag validate FILE: validate a definition on a server",
+	"health":      "health: exit 0 when the server and its database answer (a container health check)",
 }
 
 // DefaultServer is the server the commands talk to unless told otherwise.

@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"definitions list":     {"", 0, "List definitions, the latest version of each.", defListCmd},
 	"events ":              {"RUN_ID", 1, "Print a run's history as a timeline and check its hash chain.", eventsCmd},
 	"dag validate":         {"FILE", 1, "Validate a definition on the server without storing it; prints every problem or the levels.", validateCmd},
+	"health ":              {"", 0, "Exit 0 when the server and its database answer GET /health, 1 otherwise (a container health check).", healthCmd},
 }
 
 func startCmd(e *env) func([]string) error {
