@@ -23,6 +23,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -67,14 +68,14 @@ func (s *Server) Handler() http.Handler {
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, newProblem(http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path))
+		writeProblem(w, newProblem(http.StatusNotFound, wire.CodeNotFound, "no route for "+r.Method+" "+r.URL.Path))
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path))
+		writeProblem(w, newProblem(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path))
 	})
 	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
 		s.Logger.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-		writeProblem(w, newProblem(http.StatusInternalServerError, CodeInternal, "internal error; see the server log"))
+		writeProblem(w, newProblem(http.StatusInternalServerError, wire.CodeInternal, "internal error; see the server log"))
 	}
 	for _, rt := range s.routes() {
 		r.Handle(rt.method, rt.path, s.wrap(rt.h))
@@ -140,7 +141,7 @@ func (s *Server) wrap(h handlerFunc) httprouter.Handle {
 		if err != nil {
 			prob := problemFor(err)
 			switch {
-			case prob.Code == CodeStorageUnavailable:
+			case prob.Code == wire.CodeStorageUnavailable:
 				// The store logs when its storage fails and when it is back.
 				s.Logger.Debug("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			case prob.Status >= 500:
@@ -174,11 +175,11 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 		// curl -d sends application/x-www-form-urlencoded unless told
 		// otherwise; the body is still parsed as JSON.
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json") && mt != "application/x-www-form-urlencoded") {
-			return nil, newProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+			return nil, newProblem(http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia,
 				fmt.Sprintf("Content-Type %q: send application/json", ct))
 		}
 	}
-	tooLarge := newProblem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+	tooLarge := newProblem(http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge,
 		fmt.Sprintf("request body is over the limit of %d bytes", s.MaxBodyBytes))
 	if r.ContentLength > s.MaxBodyBytes {
 		return nil, tooLarge
@@ -189,7 +190,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 		return nil, tooLarge
 	}
 	if err != nil {
-		return nil, newProblem(http.StatusBadRequest, CodeInvalidRequest, "reading the request body: "+err.Error())
+		return nil, newProblem(http.StatusBadRequest, wire.CodeInvalidRequest, "reading the request body: "+err.Error())
 	}
 	if !utf8.Valid(body) { // JSON text is UTF-8, and every answer echoing it must be
 		return nil, invalidUTF8(body)
@@ -201,7 +202,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 // types and trailing data with a problem naming the field.
 func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body is empty; send a JSON object")
+		return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "the request body is empty; send a JSON object")
 	}
 	if err := validJSON(body); err != nil {
 		return err
@@ -229,16 +230,16 @@ func decodeStrict(body []byte, v any) error {
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
-			return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body must be a JSON object")
+			return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "the request body must be a JSON object")
 		}
 		return fieldProblem(field, fmt.Sprintf("must be %s, not %s", jsonKind(te.Type.Kind().String()), te.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return fieldProblem(field, "unknown field")
 	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
-		return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error())
+		return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "malformed JSON: "+err.Error())
 	}
-	return newProblem(http.StatusBadRequest, CodeInvalidJSON, err.Error())
+	return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, err.Error())
 }
 
 // validJSON refuses a body that is not JSON with invalid_json and the
@@ -248,7 +249,7 @@ func validJSON(body []byte) error {
 		return nil
 	}
 	var x any
-	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
+	return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "malformed JSON: "+fmt.Sprint(json.Unmarshal(body, &x)))
 }
 
 func jsonKind(goKind string) string {
@@ -276,16 +277,6 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Pa
 	return nil
 }
 
-// workflowView is a stored definition version as the API shows it.
-type workflowView struct {
-	Name       string          `json:"name"`
-	Version    int             `json:"version"`
-	Created    *bool           `json:"created,omitempty"` // on register: whether this call stored a new version
-	Hash       string          `json:"hash"`
-	CreatedAt  time.Time       `json:"created_at"`
-	Definition json.RawMessage `json:"definition,omitempty"`
-}
-
 func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	q := r.URL.Query()
 	if err := onlyParams(q, "name", "version"); err != nil {
@@ -307,39 +298,30 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httproute
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, workflowView{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	writeJSON(w, http.StatusOK, wireDefinition(sd))
 	return nil
 }
 
-// runView is a run with its tasks and progress, as GET /v1/runs/{id} shows it.
-type runView struct {
-	*engine.Run
-	Progress progress      `json:"progress"`
-	Tasks    []engine.Task `json:"tasks"`
-}
-
-type progress struct {
-	Total   int            `json:"total"`
-	Done    int            `json:"done"`
-	Percent float64        `json:"percent"`
-	States  map[string]int `json:"states"`
-}
-
-func newRunView(run *engine.Run, tasks []engine.Task) runView {
-	p := progress{Total: len(tasks), States: map[string]int{}}
+// newRunView is a run with its tasks and progress, as GET /v1/runs/{id}
+// shows it.
+func newRunView(run *engine.Run, tasks []engine.Task) wire.RunDetails {
+	p := wire.Progress{Total: len(tasks), States: map[wire.TaskState]int{}}
 	for _, s := range engine.TaskStates() {
-		p.States[string(s)] = 0
+		p.States[wire.TaskState(s)] = 0
 	}
+	v := wire.RunDetails{Run: wireRun(run), Tasks: make([]wire.Task, len(tasks))}
 	for i := range tasks {
-		p.States[string(tasks[i].State)]++
+		p.States[wire.TaskState(tasks[i].State)]++
 		if tasks[i].State.Terminal() {
 			p.Done++
 		}
+		v.Tasks[i] = wireTask(&tasks[i])
 	}
 	if p.Total > 0 {
 		p.Percent = float64(int(1000*float64(p.Done)/float64(p.Total))) / 10
 	}
-	return runView{Run: run, Progress: p, Tasks: tasks}
+	v.Progress = p
+	return v
 }
 
 // runIDOf is the run a request names: {id} on the short API, {workflowId}
@@ -370,19 +352,9 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 
 func runNotFound(err error, id string) error {
 	if errors.Is(err, engine.ErrNotFound) {
-		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("run %q does not exist", id))
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q does not exist", id))
 	}
 	return err
-}
-
-// eventsPage is a page of a run's history, its events encoded.
-type eventsPage struct {
-	RunID     string            `json:"run_id"`
-	Events    []json.RawMessage `json:"events"`
-	NextAfter int64             `json:"next_after,omitempty"` // pass as ?after= for the next page
-	// Verified answers ?verify=true: whether the run's whole history chains.
-	Verified    *bool  `json:"verified,omitempty"`
-	VerifyError string `json:"verify_error,omitempty"`
 }
 
 // runEvents serves a run's history in seq order, paginated by ?after=SEQ,
@@ -421,7 +393,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if err != nil {
 		return err
 	}
-	page := eventsPage{RunID: id, Events: items}
+	page := wire.RunEventsPage[json.RawMessage]{RunID: id, Events: items}
 	if more {
 		page.NextAfter = last.Seq
 	}
@@ -440,11 +412,6 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	return nil
 }
 
-// controlBody is the optional body of a control verb.
-type controlBody struct {
-	TaskID string `json:"task_id"` // retry only: this task and what depends on it
-}
-
 // control serves one of pause, resume, cancel, retry. The body, if any, is
 // a JSON object; retry takes {"task_id"}.
 func (s *Server) control(verb engine.EventType) handlerFunc {
@@ -461,7 +428,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		if err != nil {
 			return err
 		}
-		var req controlBody
+		var req wire.ControlRequest
 		if len(bytes.TrimSpace(body)) > 0 {
 			if err := decodeStrict(body, &req); err != nil {
 				return err
@@ -485,12 +452,12 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		if err != nil {
 			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
 				if _, gerr := s.Store.GetRunRow(r.Context(), tenant, id); gerr == nil {
-					return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
+					return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
 				}
 			}
 			return runNotFound(err, id)
 		}
-		writeJSON(w, http.StatusOK, run)
+		writeJSON(w, http.StatusOK, wireRun(run))
 		return nil
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
@@ -25,15 +26,6 @@ import (
 // The tenant-scoped API of seed 000: /api/v1/tenants/{tenantId}/... Every
 // handler reads the tenant from the path and every query filters on it, so
 // another tenant's ids are simply not found.
-
-// executeRequest is the body of POST .../workflows: a registered definition
-// by name (and version), or one inline.
-type executeRequest struct {
-	Workflow   string          `json:"workflow"`
-	Version    int             `json:"version"`
-	Definition json.RawMessage `json:"definition"`
-	Input      json.RawMessage `json:"input"`
-}
 
 // MaxIdempotencyKey is the longest Idempotency-Key header accepted.
 const MaxIdempotencyKey = 255
@@ -58,7 +50,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	if err != nil {
 		return err
 	}
-	var req executeRequest
+	var req wire.ExecuteRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
@@ -77,7 +69,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		// must not have registered its inline definition.
 		if runID, h, err := s.Store.FindIdempotencyKey(r.Context(), tenant, key); err == nil {
 			if h != hash {
-				return newProblem(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+				return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
 					"this Idempotency-Key was used for a different request; use a new key")
 			}
 			run, err := s.Store.GetRunRow(r.Context(), tenant, runID)
@@ -105,13 +97,13 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	run, replayed, err := s.Engine.StartRunIdempotent(r.Context(), start)
 	switch {
 	case errors.Is(err, engine.ErrIdempotencyMismatch):
-		return newProblem(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+		return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
 			"this Idempotency-Key was used for a different request; use a new key")
 	case errors.Is(err, engine.ErrNotFound):
 		if version > 0 {
-			return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q has no version %d", workflow, version))
+			return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no version %d", workflow, version))
 		}
-		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("workflow %q is not registered", workflow))
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q is not registered", workflow))
 	case err != nil:
 		return err
 	}
@@ -129,7 +121,7 @@ func (s *Server) answerStarted(w http.ResponseWriter, p httprouter.Params, tenan
 	} else {
 		w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/workflows/%s", tenant, run.ID))
 	}
-	writeJSON(w, http.StatusCreated, run)
+	writeJSON(w, http.StatusCreated, wireRun(run))
 	return nil
 }
 
@@ -147,13 +139,6 @@ func requestHash(workflow string, version int, def, input json.RawMessage) strin
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// runsPage is a page of GET .../workflows: run summaries (engine.Run
-// without input and output), encoded.
-type runsPage struct {
-	Runs          []json.RawMessage `json:"runs"`
-	NextPageToken string            `json:"next_page_token,omitempty"`
 }
 
 // pageToken is the opaque cursor of a list: base64url of JSON.
@@ -231,7 +216,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	}
 	items := s.newPage()
 	for i := range runs {
-		ok, err := items.add(&runs[i])
+		ok, err := items.add(wireRun(&runs[i]))
 		if err != nil {
 			return err
 		}
@@ -241,7 +226,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 			break
 		}
 	}
-	page := runsPage{Runs: items.items}
+	page := wire.RunsPage[json.RawMessage]{Runs: items.items}
 	if next != nil {
 		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
 	}
@@ -287,14 +272,8 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, engine.ComputeRunMetrics(plan, events, time.Now()))
+	writeJSON(w, http.StatusOK, wireRunMetrics(engine.ComputeRunMetrics(plan, events, time.Now())))
 	return nil
-}
-
-// tenantEventsPage is a page of the tenant-wide audit query, encoded.
-type tenantEventsPage struct {
-	Events        []json.RawMessage `json:"events"`
-	NextPageToken string            `json:"next_page_token,omitempty"`
 }
 
 // tenantEvents answers audit questions across runs: filters type, run,
@@ -342,7 +321,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		n := 0
 		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
 		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
-			if err := enc.Encode(e); err != nil {
+			if err := enc.Encode(wireEvent(e)); err != nil {
 				return err
 			}
 			if n++; n%500 == 0 {
@@ -368,7 +347,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 	if err != nil {
 		return err
 	}
-	page := tenantEventsPage{Events: items}
+	page := wire.TenantEventsPage[json.RawMessage]{Events: items}
 	if more {
 		page.NextPageToken = encodeToken(pageToken{AfterID: last.ID, At: engine.FormatTime(last.At)})
 	}
@@ -388,7 +367,7 @@ func (s *Server) eventPage(r *http.Request, f store.EventFilter, limit int) ([]j
 			more = true
 			return errPageFull
 		}
-		ok, err := items.add(e)
+		ok, err := items.add(wireEvent(e))
 		if err != nil {
 			return err
 		}
@@ -403,13 +382,6 @@ func (s *Server) eventPage(r *http.Request, f store.EventFilter, limit int) ([]j
 		return nil, last, false, err
 	}
 	return items.items, last, more, nil
-}
-
-// validation is the answer of POST /api/v1/dag/validate.
-type validation struct {
-	Valid  bool                 `json:"valid"`
-	Errors []definition.Problem `json:"errors"`
-	Levels [][]string           `json:"levels"`
 }
 
 // validateDAG validates a definition (the body, or its "definition" field)
@@ -427,20 +399,12 @@ func (s *Server) validateDAG(w http.ResponseWriter, r *http.Request, _ httproute
 		body = wrapper["definition"]
 	}
 	_, plan, problems := definition.CompileJSON(body, s.Engine.ValidateOptions())
-	out := validation{Valid: len(problems) == 0, Errors: problems, Levels: [][]string{}}
-	if out.Errors == nil {
-		out.Errors = []definition.Problem{}
-	}
+	out := wire.Validation{Valid: len(problems) == 0, Errors: wireFieldErrors(problems), Levels: [][]string{}}
 	if plan != nil {
 		out.Levels = plan.Levels
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// definitionsPage lists a tenant's definitions, the latest version of each.
-type definitionsPage struct {
-	Definitions []workflowView `json:"definitions"`
 }
 
 // registerDefinition serves POST /v1/workflows (tenant default) and
@@ -470,8 +434,7 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 			w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/definitions/%s/versions/%d", tenant, sd.Name, sd.Version))
 		}
 	}
-	writeJSON(w, status, workflowView{Name: sd.Name, Version: sd.Version, Created: &created, Hash: sd.Hash,
-		CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	writeJSON(w, status, wire.Registration{DefinitionVersion: wireDefinition(sd), Created: created})
 	return nil
 }
 
@@ -487,9 +450,9 @@ func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request, p httpr
 	if err != nil {
 		return err
 	}
-	page := definitionsPage{Definitions: []workflowView{}}
+	page := wire.DefinitionsPage{Definitions: []wire.DefinitionVersion{}}
 	for _, d := range defs {
-		page.Definitions = append(page.Definitions, workflowView{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
+		page.Definitions = append(page.Definitions, wire.DefinitionVersion{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
@@ -514,11 +477,11 @@ func (s *Server) getDefinitionVersion(w http.ResponseWriter, r *http.Request, p 
 	}
 	sd, err := s.Store.GetDefinition(r.Context(), tenant, name, version)
 	if errors.Is(err, engine.ErrNotFound) {
-		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("definition %q version %s does not exist", name, v))
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("definition %q version %s does not exist", name, v))
 	}
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, workflowView{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition})
+	writeJSON(w, http.StatusOK, wireDefinition(sd))
 	return nil
 }

@@ -6,8 +6,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // Server bugs found through the client. The first two were fixed while the
@@ -29,7 +29,7 @@ func TestOrchestratorClient_RefusedExecuteWritesNothing(t *testing.T) {
 	is.NoErr(err)              // first request
 	is.Equal(first.Version, 1) // registers version 1
 	_, err = c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: def("inline", typeHold), IdempotencyKey: "k"})
-	wantProblem(t, err, http.StatusUnprocessableEntity, client.CodeIdempotencyMismatch)
+	wantProblem(t, err, http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch)
 	latest, err := c.GetDefinitionVersion(ctx, "inline", 0)
 	is.NoErr(err)               // latest version
 	is.Equal(latest.Version, 1) // the refused request stored no version 2
@@ -54,7 +54,7 @@ func TestOrchestratorClient_DotSegmentTenants(t *testing.T) {
 	}
 	c := env.client(t)
 	_, err := c.RegisterDefinition(ctx, def("..", "noop"))
-	wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidDefinition) // nor a definition named ..
+	wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidDefinition) // nor a definition named ..
 }
 
 // TestServerBug_UnknownQueryParameters: every GET refuses query parameters
@@ -72,7 +72,7 @@ func TestServerBug_UnknownQueryParameters(t *testing.T) {
 	ctx := ctxFor(t)
 	mustRegister(t, c, def("wf", "noop"))
 	id := mustExecute(t, c, "wf").ID
-	waitState(t, c, id, engine.RunCompleted)
+	waitState(t, c, id, wire.RunCompleted)
 	for _, path := range []string{
 		"/api/v1/tenants/params/workflows/" + id + "/metrics?verbose=1",
 		"/api/v1/tenants/params/definitions/wf/versions/1?verbose=1",
@@ -98,7 +98,7 @@ func TestServerBug_MalformedJSONAfterBadKey(t *testing.T) {
 	ctx := ctxFor(t)
 	for _, body := range []string{`{"bogus":`, `{"types":["ext"],"worker_id":"w","types":`} {
 		_, err := c.Do(ctx, http.MethodPost, "/v1/tasks/poll", nil, []byte(body))
-		if client.CodeOf(err) != client.CodeInvalidJSON {
+		if client.CodeOf(err) != wire.CodeInvalidJSON {
 			t.Errorf("POST /v1/tasks/poll %s: want 400 invalid_json, got %v", body, err)
 		}
 	}
