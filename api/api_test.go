@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -51,9 +52,12 @@ type testServer struct {
 
 // serverOptions change what newServer builds.
 type serverOptions struct {
-	Handlers     map[string]engine.Handler // in-process task types to register
-	MaxBodyBytes int64                     // 0: the API's default
-	MaxPageBytes int                       // 0: the API's default
+	Handlers      map[string]engine.Handler // in-process task types to register
+	MaxBodyBytes  int64                     // 0: the API's default
+	MaxPageBytes  int                       // 0: the API's default
+	Logger        *slog.Logger              // nil: none
+	Authenticator api.Authenticator         // nil: the API's default
+	Authorizer    api.Authorizer            // nil: the API's default
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -85,7 +89,8 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes}).Handler()
+	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
+		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer}).Handler()
 	return serve(t, h, db, eng)
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/orchestrator/orchestrator/api/wire"
@@ -29,5 +30,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return nil
 	}
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Database: "ok", Storage: "ok"})
+	return nil
+}
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if s.Metrics != nil {
+		s.Metrics.WritePrometheus(w)
+	}
+	metrics.WriteProcessMetrics(w)
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -16,34 +15,6 @@ import (
 // The external worker protocol: workers poll for ready tasks of their types,
 // heartbeat to keep the lease, and report completion or failure with the
 // lease token. Served on the short API (tenant "default") and per tenant.
-
-// tenantOf returns the tenant a request acts on: the {tenantId} path
-// parameter, or DefaultTenant on the short API.
-func tenantOf(p httprouter.Params) (string, error) {
-	t := p.ByName("tenantId")
-	if t == "" {
-		return DefaultTenant, nil
-	}
-	if !definition.ValidName(t) {
-		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64} and not be . or ..")
-	}
-	return t, nil
-}
-
-// parseDuration reads an optional duration field of a request.
-func parseDuration(field, s string, def, max time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fieldProblem(field, fmt.Sprintf("must be a duration like \"30s\", not %q", s))
-	}
-	if d > max {
-		return 0, fieldProblem(field, fmt.Sprintf("must be at most %s", max))
-	}
-	return d, nil
-}
 
 // MaxPollTypes is the most task types one poll may ask for.
 const MaxPollTypes = 64
