@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -117,6 +118,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		if !s.Logger.Enabled(r.Context(), slog.LevelDebug) {
+			return
+		}
 		ri := infoFrom(r.Context())
 		s.Logger.Debug("request", logRequestID, ri.id, logMethod, r.Method, logPath, r.URL.Path, logStatus, sw.status,
 			"bytes", sw.bytes, "took", time.Since(start).String(), logTenant, ri.tenant, logPerm, string(ri.perm),
