@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+	"github.com/pressly/goose/v3"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/schema"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -107,6 +110,90 @@ func TestCommand_History(t *testing.T) {
 	code, _, errOut = runCmd("history", "--database-url", path, "no-such-run")
 	is.Equal(code, 1)                              // unknown run
 	is.True(strings.Contains(errOut, "not found")) // says so
+}
+
+// dbState is what a write to a database would change: the main file's
+// bytes and time, and the size of its write-ahead log.
+type dbState struct {
+	sum     [32]byte
+	modTime time.Time
+	walSize int64
+}
+
+func stateOfDB(t *testing.T, path string) dbState {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := dbState{sum: sha256.Sum256(data), modTime: fi.ModTime()}
+	if wal, err := os.Stat(path + "-wal"); err == nil {
+		st.walSize = wal.Size()
+	}
+	return st
+}
+
+// schemaVersion reads the highest migration applied to the database at path.
+func schemaVersion(t *testing.T, path string) int64 {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var v int64
+	if err := raw.QueryRow(`SELECT max(version_id) FROM goose_db_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestCommand_VerifyAndHistoryReadOnly(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a database that needs migrations is reported, not migrated", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		path := filepath.Join(t.TempDir(), "old.db")
+		raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+		is.NoErr(err)
+		p, err := goose.NewProvider(goose.DialectSQLite3, raw, schema.FS)
+		is.NoErr(err)
+		sources := p.ListSources()
+		older := sources[len(sources)-2].Version
+		_, err = p.UpTo(context.Background(), older)
+		is.NoErr(err) // a database of the previous release
+		is.NoErr(raw.Close())
+		before := stateOfDB(t, path)
+		for _, args := range [][]string{{"verify", "--database-url", path}, {"history", "--database-url", path, "some-run"}} {
+			code, _, errOut := runCmd(args...)
+			is.Equal(code, 1)                                             // refused
+			is.True(strings.Contains(errOut, "run orchestrator migrate")) // saying what to do
+			is.Equal(stateOfDB(t, path), before)                          // nothing written
+			is.Equal(schemaVersion(t, path), older)                       // still at the older version
+		}
+	})
+
+	t.Run("a read-only file verifies and is left as it was", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		path := filepath.Join(t.TempDir(), "ro.db")
+		ids := makeRuns(t, path, 2)
+		is.NoErr(os.Chmod(path, 0o444))
+		before := stateOfDB(t, path)
+		code, out, errOut := runCmd("verify", "--database-url", path)
+		is.Equal(errOut, "")
+		is.Equal(code, 0)                                                 // verified
+		is.True(strings.Contains(out, "verified 2 runs: 2 ok, 0 differ")) // every run
+		code, out, _ = runCmd("history", "--database-url", path, ids[0])
+		is.Equal(code, 0)                                // and the history is read
+		is.True(strings.Contains(out, "hash chain: ok")) // whole
+		is.Equal(stateOfDB(t, path), before)             // nothing written
+	})
 }
 
 func TestCommand_ValidateAndUsage(t *testing.T) {

@@ -20,7 +20,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,10 +30,8 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -42,7 +39,6 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/cli"
 	"github.com/orchestrator/orchestrator/engine"
-	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/tasks"
 )
@@ -115,10 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	case "serve":
 		err = serve(ctx, &c, handlers)
 	case "migrate":
-		err = store.Migrate(ctx, c.databasePath)
-		if err == nil {
-			fmt.Fprintln(stdout, "migrations applied to", c.databasePath)
-		}
+		err = migrate(ctx, &c, stdout)
 	case "verify":
 		return verify(ctx, &c, stdout, stderr)
 	case "history":
@@ -251,259 +244,4 @@ func builtinHandlers(c *config, set *metrics.Set) (map[string]engine.Handler, er
 		tasks.TypeHTTP: h,
 		tasks.TypeExec: tasks.NewExec(tasks.ExecConfig{Enabled: c.enableExec}),
 	}, nil
-}
-
-func openForRead(ctx context.Context, c *config) (*store.DB, error) {
-	if _, err := os.Stat(c.databasePath); err != nil {
-		return nil, fmt.Errorf("database %s: %w", c.databasePath, err)
-	}
-	return store.Open(ctx, c.databasePath, store.Options{})
-}
-
-// verify checks every run; the exit code is 1 when any run differs.
-func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
-	db, err := openForRead(ctx, c)
-	if err != nil {
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
-	}
-	defer db.Close()
-	var bad []string
-	n, err := db.Verify(ctx, func(id string, err error) {
-		bad = append(bad, id)
-		fmt.Fprintf(stdout, "MISMATCH %s: %v\n", id, err)
-	})
-	if err != nil {
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "verified %d runs: %d ok, %d differ\n", n, n-len(bad), len(bad))
-	if len(bad) > 0 {
-		return 1
-	}
-	return 0
-}
-
-// history prints a run's events as a timeline.
-func history(ctx context.Context, c *config, runID string, stdout io.Writer) error {
-	db, err := openForRead(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return printHistory(ctx, db, runID, stdout)
-}
-
-// printHistory prints a run's events as a timeline and checks its chain.
-func printHistory(ctx context.Context, db *store.DB, runID string, stdout io.Writer) error {
-	run, _, err := db.LoadRun(ctx, runID)
-	if err != nil {
-		return err
-	}
-	events, err := db.RunEvents(ctx, runID, 0, 0)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "run %s  workflow %s v%d  tenant %s  state %s\n\n", run.ID, run.Workflow, run.Version, run.TenantID, run.State)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tAT\t+ELAPSED\tEVENT\tTASK\tATTEMPT\tACTOR\tDETAIL")
-	for _, e := range events {
-		attempt := ""
-		if e.Attempt > 0 {
-			attempt = strconv.Itoa(e.Attempt)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t+%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.Format("2006-01-02 15:04:05.000000"),
-			e.At.Sub(run.CreatedAt).Round(time.Microsecond), e.Type, e.TaskID, attempt, e.Actor, detail(e.Data))
-	}
-	tw.Flush()
-	if err := engine.VerifyChain(events); err != nil {
-		fmt.Fprintf(stdout, "\nhash chain: BROKEN: %v\n", err)
-	} else {
-		fmt.Fprintf(stdout, "\nhash chain: ok (%d events)\n", len(events))
-	}
-	return nil
-}
-
-// detail renders event data in one short line.
-func detail(data json.RawMessage) string {
-	if len(data) == 0 {
-		return ""
-	}
-	var d engine.EventData
-	if json.Unmarshal(data, &d) != nil {
-		return string(data)
-	}
-	var parts []string
-	if d.Reason != "" {
-		parts = append(parts, "reason="+d.Reason)
-	}
-	if d.Error != nil {
-		parts = append(parts, fmt.Sprintf("error=%s: %s", d.Error.Code, d.Error.Message))
-	}
-	if !d.NotBefore.IsZero() {
-		parts = append(parts, "retry_at="+engine.FormatTime(d.NotBefore))
-	}
-	if d.WorkerID != "" {
-		parts = append(parts, "worker="+d.WorkerID)
-	}
-	if !d.LeaseExpiresAt.IsZero() {
-		parts = append(parts, "lease_until="+engine.FormatTime(d.LeaseExpiresAt))
-	}
-	if !d.WakeAt.IsZero() {
-		parts = append(parts, "wake_at="+engine.FormatTime(d.WakeAt))
-	}
-	if !d.Deadline.IsZero() {
-		parts = append(parts, "deadline="+engine.FormatTime(d.Deadline))
-	}
-	if d.Workflow != "" {
-		parts = append(parts, fmt.Sprintf("workflow=%s v%d", d.Workflow, d.Version))
-	}
-	if len(d.Tasks) > 0 {
-		parts = append(parts, "tasks="+strings.Join(d.Tasks, ","))
-	}
-	for _, kv := range []struct {
-		k string
-		v json.RawMessage
-	}{{"input", d.Input}, {"output", d.Output}} {
-		if len(kv.v) > 0 {
-			s := string(kv.v)
-			if len(s) > 80 {
-				s = s[:77] + "..."
-			}
-			parts = append(parts, kv.k+"="+s)
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
-// runFile runs a definition in this process, on a throwaway database unless
-// one was named, waits for the run to end and prints its history. The exit
-// code is 0 when the run completed.
-func runFile(ctx context.Context, c *config, path, input string, explicitDB bool, stdout, stderr io.Writer) int {
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
-	}
-	def, err := os.ReadFile(path)
-	if path == "-" {
-		def, err = io.ReadAll(io.LimitReader(os.Stdin, definition.MaxDefinitionBytes+1))
-	}
-	if err != nil {
-		return fail(err)
-	}
-	var in json.RawMessage
-	if input != "" {
-		data := []byte(input)
-		if strings.HasPrefix(input, "@") {
-			if data, err = os.ReadFile(input[1:]); err != nil {
-				return fail(err)
-			}
-		}
-		if !json.Valid(data) {
-			return fail(errors.New("--input: not valid JSON"))
-		}
-		in = data
-	}
-	dbPath := c.databasePath
-	if !explicitDB {
-		dir, err := os.MkdirTemp("", "orchestrator-run")
-		if err != nil {
-			return fail(err)
-		}
-		defer os.RemoveAll(dir)
-		dbPath = dir + "/run.db"
-	}
-	db, err := store.Open(ctx, dbPath, store.Options{})
-	if err != nil {
-		return fail(err)
-	}
-	defer db.Close()
-	eng, err := engine.New(engine.Config{Store: db, Logger: c.logger})
-	if err != nil {
-		return fail(err)
-	}
-	c.breakerFails, c.breakerOpenFor = tasks.DefaultBreakerFailures, tasks.DefaultBreakerOpenFor
-	builtins, err := builtinHandlers(c, nil)
-	if err != nil {
-		return fail(err)
-	}
-	for typ, h := range builtins {
-		if err := eng.Register(typ, h); err != nil {
-			return fail(err)
-		}
-	}
-	if err := eng.Start(ctx); err != nil {
-		return fail(err)
-	}
-	defer eng.Stop(context.Background())
-	sd, _, err := eng.RegisterDefinition(ctx, api.DefaultTenant, def)
-	var ve *definition.ValidationError
-	if errors.As(err, &ve) {
-		for _, p := range ve.Problems {
-			fmt.Fprintf(stderr, "%s\n", p)
-		}
-		return fail(fmt.Errorf("%s: %d problems", path, len(ve.Problems)))
-	}
-	if err != nil {
-		return fail(err)
-	}
-	run, err := eng.StartRun(ctx, engine.StartRequest{TenantID: api.DefaultTenant, Workflow: sd.Name, Version: sd.Version, Input: in, Actor: "cli"})
-	if err != nil {
-		return fail(err)
-	}
-	if run, err = eng.Wait(ctx, api.DefaultTenant, run.ID); err != nil {
-		return fail(err)
-	}
-	if err := printHistory(ctx, db, run.ID, stdout); err != nil {
-		return fail(err)
-	}
-	if len(run.Output) > 0 {
-		fmt.Fprintf(stdout, "output: %s\n", run.Output)
-	}
-	if run.State != engine.RunCompleted {
-		return fail(fmt.Errorf("run %s ended %s", run.ID, run.State))
-	}
-	return 0
-}
-
-// validateFile validates a definition file and prints its problems or levels.
-func validateFile(path string, stdout, stderr io.Writer) int {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, definition.MaxDefinitionBytes+1))
-	} else {
-		data, err = os.ReadFile(path)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
-	}
-	builtins, err := builtinHandlers(&config{enableExec: true, breakerFails: 1, breakerOpenFor: time.Second}, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
-	}
-	_, plan, problems := definition.CompileJSON(data, definition.ValidateOptions{ConfigFunc: func(typ string, cfg json.RawMessage) []definition.Problem {
-		if v, ok := builtins[typ].(engine.ConfigValidator); ok {
-			return v.ValidateConfig(cfg)
-		}
-		return nil
-	}})
-	if len(problems) > 0 {
-		for _, p := range problems {
-			where := p.Field
-			if p.Task != "" {
-				where = "task " + p.Task + ": " + p.Field
-			}
-			fmt.Fprintf(stdout, "%s: %s\n", where, p.Message)
-		}
-		fmt.Fprintf(stdout, "invalid: %d problems\n", len(problems))
-		return 1
-	}
-	fmt.Fprintf(stdout, "valid: %d tasks in %d levels\n", len(plan.Tasks), len(plan.Levels))
-	for i, l := range plan.Levels {
-		fmt.Fprintf(stdout, "  level %d: %s\n", i, strings.Join(l, ", "))
-	}
-	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -50,9 +52,12 @@ type testServer struct {
 
 // serverOptions change what newServer builds.
 type serverOptions struct {
-	Handlers     map[string]engine.Handler // in-process task types to register
-	MaxBodyBytes int64                     // 0: the API's default
-	MaxPageBytes int                       // 0: the API's default
+	Handlers      map[string]engine.Handler // in-process task types to register
+	MaxBodyBytes  int64                     // 0: the API's default
+	MaxPageBytes  int                       // 0: the API's default
+	Logger        *slog.Logger              // nil: none
+	Authenticator api.Authenticator         // nil: the API's default
+	Authorizer    api.Authorizer            // nil: the API's default
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -84,7 +89,8 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes}).Handler()
+	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
+		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer}).Handler()
 	return serve(t, h, db, eng)
 }
 
@@ -461,37 +467,37 @@ func TestAPI_RegisterWorkflow(t *testing.T) {
 
 	t.Run("GET without a name is 400 naming the field", func(t *testing.T) {
 		is := is.New(t)
-		p := problemOf(t, ts.get(t, "/v1/workflows"), http.StatusBadRequest, api.CodeInvalidRequest)
+		p := problemOf(t, ts.get(t, "/v1/workflows"), http.StatusBadRequest, wire.CodeInvalidRequest)
 		is.Equal(fieldOf(t, p), "name") // the missing parameter
 	})
 
 	for _, v := range []string{"abc", "0", "-1", "1.5"} {
 		t.Run("GET with version="+v+" is 400", func(t *testing.T) {
 			is := is.New(t)
-			p := problemOf(t, ts.get(t, "/v1/workflows?name=wf1&version="+v), http.StatusBadRequest, api.CodeInvalidRequest)
+			p := problemOf(t, ts.get(t, "/v1/workflows?name=wf1&version="+v), http.StatusBadRequest, wire.CodeInvalidRequest)
 			is.Equal(fieldOf(t, p), "version") // the bad parameter
 		})
 	}
 
 	t.Run("GET of an unknown name is 404", func(t *testing.T) {
-		problemOf(t, ts.get(t, "/v1/workflows?name=nope"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/workflows?name=nope"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("GET of an unknown version is 404", func(t *testing.T) {
-		problemOf(t, ts.get(t, "/v1/workflows?name=wf1&version=3"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/workflows?name=wf1&version=3"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("a definition sent as text/plain is 415 and stores nothing", func(t *testing.T) {
 		r := ts.do(t, http.MethodPost, "/v1/workflows", "text/plain", `{"name":"plain","tasks":[{"id":"a","type":"noop"}]}`)
-		problemOf(t, r, http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia)
-		problemOf(t, ts.get(t, "/v1/workflows?name=plain"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, r, http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia)
+		problemOf(t, ts.get(t, "/v1/workflows?name=plain"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("malformed JSON is 400 and stores nothing", func(t *testing.T) {
 		is := is.New(t)
-		p := problemOf(t, ts.postJSON(t, "/v1/workflows", `{"name":"broken","tasks":[`), http.StatusBadRequest, api.CodeInvalidJSON)
+		p := problemOf(t, ts.postJSON(t, "/v1/workflows", `{"name":"broken","tasks":[`), http.StatusBadRequest, wire.CodeInvalidJSON)
 		is.True(strings.Contains(p.Detail, "JSON")) // the JSON is cut short
-		problemOf(t, ts.get(t, "/v1/workflows?name=broken"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/workflows?name=broken"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("a run can pin version 1", func(t *testing.T) {
@@ -552,7 +558,7 @@ func TestAPI_RegisterWorkflow_Validation(t *testing.T) {
 			{"id":"bad id!","type":"noop"},
 			{"id":"e","type":"noop","colour":"red"}
 		]}`
-		p := problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusBadRequest, api.CodeInvalidDefinition)
+		p := problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusBadRequest, wire.CodeInvalidDefinition)
 		for _, e := range p.Errors {
 			is.True(e.Field != "" && e.Message != "") // every entry names a field and says what is wrong
 		}
@@ -575,13 +581,13 @@ func TestAPI_RegisterWorkflow_Validation(t *testing.T) {
 
 	t.Run("a refused definition stores nothing", func(t *testing.T) {
 		is := is.New(t)
-		problemOf(t, ts.get(t, "/v1/workflows?name=bad"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/workflows?name=bad"), http.StatusNotFound, wire.CodeNotFound)
 		is.Equal(ts.countRows(t, "workflows"), 0) // no version of anything
 	})
 
 	t.Run("one problem is one entry", func(t *testing.T) {
 		is := is.New(t)
-		p := problemOf(t, ts.postJSON(t, "/v1/workflows", `{"tasks":[{"id":"a","type":"noop"}]}`), http.StatusBadRequest, api.CodeInvalidDefinition)
+		p := problemOf(t, ts.postJSON(t, "/v1/workflows", `{"tasks":[{"id":"a","type":"noop"}]}`), http.StatusBadRequest, wire.CodeInvalidDefinition)
 		is.Equal(len(p.Errors), 1)          // just the missing name
 		is.Equal(p.Errors[0].Field, "name") // naming the field
 		is.Equal(p.Errors[0].Task, "")      // of the definition as a whole
@@ -696,14 +702,14 @@ func TestAPI_RunLifecycle(t *testing.T) {
 	} {
 		t.Run("events with "+q.query+" is 400", func(t *testing.T) {
 			is := is.New(t)
-			p := problemOf(t, ts.get(t, "/v1/runs/"+run.ID+"/events?"+q.query), http.StatusBadRequest, api.CodeInvalidRequest)
+			p := problemOf(t, ts.get(t, "/v1/runs/"+run.ID+"/events?"+q.query), http.StatusBadRequest, wire.CodeInvalidRequest)
 			is.Equal(fieldOf(t, p), q.field) // the bad parameter
 		})
 	}
 
 	t.Run("an unknown run is 404", func(t *testing.T) {
-		problemOf(t, ts.get(t, "/v1/runs/nope"), http.StatusNotFound, api.CodeNotFound)
-		problemOf(t, ts.get(t, "/v1/runs/nope/events"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/runs/nope"), http.StatusNotFound, wire.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/runs/nope/events"), http.StatusNotFound, wire.CodeNotFound)
 	})
 }
 
@@ -764,7 +770,7 @@ func TestAPI_Control(t *testing.T) {
 		t.Helper()
 		is := is.New(t)
 		before := ts.countRows(t, "events")
-		p := problemOf(t, control(t, verb), http.StatusConflict, api.CodeInvalidTransition)
+		p := problemOf(t, control(t, verb), http.StatusConflict, wire.CodeInvalidTransition)
 		is.Equal(p.State, string(state))            // the problem names the current state
 		is.Equal(ts.countRows(t, "events"), before) // nothing is recorded
 	}
@@ -777,9 +783,9 @@ func TestAPI_Control(t *testing.T) {
 
 	t.Run("a body other than an empty object is 400 and changes nothing", func(t *testing.T) {
 		is := is.New(t)
-		p := problemOf(t, ts.postJSON(t, "/v1/runs/"+id+"/cancel", `{"force":true}`), http.StatusBadRequest, api.CodeInvalidRequest)
+		p := problemOf(t, ts.postJSON(t, "/v1/runs/"+id+"/cancel", `{"force":true}`), http.StatusBadRequest, wire.CodeInvalidRequest)
 		is.Equal(fieldOf(t, p), "force") // the unknown field
-		problemOf(t, ts.do(t, http.MethodPost, "/v1/runs/"+id+"/cancel", "text/plain", "{}"), http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia)
+		problemOf(t, ts.do(t, http.MethodPost, "/v1/runs/"+id+"/cancel", "text/plain", "{}"), http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia)
 		var got runJSON
 		ts.getJSON(t, "/v1/runs/"+id, &got)
 		is.Equal(got.State, engine.RunRunning) // still running
@@ -827,7 +833,7 @@ func TestAPI_Control(t *testing.T) {
 		ts.register(t, `{"name":"quick","tasks":[{"id":"a","type":"noop"}]}`)
 		done := ts.startRun(t, `{"workflow":"quick"}`).ID
 		ts.waitState(t, done, engine.RunCompleted)
-		p := problemOf(t, ts.postJSON(t, "/v1/runs/"+done+"/retry", ""), http.StatusConflict, api.CodeInvalidTransition)
+		p := problemOf(t, ts.postJSON(t, "/v1/runs/"+done+"/retry", ""), http.StatusConflict, wire.CodeInvalidTransition)
 		is.Equal(p.State, string(engine.RunCompleted)) // the current state
 		var got runJSON
 		ts.getJSON(t, "/v1/runs/"+done, &got)
@@ -837,7 +843,7 @@ func TestAPI_Control(t *testing.T) {
 	for _, verb := range []string{"pause", "resume", "cancel", "retry"} {
 		t.Run(verb+" of an unknown run is 404", func(t *testing.T) {
 			t.Parallel()
-			problemOf(t, ts.postJSON(t, "/v1/runs/no-such-run/"+verb, ""), http.StatusNotFound, api.CodeNotFound)
+			problemOf(t, ts.postJSON(t, "/v1/runs/no-such-run/"+verb, ""), http.StatusNotFound, wire.CodeNotFound)
 		})
 	}
 }
@@ -861,7 +867,7 @@ func TestAPI_Control_Concurrent(t *testing.T) {
 					r := ts.postJSON(t, "/v1/runs/"+id+"/"+verb, "")
 					var p api.Problem
 					if r.Status == http.StatusConflict {
-						p = problemOf(t, r, http.StatusConflict, api.CodeInvalidTransition)
+						p = problemOf(t, r, http.StatusConflict, wire.CodeInvalidTransition)
 					}
 					mu.Lock()
 					statuses[r.Status]++
@@ -975,21 +981,21 @@ func TestAPI_StartRun_BadInput(t *testing.T) {
 		status                  int
 		code, field             string
 	}{
-		{"malformed JSON is 400 invalid_json", typeJSON, `{"workflow":`, 400, api.CodeInvalidJSON, ""},
-		{"an empty body is 400 invalid_json", typeJSON, ``, 400, api.CodeInvalidJSON, ""},
-		{"an array is 400 invalid_json", typeJSON, `[]`, 400, api.CodeInvalidJSON, ""},
-		{"a number for workflow is 400 naming workflow", typeJSON, `{"workflow":1}`, 400, api.CodeInvalidRequest, "workflow"},
-		{"an unknown field is 400 naming it", typeJSON, `{"workflow":"wf1","colour":"red"}`, 400, api.CodeInvalidRequest, "colour"},
-		{"a missing workflow is 400 naming workflow", typeJSON, `{"input":{}}`, 400, api.CodeInvalidRequest, "workflow"},
-		{"a negative version is 400 naming version", typeJSON, `{"workflow":"wf1","version":-1}`, 400, api.CodeInvalidRequest, "version"},
-		{"an unknown workflow is 404", typeJSON, `{"workflow":"nope"}`, 404, api.CodeNotFound, ""},
-		{"an unknown version is 404", typeJSON, `{"workflow":"wf1","version":7}`, 404, api.CodeNotFound, ""},
-		{"text/plain is 415", "text/plain", `{"workflow":"wf1"}`, 415, api.CodeUnsupportedMedia, ""},
-		{"a bad Content-Type is 415", "application/", `{"workflow":"wf1"}`, 415, api.CodeUnsupportedMedia, ""},
-		{"a body over the limit is 413", typeJSON, big, 413, api.CodeBodyTooLarge, ""},
-		{"trailing garbage is 400", typeJSON, `{"workflow":"wf1"} x`, 400, api.CodeInvalidJSON, ""},
-		{"a second object is 400", typeJSON, `{"workflow":"wf1"}{"workflow":"wf1"}`, 400, api.CodeInvalidJSON, ""},
-		{"a stray closing brace is 400", typeJSON, `{"workflow":"wf1"}}`, 400, api.CodeInvalidJSON, ""},
+		{"malformed JSON is 400 invalid_json", typeJSON, `{"workflow":`, 400, wire.CodeInvalidJSON, ""},
+		{"an empty body is 400 invalid_json", typeJSON, ``, 400, wire.CodeInvalidJSON, ""},
+		{"an array is 400 invalid_json", typeJSON, `[]`, 400, wire.CodeInvalidJSON, ""},
+		{"a number for workflow is 400 naming workflow", typeJSON, `{"workflow":1}`, 400, wire.CodeInvalidRequest, "workflow"},
+		{"an unknown field is 400 naming it", typeJSON, `{"workflow":"wf1","colour":"red"}`, 400, wire.CodeInvalidRequest, "colour"},
+		{"a missing workflow is 400 naming workflow", typeJSON, `{"input":{}}`, 400, wire.CodeInvalidRequest, "workflow"},
+		{"a negative version is 400 naming version", typeJSON, `{"workflow":"wf1","version":-1}`, 400, wire.CodeInvalidRequest, "version"},
+		{"an unknown workflow is 404", typeJSON, `{"workflow":"nope"}`, 404, wire.CodeNotFound, ""},
+		{"an unknown version is 404", typeJSON, `{"workflow":"wf1","version":7}`, 404, wire.CodeNotFound, ""},
+		{"text/plain is 415", "text/plain", `{"workflow":"wf1"}`, 415, wire.CodeUnsupportedMedia, ""},
+		{"a bad Content-Type is 415", "application/", `{"workflow":"wf1"}`, 415, wire.CodeUnsupportedMedia, ""},
+		{"a body over the limit is 413", typeJSON, big, 413, wire.CodeBodyTooLarge, ""},
+		{"trailing garbage is 400", typeJSON, `{"workflow":"wf1"} x`, 400, wire.CodeInvalidJSON, ""},
+		{"a second object is 400", typeJSON, `{"workflow":"wf1"}{"workflow":"wf1"}`, 400, wire.CodeInvalidJSON, ""},
+		{"a stray closing brace is 400", typeJSON, `{"workflow":"wf1"}}`, 400, wire.CodeInvalidJSON, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
@@ -1003,13 +1009,13 @@ func TestAPI_StartRun_BadInput(t *testing.T) {
 	t.Run("a chunked body over the limit is 413", func(t *testing.T) {
 		// io.NopCloser hides the length, so the client sends it chunked.
 		r := ts.send(t, http.MethodPost, "/v1/run", typeJSON, io.NopCloser(strings.NewReader(big)))
-		problemOf(t, r, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
+		problemOf(t, r, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 	})
 
 	t.Run("a definition over the limit is 413 and is not stored", func(t *testing.T) {
 		def := `{"name":"huge","description":"` + strings.Repeat("x", 4096) + `","tasks":[{"id":"a","type":"noop"}]}`
-		problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
-		problemOf(t, ts.get(t, "/v1/workflows?name=huge"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
+		problemOf(t, ts.get(t, "/v1/workflows?name=huge"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("no refused request created a run", func(t *testing.T) {
@@ -1029,7 +1035,7 @@ func TestAPI_StartRun_BadInput(t *testing.T) {
 	})
 
 	t.Run("one byte over the limit is 413", func(t *testing.T) {
-		problemOf(t, ts.postJSON(t, "/v1/run", sized(1025)), http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
+		problemOf(t, ts.postJSON(t, "/v1/run", sized(1025)), http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 	})
 }
 
@@ -1045,11 +1051,11 @@ func TestAPI_EngineStopped(t *testing.T) {
 	is.NoErr(ts.Engine.Stop(ctx)) // the engine shuts down; the server still serves
 
 	t.Run("starting a run is 503", func(t *testing.T) {
-		problemOf(t, ts.postJSON(t, "/v1/run", `{"workflow":"sleepy"}`), http.StatusServiceUnavailable, api.CodeUnavailable)
+		problemOf(t, ts.postJSON(t, "/v1/run", `{"workflow":"sleepy"}`), http.StatusServiceUnavailable, wire.CodeUnavailable)
 	})
 
 	t.Run("a control verb is 503", func(t *testing.T) {
-		problemOf(t, ts.postJSON(t, "/v1/runs/"+id+"/pause", ""), http.StatusServiceUnavailable, api.CodeUnavailable)
+		problemOf(t, ts.postJSON(t, "/v1/runs/"+id+"/pause", ""), http.StatusServiceUnavailable, wire.CodeUnavailable)
 	})
 
 	t.Run("reads still work and nothing changed", func(t *testing.T) {
@@ -1067,20 +1073,20 @@ func TestAPI_Routes(t *testing.T) {
 
 	t.Run("an unknown route is a 404 problem", func(t *testing.T) {
 		t.Parallel()
-		problemOf(t, ts.get(t, "/v1/nope"), http.StatusNotFound, api.CodeNotFound)
+		problemOf(t, ts.get(t, "/v1/nope"), http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("DELETE /v1/run is a 405 problem", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
 		r := ts.do(t, http.MethodDelete, "/v1/run", "", "")
-		problemOf(t, r, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
+		problemOf(t, r, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 		is.True(strings.Contains(r.Header.Get("Allow"), http.MethodPost)) // Allow names the method that works
 	})
 
 	t.Run("GET /v1/run is a 405 problem", func(t *testing.T) {
 		t.Parallel()
-		problemOf(t, ts.get(t, "/v1/run"), http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
+		problemOf(t, ts.get(t, "/v1/run"), http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 	})
 
 	t.Run("problems tell browsers not to sniff", func(t *testing.T) {
@@ -1109,7 +1115,7 @@ func TestAPI_Health(t *testing.T) {
 		decodeJSON(t, ts.get(t, "/health"), http.StatusServiceUnavailable, &h)
 		is.Equal(h["status"], "unavailable") // unhealthy
 		r := ts.get(t, "/v1/runs/some-run")
-		p := problemOf(t, r, http.StatusInternalServerError, api.CodeInternal)
+		p := problemOf(t, r, http.StatusInternalServerError, wire.CodeInternal)
 		is.True(!strings.Contains(strings.ToLower(string(r.Body)), "sql")) // no storage text reaches the client
 		is.True(!strings.Contains(p.Detail, "closed"))                     // nor the cause
 	})
@@ -1215,12 +1221,12 @@ func TestAPI_HandlerPanic(t *testing.T) {
 	ts := serve(t, (&api.Server{Store: base.DB}).Handler(), base.DB, nil)
 
 	r := ts.postJSON(t, "/v1/workflows", quickStartDef)
-	p := problemOf(t, r, http.StatusInternalServerError, api.CodeInternal)
+	p := problemOf(t, r, http.StatusInternalServerError, wire.CodeInternal)
 	is.True(!strings.Contains(string(r.Body), "nil pointer")) // the panic stays in the log
 	is.True(p.Detail != "")                                   // a detail says where to look
 
 	var h map[string]string
 	ts.getJSON(t, "/health", &h)
 	is.Equal(h["status"], "ok") // the server keeps serving
-	problemOf(t, ts.postJSON(t, "/v1/run", `{"workflow":"wf1"}`), http.StatusInternalServerError, api.CodeInternal)
+	problemOf(t, ts.postJSON(t, "/v1/run", `{"workflow":"wf1"}`), http.StatusInternalServerError, wire.CodeInternal)
 }

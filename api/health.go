@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // health answers GET /health: 503 when the database does not answer a read
@@ -16,16 +19,25 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {
 		s.Logger.Error("health check failed", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Database: "unreachable"})
 		return nil
 	}
 	if h := s.Store.Health(); !h.Writable {
 		// Degraded, not down: reads still answer, and the writes that find
 		// the storage back must still reach this only node.
-		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "ok", "storage": "unavailable",
-			"reason": h.Reason, "since": h.Since.UTC().Format(time.RFC3339Nano)})
+		writeJSON(w, http.StatusOK, wire.Health{Status: "degraded", Database: "ok", Storage: "unavailable",
+			Reason: h.Reason, Since: h.Since.UTC()})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "storage": "ok"})
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Database: "ok", Storage: "ok"})
+	return nil
+}
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if s.Metrics != nil {
+		s.Metrics.WritePrometheus(w)
+	}
+	metrics.WriteProcessMetrics(w)
 	return nil
 }

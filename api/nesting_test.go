@@ -7,7 +7,7 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // TestAPI_Nesting checks that JSON nested deeper than the engine accepts is
@@ -30,7 +30,7 @@ func TestAPI_Nesting(t *testing.T) {
 		is.Equal(len(v.Errors), 1)           // with one problem
 		is.Equal(v.Errors[0].Task, "t")      // at the task
 		is.Equal(v.Errors[0].Field, "input") // and field
-		p := problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusBadRequest, api.CodeInvalidDefinition)
+		p := problemOf(t, ts.postJSON(t, "/v1/workflows", def), http.StatusBadRequest, wire.CodeInvalidDefinition)
 		is.Equal(p.Errors[0].Field, "input")      // registering is refused the same way
 		is.Equal(ts.countRows(t, "workflows"), 0) // and stores nothing
 	})

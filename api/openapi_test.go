@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // openAPIMethods are the keys of an OpenAPI path item that are operations.
@@ -164,13 +168,14 @@ func TestOpenAPIProblemCodes(t *testing.T) {
 	for _, c := range code.(map[string]any)["enum"].([]any) {
 		documented = append(documented, c.(string))
 	}
-	for c := range titles {
-		is.True(slices.Contains(documented, c)) // every code of problem.go is documented
+	for _, c := range wire.Codes() {
+		is.True(slices.Contains(documented, c)) // every code of package wire is documented
 		if !slices.Contains(documented, c) {
 			t.Logf("problem code %q is not in ProblemCode", c)
 		}
+		is.True(wire.Title(c) != "") // and has a title
 	}
-	is.Equal(len(documented), len(titles)) // and no other code is
+	is.Equal(len(documented), len(wire.Codes())) // and no other code is
 }
 
 func TestOpenAPIRoutes(t *testing.T) {
@@ -268,4 +273,182 @@ func TestOpenAPIServed(t *testing.T) {
 	is.Equal(rec.Code, http.StatusOK)                              // GET /openapi.json answers 200
 	is.Equal(rec.Header().Get("Content-Type"), "application/json") // as JSON
 	is.Equal(rec.Body.Bytes(), openAPIDocument)                    // with the embedded document, byte for byte
+}
+
+// wireSchemas maps each component schema that describes a JSON body to the
+// type of package wire that carries it; request bodies are marked.
+var wireSchemas = []struct {
+	schema  string
+	typ     reflect.Type
+	request bool
+}{
+	{"Run", reflect.TypeFor[wire.Run](), false},
+	{"Task", reflect.TypeFor[wire.Task](), false},
+	{"TaskError", reflect.TypeFor[wire.TaskError](), false},
+	{"RunDetails", reflect.TypeFor[wire.RunDetails](), false},
+	{"Progress", reflect.TypeFor[wire.Progress](), false},
+	{"RunsPage", reflect.TypeFor[wire.RunsPage[wire.Run]](), false},
+	{"RunMetrics", reflect.TypeFor[wire.RunMetrics](), false},
+	{"TaskMetrics", reflect.TypeFor[wire.TaskMetrics](), false},
+	{"Event", reflect.TypeFor[wire.Event](), false},
+	{"EventData", reflect.TypeFor[wire.EventData](), false},
+	{"RunEventsPage", reflect.TypeFor[wire.RunEventsPage[wire.Event]](), false},
+	{"EventsPage", reflect.TypeFor[wire.TenantEventsPage[wire.Event]](), false},
+	{"WorkflowView", reflect.TypeFor[wire.DefinitionVersion](), false},
+	{"Registration", reflect.TypeFor[wire.Registration](), false},
+	{"DefinitionsPage", reflect.TypeFor[wire.DefinitionsPage](), false},
+	{"Validation", reflect.TypeFor[wire.Validation](), false},
+	{"Problem", reflect.TypeFor[wire.Problem](), false},
+	{"DefinitionProblem", reflect.TypeFor[wire.FieldError](), false},
+	{"Lease", reflect.TypeFor[wire.Lease](), false},
+	{"LeaseAnswer", reflect.TypeFor[wire.LeaseStatus](), false},
+	{"Health", reflect.TypeFor[wire.Health](), false},
+	{"ExecuteRequest", reflect.TypeFor[wire.ExecuteRequest](), true},
+	{"ControlRequest", reflect.TypeFor[wire.ControlRequest](), true},
+	{"PollRequest", reflect.TypeFor[wire.PollRequest](), true},
+	{"HeartbeatRequest", reflect.TypeFor[wire.HeartbeatRequest](), true},
+	{"CompleteRequest", reflect.TypeFor[wire.CompleteRequest](), true},
+	{"FailRequest", reflect.TypeFor[wire.FailRequest](), true},
+}
+
+// jsonField is one member of a Go type's JSON object.
+type jsonField struct {
+	typ       reflect.Type
+	omittable bool // omitempty or omitzero: absent from some answers
+}
+
+// jsonFields returns the members encoding/json writes for struct type t,
+// embedded structs flattened.
+func jsonFields(t reflect.Type) map[string]jsonField {
+	out := map[string]jsonField{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			for k, v := range jsonFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = jsonField{typ: f.Type, omittable: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")}
+	}
+	return out
+}
+
+// schemaObject returns the properties and required members of a schema,
+// following $ref and merging allOf.
+func schemaObject(doc map[string]any, s map[string]any) (map[string]any, []string) {
+	if ref, ok := s["$ref"].(string); ok {
+		r, _ := resolve(doc, ref)
+		s, _ = r.(map[string]any)
+	}
+	props := map[string]any{}
+	var required []string
+	for _, part := range asList(s["allOf"]) {
+		p, r := schemaObject(doc, part.(map[string]any))
+		for k, v := range p {
+			props[k] = v
+		}
+		required = append(required, r...)
+	}
+	if p, ok := s["properties"].(map[string]any); ok {
+		for k, v := range p {
+			props[k] = v
+		}
+	}
+	for _, r := range asList(s["required"]) {
+		required = append(required, r.(string))
+	}
+	return props, required
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// schemaType is the JSON type a property's schema names, following $ref;
+// "" when it names none (any JSON).
+func schemaType(doc map[string]any, s map[string]any) string {
+	if ref, ok := s["$ref"].(string); ok {
+		r, _ := resolve(doc, ref)
+		s, _ = r.(map[string]any)
+	}
+	if t, ok := s["type"].(string); ok {
+		return t
+	}
+	if len(asList(s["allOf"])) > 0 {
+		return "object"
+	}
+	return ""
+}
+
+// goJSONType is the JSON type encoding/json writes for t.
+func goJSONType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeFor[time.Time]():
+		return "string"
+	case t == reflect.TypeFor[json.RawMessage]():
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "integer"
+	case reflect.Float64:
+		return "number"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	}
+	return t.Kind().String()
+}
+
+func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
+	doc := openAPIDoc(t)
+	for _, ws := range wireSchemas {
+		t.Run(ws.schema, func(t *testing.T) {
+			s, ok := resolve(doc, "#/components/schemas/"+ws.schema)
+			if !ok {
+				t.Fatalf("no component schema %s", ws.schema)
+			}
+			props, required := schemaObject(doc, s.(map[string]any))
+			fields := jsonFields(ws.typ)
+			for name, f := range fields {
+				p, ok := props[name].(map[string]any)
+				if !ok {
+					t.Errorf("%s.%s is not documented in %s", ws.typ, name, ws.schema)
+					continue
+				}
+				if want, got := schemaType(doc, p), goJSONType(f.typ); want != "" && got != "" && want != got {
+					t.Errorf("%s.%s: documented as %s, encoded as %s", ws.schema, name, want, got)
+				}
+				if !ws.request && !f.omittable && !slices.Contains(required, name) {
+					t.Errorf("%s.%s is always sent but not required in %s", ws.typ, name, ws.schema)
+				}
+			}
+			for name := range props {
+				if _, ok := fields[name]; !ok {
+					t.Errorf("%s documents %s, which %s does not have", ws.schema, name, ws.typ)
+				}
+			}
+			if ws.request && s.(map[string]any)["additionalProperties"] != false {
+				t.Errorf("request %s must say additionalProperties: false: the server refuses unknown fields", ws.schema)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 )
@@ -38,4 +39,26 @@ func (p *pageBuilder) add(v any) (bool, error) {
 	p.size += len(b) + 1 // and a comma
 	p.items = append(p.items, b)
 	return true, nil
+}
+
+// pageToken is the opaque cursor of a list: base64url of JSON.
+type pageToken struct {
+	CreatedAt string `json:"c,omitempty"`
+	ID        string `json:"i,omitempty"`
+	AfterID   int64  `json:"e,omitempty"`
+	At        string `json:"a,omitempty"` // with a time filter, events are ordered by (at, id)
+}
+
+func encodeToken(t pageToken) string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(s string) (pageToken, error) {
+	var t pageToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &t) != nil {
+		return t, fieldProblem("page_token", "is not a token this API gave out")
+	}
+	return t, nil
 }

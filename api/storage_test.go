@@ -16,6 +16,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -121,7 +122,7 @@ func TestAPI_StorageUnavailable(t *testing.T) {
 
 	big := `{"workflow":"fill","input":{"pad":"` + strings.Repeat("y", 64<<10) + `"}}`
 	r := ts.postJSON(t, "/v1/run", big)
-	p := problemOf(t, r, http.StatusServiceUnavailable, api.CodeStorageUnavailable)
+	p := problemOf(t, r, http.StatusServiceUnavailable, wire.CodeStorageUnavailable)
 	is.Equal(r.Header.Get("Retry-After"), "5")                   // when to try again
 	is.True(!strings.Contains(strings.ToLower(p.Detail), "sql")) // no storage text reaches the client
 	is.True(!strings.Contains(string(r.Body), "(13)"))           // nor the driver's code

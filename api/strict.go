@@ -12,7 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
@@ -29,11 +29,11 @@ func invalidUTF8(body []byte) *Problem {
 	}
 	msg := fmt.Sprintf("is not valid UTF-8 (byte 0x%02x at offset %d)", body[min(off, len(body)-1)], off)
 	if field := badUTF8Field(body, ""); field != "" {
-		p := newProblem(http.StatusBadRequest, CodeInvalidJSON, field+": "+msg)
-		p.Errors = []definition.Problem{{Field: field, Message: msg}}
+		p := newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, field+": "+msg)
+		p.Errors = []wire.FieldError{{Field: field, Message: msg}}
 		return p
 	}
-	return newProblem(http.StatusBadRequest, CodeInvalidJSON, "the request body "+msg)
+	return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "the request body "+msg)
 }
 
 // badUTF8Field returns the path of the field of raw (at path) whose key or

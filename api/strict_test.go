@@ -9,7 +9,7 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 )
 
@@ -46,7 +46,7 @@ func TestAPI_InvalidUTF8(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
 			before := [3]int{ts.countRows(t, "runs"), ts.countRows(t, "events"), ts.countRows(t, "workflows")}
-			p := problemOf(t, ts.postJSON(t, tc.path, tc.body), http.StatusBadRequest, api.CodeInvalidJSON)
+			p := problemOf(t, ts.postJSON(t, tc.path, tc.body), http.StatusBadRequest, wire.CodeInvalidJSON)
 			is.Equal(fieldOf(t, p), tc.field)                                                                          // the problem names the field
 			is.True(strings.Contains(p.Errors[0].Message, "UTF-8"))                                                    // and says why
 			is.Equal(before, [3]int{ts.countRows(t, "runs"), ts.countRows(t, "events"), ts.countRows(t, "workflows")}) // nothing was written
@@ -66,7 +66,7 @@ func TestAPI_InvalidUTF8(t *testing.T) {
 			is.NoErr(err) // the header is sent as it is
 			defer res.Body.Close()
 			r := readResponse(t, res)
-			p := problemOf(t, r, http.StatusBadRequest, api.CodeInvalidRequest)
+			p := problemOf(t, r, http.StatusBadRequest, wire.CodeInvalidRequest)
 			is.Equal(fieldOf(t, p), header)             // the problem names the header
 			is.Equal(ts.countRows(t, "runs"), runs)     // no run was started
 			is.Equal(ts.countRows(t, "events"), events) // nothing was recorded

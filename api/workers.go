@@ -1,14 +1,13 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/engine/definition"
 )
@@ -17,49 +16,14 @@ import (
 // heartbeat to keep the lease, and report completion or failure with the
 // lease token. Served on the short API (tenant "default") and per tenant.
 
-// tenantOf returns the tenant a request acts on: the {tenantId} path
-// parameter, or DefaultTenant on the short API.
-func tenantOf(p httprouter.Params) (string, error) {
-	t := p.ByName("tenantId")
-	if t == "" {
-		return DefaultTenant, nil
-	}
-	if !definition.ValidName(t) {
-		return "", fieldProblem("tenantId", "must match [A-Za-z0-9_.-]{1,64} and not be . or ..")
-	}
-	return t, nil
-}
-
-// parseDuration reads an optional duration field of a request.
-func parseDuration(field, s string, def, max time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fieldProblem(field, fmt.Sprintf("must be a duration like \"30s\", not %q", s))
-	}
-	if d > max {
-		return 0, fieldProblem(field, fmt.Sprintf("must be at most %s", max))
-	}
-	return d, nil
-}
-
 // MaxPollTypes is the most task types one poll may ask for.
 const MaxPollTypes = 64
-
-type pollRequest struct {
-	Types    []string `json:"types"`
-	WorkerID string   `json:"worker_id"`
-	Lease    string   `json:"lease"`
-	Wait     string   `json:"wait"`
-}
 
 // taskPost serves POST .../tasks/{id}: "poll" is the only id httprouter lets
 // share the segment with the task ids of .../tasks/{id}/{verb}.
 func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	if p.ByName("id") != "poll" {
-		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, "no route for POST "+r.URL.Path)
 	}
 	tenant, err := tenantOf(p)
 	if err != nil {
@@ -69,7 +33,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
-	var req pollRequest
+	var req wire.PollRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
@@ -111,31 +75,8 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	writeJSON(w, http.StatusOK, got)
+	writeJSON(w, http.StatusOK, wireLease(got))
 	return nil
-}
-
-type heartbeatRequest struct {
-	LeaseToken string `json:"lease_token"`
-	Lease      string `json:"lease"`
-}
-
-type completeRequest struct {
-	LeaseToken string          `json:"lease_token"`
-	Output     json.RawMessage `json:"output"`
-}
-
-type failRequest struct {
-	LeaseToken string            `json:"lease_token"`
-	Error      *engine.TaskError `json:"error"`
-	Retryable  *bool             `json:"retryable"`
-}
-
-// leaseAnswer is what heartbeat, complete and fail answer.
-type leaseAnswer struct {
-	ID             string    `json:"id"`
-	Status         string    `json:"status"`
-	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
 }
 
 func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
@@ -146,16 +87,16 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 	id := p.ByName("id")
 	verb := p.ByName("verb")
 	if verb != "heartbeat" && verb != "complete" && verb != "fail" {
-		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, "no route for POST "+r.URL.Path)
 	}
 	body, err := s.readBody(r)
 	if err != nil {
 		return err
 	}
-	var answer leaseAnswer
+	var answer wire.LeaseStatus
 	switch verb {
 	case "heartbeat":
-		var req heartbeatRequest
+		var req wire.HeartbeatRequest
 		if err := decodeStrict(body, &req); err != nil {
 			return err
 		}
@@ -173,9 +114,9 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		if err != nil {
 			return leaseErr(err, id)
 		}
-		answer = leaseAnswer{ID: id, Status: "extended", LeaseExpiresAt: exp}
+		answer = wire.LeaseStatus{ID: id, Status: "extended", LeaseExpiresAt: exp}
 	case "complete":
-		var req completeRequest
+		var req wire.CompleteRequest
 		if err := decodeStrict(body, &req); err != nil {
 			return err
 		}
@@ -185,9 +126,9 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		if err := s.Engine.Complete(r.Context(), tenant, id, req.LeaseToken, req.Output); err != nil {
 			return leaseErr(err, id)
 		}
-		answer = leaseAnswer{ID: id, Status: "completed"}
+		answer = wire.LeaseStatus{ID: id, Status: "completed"}
 	case "fail":
-		var req failRequest
+		var req wire.FailRequest
 		if err := decodeStrict(body, &req); err != nil {
 			return err
 		}
@@ -198,12 +139,13 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 			return fieldProblem("error", `required: {"code": "...", "message": "..."}`)
 		}
 		retryable := req.Retryable == nil || *req.Retryable
-		if err := s.Engine.Fail(r.Context(), tenant, id, req.LeaseToken, req.Error, retryable); err != nil {
+		terr := &engine.TaskError{Code: req.Error.Code, Message: req.Error.Message}
+		if err := s.Engine.Fail(r.Context(), tenant, id, req.LeaseToken, terr, retryable); err != nil {
 			return leaseErr(err, id)
 		}
-		answer = leaseAnswer{ID: id, Status: "failed"}
+		answer = wire.LeaseStatus{ID: id, Status: "failed"}
 	default:
-		return newProblem(http.StatusNotFound, CodeNotFound, "no route for POST "+r.URL.Path)
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, "no route for POST "+r.URL.Path)
 	}
 	writeJSON(w, http.StatusOK, answer)
 	return nil
@@ -212,7 +154,7 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 // leaseErr names the task in a not-found answer.
 func leaseErr(err error, id string) error {
 	if errors.Is(err, engine.ErrNotFound) {
-		return newProblem(http.StatusNotFound, CodeNotFound, fmt.Sprintf("task %q does not exist", id))
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("task %q does not exist", id))
 	}
 	return err
 }

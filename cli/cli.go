@@ -15,8 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // Commands lists the top-level commands this package runs.
@@ -204,7 +204,7 @@ func dur(a, b time.Time) string {
 	return b.Sub(a).Round(time.Millisecond).String()
 }
 
-func errText(e *engine.TaskError) string {
+func errText(e *wire.TaskError) string {
 	if e == nil {
 		return ""
 	}

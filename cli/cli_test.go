@@ -15,6 +15,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/cli"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
@@ -82,7 +83,7 @@ func TestCLI(t *testing.T) {
 		code, out, errOut := run(url, "workflows", "start", "demo", "--input", `{"x":7}`, "-o", "json", "--actor", "carol")
 		is.Equal(code, 0) // started
 		is.Equal(errOut, "")
-		var r engine.Run
+		var r wire.Run
 		is.NoErr(json.Unmarshal([]byte(out), &r)) // -o json prints the run
 		id = r.ID
 		code, out, _ = run(url, "workflows", "get", id)
@@ -117,7 +118,7 @@ func TestCLI(t *testing.T) {
 		}
 		code, out, _ = run(url, "events", id, "--type", "run.paused", "-o", "json")
 		is.Equal(code, 0)
-		var events []engine.Event
+		var events []wire.Event
 		is.NoErr(json.Unmarshal([]byte(out), &events))
 		is.Equal(len(events), 1) // filtered
 	})

@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // command is one subcommand: setup declares its flags and returns what runs
@@ -97,7 +97,7 @@ func listCmd(e *env) func([]string) error {
 	token := e.fs.String("page-token", "", "continue from a previous page")
 	all := e.fs.Bool("all", false, "walk every page")
 	return func([]string) error {
-		f := client.RunFilter{Status: engine.RunState(*status), Workflow: *workflow, Limit: *limit, PageToken: *token}
+		f := client.RunFilter{Status: wire.RunState(*status), Workflow: *workflow, Limit: *limit, PageToken: *token}
 		var err error
 		if f.CreatedAfter, err = parseTime("created-after", *after); err != nil {
 			return err
@@ -111,7 +111,7 @@ func listCmd(e *env) func([]string) error {
 		}
 		var page client.RunsPage
 		if *all {
-			err = c.AllWorkflows(e.ctx, f, func(r engine.Run) error {
+			err = c.AllWorkflows(e.ctx, f, func(r wire.Run) error {
 				page.Runs = append(page.Runs, r)
 				return nil
 			})
@@ -203,7 +203,7 @@ func controlCmd(verb string) func(e *env) func([]string) error {
 			if err != nil {
 				return err
 			}
-			var run *engine.Run
+			var run *wire.Run
 			switch verb {
 			case "pause":
 				run, err = c.PauseWorkflow(e.ctx, args[0])
@@ -275,8 +275,8 @@ func eventsCmd(e *env) func([]string) error {
 		if err != nil {
 			return err
 		}
-		var events []engine.Event
-		q := client.EventsQuery{TaskID: *task, Type: engine.EventType(*typ), Limit: 1000}
+		var events []wire.Event
+		q := client.EventsQuery{TaskID: *task, Type: wire.EventType(*typ), Limit: 1000}
 		var verified *bool
 		var verifyErr string
 		for {

@@ -4,8 +4,9 @@
 //
 // Every method takes a context first and answers either a typed value or an
 // error: a *Error for any answer outside 2xx (decoded from
-// application/problem+json), or a wrapped transport error. The client only
-// depends on the standard library and the server's engine types.
+// application/problem+json), or a wrapped transport error. The request and
+// answer types, the states and the error codes are those of package
+// api/wire; the client depends on nothing else but the standard library.
 package client
 
 import (

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,10 +14,8 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
-	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 func TestNew(t *testing.T) {
@@ -108,7 +107,7 @@ func TestOrchestratorClient_Transport(t *testing.T) {
 		c, err := client.New(srv.URL, client.WithTimeout(100*time.Millisecond))
 		is.NoErr(err) // new
 		var seqs []int64
-		err = c.StreamTenantEvents(context.Background(), client.EventFilter{}, func(e engine.Event) error {
+		err = c.StreamTenantEvents(context.Background(), client.EventFilter{}, func(e wire.Event) error {
 			seqs = append(seqs, e.Seq)
 			return nil
 		})
@@ -193,9 +192,9 @@ func TestError(t *testing.T) {
 		e := &client.Error{Status: 409, Code: "invalid_transition", Detail: "run: run.paused is not allowed while the run is completed", State: "completed"}
 		is.Equal(e.Error(), "orchestrator: 409 invalid_transition: run: run.paused is not allowed while the run is completed (state completed)")
 		e = &client.Error{Status: 400, Code: "invalid_definition", Detail: "2 problems in the definition",
-			Errors: []definition.Problem{{Task: "a", Field: "depends_on", Message: `unknown task "z"`}, {Field: "name", Message: "required"}}}
+			Errors: []wire.FieldError{{Task: "a", Field: "depends_on", Message: `unknown task "z"`}, {Field: "name", Message: "required"}}}
 		is.Equal(e.Error(), `orchestrator: 400 invalid_definition: 2 problems in the definition: task a: depends_on: unknown task "z"; name: required`)
-		e = &client.Error{Status: 400, Code: "invalid_request", Detail: "limit: must be an integer", Errors: []definition.Problem{{Field: "limit", Message: "must be an integer"}}}
+		e = &client.Error{Status: 400, Code: "invalid_request", Detail: "limit: must be an integer", Errors: []wire.FieldError{{Field: "limit", Message: "must be an integer"}}}
 		is.Equal(e.Error(), "orchestrator: 400 invalid_request: limit: must be an integer") // the one field is not repeated
 	})
 
@@ -211,26 +210,31 @@ func TestError(t *testing.T) {
 		is.Equal(client.StatusOf(errors.New("x")), 0) // not an answer
 	})
 
-	t.Run("codes are the server's", func(t *testing.T) {
+	t.Run("codes are stable", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
+		// Client and server share package wire's codes; their values are
+		// the contract and must never change.
 		for _, c := range [][2]string{
-			{client.CodeInvalidJSON, api.CodeInvalidJSON},
-			{client.CodeInvalidRequest, api.CodeInvalidRequest},
-			{client.CodeInvalidDefinition, api.CodeInvalidDefinition},
-			{client.CodeNotFound, api.CodeNotFound},
-			{client.CodeMethodNotAllowed, api.CodeMethodNotAllowed},
-			{client.CodeInvalidTransition, api.CodeInvalidTransition},
-			{client.CodeConflict, api.CodeConflict},
-			{client.CodeLeaseLost, api.CodeLeaseLost},
-			{client.CodeBodyTooLarge, api.CodeBodyTooLarge},
-			{client.CodeOutputTooLarge, api.CodeOutputTooLarge},
-			{client.CodeUnsupportedMedia, api.CodeUnsupportedMedia},
-			{client.CodeIdempotencyMismatch, api.CodeIdempotencyMismatch},
-			{client.CodeInternal, api.CodeInternal},
-			{client.CodeUnavailable, api.CodeUnavailable},
+			{wire.CodeInvalidJSON, "invalid_json"},
+			{wire.CodeInvalidRequest, "invalid_request"},
+			{wire.CodeInvalidDefinition, "invalid_definition"},
+			{wire.CodeNotFound, "not_found"},
+			{wire.CodeMethodNotAllowed, "method_not_allowed"},
+			{wire.CodeInvalidTransition, "invalid_transition"},
+			{wire.CodeConflict, "conflict"},
+			{wire.CodeLeaseLost, "lease_lost"},
+			{wire.CodeBodyTooLarge, "body_too_large"},
+			{wire.CodeOutputTooLarge, "output_too_large"},
+			{wire.CodeUnsupportedMedia, "unsupported_media_type"},
+			{wire.CodeIdempotencyMismatch, "idempotency_key_reused"},
+			{wire.CodeInternal, "internal"},
+			{wire.CodeUnavailable, "unavailable"},
+			{wire.CodeStorageUnavailable, "storage_unavailable"},
 		} {
-			is.Equal(c[0], c[1]) // same code
+			is.Equal(c[0], c[1])                         // same code
+			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
+		is.Equal(len(wire.Codes()), 15) // no code is left out above
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
 	"github.com/orchestrator/orchestrator/engine/definition"
 )
@@ -50,13 +51,13 @@ func TestOrchestratorClient_Definitions(t *testing.T) {
 		is.Equal(d.Tasks[0].Type, typeHold)             // the changed one
 
 		_, err = c.GetDefinitionVersion(ctx, "versioned", 3)
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.GetDefinitionVersion(ctx, "unknown", 0)
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.GetDefinitionVersion(ctx, "versioned", -1)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "version")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "version")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/defs/definitions/versioned/versions/first", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "version")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "version")
 	})
 
 	t.Run("lists the latest version of each", func(t *testing.T) {
@@ -78,18 +79,18 @@ func TestOrchestratorClient_Definitions(t *testing.T) {
 		}
 		is.Equal(got, map[string]int{"alpha": 1, "beta": 2}) // latest of each
 		_, err = lc.Do(ctx, http.MethodGet, "/api/v1/tenants/listing/definitions?page=2", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "page")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "page")
 	})
 
 	t.Run("refuses malformed and invalid definitions", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
 		_, err := c.RegisterDefinition(ctx, json.RawMessage(`{"name":`))
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 		_, err = c.RegisterDefinition(ctx, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 		_, err = c.RegisterDefinition(ctx, json.RawMessage(`{"name":"bad","colour":"red","tasks":[{"id":"a","type":"noop","timeout":5}]}`))
-		e := wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidDefinition)
+		e := wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidDefinition)
 		fields := strings.Join(e.Fields(), ",")
 		is.True(strings.Contains(fields, "colour"))  // the unknown field
 		is.True(strings.Contains(fields, "timeout")) // the wrong type
@@ -146,6 +147,6 @@ func TestOrchestratorClient_ValidateDAG(t *testing.T) {
 	t.Run("malformed JSON is 400", func(t *testing.T) {
 		t.Parallel()
 		_, err := c.ValidateDAG(ctx, json.RawMessage(`{"name":"x",`))
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 	})
 }

@@ -9,26 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/orchestrator/orchestrator/engine/definition"
-)
-
-// Error codes the server puts in a problem's code. They are stable: switch
-// on them, never on Title or Detail.
-const (
-	CodeInvalidJSON         = "invalid_json"           // 400: the body is not JSON
-	CodeInvalidRequest      = "invalid_request"        // 400: Errors names the field or query parameter
-	CodeInvalidDefinition   = "invalid_definition"     // 400: Errors lists every problem of the DAG
-	CodeNotFound            = "not_found"              // 404: unknown id, name or route
-	CodeMethodNotAllowed    = "method_not_allowed"     // 405
-	CodeInvalidTransition   = "invalid_transition"     // 409: State is the run's (or task's) current state
-	CodeConflict            = "conflict"               // 409: changed concurrently; try again
-	CodeLeaseLost           = "lease_lost"             // 409: the lease token does not hold the attempt; State is the task's
-	CodeBodyTooLarge        = "body_too_large"         // 413
-	CodeOutputTooLarge      = "output_too_large"       // 413: Complete's output is over 1 MiB; nothing was recorded, the lease holds
-	CodeUnsupportedMedia    = "unsupported_media_type" // 415
-	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
-	CodeInternal            = "internal"               // 500
-	CodeUnavailable         = "unavailable"            // 503: shutting down
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // Error is an answer outside 2xx, decoded from the server's
@@ -36,14 +17,14 @@ const (
 // its status, the status text as Title and the start of its body as Detail.
 type Error struct {
 	Status int    // HTTP status
-	Code   string // stable machine-readable code, one of the Code constants
+	Code   string // stable machine-readable code, one of wire.Codes()
 	Title  string
 	Detail string
 	// State is the current state of the run (invalid_transition) or of the
 	// task (lease_lost) that refused the call.
 	State string
 	// Errors names each field or definition problem of a 400.
-	Errors []definition.Problem
+	Errors []wire.FieldError
 }
 
 // Error returns the status, code, detail, the refusing state and the named
@@ -91,17 +72,6 @@ func (e *Error) Fields() []string {
 	return out
 }
 
-// problemDoc is the wire form of a problem.
-type problemDoc struct {
-	Type   string               `json:"type"`
-	Title  string               `json:"title"`
-	Status int                  `json:"status"`
-	Detail string               `json:"detail"`
-	Code   string               `json:"code"`
-	State  string               `json:"state"`
-	Errors []definition.Problem `json:"errors"`
-}
-
 // decodeError reads a non-2xx answer into an *Error.
 func decodeError(res *http.Response, cl call) error {
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
@@ -111,7 +81,7 @@ func decodeError(res *http.Response, cl call) error {
 		return e
 	}
 	mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
-	var p problemDoc
+	var p wire.Problem
 	if (mt == "application/problem+json" || mt == "application/json") && json.Unmarshal(data, &p) == nil && p.Code != "" {
 		e.Code, e.Detail, e.State, e.Errors = p.Code, p.Detail, p.State, p.Errors
 		if p.Title != "" {
@@ -155,4 +125,4 @@ func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
 
 // IsLeaseLost reports whether a worker call was refused because its lease
 // token no longer holds the attempt; the worker should drop the task.
-func IsLeaseLost(err error) bool { return CodeOf(err) == CodeLeaseLost }
+func IsLeaseLost(err error) bool { return CodeOf(err) == wire.CodeLeaseLost }

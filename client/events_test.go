@@ -9,8 +9,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 func TestOrchestratorClient_WorkflowEvents(t *testing.T) {
@@ -23,7 +23,7 @@ func TestOrchestratorClient_WorkflowEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("execute: %v", err)
 	}
-	waitState(t, c, ex.ID, engine.RunCompleted)
+	waitState(t, c, ex.ID, wire.RunCompleted)
 	all, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{})
 	if err != nil {
 		t.Fatalf("events: %v", err)
@@ -42,14 +42,14 @@ func TestOrchestratorClient_WorkflowEvents(t *testing.T) {
 			is.Equal(e.TenantID, "history") // of the tenant
 			is.True(e.Hash != "")           // chained
 		}
-		is.Equal(all.Events[0].Type, engine.EventRunCreated)    // first
-		is.Equal(all.Events[11].Type, engine.EventRunCompleted) // last
+		is.Equal(all.Events[0].Type, wire.EventRunCreated)    // first
+		is.Equal(all.Events[11].Type, wire.EventRunCompleted) // last
 	})
 
 	t.Run("pages with after and limit", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
-		var got []engine.Event
+		var got []wire.Event
 		q := client.EventsQuery{Limit: 5}
 		pages := 0
 		for {
@@ -75,10 +75,10 @@ func TestOrchestratorClient_WorkflowEvents(t *testing.T) {
 		for _, e := range page.Events {
 			is.Equal(e.TaskID, "b") // only b
 		}
-		page, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: engine.EventTaskCompleted})
+		page, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: wire.EventTaskCompleted})
 		is.NoErr(err)                 // by type
 		is.Equal(len(page.Events), 3) // one per task
-		page, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: engine.EventTaskCompleted, TaskID: "c"})
+		page, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: wire.EventTaskCompleted, TaskID: "c"})
 		is.NoErr(err)                       // both
 		is.Equal(len(page.Events), 1)       // one
 		is.Equal(page.Events[0].Attempt, 1) // attempt recorded
@@ -98,19 +98,19 @@ func TestOrchestratorClient_WorkflowEvents(t *testing.T) {
 	t.Run("refuses bad query parameters naming them", func(t *testing.T) {
 		t.Parallel()
 		_, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Limit: -1})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 		_, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{After: -5})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "after")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "after")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/history/workflows/"+ex.ID+"/events?verify=maybe", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "verify")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "verify")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/history/workflows/"+ex.ID+"/events?limit=0", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/history/workflows/"+ex.ID+"/events?sort=desc", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "sort")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "sort")
 		_, err = c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: "task.exploded"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "type")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "type")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/history/workflows/"+ex.ID+"?full=1", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "full")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "full")
 	})
 }
 
@@ -125,21 +125,21 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 	mustRegister(t, c, def("held", typeHold))
 	mustRegister(t, c, def("quick", "noop"))
 	r1 := mustExecute(t, c, "held").ID
-	waitTask(t, c, r1, "t1", engine.TaskRunning)
+	waitTask(t, c, r1, "t1", wire.TaskRunning)
 	paused, err := alice.PauseWorkflow(ctx, r1)
 	if err != nil {
 		t.Fatalf("pause: %v", err)
 	}
-	if paused.State != engine.RunPaused {
+	if paused.State != wire.RunPaused {
 		t.Fatalf("pause: state %s", paused.State)
 	}
 	r2 := mustExecute(t, c, "quick").ID
 	r3 := mustExecute(t, c, "quick").ID
-	waitState(t, c, r2, engine.RunCompleted)
-	waitState(t, c, r3, engine.RunCompleted)
+	waitState(t, c, r2, wire.RunCompleted)
+	waitState(t, c, r3, wire.RunCompleted)
 	// Nothing changes from here on: r1 is paused with its attempt held.
-	var all []engine.Event
-	if err := c.AllTenantEvents(ctx, client.EventFilter{Limit: 1000}, func(e engine.Event) error {
+	var all []wire.Event
+	if err := c.AllTenantEvents(ctx, client.EventFilter{Limit: 1000}, func(e wire.Event) error {
 		all = append(all, e)
 		return nil
 	}); err != nil {
@@ -153,11 +153,11 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
 			page, err := c.TenantEvents(ctx, client.EventFilter{Actor: "alice"})
-			is.NoErr(err)                                        // by actor
-			is.Equal(len(page.Events), 1)                        // alice did one thing
-			is.Equal(page.Events[0].Type, engine.EventRunPaused) // she paused
-			is.Equal(page.Events[0].RunID, r1)                   // r1
-			is.Equal(page.Events[0].Actor, "alice")              // recorded as her
+			is.NoErr(err)                                      // by actor
+			is.Equal(len(page.Events), 1)                      // alice did one thing
+			is.Equal(page.Events[0].Type, wire.EventRunPaused) // she paused
+			is.Equal(page.Events[0].RunID, r1)                 // r1
+			is.Equal(page.Events[0].Actor, "alice")            // recorded as her
 			page, err = c.TenantEvents(ctx, client.EventFilter{Actor: "mallory"})
 			is.NoErr(err)                 // nobody
 			is.Equal(len(page.Events), 0) // nothing
@@ -167,7 +167,7 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 		t.Run("filters by type and run and task", func(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
-			page, err := c.TenantEvents(ctx, client.EventFilter{Type: engine.EventRunCreated})
+			page, err := c.TenantEvents(ctx, client.EventFilter{Type: wire.EventRunCreated})
 			is.NoErr(err)                                                                                              // by type
 			is.Equal(len(page.Events), 3)                                                                              // three runs
 			is.Equal([]string{page.Events[0].RunID, page.Events[1].RunID, page.Events[2].RunID}, []string{r1, r2, r3}) // in log order
@@ -179,7 +179,7 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 			hist, err := c.WorkflowEvents(ctx, r2, client.EventsQuery{})
 			is.NoErr(err)                       // the run's history
 			is.Equal(byRun.Events, hist.Events) // the same events
-			page, err = c.TenantEvents(ctx, client.EventFilter{Run: r1, TaskID: "t1", Type: engine.EventTaskStarted})
+			page, err = c.TenantEvents(ctx, client.EventFilter{Run: r1, TaskID: "t1", Type: wire.EventTaskStarted})
 			is.NoErr(err)                 // by run, task and type
 			is.Equal(len(page.Events), 1) // t1 started once
 		})
@@ -188,12 +188,12 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
 			mid := all[len(all)/2].At
-			var since, until []engine.Event
-			is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Since: mid}, func(e engine.Event) error {
+			var since, until []wire.Event
+			is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Since: mid}, func(e wire.Event) error {
 				since = append(since, e)
 				return nil
 			})) // since
-			is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Until: mid}, func(e engine.Event) error {
+			is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Until: mid}, func(e wire.Event) error {
 				until = append(until, e)
 				return nil
 			})) // until
@@ -213,7 +213,7 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 		t.Run("pages with page_token without duplicates or gaps", func(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
-			var got []engine.Event
+			var got []wire.Event
 			f := client.EventFilter{Limit: 4}
 			for {
 				page, err := c.TenantEvents(ctx, f)
@@ -234,8 +234,8 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 		t.Run("the NDJSON stream returns the same events as paging", func(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
-			var streamed []engine.Event
-			err := c.StreamTenantEvents(ctx, client.EventFilter{}, func(e engine.Event) error {
+			var streamed []wire.Event
+			err := c.StreamTenantEvents(ctx, client.EventFilter{}, func(e wire.Event) error {
 				streamed = append(streamed, e)
 				return nil
 			})
@@ -243,41 +243,41 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 			is.Equal(streamed, all) // the same events
 
 			streamed = nil
-			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Type: engine.EventTaskCompleted}, func(e engine.Event) error {
+			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Type: wire.EventTaskCompleted}, func(e wire.Event) error {
 				streamed = append(streamed, e)
 				return nil
 			})) // filtered stream
-			paged, err := c.TenantEvents(ctx, client.EventFilter{Type: engine.EventTaskCompleted})
+			paged, err := c.TenantEvents(ctx, client.EventFilter{Type: wire.EventTaskCompleted})
 			is.NoErr(err)                    // filtered page
 			is.Equal(streamed, paged.Events) // the same
 
 			n := 0
-			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Limit: 2}, func(engine.Event) error { n++; return nil })) // limited
-			is.Equal(n, 2)                                                                                                  // limit caps the stream
+			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Limit: 2}, func(wire.Event) error { n++; return nil })) // limited
+			is.Equal(n, 2)                                                                                                // limit caps the stream
 			n = 0
-			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { n++; return client.ErrStop })) // stopped
-			is.Equal(n, 1)                                                                                                     // one event, then stop
+			is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{}, func(wire.Event) error { n++; return client.ErrStop })) // stopped
+			is.Equal(n, 1)                                                                                                   // one event, then stop
 			boom := errors.New("boom")
-			err = c.StreamTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { return boom })
+			err = c.StreamTenantEvents(ctx, client.EventFilter{}, func(wire.Event) error { return boom })
 			is.True(errors.Is(err, boom)) // the callback's error comes back
-			err = c.StreamTenantEvents(ctx, client.EventFilter{PageToken: "zzz"}, func(engine.Event) error { return nil })
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "page_token") // problems before the stream
+			err = c.StreamTenantEvents(ctx, client.EventFilter{PageToken: "zzz"}, func(wire.Event) error { return nil })
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "page_token") // problems before the stream
 		})
 
 		t.Run("refuses bad filters naming them", func(t *testing.T) {
 			t.Parallel()
 			_, err := c.TenantEvents(ctx, client.EventFilter{PageToken: "!!"})
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "page_token")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "page_token")
 			_, err = c.TenantEvents(ctx, client.EventFilter{Limit: -3})
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 			_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/audit/events?since=last-week", nil, nil)
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "since")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "since")
 			_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/audit/events?until=1", nil, nil)
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "until")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "until")
 			_, err = c.TenantEvents(ctx, client.EventFilter{Type: "run.exploded"})
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "type")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "type")
 			_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/audit/events?who=me", nil, nil)
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "who")
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "who")
 		})
 
 	})
@@ -286,9 +286,9 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 		is := is.New(t)
 		bob := env.client(t, client.WithTenant("audit"), client.WithActor("bob"))
 		run, err := bob.CancelWorkflow(ctx, r1)
-		is.NoErr(err)                            // cancel
-		is.Equal(run.State, engine.RunCancelled) // cancelled
-		page, err := c.TenantEvents(ctx, client.EventFilter{Actor: "bob", Type: engine.EventRunCancelled})
+		is.NoErr(err)                          // cancel
+		is.Equal(run.State, wire.RunCancelled) // cancelled
+		page, err := c.TenantEvents(ctx, client.EventFilter{Actor: "bob", Type: wire.EventRunCancelled})
 		is.NoErr(err)                 // by actor and type
 		is.Equal(len(page.Events), 1) // bob's cancellation
 		is.Equal(page.Events[0].RunID, r1)
@@ -309,7 +309,7 @@ func TestOrchestratorClient_LargeHistory(t *testing.T) {
 	}
 	ex, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: []byte(`{"name":"wide","tasks":[` + strings.Join(tasks, ",") + `]}`)})
 	is.NoErr(err) // execute
-	waitState(t, c, ex.ID, engine.RunCompleted)
+	waitState(t, c, ex.ID, wire.RunCompleted)
 	const total = 2 + 3*400 + 1 // run created and started, each task ready, started, completed, run completed
 
 	first, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{})
@@ -322,13 +322,13 @@ func TestOrchestratorClient_LargeHistory(t *testing.T) {
 	is.Equal(rest.NextAfter, int64(0))     // the last page
 	history := append(first.Events, rest.Events...)
 
-	var paged []engine.Event
-	is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Limit: 333}, func(e engine.Event) error {
+	var paged []wire.Event
+	is.NoErr(c.AllTenantEvents(ctx, client.EventFilter{Limit: 333}, func(e wire.Event) error {
 		paged = append(paged, e)
 		return nil
 	})) // paged
-	var streamed []engine.Event
-	is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{}, func(e engine.Event) error {
+	var streamed []wire.Event
+	is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{}, func(e wire.Event) error {
 		streamed = append(streamed, e)
 		return nil
 	})) // streamed
@@ -336,6 +336,6 @@ func TestOrchestratorClient_LargeHistory(t *testing.T) {
 	is.Equal(paged, history)    // the same as the run's history
 	is.Equal(streamed, paged)   // the stream returns the same events
 	n := 0
-	is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Limit: 777}, func(engine.Event) error { n++; return nil }))
+	is.NoErr(c.StreamTenantEvents(ctx, client.EventFilter{Limit: 777}, func(wire.Event) error { n++; return nil }))
 	is.Equal(n, 777) // a limit across the server's read pages
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
@@ -151,13 +152,13 @@ func waitRun(t *testing.T, c *client.OrchestratorClient, id string, what string,
 }
 
 // waitState waits until the run is in state s.
-func waitState(t *testing.T, c *client.OrchestratorClient, id string, s engine.RunState) *client.RunDetails {
+func waitState(t *testing.T, c *client.OrchestratorClient, id string, s wire.RunState) *client.RunDetails {
 	t.Helper()
 	return waitRun(t, c, id, string(s), func(d *client.RunDetails) bool { return d.State == s })
 }
 
 // waitTask waits until a task of the run is in state s.
-func waitTask(t *testing.T, c *client.OrchestratorClient, id, task string, s engine.TaskState) *client.RunDetails {
+func waitTask(t *testing.T, c *client.OrchestratorClient, id, task string, s wire.TaskState) *client.RunDetails {
 	t.Helper()
 	return waitRun(t, c, id, "with task "+task+" "+string(s), func(d *client.RunDetails) bool {
 		tk := d.Task(task)
@@ -224,7 +225,7 @@ func mustExecute(t *testing.T, c *client.OrchestratorClient, workflow string) *c
 }
 
 // mustRegister registers a definition for the client's tenant.
-func mustRegister(t *testing.T, c *client.OrchestratorClient, d json.RawMessage) *client.DefinitionVersion {
+func mustRegister(t *testing.T, c *client.OrchestratorClient, d json.RawMessage) *client.Registration {
 	t.Helper()
 	v, err := c.RegisterDefinition(context.Background(), d)
 	if err != nil {

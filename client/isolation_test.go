@@ -8,8 +8,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // TestOrchestratorClient_TenantIsolation: globex sees nothing of acme's,
@@ -23,10 +23,10 @@ func TestOrchestratorClient_TenantIsolation(t *testing.T) {
 	ctx := ctxFor(t)
 	mustRegister(t, acme, json.RawMessage(`{"name":"secret","tasks":[{"id":"t1","type":"ext"},{"id":"t2","type":"hold"}]}`))
 	run := mustExecute(t, acme, "secret")
-	waitTask(t, acme, run.ID, "t2", engine.TaskRunning)
+	waitTask(t, acme, run.ID, "t2", wire.TaskRunning)
 	mustRegister(t, globex, def("own", "noop"))
 	own := mustExecute(t, globex, "own")
-	waitState(t, globex, own.ID, engine.RunCompleted)
+	waitState(t, globex, own.ID, wire.RunCompleted)
 
 	// The checks run in parallel; the group ends before globex registers a
 	// definition of acme's name below.
@@ -70,8 +70,8 @@ func TestOrchestratorClient_TenantIsolation(t *testing.T) {
 				}
 			}
 			d, err := acme.GetWorkflow(ctx, run.ID)
-			is.NoErr(err)                        // acme still sees its run
-			is.Equal(d.State, engine.RunRunning) // untouched by globex's calls
+			is.NoErr(err)                      // acme still sees its run
+			is.Equal(d.State, wire.RunRunning) // untouched by globex's calls
 		})
 
 		t.Run("lists and event queries hold only the tenant's own data", func(t *testing.T) {
@@ -91,20 +91,20 @@ func TestOrchestratorClient_TenantIsolation(t *testing.T) {
 			ev, err := globex.TenantEvents(ctx, client.EventFilter{Run: run.ID})
 			is.NoErr(err)               // by acme's run
 			is.Equal(len(ev.Events), 0) // nothing
-			is.NoErr(globex.AllTenantEvents(ctx, client.EventFilter{}, func(e engine.Event) error {
+			is.NoErr(globex.AllTenantEvents(ctx, client.EventFilter{}, func(e wire.Event) error {
 				is.Equal(e.TenantID, "globex") // only globex's events
 				is.True(e.RunID != run.ID)     // never acme's run
 				return nil
 			})) // paged
 			n := 0
-			is.NoErr(globex.StreamTenantEvents(ctx, client.EventFilter{}, func(e engine.Event) error {
+			is.NoErr(globex.StreamTenantEvents(ctx, client.EventFilter{}, func(e wire.Event) error {
 				n++
 				is.Equal(e.TenantID, "globex") // only globex's events
 				return nil
 			})) // streamed
 			is.True(n > 0) // its own events are there
 			n = 0
-			is.NoErr(globex.StreamTenantEvents(ctx, client.EventFilter{Run: run.ID}, func(engine.Event) error { n++; return nil }))
+			is.NoErr(globex.StreamTenantEvents(ctx, client.EventFilter{Run: run.ID}, func(wire.Event) error { n++; return nil }))
 			is.Equal(n, 0) // acme's run streams nothing
 		})
 
@@ -125,7 +125,7 @@ func TestOrchestratorClient_TenantIsolation(t *testing.T) {
 			is.True(client.IsNotFound(err)) // globex cannot heartbeat it, even with the token
 			_, err = globex.Complete(ctx, l.ID, l.Token, nil)
 			is.True(client.IsNotFound(err)) // nor complete it
-			_, err = globex.Fail(ctx, l.ID, l.Token, engine.TaskError{Code: "x"}, false)
+			_, err = globex.Fail(ctx, l.ID, l.Token, wire.TaskError{Code: "x"}, false)
 			is.True(client.IsNotFound(err)) // nor fail it
 			_, err = acme.Complete(ctx, l.ID, l.Token, nil)
 			is.NoErr(err) // acme's worker still holds it

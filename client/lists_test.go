@@ -10,8 +10,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 func TestOrchestratorClient_Idempotency(t *testing.T) {
@@ -62,7 +62,7 @@ func TestOrchestratorClient_Idempotency(t *testing.T) {
 		_, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "once", Input: json.RawMessage(`{"n":1}`), IdempotencyKey: "k-422"})
 		is.NoErr(err) // first
 		_, err = c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "once", Input: json.RawMessage(`{"n":2}`), IdempotencyKey: "k-422"})
-		wantProblem(t, err, http.StatusUnprocessableEntity, client.CodeIdempotencyMismatch)
+		wantProblem(t, err, http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch)
 	})
 
 	t.Run("a key over 255 characters is refused", func(t *testing.T) {
@@ -72,7 +72,7 @@ func TestOrchestratorClient_Idempotency(t *testing.T) {
 			long[i] = 'k'
 		}
 		_, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "once", IdempotencyKey: string(long)})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "Idempotency-Key")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "Idempotency-Key")
 	})
 
 	t.Run("concurrent duplicates start one run", func(t *testing.T) {
@@ -121,7 +121,7 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 	mustRegister(t, c, def("page", "noop"))
 	mustRegister(t, c, def("fails", typeBoom))
 	const total = 120
-	var created []engine.Run // in creation order
+	var created []wire.Run // in creation order
 	for range total {
 		ex := mustExecute(t, c, "page")
 		created = append(created, ex.Run)
@@ -132,7 +132,7 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 	}
 	waitFor(t, "every run ended", func() (bool, error) {
 		ended := 0
-		err := c.AllWorkflows(ctx, client.RunFilter{Limit: 1000}, func(r engine.Run) error {
+		err := c.AllWorkflows(ctx, client.RunFilter{Limit: 1000}, func(r wire.Run) error {
 			if r.State.Terminal() {
 				ended++
 			}
@@ -144,7 +144,7 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 	t.Run("limit 50 walks three pages newest first without duplicates or gaps", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
-		var got []engine.Run
+		var got []wire.Run
 		var sizes []int
 		f := client.RunFilter{Workflow: "page", Limit: 50}
 		for {
@@ -163,8 +163,8 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 		for i, r := range got {
 			is.True(!seen[r.ID]) // no duplicates
 			seen[r.ID] = true
-			is.Equal(r.ID, created[total-1-i].ID)  // newest first, no gaps
-			is.Equal(r.State, engine.RunCompleted) // projection listed
+			is.Equal(r.ID, created[total-1-i].ID) // newest first, no gaps
+			is.Equal(r.State, wire.RunCompleted)  // projection listed
 			if i > 0 {
 				is.True(!r.CreatedAt.After(got[i-1].CreatedAt)) // ordered by creation, descending
 			}
@@ -175,14 +175,14 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
 		n := 0
-		err := c.AllWorkflows(ctx, client.RunFilter{Workflow: "page", Limit: 7}, func(engine.Run) error {
+		err := c.AllWorkflows(ctx, client.RunFilter{Workflow: "page", Limit: 7}, func(wire.Run) error {
 			n++
 			return nil
 		})
 		is.NoErr(err)      // walked
 		is.Equal(n, total) // every run once
 		n = 0
-		err = c.AllWorkflows(ctx, client.RunFilter{Limit: 7}, func(engine.Run) error {
+		err = c.AllWorkflows(ctx, client.RunFilter{Limit: 7}, func(wire.Run) error {
 			if n++; n == 10 {
 				return client.ErrStop
 			}
@@ -191,26 +191,26 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 		is.NoErr(err)   // stopped without an error
 		is.Equal(n, 10) // at the tenth
 		boom := errors.New("boom")
-		err = c.AllWorkflows(ctx, client.RunFilter{Limit: 7}, func(engine.Run) error { return boom })
+		err = c.AllWorkflows(ctx, client.RunFilter{Limit: 7}, func(wire.Run) error { return boom })
 		is.True(errors.Is(err, boom)) // the callback's error comes back
 	})
 
 	t.Run("filters by status and workflow", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
-		page, err := c.ListWorkflows(ctx, client.RunFilter{Status: engine.RunFailed})
+		page, err := c.ListWorkflows(ctx, client.RunFilter{Status: wire.RunFailed})
 		is.NoErr(err)               // list failed
 		is.Equal(len(page.Runs), 5) // only the failed runs
 		for i, r := range page.Runs {
-			is.Equal(r.Workflow, "fails")       // of the failing workflow
-			is.Equal(r.ID, failing[4-i])        // newest first
-			is.Equal(r.State, engine.RunFailed) // failed
+			is.Equal(r.Workflow, "fails")     // of the failing workflow
+			is.Equal(r.ID, failing[4-i])      // newest first
+			is.Equal(r.State, wire.RunFailed) // failed
 		}
-		page, err = c.ListWorkflows(ctx, client.RunFilter{Workflow: "fails", Status: engine.RunCompleted})
+		page, err = c.ListWorkflows(ctx, client.RunFilter{Workflow: "fails", Status: wire.RunCompleted})
 		is.NoErr(err)               // both filters
 		is.Equal(len(page.Runs), 0) // none completed
 		is.True(page.Runs != nil)   // an empty list, not null
-		page, err = c.ListWorkflows(ctx, client.RunFilter{Workflow: "page", Status: engine.RunCompleted, Limit: 1000})
+		page, err = c.ListWorkflows(ctx, client.RunFilter{Workflow: "page", Status: wire.RunCompleted, Limit: 1000})
 		is.NoErr(err)                    // list
 		is.Equal(len(page.Runs), total)  // every page run completed
 		is.Equal(page.NextPageToken, "") // one page
@@ -222,7 +222,7 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 		after, before := created[39].CreatedAt, created[80].CreatedAt
 		var got []string
 		err := c.AllWorkflows(ctx, client.RunFilter{Workflow: "page", CreatedAfter: after, CreatedBefore: before, Limit: 13},
-			func(r engine.Run) error {
+			func(r wire.Run) error {
 				got = append(got, r.ID)
 				return nil
 			})
@@ -238,18 +238,18 @@ func TestOrchestratorClient_ListWorkflows(t *testing.T) {
 	t.Run("refuses bad query parameters naming them", func(t *testing.T) {
 		t.Parallel()
 		_, err := c.ListWorkflows(ctx, client.RunFilter{Status: "bogus"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "status")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "status")
 		_, err = c.ListWorkflows(ctx, client.RunFilter{Limit: -1})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 		_, err = c.ListWorkflows(ctx, client.RunFilter{Limit: 1001})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 		_, err = c.ListWorkflows(ctx, client.RunFilter{PageToken: "not-a-token"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "page_token")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "page_token")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/pages/workflows?limit=0", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/pages/workflows?created_after=yesterday", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "created_after")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "created_after")
 		_, err = c.Do(ctx, http.MethodGet, "/api/v1/tenants/pages/workflows?colour=red", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "colour")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "colour")
 	})
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // TestOrchestratorClient_Routes holds the client to the server's OpenAPI
@@ -68,7 +68,7 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 		for name, call := range map[string]func() error{
 			"ExecuteWorkflow":    func() error { _, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "w"}); return err },
 			"ListWorkflows":      func() error { _, err := c.ListWorkflows(ctx, client.RunFilter{}); return err },
-			"AllWorkflows":       func() error { return c.AllWorkflows(ctx, client.RunFilter{}, func(engine.Run) error { return nil }) },
+			"AllWorkflows":       func() error { return c.AllWorkflows(ctx, client.RunFilter{}, func(wire.Run) error { return nil }) },
 			"GetWorkflow":        func() error { _, err := c.GetWorkflow(ctx, "r1"); return err },
 			"PauseWorkflow":      func() error { _, err := c.PauseWorkflow(ctx, "r1"); return err },
 			"ResumeWorkflow":     func() error { _, err := c.ResumeWorkflow(ctx, "r1"); return err },
@@ -78,10 +78,10 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"WorkflowEvents":     func() error { _, err := c.WorkflowEvents(ctx, "r1", client.EventsQuery{}); return err },
 			"TenantEvents":       func() error { _, err := c.TenantEvents(ctx, client.EventFilter{}); return err },
 			"AllTenantEvents": func() error {
-				return c.AllTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { return nil })
+				return c.AllTenantEvents(ctx, client.EventFilter{}, func(wire.Event) error { return nil })
 			},
 			"StreamTenantEvents": func() error {
-				return c.StreamTenantEvents(ctx, client.EventFilter{}, func(engine.Event) error { return nil })
+				return c.StreamTenantEvents(ctx, client.EventFilter{}, func(wire.Event) error { return nil })
 			},
 			"RegisterDefinition":    func() error { _, err := c.RegisterDefinition(ctx, def("w", "noop")); return err },
 			"ListDefinitions":       func() error { _, err := c.ListDefinitions(ctx); return err },
@@ -103,7 +103,7 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"Heartbeat": func() error { _, err := c.Heartbeat(ctx, "r1~t1~1", "tok", 0); return err },
 			"Complete":  func() error { _, err := c.Complete(ctx, "r1~t1~1", "tok", nil); return err },
 			"Fail": func() error {
-				_, err := c.Fail(ctx, "r1~t1~1", "tok", engine.TaskError{Code: "x"}, true)
+				_, err := c.Fail(ctx, "r1~t1~1", "tok", wire.TaskError{Code: "x"}, true)
 				return err
 			},
 			"Health":  func() error { _, err := c.Health(ctx); return err },

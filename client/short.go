@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // The short /v1 API: the same operations on the tenant "default", whatever
@@ -18,7 +18,7 @@ import (
 // tenant "default" (POST /v1/workflows). Created is true for a new version.
 // Errors: 400 invalid_json, 400
 // invalid_definition with every problem in Errors, 413, 415.
-func (c *OrchestratorClient) RegisterWorkflow(ctx context.Context, def json.RawMessage) (*DefinitionVersion, error) {
+func (c *OrchestratorClient) RegisterWorkflow(ctx context.Context, def json.RawMessage) (*Registration, error) {
 	return c.register(ctx, "/v1/workflows", def)
 }
 
@@ -64,23 +64,23 @@ func (c *OrchestratorClient) RunEvents(ctx context.Context, id string, q EventsQ
 }
 
 // PauseRun pauses a run of the tenant "default"; see PauseWorkflow.
-func (c *OrchestratorClient) PauseRun(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) PauseRun(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, "/v1/runs/"+seg(id)+"/pause", "")
 }
 
 // ResumeRun resumes a run of the tenant "default"; see ResumeWorkflow.
-func (c *OrchestratorClient) ResumeRun(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) ResumeRun(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, "/v1/runs/"+seg(id)+"/resume", "")
 }
 
 // CancelRun cancels a run of the tenant "default"; see CancelWorkflow.
-func (c *OrchestratorClient) CancelRun(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) CancelRun(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, "/v1/runs/"+seg(id)+"/cancel", "")
 }
 
 // RetryRun retries a run of the tenant "default", or with taskID one task
 // and its dependents; see RetryWorkflow.
-func (c *OrchestratorClient) RetryRun(ctx context.Context, id, taskID string) (*engine.Run, error) {
+func (c *OrchestratorClient) RetryRun(ctx context.Context, id, taskID string) (*wire.Run, error) {
 	return c.control(ctx, "/v1/runs/"+seg(id)+"/retry", taskID)
 }
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
-	"github.com/orchestrator/orchestrator/engine"
 )
 
 // TestOrchestratorClient_ShortAPI covers the /v1 routes of the tenant
@@ -46,11 +46,11 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.NoErr(err)            // version 1
 		is.Equal(got.Version, 1) // it
 		_, err = c.GetWorkflowDefinition(ctx, "short", 7)
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.GetWorkflowDefinition(ctx, "", 0)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "name")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "name")
 		_, err = c.GetWorkflowDefinition(ctx, "short", -2)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "version")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "version")
 
 		tv, err := dflt.GetDefinitionVersion(ctx, "short", 2)
 		is.NoErr(err)                 // the tenant API of "default" sees it
@@ -59,11 +59,11 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.True(client.IsNotFound(err)) // the tenant "elsewhere" does not
 
 		_, err = c.RegisterWorkflow(ctx, json.RawMessage(`{"name":"x","tasks":[{"id":"a","type":"noop","depends_on":["nope"]}]}`))
-		e := wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidDefinition)
+		e := wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidDefinition)
 		is.Equal(e.Errors[0].Task, "a")           // names the task
 		is.Equal(e.Errors[0].Field, "depends_on") // and the field
 		_, err = c.RegisterWorkflow(ctx, json.RawMessage(`nope`))
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 	})
 
 	t.Run("runs a workflow and reads the run and its events", func(t *testing.T) {
@@ -78,7 +78,7 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.Equal(run.Location, "/v1/runs/"+run.ID) // on the short API
 		waitFor(t, "the run completed", func() (bool, error) {
 			d, err := c.GetRun(ctx, run.ID)
-			return err == nil && d.State == engine.RunCompleted, err
+			return err == nil && d.State == wire.RunCompleted, err
 		})
 		d, err := c.GetRun(ctx, run.ID)
 		is.NoErr(err)                                  // get
@@ -89,30 +89,30 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.Equal(len(page.Events), 2)      // a page
 		is.Equal(page.NextAfter, int64(2)) // more follow
 		is.True(*page.Verified)            // the chain verifies
-		page, err = c.RunEvents(ctx, run.ID, client.EventsQuery{After: 2, Type: engine.EventTaskCompleted, TaskID: "say"})
+		page, err = c.RunEvents(ctx, run.ID, client.EventsQuery{After: 2, Type: wire.EventTaskCompleted, TaskID: "say"})
 		is.NoErr(err)                 // filtered
 		is.Equal(len(page.Events), 1) // the completion
 		_, err = c.RunEvents(ctx, run.ID, client.EventsQuery{Limit: 5000})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "limit")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "limit")
 
 		_, err = c.Run(ctx, client.ExecuteRequest{Workflow: "nope"})
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Run(ctx, client.ExecuteRequest{Workflow: "greet", Version: 4})
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Run(ctx, client.ExecuteRequest{})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "workflow")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "workflow")
 		_, err = c.GetRun(ctx, "nope")
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Do(ctx, http.MethodGet, "/v1/runs/"+run.ID+"?verbose=1", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "verbose")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "verbose")
 		_, err = c.Do(ctx, http.MethodGet, "/v1/workflows?name=greet&latest=1", nil, nil)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "latest")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "latest")
 		_, err = c.RunEvents(ctx, run.ID, client.EventsQuery{Type: "task.exploded"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "type")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "type")
 		_, err = c.GetRun(ctx, "nope")
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.RunEvents(ctx, "nope", client.EventsQuery{})
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 	})
 
 	t.Run("runs an inline definition once per idempotency key", func(t *testing.T) {
@@ -133,8 +133,8 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.Equal(viaTenant.ID, first.ID) // the same run
 		req.Input = json.RawMessage(`{"other":true}`)
 		_, err = alice.Run(ctx, req)
-		wantProblem(t, err, http.StatusUnprocessableEntity, client.CodeIdempotencyMismatch)
-		page, err := dflt.WorkflowEvents(ctx, first.ID, client.EventsQuery{Type: engine.EventRunCreated})
+		wantProblem(t, err, http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch)
+		page, err := dflt.WorkflowEvents(ctx, first.ID, client.EventsQuery{Type: wire.EventRunCreated})
 		is.NoErr(err)                           // events
 		is.Equal(page.Events[0].Actor, "alice") // X-Actor recorded on the short API too
 	})
@@ -146,32 +146,32 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		is.NoErr(err) // register
 		run, err := c.Run(ctx, client.ExecuteRequest{Workflow: "shortheld"})
 		is.NoErr(err) // run
-		waitTask(t, dflt, run.ID, "t1", engine.TaskRunning)
+		waitTask(t, dflt, run.ID, "t1", wire.TaskRunning)
 		r, err := c.PauseRun(ctx, run.ID)
-		is.NoErr(err)                       // pause
-		is.Equal(r.State, engine.RunPaused) // paused
+		is.NoErr(err)                     // pause
+		is.Equal(r.State, wire.RunPaused) // paused
 		r, err = c.ResumeRun(ctx, run.ID)
-		is.NoErr(err)                        // resume
-		is.Equal(r.State, engine.RunRunning) // running
+		is.NoErr(err)                      // resume
+		is.Equal(r.State, wire.RunRunning) // running
 		_, err = c.ResumeRun(ctx, run.ID)
-		e := wantProblem(t, err, http.StatusConflict, client.CodeInvalidTransition)
+		e := wantProblem(t, err, http.StatusConflict, wire.CodeInvalidTransition)
 		is.Equal(e.State, "running") // the current state
 		r, err = c.CancelRun(ctx, run.ID)
-		is.NoErr(err)                          // cancel
-		is.Equal(r.State, engine.RunCancelled) // cancelled
-		waitTask(t, dflt, run.ID, "t1", engine.TaskCancelled)
+		is.NoErr(err)                        // cancel
+		is.Equal(r.State, wire.RunCancelled) // cancelled
+		waitTask(t, dflt, run.ID, "t1", wire.TaskCancelled)
 		r, err = c.RetryRun(ctx, run.ID, "t1")
-		is.NoErr(err)                        // retry the task
-		is.Equal(r.State, engine.RunRunning) // running again
-		waitTask(t, dflt, run.ID, "t1", engine.TaskRunning)
+		is.NoErr(err)                      // retry the task
+		is.Equal(r.State, wire.RunRunning) // running again
+		waitTask(t, dflt, run.ID, "t1", wire.TaskRunning)
 		_, err = c.CancelRun(ctx, run.ID)
 		is.NoErr(err) // cancel
-		waitTask(t, dflt, run.ID, "t1", engine.TaskCancelled)
+		waitTask(t, dflt, run.ID, "t1", wire.TaskCancelled)
 		_, err = c.RetryRun(ctx, run.ID, "")
 		is.NoErr(err) // retry the run
 		for _, verb := range []string{"pause", "resume", "cancel", "retry"} {
 			_, err := c.Do(ctx, http.MethodPost, "/v1/runs/nope/"+verb, nil, nil)
-			wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+			wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		}
 		_, err = c.PauseRun(ctx, "nope")
 		is.True(client.IsNotFound(err)) // typed too
@@ -192,7 +192,7 @@ func TestOrchestratorClient_HealthAndMetrics(t *testing.T) {
 		is.Equal(h.Status, "ok")   // ok
 		is.Equal(h.Database, "ok") // database ok
 		ex := mustExecute(t, c, mustRegister(t, c, def("m", "noop")).Name)
-		waitState(t, c, ex.ID, engine.RunCompleted)
+		waitState(t, c, ex.ID, wire.RunCompleted)
 		waitFor(t, "the run counted", func() (bool, error) {
 			text, err := c.Metrics(ctx)
 			return strings.Contains(text, `orchestrator_runs_total{outcome="completed"} 1`), err
@@ -237,12 +237,12 @@ func TestOrchestratorClient_Refusals(t *testing.T) {
 			"/api/v1/tenants/strict/definitions":       `{"name":"x",}`,
 		} {
 			_, err := c.Do(ctx, http.MethodPost, path, nil, []byte(body))
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 		}
 		_, err := c.Do(ctx, http.MethodPost, "/api/v1/tenants/strict/workflows", nil, []byte(`["small"]`))
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 		_, err = c.Do(ctx, http.MethodPost, "/api/v1/tenants/strict/workflows", nil, []byte(`{"workflow":"small"} {}`))
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidJSON)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidJSON)
 	})
 
 	t.Run("unknown, repeated and mistyped fields are 400 naming the field", func(t *testing.T) {
@@ -259,20 +259,20 @@ func TestOrchestratorClient_Refusals(t *testing.T) {
 			{"/api/v1/tenants/strict/workflows/x/pause", `{"task_id":"a"}`, "task_id"},
 		} {
 			_, err := c.Do(ctx, http.MethodPost, tc.path, nil, []byte(tc.body))
-			wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, tc.field)
+			wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, tc.field)
 		}
 	})
 
 	t.Run("a body over the limit is 413", func(t *testing.T) {
 		t.Parallel()
 		_, err := c.RegisterDefinition(ctx, big)
-		wantProblem(t, err, http.StatusRequestEntityTooLarge, client.CodeBodyTooLarge)
+		wantProblem(t, err, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 		_, err = c.ExecuteWorkflow(ctx, client.ExecuteRequest{Definition: big})
-		wantProblem(t, err, http.StatusRequestEntityTooLarge, client.CodeBodyTooLarge)
+		wantProblem(t, err, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 		_, err = c.RegisterWorkflow(ctx, big)
-		wantProblem(t, err, http.StatusRequestEntityTooLarge, client.CodeBodyTooLarge)
+		wantProblem(t, err, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 		_, err = c.ValidateDAG(ctx, big)
-		wantProblem(t, err, http.StatusRequestEntityTooLarge, client.CodeBodyTooLarge)
+		wantProblem(t, err, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge)
 	})
 
 	t.Run("a body that is not JSON is 415", func(t *testing.T) {
@@ -280,7 +280,7 @@ func TestOrchestratorClient_Refusals(t *testing.T) {
 		is := is.New(t)
 		for _, ct := range []string{"text/plain", "application/xml", "multipart/form-data; boundary=x", "bogus"} {
 			_, err := c.Do(ctx, http.MethodPost, "/api/v1/tenants/strict/workflows", http.Header{"Content-Type": {ct}}, []byte(`{"workflow":"small"}`))
-			wantProblem(t, err, http.StatusUnsupportedMediaType, client.CodeUnsupportedMedia)
+			wantProblem(t, err, http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia)
 		}
 		res, err := c.Do(ctx, http.MethodPost, "/api/v1/tenants/strict/workflows",
 			http.Header{"Content-Type": {"application/merge-patch+json"}}, []byte(`{"workflow":"small"}`))
@@ -292,9 +292,9 @@ func TestOrchestratorClient_Refusals(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
 		_, err := c.Do(ctx, http.MethodGet, "/v2/nothing", nil, nil)
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Do(ctx, http.MethodDelete, "/api/v1/tenants/strict/workflows", nil, nil)
-		e := wantProblem(t, err, http.StatusMethodNotAllowed, client.CodeMethodNotAllowed)
+		e := wantProblem(t, err, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 		is.True(strings.Contains(e.Detail, "DELETE")) // names the method
 	})
 
@@ -302,8 +302,8 @@ func TestOrchestratorClient_Refusals(t *testing.T) {
 		t.Parallel()
 		long := env.client(t, client.WithTenant("strict"), client.WithActor(strings.Repeat("a", 129)))
 		_, err := long.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "small"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "X-Actor")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "X-Actor")
 		_, err = long.PauseWorkflow(ctx, "x")
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "X-Actor")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "X-Actor")
 	})
 }

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // The tenant API: /api/v1/tenants/{tenantId}/... acting on the client's
@@ -32,7 +32,7 @@ func (c *OrchestratorClient) execute(ctx context.Context, path string, req Execu
 		cl.header = http.Header{"Idempotency-Key": {req.IdempotencyKey}}
 	}
 	var ex Execution
-	res, err := c.doJSON(ctx, cl, req, &ex)
+	res, err := c.doJSON(ctx, cl, req.body(), &ex)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +73,8 @@ func (c *OrchestratorClient) ListWorkflows(ctx context.Context, f RunFilter) (*R
 // AllWorkflows calls fn for every run f selects, newest first, walking the
 // pages from f.PageToken on. It stops at the first error, returning it; fn
 // may return ErrStop to end the walk with nil.
-func (c *OrchestratorClient) AllWorkflows(ctx context.Context, f RunFilter, fn func(engine.Run) error) error {
-	return walkPages(f.PageToken, func(token string) ([]engine.Run, string, error) {
+func (c *OrchestratorClient) AllWorkflows(ctx context.Context, f RunFilter, fn func(wire.Run) error) error {
+	return walkPages(f.PageToken, func(token string) ([]wire.Run, string, error) {
 		f.PageToken = token
 		page, err := c.ListWorkflows(ctx, f)
 		if err != nil {
@@ -119,19 +119,19 @@ func (c *OrchestratorClient) GetWorkflow(ctx context.Context, id string) (*RunDe
 // PauseWorkflow stops new tasks of a running run from starting and returns
 // the run once the pause is durable. Errors: 404; 409 invalid_transition
 // with the run's State.
-func (c *OrchestratorClient) PauseWorkflow(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) PauseWorkflow(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, c.tenantPath("workflows", seg(id), "pause"), "")
 }
 
 // ResumeWorkflow lets a paused run dispatch again. Errors: 404; 409 with
 // the run's State.
-func (c *OrchestratorClient) ResumeWorkflow(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) ResumeWorkflow(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, c.tenantPath("workflows", seg(id), "resume"), "")
 }
 
 // CancelWorkflow ends a run: its unfinished tasks end cancelled. Errors:
 // 404; 409 with the run's State.
-func (c *OrchestratorClient) CancelWorkflow(ctx context.Context, id string) (*engine.Run, error) {
+func (c *OrchestratorClient) CancelWorkflow(ctx context.Context, id string) (*wire.Run, error) {
 	return c.control(ctx, c.tenantPath("workflows", seg(id), "cancel"), "")
 }
 
@@ -140,19 +140,17 @@ func (c *OrchestratorClient) CancelWorkflow(ctx context.Context, id string) (*en
 // complete (also in a running or paused run); with "" every failed,
 // timed-out, skipped and cancelled task. Errors: 404 run or task; 409 with
 // the run's (or task's) State.
-func (c *OrchestratorClient) RetryWorkflow(ctx context.Context, id, taskID string) (*engine.Run, error) {
+func (c *OrchestratorClient) RetryWorkflow(ctx context.Context, id, taskID string) (*wire.Run, error) {
 	return c.control(ctx, c.tenantPath("workflows", seg(id), "retry"), taskID)
 }
 
 // control posts a control verb, with {"task_id"} when taskID is set.
-func (c *OrchestratorClient) control(ctx context.Context, path, taskID string) (*engine.Run, error) {
+func (c *OrchestratorClient) control(ctx context.Context, path, taskID string) (*wire.Run, error) {
 	var in any
 	if taskID != "" {
-		in = struct {
-			TaskID string `json:"task_id"`
-		}{taskID}
+		in = wire.ControlRequest{TaskID: taskID}
 	}
-	var run engine.Run
+	var run wire.Run
 	if _, err := c.doJSON(ctx, call{method: http.MethodPost, path: path}, in, &run); err != nil {
 		return nil, err
 	}
@@ -161,8 +159,8 @@ func (c *OrchestratorClient) control(ctx context.Context, path, taskID string) (
 
 // GetWorkflowMetrics returns a run's timings computed from its events:
 // durations, attempts, queue waits and the critical path. Errors: 404.
-func (c *OrchestratorClient) GetWorkflowMetrics(ctx context.Context, id string) (*engine.RunMetrics, error) {
-	var m engine.RunMetrics
+func (c *OrchestratorClient) GetWorkflowMetrics(ctx context.Context, id string) (*wire.RunMetrics, error) {
+	var m wire.RunMetrics
 	if _, err := c.doJSON(ctx, call{method: http.MethodGet, path: c.tenantPath("workflows", seg(id), "metrics")}, nil, &m); err != nil {
 		return nil, err
 	}
@@ -242,8 +240,8 @@ func (c *OrchestratorClient) TenantEvents(ctx context.Context, f EventFilter) (*
 // AllTenantEvents calls fn for every event f selects, walking the pages
 // from f.PageToken on. It stops at the first error, returning it; fn may
 // return ErrStop to end the walk with nil.
-func (c *OrchestratorClient) AllTenantEvents(ctx context.Context, f EventFilter, fn func(engine.Event) error) error {
-	return walkPages(f.PageToken, func(token string) ([]engine.Event, string, error) {
+func (c *OrchestratorClient) AllTenantEvents(ctx context.Context, f EventFilter, fn func(wire.Event) error) error {
+	return walkPages(f.PageToken, func(token string) ([]wire.Event, string, error) {
 		f.PageToken = token
 		page, err := c.TenantEvents(ctx, f)
 		if err != nil {
@@ -259,7 +257,7 @@ func (c *OrchestratorClient) AllTenantEvents(ctx context.Context, f EventFilter,
 // the wait for the answer to begin, not the stream: ctx does. fn may return
 // ErrStop to end the stream early with nil; any other error of fn is
 // returned.
-func (c *OrchestratorClient) StreamTenantEvents(ctx context.Context, f EventFilter, fn func(engine.Event) error) error {
+func (c *OrchestratorClient) StreamTenantEvents(ctx context.Context, f EventFilter, fn func(wire.Event) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cl := call{method: http.MethodGet, path: c.tenantPath("events"), query: eventQuery(f), accept: "application/x-ndjson"}
@@ -284,7 +282,7 @@ func (c *OrchestratorClient) StreamTenantEvents(ctx context.Context, f EventFilt
 	}
 	dec := json.NewDecoder(res.Body)
 	for {
-		var e engine.Event
+		var e wire.Event
 		err := dec.Decode(&e)
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -303,14 +301,14 @@ func (c *OrchestratorClient) StreamTenantEvents(ctx context.Context, f EventFilt
 
 // RegisterDefinition stores a definition (its JSON, sent as is) for the
 // tenant: Created true and a new version when it is new or changed, the
-// existing version when it is unchanged. Errors: 400 invalid_json, 400
+// existing version (Created false) when it is unchanged. Errors: 400 invalid_json, 400
 // invalid_definition with every problem in Errors, 413.
-func (c *OrchestratorClient) RegisterDefinition(ctx context.Context, def json.RawMessage) (*DefinitionVersion, error) {
+func (c *OrchestratorClient) RegisterDefinition(ctx context.Context, def json.RawMessage) (*Registration, error) {
 	return c.register(ctx, c.tenantPath("definitions"), def)
 }
 
-func (c *OrchestratorClient) register(ctx context.Context, path string, def json.RawMessage) (*DefinitionVersion, error) {
-	var d DefinitionVersion
+func (c *OrchestratorClient) register(ctx context.Context, path string, def json.RawMessage) (*Registration, error) {
+	var d Registration
 	body := []byte(def)
 	if body == nil {
 		body = []byte{}
@@ -324,9 +322,7 @@ func (c *OrchestratorClient) register(ctx context.Context, path string, def json
 // ListDefinitions returns the latest version of each of the tenant's
 // definitions, without their JSON.
 func (c *OrchestratorClient) ListDefinitions(ctx context.Context) ([]DefinitionVersion, error) {
-	var page struct {
-		Definitions []DefinitionVersion `json:"definitions"`
-	}
+	var page wire.DefinitionsPage
 	if _, err := c.doJSON(ctx, call{method: http.MethodGet, path: c.tenantPath("definitions")}, nil, &page); err != nil {
 		return nil, err
 	}

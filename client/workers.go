@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/api/wire"
 )
 
 // The external worker protocol: poll for a ready task of some types, keep
@@ -39,18 +39,13 @@ func durationText(d time.Duration) string {
 // one; it answers nil, nil when none came. The lease is durable before it
 // is answered. The request is bounded by the longer of the client's timeout
 // and req.Wait plus LongPollSlack. Errors: 400 naming the field.
-func (c *OrchestratorClient) Poll(ctx context.Context, req PollRequest) (*engine.Lease, error) {
-	in := struct {
-		Types    []string `json:"types"`
-		WorkerID string   `json:"worker_id"`
-		Lease    string   `json:"lease,omitempty"`
-		Wait     string   `json:"wait,omitempty"`
-	}{req.Types, req.WorkerID, durationText(req.Lease), durationText(req.Wait)}
+func (c *OrchestratorClient) Poll(ctx context.Context, req PollRequest) (*wire.Lease, error) {
+	in := wire.PollRequest{Types: req.Types, WorkerID: req.WorkerID, Lease: durationText(req.Lease), Wait: durationText(req.Wait)}
 	timeout := c.timeout
 	if timeout > 0 {
 		timeout = max(timeout, req.Wait+LongPollSlack)
 	}
-	var lease engine.Lease
+	var lease wire.Lease
 	res, err := c.doJSON(ctx, call{method: http.MethodPost, path: c.taskPath("poll"), timeout: timeout}, in, &lease)
 	if err != nil {
 		return nil, err
@@ -66,10 +61,7 @@ func (c *OrchestratorClient) Poll(ctx context.Context, req PollRequest) (*engine
 // expiry. Errors: 404 an unknown task; 409 lease_lost with the task's
 // State when the token no longer holds the attempt.
 func (c *OrchestratorClient) Heartbeat(ctx context.Context, id, token string, lease time.Duration) (*LeaseStatus, error) {
-	in := struct {
-		LeaseToken string `json:"lease_token"`
-		Lease      string `json:"lease,omitempty"`
-	}{token, durationText(lease)}
+	in := wire.HeartbeatRequest{LeaseToken: token, Lease: durationText(lease)}
 	return c.leaseCall(ctx, id, "heartbeat", in)
 }
 
@@ -79,22 +71,15 @@ func (c *OrchestratorClient) Heartbeat(ctx context.Context, id, token string, le
 // (nothing is recorded and the lease still holds: Fail the task); 404; 409
 // lease_lost with the task's State.
 func (c *OrchestratorClient) Complete(ctx context.Context, id, token string, output json.RawMessage) (*LeaseStatus, error) {
-	in := struct {
-		LeaseToken string          `json:"lease_token"`
-		Output     json.RawMessage `json:"output,omitempty"`
-	}{token, output}
+	in := wire.CompleteRequest{LeaseToken: token, Output: output}
 	return c.leaseCall(ctx, id, "complete", in)
 }
 
 // Fail records an attempt's failure. retryable false (or a code in the
 // task's non_retryable_errors) fails the task at once; otherwise its retry
 // policy decides. Errors: 400 without a code; 404; 409 lease_lost.
-func (c *OrchestratorClient) Fail(ctx context.Context, id, token string, terr engine.TaskError, retryable bool) (*LeaseStatus, error) {
-	in := struct {
-		LeaseToken string            `json:"lease_token"`
-		Error      *engine.TaskError `json:"error"`
-		Retryable  bool              `json:"retryable"`
-	}{token, &terr, retryable}
+func (c *OrchestratorClient) Fail(ctx context.Context, id, token string, terr wire.TaskError, retryable bool) (*LeaseStatus, error) {
+	in := wire.FailRequest{LeaseToken: token, Error: &terr, Retryable: &retryable}
 	return c.leaseCall(ctx, id, "fail", in)
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
 	"github.com/orchestrator/orchestrator/engine"
 )
@@ -51,22 +52,22 @@ func testWorkers(t *testing.T, tenant string) {
 
 	t.Run("poll refuses bad requests naming the field", func(t *testing.T) {
 		_, err := c.Poll(ctx, client.PollRequest{WorkerID: "w1"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "types")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "types")
 		_, err = c.Poll(ctx, client.PollRequest{Types: []string{"ext"}})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "worker_id")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "worker_id")
 		_, err = c.Poll(ctx, client.PollRequest{Types: []string{"a b"}, WorkerID: "w1"})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "types[0]")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "types[0]")
 		_, err = c.Poll(ctx, client.PollRequest{Types: []string{"ext"}, WorkerID: "w1", Lease: -time.Second})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "lease")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "lease")
 		_, err = c.Poll(ctx, client.PollRequest{Types: []string{"ext"}, WorkerID: "w1", Wait: 2 * time.Minute})
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "wait")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "wait")
 	})
 
 	ex, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "extwf", Input: json.RawMessage(`{"x":5}`)})
 	if err != nil {
 		t.Fatalf("execute: %v", err)
 	}
-	var lease *engine.Lease
+	var lease *wire.Lease
 
 	t.Run("poll leases the ready task with its resolved input", func(t *testing.T) {
 		is := is.New(t)
@@ -84,9 +85,9 @@ func testWorkers(t *testing.T, tenant string) {
 		is.True(l.ExpiresAt.After(time.Now().Add(20 * time.Second))) // about 30s from now
 		lease = l
 		d, err := c.GetWorkflow(ctx, ex.ID)
-		is.NoErr(err)                                     // get
-		is.Equal(d.Task("one").State, engine.TaskRunning) // running
-		is.Equal(d.Task("one").WorkerID, "w1")            // by the worker
+		is.NoErr(err)                                   // get
+		is.Equal(d.Task("one").State, wire.TaskRunning) // running
+		is.Equal(d.Task("one").WorkerID, "w1")          // by the worker
 	})
 	if lease == nil {
 		t.FailNow()
@@ -104,12 +105,12 @@ func testWorkers(t *testing.T, tenant string) {
 	t.Run("a wrong token is refused with lease_lost and the task's state", func(t *testing.T) {
 		is := is.New(t)
 		_, err := c.Heartbeat(ctx, lease.ID, "not-the-token", 0)
-		e := wantProblem(t, err, http.StatusConflict, client.CodeLeaseLost)
+		e := wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 		is.Equal(e.State, "running")    // the task is still running
 		is.True(client.IsConflict(err)) // a conflict
 		is.True(client.IsLeaseLost(err))
 		_, err = c.Complete(ctx, lease.ID, "not-the-token", nil)
-		wantProblem(t, err, http.StatusConflict, client.CodeLeaseLost)
+		wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 	})
 
 	t.Run("complete records the output once, and again answers the same", func(t *testing.T) {
@@ -120,14 +121,14 @@ func testWorkers(t *testing.T, tenant string) {
 		st, err = c.Complete(ctx, lease.ID, lease.Token, json.RawMessage(`{"y":1}`))
 		is.NoErr(err)                    // repeated
 		is.Equal(st.Status, "completed") // the same answer
-		d := waitTask(t, c, ex.ID, "one", engine.TaskCompleted)
+		d := waitTask(t, c, ex.ID, "one", wire.TaskCompleted)
 		is.Equal(string(d.Task("one").Output), `{"y":1}`) // output recorded
-		page, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{TaskID: "one", Type: engine.EventTaskCompleted})
+		page, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{TaskID: "one", Type: wire.EventTaskCompleted})
 		is.NoErr(err)                        // events
 		is.Equal(len(page.Events), 1)        // recorded once
 		is.Equal(page.Events[0].Actor, "w1") // by the worker
 		_, err = c.Heartbeat(ctx, lease.ID, lease.Token, 0)
-		e := wantProblem(t, err, http.StatusConflict, client.CodeLeaseLost)
+		e := wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 		is.Equal(e.State, "completed") // the task is done
 	})
 
@@ -136,36 +137,36 @@ func testWorkers(t *testing.T, tenant string) {
 		l, err := c.Poll(ctx, poll)
 		is.NoErr(err)             // poll
 		is.Equal(l.TaskID, "two") // the next task
-		st, err := c.Fail(ctx, l.ID, l.Token, engine.TaskError{Code: "oops", Message: "try again"}, true)
+		st, err := c.Fail(ctx, l.ID, l.Token, wire.TaskError{Code: "oops", Message: "try again"}, true)
 		is.NoErr(err)                 // fail
 		is.Equal(st.Status, "failed") // recorded
 		l2, err := c.Poll(ctx, poll)
 		is.NoErr(err)              // poll after the backoff
 		is.Equal(l2.TaskID, "two") // the same task
 		is.Equal(l2.Attempt, 2)    // its second attempt
-		_, err = c.Fail(ctx, l2.ID, l2.Token, engine.TaskError{Code: "fatal", Message: "give up"}, false)
+		_, err = c.Fail(ctx, l2.ID, l2.Token, wire.TaskError{Code: "fatal", Message: "give up"}, false)
 		is.NoErr(err) // fail for good
-		d := waitState(t, c, ex.ID, engine.RunFailed)
-		is.Equal(d.Task("two").State, engine.TaskFailed) // failed with attempts left
-		is.Equal(d.Task("two").Error.Code, "fatal")      // the worker's code
-		_, err = c.Fail(ctx, l2.ID, l2.Token, engine.TaskError{Code: "fatal", Message: "give up"}, false)
+		d := waitState(t, c, ex.ID, wire.RunFailed)
+		is.Equal(d.Task("two").State, wire.TaskFailed) // failed with attempts left
+		is.Equal(d.Task("two").Error.Code, "fatal")    // the worker's code
+		_, err = c.Fail(ctx, l2.ID, l2.Token, wire.TaskError{Code: "fatal", Message: "give up"}, false)
 		is.NoErr(err) // a repeated failure answers again
 	})
 
 	t.Run("fail without a code is refused", func(t *testing.T) {
-		_, err := c.Fail(ctx, lease.ID, lease.Token, engine.TaskError{Message: "no code"}, true)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "error")
+		_, err := c.Fail(ctx, lease.ID, lease.Token, wire.TaskError{Message: "no code"}, true)
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "error")
 		_, err = c.Heartbeat(ctx, lease.ID, "", 0)
-		wantProblem(t, err, http.StatusBadRequest, client.CodeInvalidRequest, "lease_token")
+		wantProblem(t, err, http.StatusBadRequest, wire.CodeInvalidRequest, "lease_token")
 	})
 
 	t.Run("unknown tasks are 404", func(t *testing.T) {
 		is := is.New(t)
 		_, err := c.Heartbeat(ctx, "nope", "token", 0)
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Complete(ctx, engine.LeaseID("01890000-0000-7000-8000-000000000000", "one", 1), "token", nil)
 		is.True(client.IsNotFound(err)) // unknown run
-		_, err = c.Fail(ctx, engine.LeaseID(ex.ID, "zzz", 1), "token", engine.TaskError{Code: "x"}, true)
+		_, err = c.Fail(ctx, engine.LeaseID(ex.ID, "zzz", 1), "token", wire.TaskError{Code: "x"}, true)
 		is.True(client.IsNotFound(err)) // unknown task of a known run
 	})
 
@@ -178,14 +179,14 @@ func testWorkers(t *testing.T, tenant string) {
 		_, err = c.CancelWorkflow(ctx, run.ID)
 		is.NoErr(err) // cancel
 		_, err = c.Complete(ctx, l.ID, l.Token, nil)
-		e := wantProblem(t, err, http.StatusConflict, client.CodeLeaseLost)
+		e := wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 		is.Equal(e.State, "cancelled") // the task was cancelled
 	})
 
 	t.Run("a long poll answers as soon as a task is ready", func(t *testing.T) {
 		is := is.New(t)
 		type result struct {
-			l   *engine.Lease
+			l   *wire.Lease
 			err error
 		}
 		got := make(chan result, 1)
@@ -219,9 +220,9 @@ func testWorkers(t *testing.T, tenant string) {
 			base = "/api/v1/tenants/" + tenant + "/tasks/"
 		}
 		_, err := c.Do(ctx, http.MethodPost, base+"peek", nil, []byte(`{}`))
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 		_, err = c.Do(ctx, http.MethodPost, base+lease.ID+"/explode", nil, []byte(`{}`))
-		wantProblem(t, err, http.StatusNotFound, client.CodeNotFound)
+		wantProblem(t, err, http.StatusNotFound, wire.CodeNotFound)
 	})
 }
 
@@ -259,7 +260,7 @@ func TestOrchestratorClient_WorkerLeases(t *testing.T) {
 		is.True(l2.TaskID != l1.TaskID) // the other one
 		_, err = c.Complete(ctx, l2.ID, l2.Token, nil)
 		is.NoErr(err) // complete
-		waitState(t, c, ex.ID, engine.RunCompleted)
+		waitState(t, c, ex.ID, wire.RunCompleted)
 	})
 
 	t.Run("a lease not extended expires and its token is refused", func(t *testing.T) {
@@ -269,12 +270,12 @@ func TestOrchestratorClient_WorkerLeases(t *testing.T) {
 		l, err := c.Poll(ctx, client.PollRequest{Types: []string{typeExt}, WorkerID: "slow", Lease: 200 * time.Millisecond})
 		is.NoErr(err)            // poll
 		is.Equal(l.RunID, ex.ID) // leased
-		d := waitState(t, c, ex.ID, engine.RunFailed)
+		d := waitState(t, c, ex.ID, wire.RunFailed)
 		is.Equal(d.Task("a").Error.Code, "lease_expired") // the lease expired
 		_, err = c.Complete(ctx, l.ID, l.Token, json.RawMessage(`{}`))
-		e := wantProblem(t, err, http.StatusConflict, client.CodeLeaseLost)
+		e := wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 		is.Equal(e.State, "failed") // the task's state
-		page, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: engine.EventTaskCompleted})
+		page, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{Type: wire.EventTaskCompleted})
 		is.NoErr(err)                 // events
 		is.Equal(len(page.Events), 0) // the refused completion recorded nothing
 	})

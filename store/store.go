@@ -43,6 +43,10 @@ type Options struct {
 	// Logger receives one line when writes begin to fail for the storage's
 	// sake (a full disk) and one when they succeed again; default none.
 	Logger *slog.Logger
+	// ReadOnly opens an existing database for reading only (see
+	// openReadOnly): no writer, no migration; every write fails with
+	// engine.ErrClosed.
+	ReadOnly bool
 }
 
 // DefaultMaxBatch is how many events one group commit takes at most. Past a
@@ -159,8 +163,12 @@ func uriPath(path string) string {
 }
 
 // Open opens (creating if needed) the SQLite database at path, applies the
-// migrations and starts the writer.
+// migrations and starts the writer; with opts.ReadOnly it opens an existing
+// database without changing it.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if opts.ReadOnly {
+		return openReadOnly(ctx, path, opts)
+	}
 	switch opts.Synchronous {
 	case "":
 		opts.Synchronous = SyncFull
@@ -254,6 +262,9 @@ func (db *DB) Path() string { return db.path }
 // Close commits what is queued, stops the writer and closes the database.
 // It is idempotent.
 func (db *DB) Close() error {
+	if db.w == nil { // read-only: no writer to stop
+		return db.r.Close()
+	}
 	db.mu.Lock()
 	if db.closed {
 		db.mu.Unlock()

@@ -17,18 +17,18 @@ import (
 	"github.com/orchestrator/orchestrator/store"
 )
 
-// reviewEnv is the API over a real engine and SQLite file in t.TempDir().
-type reviewEnv struct {
+// paramsEnv is the API over a real engine and SQLite file in t.TempDir().
+type paramsEnv struct {
 	url string
 	db  *store.DB
 	eng *engine.Engine
 }
 
-func newReviewEnv(t *testing.T, now func() time.Time) *reviewEnv {
+func newParamsEnv(t *testing.T, now func() time.Time) *paramsEnv {
 	t.Helper()
 	ctx := context.Background()
 	set := metrics.NewSet()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "review.db"), store.Options{Metrics: set})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "params.db"), store.Options{Metrics: set})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +47,10 @@ func newReviewEnv(t *testing.T, now func() time.Time) *reviewEnv {
 	})
 	srv := httptest.NewServer((&api.Server{Engine: eng, Store: db, Metrics: set}).Handler())
 	t.Cleanup(srv.Close)
-	return &reviewEnv{url: srv.URL, db: db, eng: eng}
+	return &paramsEnv{url: srv.URL, db: db, eng: eng}
 }
 
-func (e *reviewEnv) call(t *testing.T, method, path, body string) (int, []byte) {
+func (e *paramsEnv) call(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -73,7 +73,7 @@ func (e *reviewEnv) call(t *testing.T, method, path, body string) (int, []byte) 
 	return res.StatusCode, data
 }
 
-func (e *reviewEnv) countRuns(t *testing.T) int {
+func (e *paramsEnv) countRuns(t *testing.T) int {
 	t.Helper()
 	runs, _, err := e.db.ListRuns(context.Background(), store.RunFilter{TenantID: "acme", Limit: store.MaxPage})
 	if err != nil {
@@ -83,10 +83,10 @@ func (e *reviewEnv) countRuns(t *testing.T) int {
 }
 
 // README: "Unknown query parameters are refused (400) rather than ignored"
-// and "A refused request writes nothing". The POST routes never look at the
-// query: a misspelt parameter is ignored and the request is carried out.
-func TestReviewPostRoutesIgnoreUnknownQueryParameters(t *testing.T) {
-	e := newReviewEnv(t, nil)
+// and "A refused request writes nothing". No POST route takes a query
+// parameter: a misspelt one (dry_run) is refused before anything is done.
+func TestAPI_PostRoutesRefuseUnknownQueryParameters(t *testing.T) {
+	e := newParamsEnv(t, nil)
 	def := `{"name":"wf","tasks":[{"id":"a","type":"python"}]}`
 	if st, body := e.call(t, "POST", "/api/v1/tenants/acme/definitions", def); st != 201 {
 		t.Fatalf("register: %d %s", st, body)

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// Events: a run's history and the tenant-wide audit query, paginated or
+// streamed as NDJSON.
+
+// runEvents serves a run's history in seq order, paginated by ?after=SEQ,
+// filtered by ?task_id= and ?type=; ?verify=true also checks its hash chain.
+func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	id := runIDOf(p)
+	q := r.URL.Query()
+	if err := onlyParams(q, "after", "limit", "task_id", "type", "verify"); err != nil {
+		return err
+	}
+	after, err := intParam(q, "after", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(q, "limit", 1000, 1, store.MaxPage)
+	if err != nil {
+		return err
+	}
+	verify := q.Get("verify")
+	if verify != "" && verify != "true" && verify != "false" {
+		return fieldProblem("verify", "must be true or false")
+	}
+	if _, err := s.Store.GetRunRow(r.Context(), tenant, id); err != nil {
+		return runNotFound(err, id)
+	}
+	typ, err := eventTypeParam(q)
+	if err != nil {
+		return err
+	}
+	items, last, more, err := s.eventPage(r, store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
+		Type: typ, AfterSeq: int64(after), Limit: limit + 1}, limit)
+	if err != nil {
+		return err
+	}
+	page := wire.RunEventsPage[json.RawMessage]{RunID: id, Events: items}
+	if more {
+		page.NextAfter = last.Seq
+	}
+	if verify == "true" {
+		all, err := s.Store.RunEvents(r.Context(), id, 0, 0)
+		if err != nil {
+			return err
+		}
+		ok := true
+		if err := engine.VerifyChain(all); err != nil {
+			ok, page.VerifyError = false, err.Error()
+		}
+		page.Verified = &ok
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// tenantEvents answers audit questions across runs: filters type, run,
+// task_id, actor, since, until; cursor pagination; with Accept:
+// application/x-ndjson every matching event is streamed, one per line.
+func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := onlyParams(q, "type", "run", "task_id", "actor", "since", "until", "limit", "page_token"); err != nil {
+		return err
+	}
+	typ, err := eventTypeParam(q)
+	if err != nil {
+		return err
+	}
+	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor")}
+	if f.Since, err = timeParam(q, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = timeParam(q, "until"); err != nil {
+		return err
+	}
+	if tok := q.Get("page_token"); tok != "" {
+		t, err := decodeToken(tok)
+		if err != nil || t.AfterID <= 0 {
+			return fieldProblem("page_token", "is not a token this list gave out")
+		}
+		f.AfterID, f.AfterAt = t.AfterID, t.At
+		if f.Timed() && t.At == "" {
+			return fieldProblem("page_token", "belongs to a query without since/until")
+		}
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		if q.Get("limit") != "" {
+			if f.Limit, err = intParam(q, "limit", 0, 1, 1<<40); err != nil {
+				return err
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		rc := http.NewResponseController(w)
+		n := 0
+		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
+		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+			if err := enc.Encode(wireEvent(e)); err != nil {
+				return err
+			}
+			if n++; n%500 == 0 {
+				rc.Flush()
+				s.extendWrite(w, 0)
+			}
+			return nil
+		})
+		if err != nil && n > 0 {
+			// The answer has begun: a problem document would corrupt the
+			// stream. The client sees it cut short.
+			s.Logger.Error("event stream broke off", "tenant_id", tenant, "sent", n, "err", err)
+			return nil
+		}
+		return err
+	}
+	limit, err := intParam(q, "limit", 100, 1, store.MaxPage)
+	if err != nil {
+		return err
+	}
+	f.Limit = limit + 1
+	items, last, more, err := s.eventPage(r, f, limit)
+	if err != nil {
+		return err
+	}
+	page := wire.TenantEventsPage[json.RawMessage]{Events: items}
+	if more {
+		page.NextPageToken = encodeToken(pageToken{AfterID: last.ID, At: engine.FormatTime(last.At)})
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// eventPage reads up to limit events of f (whose Limit is one more) within
+// the page's byte bound: the encoded events, the last of them, and whether
+// more follow. It reads no further than the page needs.
+func (s *Server) eventPage(r *http.Request, f store.EventFilter, limit int) ([]json.RawMessage, engine.Event, bool, error) {
+	items := s.newPage()
+	var last engine.Event
+	more := false
+	err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+		if len(items.items) == limit {
+			more = true
+			return errPageFull
+		}
+		ok, err := items.add(wireEvent(e))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			more = true
+			return errPageFull
+		}
+		last = *e
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return nil, last, false, err
+	}
+	return items.items, last, more, nil
+}

@@ -1,0 +1,340 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// Runs: start (with an Idempotency-Key), list, read, control and metrics,
+// on the short API (tenant "default") and per tenant.
+
+// MaxIdempotencyKey is the longest Idempotency-Key header accepted.
+const MaxIdempotencyKey = 255
+
+func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	actor, err := actorOf(r)
+	if err != nil {
+		return err
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > MaxIdempotencyKey {
+		return fieldProblem("Idempotency-Key", fmt.Sprintf("must be at most %d characters", MaxIdempotencyKey))
+	}
+	if !utf8.ValidString(key) {
+		return fieldProblem("Idempotency-Key", "must be valid UTF-8")
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var req wire.ExecuteRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	hasDef := len(req.Definition) > 0 && string(req.Definition) != "null"
+	switch {
+	case hasDef && (req.Workflow != "" || req.Version != 0):
+		return fieldProblem("definition", "give either workflow (and version) or definition, not both")
+	case !hasDef && req.Workflow == "":
+		return fieldProblem("workflow", "required: the name of a registered definition, or send definition inline")
+	case req.Version < 0:
+		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
+	}
+	hash := requestHash(req.Workflow, req.Version, req.Definition, req.Input)
+	if key != "" {
+		// Answer a repeat before anything is written: a refused request
+		// must not have registered its inline definition.
+		if runID, h, err := s.Store.FindIdempotencyKey(r.Context(), tenant, key); err == nil {
+			if h != hash {
+				return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
+					"this Idempotency-Key was used for a different request; use a new key")
+			}
+			run, err := s.Store.GetRunRow(r.Context(), tenant, runID)
+			if err != nil {
+				return err
+			}
+			return s.answerStarted(w, p, tenant, run, true)
+		} else if !errors.Is(err, engine.ErrNotFound) {
+			return err
+		}
+	}
+	workflow, version := req.Workflow, req.Version
+	if hasDef {
+		sd, _, err := s.Engine.RegisterDefinition(r.Context(), tenant, req.Definition)
+		if err != nil {
+			return err
+		}
+		workflow, version = sd.Name, sd.Version
+	}
+	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
+		Actor: actor, IdempotencyKey: key}
+	if key != "" {
+		start.RequestHash = hash
+	}
+	run, replayed, err := s.Engine.StartRunIdempotent(r.Context(), start)
+	switch {
+	case errors.Is(err, engine.ErrIdempotencyMismatch):
+		return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
+			"this Idempotency-Key was used for a different request; use a new key")
+	case errors.Is(err, engine.ErrNotFound):
+		if version > 0 {
+			return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no version %d", workflow, version))
+		}
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q is not registered", workflow))
+	case err != nil:
+		return err
+	}
+	return s.answerStarted(w, p, tenant, run, replayed)
+}
+
+// answerStarted answers a started run (or, replayed, the run an earlier
+// request with the same Idempotency-Key started).
+func (s *Server) answerStarted(w http.ResponseWriter, p httprouter.Params, tenant string, run *engine.Run, replayed bool) error {
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if p.ByName("tenantId") == "" {
+		w.Header().Set("Location", "/v1/runs/"+run.ID)
+	} else {
+		w.Header().Set("Location", fmt.Sprintf("/api/v1/tenants/%s/workflows/%s", tenant, run.ID))
+	}
+	writeJSON(w, http.StatusCreated, wireRun(run))
+	return nil
+}
+
+// requestHash identifies what an execute request asked for, so that an
+// Idempotency-Key reused for a different request is refused.
+func requestHash(workflow string, version int, def, input json.RawMessage) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", workflow, version)
+	var buf bytes.Buffer
+	for _, m := range []json.RawMessage{def, input} {
+		buf.Reset()
+		if json.Compact(&buf, m) == nil {
+			h.Write(buf.Bytes())
+		}
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before"); err != nil {
+		return err
+	}
+	f := store.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
+	if f.Limit, err = intParam(q, "limit", 50, 1, store.MaxPage); err != nil {
+		return err
+	}
+	if st := q.Get("status"); st != "" {
+		if !validRunState(st) {
+			return fieldProblem("status", fmt.Sprintf("must be one of %s, not %q", runStateList(), st))
+		}
+		f.State = engine.RunState(st)
+	}
+	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
+		return err
+	}
+	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
+		return err
+	}
+	if tok := q.Get("page_token"); tok != "" {
+		t, err := decodeToken(tok)
+		if err != nil || t.ID == "" {
+			return fieldProblem("page_token", "is not a token this list gave out")
+		}
+		f.Cursor = &store.RunCursor{CreatedAt: t.CreatedAt, ID: t.ID}
+	}
+	runs, next, err := s.Store.ListRuns(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	items := s.newPage()
+	for i := range runs {
+		ok, err := items.add(wireRun(&runs[i]))
+		if err != nil {
+			return err
+		}
+		if !ok { // the page is full: the next one starts at this run
+			last := runs[i-1]
+			next = &store.RunCursor{CreatedAt: engine.FormatTime(last.CreatedAt), ID: last.ID}
+			break
+		}
+	}
+	page := wire.RunsPage[json.RawMessage]{Runs: items.items}
+	if next != nil {
+		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func validRunState(s string) bool {
+	for _, st := range engine.RunStates() {
+		if string(st) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runStateList() string {
+	var out []string
+	for _, st := range engine.RunStates() {
+		out = append(out, string(st))
+	}
+	return strings.Join(out, ", ")
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
+		return err
+	}
+	id := runIDOf(p)
+	run, tasks, err := s.Store.GetRun(r.Context(), tenant, id)
+	if err != nil {
+		return runNotFound(err, id)
+	}
+	writeJSON(w, http.StatusOK, newRunView(run, tasks))
+	return nil
+}
+
+// newRunView is a run with its tasks and progress, as GET /v1/runs/{id}
+// shows it.
+func newRunView(run *engine.Run, tasks []engine.Task) wire.RunDetails {
+	p := wire.Progress{Total: len(tasks), States: map[wire.TaskState]int{}}
+	for _, s := range engine.TaskStates() {
+		p.States[wire.TaskState(s)] = 0
+	}
+	v := wire.RunDetails{Run: wireRun(run), Tasks: make([]wire.Task, len(tasks))}
+	for i := range tasks {
+		p.States[wire.TaskState(tasks[i].State)]++
+		if tasks[i].State.Terminal() {
+			p.Done++
+		}
+		v.Tasks[i] = wireTask(&tasks[i])
+	}
+	if p.Total > 0 {
+		p.Percent = float64(int(1000*float64(p.Done)/float64(p.Total))) / 10
+	}
+	v.Progress = p
+	return v
+}
+
+// runIDOf is the run a request names: {id} on the short API, {workflowId}
+// on the tenant API.
+func runIDOf(p httprouter.Params) string {
+	if id := p.ByName("workflowId"); id != "" {
+		return id
+	}
+	return p.ByName("id")
+}
+
+func runNotFound(err error, id string) error {
+	if errors.Is(err, engine.ErrNotFound) {
+		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q does not exist", id))
+	}
+	return err
+}
+
+// control serves one of pause, resume, cancel, retry. The body, if any, is
+// a JSON object; retry takes {"task_id"}.
+func (s *Server) control(verb engine.EventType) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+		tenant, err := tenantOf(p)
+		if err != nil {
+			return err
+		}
+		actor, err := actorOf(r)
+		if err != nil {
+			return err
+		}
+		body, err := s.readBody(r)
+		if err != nil {
+			return err
+		}
+		var req wire.ControlRequest
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := decodeStrict(body, &req); err != nil {
+				return err
+			}
+		}
+		if req.TaskID != "" && verb != engine.EventRunRetried {
+			return fieldProblem("task_id", "only retry takes a task")
+		}
+		id := runIDOf(p)
+		var run *engine.Run
+		switch verb {
+		case engine.EventRunPaused:
+			run, err = s.Engine.Pause(r.Context(), tenant, id, actor)
+		case engine.EventRunResumed:
+			run, err = s.Engine.Resume(r.Context(), tenant, id, actor)
+		case engine.EventRunCancelled:
+			run, err = s.Engine.Cancel(r.Context(), tenant, id, actor)
+		default:
+			run, err = s.Engine.RetryTask(r.Context(), tenant, id, req.TaskID, actor)
+		}
+		if err != nil {
+			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
+				if _, gerr := s.Store.GetRunRow(r.Context(), tenant, id); gerr == nil {
+					return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
+				}
+			}
+			return runNotFound(err, id)
+		}
+		writeJSON(w, http.StatusOK, wireRun(run))
+		return nil
+	}
+}
+
+func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
+	tenant, err := tenantOf(p)
+	if err != nil {
+		return err
+	}
+	if err := onlyParams(r.URL.Query()); err != nil {
+		return err
+	}
+	id := runIDOf(p)
+	run, err := s.Store.GetRunRow(r.Context(), tenant, id)
+	if err != nil {
+		return runNotFound(err, id)
+	}
+	plan, err := s.Engine.Plan(r.Context(), tenant, run.Workflow, run.Version)
+	if err != nil {
+		return err
+	}
+	events, err := s.Store.RunEvents(r.Context(), id, 0, int(run.LastSeq))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wireRunMetrics(engine.ComputeRunMetrics(plan, events, time.Now())))
+	return nil
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// openReadOnly opens the configured database for the commands that only
+// read it (verify, history): it is neither created nor migrated, and one
+// whose schema is not this binary's is reported, not changed.
+func openReadOnly(ctx context.Context, c *config) (*store.DB, error) {
+	if _, err := os.Stat(c.databasePath); err != nil {
+		return nil, fmt.Errorf("database %s: %w", c.databasePath, err)
+	}
+	return store.Open(ctx, c.databasePath, store.Options{ReadOnly: true})
+}
+
+// verify checks every run; the exit code is 1 when any run differs.
+func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
+	db, err := openReadOnly(ctx, c)
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	defer db.Close()
+	var bad []string
+	n, err := db.Verify(ctx, func(id string, err error) {
+		bad = append(bad, id)
+		fmt.Fprintf(stdout, "MISMATCH %s: %v\n", id, err)
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified %d runs: %d ok, %d differ\n", n, n-len(bad), len(bad))
+	if len(bad) > 0 {
+		return 1
+	}
+	return 0
+}
