@@ -247,7 +247,10 @@ func (p *Principal) Authorize(action, tenantID string) error {
 	if p.Role == RoleAdmin {
 		return nil
 	}
-	if tenantID != p.TenantID {
+	switch {
+	case tenantID == "" && p.TenantID != "":
+		return &ForbiddenError{Action: action, Reason: fmt.Sprintf("%s beyond a tenant needs an admin key; this key belongs to tenant %s", action, p.TenantID)}
+	case tenantID != p.TenantID:
 		return &ForbiddenError{Action: action, Reason: fmt.Sprintf("the key belongs to tenant %s, not %s", p.TenantID, tenantID)}
 	}
 	return nil

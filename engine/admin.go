@@ -280,6 +280,13 @@ func (a *Admin) ListKeys(ctx context.Context, by *Principal, tenantID string) ([
 // admin). A key of another tenant is not found. Errors: *ForbiddenError,
 // ErrNotFound, ErrConflict (revoked already).
 func (a *Admin) RevokeKey(ctx context.Context, by *Principal, tenantID, id string) (*APIKey, error) {
+	if tenantID != AllTenants {
+		// Refuse a caller who may not manage the tenant's keys before
+		// telling it whether the id exists.
+		if err := by.Authorize(ActionKeysManage, tenantID); err != nil {
+			return nil, err
+		}
+	}
 	k, err := a.Store.GetKey(ctx, id)
 	if err != nil {
 		return nil, err

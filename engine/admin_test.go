@@ -138,8 +138,13 @@ func TestAdmin_Keys(t *testing.T) {
 		_, err = f.admin.ListKeys(ctx, owner, engine.AllTenants)
 		is.True(errors.Is(err, engine.ErrForbidden)) // not everyone's
 
-		_, err = f.admin.RevokeKey(ctx, owner, "default", ci.ID)
-		is.True(errors.Is(err, engine.ErrNotFound)) // an id under another tenant's path is not found
+		other, _ := f.key(t, engine.KeyRequest{TenantID: "default", Role: engine.RoleViewer, Name: "theirs"})
+		_, err = f.admin.RevokeKey(ctx, owner, "acme", other.ID)
+		is.True(errors.Is(err, engine.ErrNotFound)) // another tenant's id under its own path is not found
+		_, err = f.admin.RevokeKey(ctx, owner, "default", other.ID)
+		is.True(errors.Is(err, engine.ErrForbidden)) // another tenant's path is forbidden
+		_, err = f.admin.RevokeKey(ctx, owner, "default", "0123456789abcdef")
+		is.True(errors.Is(err, engine.ErrForbidden)) // whether or not the id exists
 		revoked, err := f.admin.RevokeKey(ctx, owner, "acme", ci.ID)
 		is.NoErr(err)                        // revoke ci
 		is.True(!revoked.RevokedAt.IsZero()) // revoked now

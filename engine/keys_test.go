@@ -259,6 +259,28 @@ func TestKeys_LastUsed(t *testing.T) {
 	})
 }
 
+func TestKeys_RunOnce(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	f := newAccessFixture(t, time.Second)
+	k, token := f.key(t, engine.KeyRequest{TenantID: "acme", Role: engine.RoleViewer, Name: "v"})
+	_, err := f.keys.Authenticate(ctx, token)
+	is.NoErr(err) // one use
+	keys, tenants := f.keys.Cached()
+	is.Equal([]int{keys, tenants}, []int{1, 1}) // the key and its tenant cached
+	f.keys.RunOnce(ctx)
+	keys, tenants = f.keys.Cached()
+	is.Equal([]int{keys, tenants}, []int{1, 1}) // still fresh: kept
+	stored, err := f.db.GetKey(ctx, k.ID)
+	is.NoErr(err)                              // read
+	is.Equal(stored.LastUsedAt, f.clock.Now()) // the turn wrote the use
+	f.clock.Add(time.Second)
+	f.keys.RunOnce(ctx)
+	keys, tenants = f.keys.Cached()
+	is.Equal([]int{keys, tenants}, []int{0, 0}) // stale entries dropped: the cache does not grow without bound
+}
+
 func TestKeysConfig_Validate(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)

@@ -134,9 +134,9 @@ func TestStore_Tenants(t *testing.T) {
 		next.UpdatedAt = abase.Add(time.Minute)
 		is.NoErr(db.UpdateTenant(ctx, &next, adminEvent(engine.AdminTenantSuspended, "acme", 2))) // update from version 1
 		got, err := db.GetTenant(ctx, "acme")
-		is.NoErr(err)                                  // read back
-		is.Equal(got.Version, int64(2))                // version moved on
-		is.Equal(got.State, engine.TenantSuspended)    // state written
+		is.NoErr(err)                                   // read back
+		is.Equal(got.Version, int64(2))                 // version moved on
+		is.Equal(got.State, engine.TenantSuspended)     // state written
 		is.Equal(got.UpdatedAt, abase.Add(time.Minute)) // updated time written
 
 		stale := *read // still version 1
@@ -351,7 +351,7 @@ func TestStore_AdminLog(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
 		db := openTestStore(t)
-		is.True(db.AppendAdmin(ctx, &engine.AdminEvent{At: abase, Action: engine.AdminPolicyLoaded}) != nil)   // no actor
+		is.True(db.AppendAdmin(ctx, &engine.AdminEvent{At: abase, Action: engine.AdminPolicyLoaded}) != nil)  // no actor
 		is.True(db.AppendAdmin(ctx, &engine.AdminEvent{Actor: "x", Action: engine.AdminPolicyLoaded}) != nil) // no time
 		is.Equal(adminCount(t, db), 0)                                                                        // nothing written
 	})
