@@ -23,7 +23,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/orchestrator/orchestrator/engine"
 )
@@ -284,7 +286,10 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 		now = e.now()
 	}
 	input := inputValue(in, now.UTC())
-	rs, err := p.allow.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now))
+	// One cache of rule values for both queries: the reason of a denial
+	// reuses the rules that allow evaluated rather than evaluating them again.
+	vc := topdown.NewVirtualCache()
+	rs, err := p.allow.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalMetrics(noMetrics), rego.EvalVirtualCache(vc))
 	if err != nil {
 		d.Err = err
 		d.Reason = "the policy failed to evaluate (decision " + d.ID + ")"
@@ -295,7 +300,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 		d.Allow = true
 		return d
 	}
-	d.Reason = e.reason(ctx, p, input, now, d.ID)
+	d.Reason = e.reason(ctx, p, input, now, vc, d.ID)
 	if d.Reason == "" {
 		if len(rs) == 0 {
 			d.Reason = "the policy does not allow " + in.Action + " (" + allowQuery + " is undefined)"
@@ -308,8 +313,8 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 
 // reason evaluates data.orchestrator.reason: a string, or a set or array of
 // strings joined by "; ". Anything else is no reason.
-func (e *Engine) reason(ctx context.Context, p *prepared, input ast.Value, now time.Time, id string) string {
-	rs, err := p.reason.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now))
+func (e *Engine) reason(ctx context.Context, p *prepared, input ast.Value, now time.Time, vc topdown.VirtualCache, id string) string {
+	rs, err := p.reason.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalMetrics(noMetrics), rego.EvalVirtualCache(vc))
 	if err != nil {
 		e.log.Warn("policy reason failed", logDecisionID, id, logErr, err)
 		return ""
@@ -333,32 +338,60 @@ func (e *Engine) reason(ctx context.Context, p *prepared, input ast.Value, now t
 	return ""
 }
 
+// The keys of the input document, made once: terms are immutable once built
+// and evaluation only reads them, so every decision shares these.
+var (
+	termPrincipal = ast.StringTerm("principal")
+	termKeyID     = ast.StringTerm("key_id")
+	termName      = ast.StringTerm("name")
+	termTenant    = ast.StringTerm("tenant")
+	termRole      = ast.StringTerm("role")
+	termAction    = ast.StringTerm("action")
+	termOperation = ast.StringTerm("operation")
+	termResource  = ast.StringTerm("resource")
+	termWorkflow  = ast.StringTerm("workflow")
+	termVersion   = ast.StringTerm("version")
+	termRunID     = ast.StringTerm("run_id")
+	termTaskType  = ast.StringTerm("task_type")
+	termInputSize = ast.StringTerm("input_size")
+	termNow       = ast.StringTerm("now")
+	// noMetrics spares each evaluation the metrics it would otherwise make.
+	noMetrics = metrics.NoOp()
+)
+
+// str is a string term, shared when it is empty.
+func str(s string) *ast.Term {
+	if s == "" {
+		return ast.InternedTerm("")
+	}
+	return ast.StringTerm(s)
+}
+
 // inputValue builds the input document directly as a Rego value: going
 // through JSON would cost more than the decision itself.
 func inputValue(in *Input, now time.Time) ast.Value {
-	var pr [4][2]*ast.Term
 	p := in.Principal
 	if p == nil {
 		p = &engine.Principal{}
 	}
-	pr[0] = ast.Item(ast.StringTerm("key_id"), ast.StringTerm(p.KeyID))
-	pr[1] = ast.Item(ast.StringTerm("name"), ast.StringTerm(p.Name))
-	pr[2] = ast.Item(ast.StringTerm("tenant"), ast.StringTerm(p.TenantID))
-	pr[3] = ast.Item(ast.StringTerm("role"), ast.StringTerm(string(p.Role)))
 	r := &in.Resource
-	res := ast.NewObject(
-		ast.Item(ast.StringTerm("workflow"), ast.StringTerm(r.Workflow)),
-		ast.Item(ast.StringTerm("version"), ast.IntNumberTerm(r.Version)),
-		ast.Item(ast.StringTerm("run_id"), ast.StringTerm(r.RunID)),
-		ast.Item(ast.StringTerm("task_type"), ast.StringTerm(r.TaskType)),
-		ast.Item(ast.StringTerm("input_size"), ast.IntNumberTerm(int(r.InputSize))),
-	)
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("principal"), ast.NewTerm(ast.NewObject(pr[:]...))),
-		ast.Item(ast.StringTerm("action"), ast.StringTerm(in.Action)),
-		ast.Item(ast.StringTerm("operation"), ast.StringTerm(in.Operation)),
-		ast.Item(ast.StringTerm("tenant"), ast.StringTerm(in.Tenant)),
-		ast.Item(ast.StringTerm("resource"), ast.NewTerm(res)),
-		ast.Item(ast.StringTerm("now"), ast.StringTerm(now.Format(time.RFC3339Nano))),
+		ast.Item(termPrincipal, ast.NewTerm(ast.NewObject(
+			ast.Item(termKeyID, str(p.KeyID)),
+			ast.Item(termName, str(p.Name)),
+			ast.Item(termTenant, str(p.TenantID)),
+			ast.Item(termRole, str(string(p.Role))),
+		))),
+		ast.Item(termAction, str(in.Action)),
+		ast.Item(termOperation, str(in.Operation)),
+		ast.Item(termTenant, str(in.Tenant)),
+		ast.Item(termResource, ast.NewTerm(ast.NewObject(
+			ast.Item(termWorkflow, str(r.Workflow)),
+			ast.Item(termVersion, ast.InternedTerm(r.Version)),
+			ast.Item(termRunID, str(r.RunID)),
+			ast.Item(termTaskType, str(r.TaskType)),
+			ast.Item(termInputSize, ast.InternedTerm(r.InputSize)),
+		))),
+		ast.Item(termNow, ast.StringTerm(now.Format(time.RFC3339Nano))),
 	)
 }
