@@ -96,6 +96,20 @@ func (a *Admin) Record(ctx context.Context, actor string, action AdminAction, te
 	return ev, nil
 }
 
+// ListAdmin returns entries of the admin log the caller may read: a
+// tenant's for its owner, any for the admin (f.TenantID "" for the system's,
+// AllTenants for all). Errors: *ForbiddenError.
+func (a *Admin) ListAdmin(ctx context.Context, by *Principal, f AdminFilter) ([]AdminEvent, error) {
+	scope := f.TenantID
+	if scope == AllTenants {
+		scope = ""
+	}
+	if err := by.Authorize(ActionAdminLogRead, scope); err != nil {
+		return nil, err
+	}
+	return a.Store.ListAdmin(ctx, f)
+}
+
 // CreateTenant registers a tenant. Errors: *ForbiddenError, *FieldError,
 // ErrConflict (the id is taken).
 func (a *Admin) CreateTenant(ctx context.Context, by *Principal, id, name string, s TenantSettings) (*Tenant, error) {

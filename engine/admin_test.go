@@ -182,6 +182,28 @@ func TestAdmin_Keys(t *testing.T) {
 		is.Equal(len(adminLog(t, f)), 1)                  // nothing recorded
 	})
 
+	t.Run("an owner reads its tenant's admin log only", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		f := newAccessFixture(t, 0) // acme created
+		f.key(t, engine.KeyRequest{TenantID: "default", Role: engine.RoleViewer, Name: "v"})
+		owner := &engine.Principal{KeyID: "aaaaaaaaaaaa", Name: "boss", TenantID: "acme", Role: engine.RoleOwner}
+		log, err := f.admin.ListAdmin(ctx, owner, engine.AdminFilter{TenantID: "acme"})
+		is.NoErr(err)                                      // its own
+		is.Equal(len(log), 1)                              // acme's creation only
+		is.Equal(log[0].Action, engine.AdminTenantCreated) // it
+		_, err = f.admin.ListAdmin(ctx, owner, engine.AdminFilter{TenantID: "default"})
+		is.True(errors.Is(err, engine.ErrForbidden)) // not another tenant's
+		_, err = f.admin.ListAdmin(ctx, owner, engine.AdminFilter{TenantID: engine.AllTenants})
+		is.True(errors.Is(err, engine.ErrForbidden)) // nor everyone's
+		viewer := &engine.Principal{KeyID: "bbbbbbbbbbbb", Name: "v", TenantID: "acme", Role: engine.RoleViewer}
+		_, err = f.admin.ListAdmin(ctx, viewer, engine.AdminFilter{TenantID: "acme"})
+		is.True(errors.Is(err, engine.ErrForbidden)) // a viewer reads runs, not key administration
+		all, err := f.admin.ListAdmin(ctx, engine.LocalAdmin(), engine.AdminFilter{TenantID: engine.AllTenants})
+		is.NoErr(err)         // the admin reads all
+		is.Equal(len(all), 2) // both entries
+	})
+
 	t.Run("Record appends an action done elsewhere", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
