@@ -1,6 +1,8 @@
-// Package cli is the command line of orchestrator pointed at a server:
-// workflows, definitions, events and dag commands that call the HTTP API
-// through the Go client and print human tables or JSON.
+// Package cli is the command line of orchestrator: workflows, definitions,
+// events and dag commands that call a server's HTTP API through the Go
+// client, and tenants and keys commands that work on the database file
+// itself (bootstrap, with no server running). All print human tables or
+// JSON.
 package cli
 
 import (
@@ -20,7 +22,7 @@ import (
 )
 
 // Commands lists the top-level commands this package runs.
-var Commands = []string{"workflows", "definitions", "events", "dag", "health"}
+var Commands = []string{"workflows", "definitions", "events", "dag", "health", "tenants", "keys"}
 
 // Usage is the one-line summary of each command, for the binary's help.
 var Usage = map[string]string{
@@ -29,6 +31,8 @@ var Usage = map[string]string{
 	"events":      "events RUN_ID: a run's history as a timeline",
 	"dag":         "dag validate FILE: validate a definition on a server",
 	"health":      "health: exit 0 when the server and its database answer (a container health check)",
+	"tenants":     "tenants create|list|get|update|suspend|resume: tenants, on the database file (--database-url, DATABASE_URL)",
+	"keys":        "keys create|list|revoke: API keys, on the database file (--database-url, DATABASE_URL)",
 }
 
 // DefaultServer is the server the commands talk to unless told otherwise.
@@ -47,6 +51,9 @@ type env struct {
 // Run runs cmd with args and returns the exit code: 0 done, 1 the server
 // refused or failed, 2 bad usage.
 func Run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	if cmd == "tenants" || cmd == "keys" {
+		return runAccess(ctx, cmd, args, stdout, stderr)
+	}
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
 	sub := ""
 	if cmd == "workflows" || cmd == "definitions" || cmd == "dag" {

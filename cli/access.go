@@ -1,0 +1,338 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+)
+
+// The tenants and keys commands work on the database file itself, with no
+// server running: they bootstrap the first keys of a deployment. Each change
+// is recorded in the admin log with the actor cli:<user>. A server running on
+// the same file sees a revocation or a suspension within its key cache time.
+
+// DefaultDatabaseURL is the database the offline commands open unless
+// --database-url or DATABASE_URL says otherwise, as for the server.
+const DefaultDatabaseURL = "orchestrator.db"
+
+// accessCommand is one offline subcommand.
+type accessCommand struct {
+	args    string
+	nargs   int
+	help    string
+	creates bool // may create the database file; the others need it to exist
+	setup   func(a *accessEnv) func(args []string) error
+}
+
+var accessCommands = map[string]accessCommand{
+	"tenants create":  {"ID", 1, "Register a tenant.", true, tenantCreateCmd},
+	"tenants list":    {"", 0, "List every tenant.", false, tenantListCmd},
+	"tenants get":     {"ID", 1, "Show a tenant.", false, tenantGetCmd},
+	"tenants update":  {"ID", 1, "Change a tenant's name or settings.", false, tenantUpdateCmd},
+	"tenants suspend": {"ID", 1, "Suspend a tenant: its calls are refused with 403 until it is resumed.", false, tenantStateCmd(engine.TenantSuspended)},
+	"tenants resume":  {"ID", 1, "Resume a suspended tenant.", false, tenantStateCmd(engine.TenantActive)},
+	"keys create": {"", 0, "Create an API key and print it, once: only a hash of its secret is stored. " +
+		"The key goes to stdout alone (KEY=$(orchestrator keys create ...)), the rest to stderr.", true, keyCreateCmd},
+	"keys list":   {"", 0, "List API keys (never their secrets): a tenant's with --tenant, else every key.", false, keyListCmd},
+	"keys revoke": {"KEY_ID", 1, "Revoke an API key.", false, keyRevokeCmd},
+}
+
+// accessEnv is one offline command invocation.
+type accessEnv struct {
+	*env
+	db    *store.DB
+	admin *engine.Admin
+	by    *engine.Principal
+}
+
+// runAccess runs an offline tenants or keys command.
+func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(stderr, "usage: orchestrator %s\n", Usage[cmd])
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			return 0
+		}
+		return 2
+	}
+	sub := args[0]
+	c, ok := accessCommands[cmd+" "+sub]
+	if !ok {
+		fmt.Fprintf(stderr, "orchestrator %s: unknown command %q\nusage: orchestrator %s\n", cmd, sub, Usage[cmd])
+		return 2
+	}
+	name := cmd + " " + sub
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, fs: flag.NewFlagSet("orchestrator "+name, flag.ContinueOnError)}
+	e.fs.SetOutput(stderr)
+	dbURL := e.fs.String("database-url", envOr("DATABASE_URL", DefaultDatabaseURL),
+		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL)")
+	e.fs.StringVar(&e.output, "o", "table", "output: table or json")
+	a := &accessEnv{env: e}
+	run := c.setup(a)
+	e.fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: orchestrator %s %s\n\n%s\n\nflags:\n", name, c.args, c.help)
+		e.fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(e.fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != c.nargs {
+		fmt.Fprintf(stderr, "usage: orchestrator %s %s\n", name, c.args)
+		return 2
+	}
+	if e.output != "table" && e.output != "json" {
+		fmt.Fprintf(stderr, "orchestrator: -o %q: want table or json\n", e.output)
+		return 2
+	}
+	path, err := store.ParseURL(*dbURL)
+	if err == nil && !c.creates {
+		if _, serr := os.Stat(path); serr != nil {
+			err = fmt.Errorf("database %s: %w", path, serr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	if a.db, err = store.Open(ctx, path, store.Options{}); err != nil {
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	defer a.db.Close()
+	a.admin = &engine.Admin{Store: a.db}
+	a.by = cliPrincipal()
+	if err := run(pos); err != nil {
+		var fe *engine.FieldError
+		if errors.As(err, &fe) {
+			fmt.Fprintf(stderr, "orchestrator: %s: %s\n", flagOf(fe.Field), fe.Reason)
+			return 2
+		}
+		fmt.Fprintln(stderr, "orchestrator:", err)
+		return 1
+	}
+	return 0
+}
+
+// cliPrincipal is the admin the offline commands act as, named after the
+// user who runs them: whoever can write the database file is its admin.
+func cliPrincipal() *engine.Principal {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if name == "" {
+		return &engine.Principal{Name: "cli", Role: engine.RoleAdmin}
+	}
+	return &engine.Principal{Name: "cli:" + name, Role: engine.RoleAdmin}
+}
+
+// flagOf names the flag that sets a request field.
+func flagOf(field string) string {
+	switch {
+	case field == "id":
+		return "ID"
+	case field == "expires_at":
+		return "--expires"
+	case strings.HasPrefix(field, "task_types"):
+		return "--task-types (" + field + ")"
+	}
+	return "--" + field
+}
+
+func tenantCreateCmd(a *accessEnv) func([]string) error {
+	name := a.fs.String("name", "", "display name (default the id)")
+	exec := a.fs.Bool("allow-exec", false, "allow the tenant's definitions to use exec tasks (the server's ENABLE_EXEC must be on too)")
+	return func(args []string) error {
+		t, err := a.admin.CreateTenant(a.ctx, a.by, args[0], *name, engine.TenantSettings{AllowExec: *exec})
+		if err != nil {
+			return err
+		}
+		return a.print(t, func(w *tabwriter.Writer) { fmt.Fprintf(w, "created tenant %s (%s)\n", t.ID, t.Name) })
+	}
+}
+
+func tenantTable(w *tabwriter.Writer, ts ...engine.Tenant) {
+	fmt.Fprintln(w, "ID\tNAME\tSTATE\tEXEC\tCREATED\tUPDATED")
+	for _, t := range ts {
+		exec := "no"
+		if t.Settings.AllowExec {
+			exec = "allowed"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.State, exec, ts2(t.CreatedAt), ts2(t.UpdatedAt))
+	}
+}
+
+func ts2(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func tenantListCmd(a *accessEnv) func([]string) error {
+	return func([]string) error {
+		ts, err := a.admin.ListTenants(a.ctx, a.by)
+		if err != nil {
+			return err
+		}
+		return a.print(ts, func(w *tabwriter.Writer) { tenantTable(w, ts...) })
+	}
+}
+
+func tenantGetCmd(a *accessEnv) func([]string) error {
+	return func(args []string) error {
+		t, err := a.admin.GetTenant(a.ctx, a.by, args[0])
+		if err != nil {
+			return err
+		}
+		return a.print(t, func(w *tabwriter.Writer) { tenantTable(w, *t) })
+	}
+}
+
+func tenantUpdateCmd(a *accessEnv) func([]string) error {
+	name := a.fs.String("name", "", "new display name")
+	exec := a.fs.Bool("allow-exec", false, "allow (true) or forbid (false) exec tasks")
+	return func(args []string) error {
+		var c engine.TenantChange
+		a.fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "name":
+				c.Name = name
+			case "allow-exec":
+				c.Settings = &engine.TenantSettings{}
+			}
+		})
+		if c.Name == nil && c.Settings == nil {
+			return &engine.FieldError{Field: "name", Reason: "give --name or --allow-exec: nothing to change"}
+		}
+		if c.Settings != nil {
+			cur, err := a.admin.GetTenant(a.ctx, a.by, args[0])
+			if err != nil {
+				return err
+			}
+			s := cur.Settings
+			s.AllowExec = *exec
+			c.Settings = &s
+		}
+		t, err := a.admin.UpdateTenant(a.ctx, a.by, args[0], c)
+		if err != nil {
+			return err
+		}
+		return a.print(t, func(w *tabwriter.Writer) { tenantTable(w, *t) })
+	}
+}
+
+func tenantStateCmd(state engine.TenantState) func(a *accessEnv) func([]string) error {
+	return func(a *accessEnv) func([]string) error {
+		return func(args []string) error {
+			t, err := a.admin.UpdateTenant(a.ctx, a.by, args[0], engine.TenantChange{State: state})
+			if err != nil {
+				return err
+			}
+			return a.print(t, func(w *tabwriter.Writer) { fmt.Fprintf(w, "tenant %s is %s\n", t.ID, t.State) })
+		}
+	}
+}
+
+// newKey is what keys create prints with -o json: the key, once, and what
+// is stored of it.
+type newKey struct {
+	Key string `json:"key"`
+	*engine.APIKey
+}
+
+func keyCreateCmd(a *accessEnv) func([]string) error {
+	tenant := a.fs.String("tenant", "", "the key's tenant; none for an admin key")
+	role := a.fs.String("role", "", "admin, owner, operator, viewer or worker")
+	name := a.fs.String("name", "", "a name for the key, [A-Za-z0-9_.-]{1,64}; events record it with the key's id")
+	types := a.fs.String("task-types", "", "worker keys: comma-separated task types it may lease (default every type)")
+	expires := a.fs.Duration("expires", 0, "how long the key is valid, e.g. 720h (default no expiry)")
+	return func([]string) error {
+		r := engine.KeyRequest{TenantID: *tenant, Role: engine.Role(*role), Name: *name}
+		if *types != "" {
+			r.TaskTypes = strings.Split(*types, ",")
+		}
+		if *expires < 0 {
+			return &engine.FieldError{Field: "expires_at", Reason: "must be a positive duration, e.g. 720h"}
+		}
+		if *expires > 0 {
+			r.ExpiresAt = time.Now().Add(*expires)
+		}
+		k, token, err := a.admin.CreateKey(a.ctx, a.by, r)
+		if err != nil {
+			return err
+		}
+		if a.output == "json" {
+			return a.print(newKey{Key: token, APIKey: k}, nil)
+		}
+		owner := "of no tenant (system)"
+		if k.TenantID != "" {
+			owner = "of tenant " + k.TenantID
+		}
+		fmt.Fprintf(a.stderr, "created key %s: %s %s, named %s", k.ID, k.Role, owner, k.Name)
+		if !k.ExpiresAt.IsZero() {
+			fmt.Fprintf(a.stderr, ", expires %s", ts2(k.ExpiresAt))
+		}
+		fmt.Fprintln(a.stderr, "\nthis is the only time the key is shown: store it now (send it as Authorization: Bearer KEY)")
+		_, err = fmt.Fprintln(a.stdout, token)
+		return err
+	}
+}
+
+func keyListCmd(a *accessEnv) func([]string) error {
+	tenant := a.fs.String("tenant", "", "list this tenant's keys only (default every key)")
+	return func([]string) error {
+		scope := engine.AllTenants
+		if *tenant != "" {
+			scope = *tenant
+			if _, err := a.admin.GetTenant(a.ctx, a.by, scope); err != nil {
+				return err
+			}
+		}
+		keys, err := a.admin.ListKeys(a.ctx, a.by, scope)
+		if err != nil {
+			return err
+		}
+		if keys == nil {
+			keys = []engine.APIKey{}
+		}
+		now := time.Now()
+		return a.print(keys, func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "ID\tTENANT\tNAME\tROLE\tTASK TYPES\tSTATUS\tCREATED\tEXPIRES\tLAST USED")
+			for _, k := range keys {
+				tn, types := k.TenantID, strings.Join(k.TaskTypes, ",")
+				if tn == "" {
+					tn = "-"
+				}
+				if types == "" {
+					types = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, tn, k.Name, k.Role, types, k.Status(now),
+					ts2(k.CreatedAt), ts2(k.ExpiresAt), ts2(k.LastUsedAt))
+			}
+		})
+	}
+}
+
+func keyRevokeCmd(a *accessEnv) func([]string) error {
+	return func(args []string) error {
+		k, err := a.admin.RevokeKey(a.ctx, a.by, engine.AllTenants, args[0])
+		if err != nil {
+			return err
+		}
+		return a.print(k, func(w *tabwriter.Writer) { fmt.Fprintf(w, "revoked key %s (%s)\n", k.ID, k.Name) })
+	}
+}
