@@ -43,7 +43,7 @@ func printHistory(ctx context.Context, db *store.DB, runID string, stdout io.Wri
 			attempt = strconv.Itoa(e.Attempt)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t+%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.Format("2006-01-02 15:04:05.000000"),
-			e.At.Sub(run.CreatedAt).Round(time.Microsecond), e.Type, e.TaskID, attempt, e.Actor, detail(e.Data))
+			e.At.Sub(run.CreatedAt).Round(time.Microsecond), e.Type, e.TaskID, attempt, actorOf(&e), detail(e.Data))
 	}
 	tw.Flush()
 	if err := engine.VerifyChain(events); err != nil {
@@ -104,4 +104,13 @@ func detail(data json.RawMessage) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// actorOf is who caused an event as the timeline shows it: the actor, and
+// whom it acted for.
+func actorOf(e *engine.Event) string {
+	if e.OnBehalf == "" {
+		return e.Actor
+	}
+	return e.Actor + " for " + e.OnBehalf
 }

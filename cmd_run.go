@@ -87,7 +87,7 @@ func runFile(ctx context.Context, c *config, path, input string, explicitDB bool
 	if err != nil {
 		return fail(err)
 	}
-	run, err := eng.StartRun(ctx, engine.StartRequest{TenantID: api.DefaultTenant, Workflow: sd.Name, Version: sd.Version, Input: in, Actor: "cli"})
+	run, err := eng.StartRun(ctx, engine.StartRequest{TenantID: api.DefaultTenant, Workflow: sd.Name, Version: sd.Version, Input: in, By: engine.By("cli")})
 	if err != nil {
 		return fail(err)
 	}

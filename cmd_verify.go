@@ -19,7 +19,8 @@ func openReadOnly(ctx context.Context, c *config) (*store.DB, error) {
 	return store.Open(ctx, c.databasePath, store.Options{ReadOnly: true})
 }
 
-// verify checks every run; the exit code is 1 when any run differs.
+// verify checks every run and the admin log; the exit code is 1 when any
+// run differs or the admin log does not chain.
 func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
 	db, err := openReadOnly(ctx, c)
 	if err != nil {
@@ -37,7 +38,13 @@ func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "verified %d runs: %d ok, %d differ\n", n, n-len(bad), len(bad))
-	if len(bad) > 0 {
+	entries, aerr := db.VerifyAdminLog(ctx)
+	if aerr != nil {
+		fmt.Fprintf(stdout, "MISMATCH admin log after %d entries: %v\n", entries, aerr)
+	} else {
+		fmt.Fprintf(stdout, "verified the admin log: %d entries chain\n", entries)
+	}
+	if len(bad) > 0 || aerr != nil {
 		return 1
 	}
 	return 0

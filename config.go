@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ type config struct {
 	maxRunBytes    int64
 	maxAbandoned   int
 	breakerTargets bool   // per-breaker gauges naming tenants and targets
+	authMode       string // AUTH: local or required
+	metricsPublic  bool   // METRICS_PUBLIC: /metrics without a key
+	policyFile     string // POLICY_FILE: a .rego file or a directory of them
 	databasePath   string // from databaseURL
 	logger         *slog.Logger
 
@@ -153,6 +157,12 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
 	fs.IntVar(&c.maxAbandoned, "max-abandoned", c.envInt("max-abandoned", "MAX_ABANDONED", engine.DefaultMaxAbandoned),
 		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
+	fs.StringVar(&c.authMode, "auth", envOr("AUTH", string(api.AuthLocal)),
+		"local: callers on this host without a key act as the admin \"local\", others need an API key; required: every request but GET /health needs a key (env AUTH)")
+	fs.BoolVar(&c.metricsPublic, "metrics-public", c.envBool("metrics-public", "METRICS_PUBLIC", false),
+		"serve GET /metrics without a key (otherwise it needs an admin key) (env METRICS_PUBLIC)")
+	fs.StringVar(&c.policyFile, "policy-file", os.Getenv("POLICY_FILE"),
+		"an OPA policy (a .rego file or a directory of them) asked after the role check on every request acting on a tenant; reloaded on SIGHUP (env POLICY_FILE)")
 	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", c.envBool("metrics-breaker-targets", "METRICS_BREAKER_TARGETS", false),
 		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
 }
@@ -231,6 +241,13 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("read-timeout, write-timeout and idle-timeout must be positive")
 	case c.maxConnections < 1:
 		return fmt.Errorf("max-connections %d: want at least 1", c.maxConnections)
+	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
+		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
+	}
+	if c.policyFile != "" {
+		if _, err := os.Stat(c.policyFile); err != nil {
+			return fmt.Errorf("policy-file: %w", err)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@
 //	orchestrator history RUN_ID   print a run's events as a timeline
 //	orchestrator validate FILE    validate a workflow definition
 //	orchestrator run FILE         run a definition in this process, print its history
+//	orchestrator tenants|keys ... manage tenants and API keys on the database file
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
 //
@@ -39,6 +40,7 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/cli"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/tasks"
 )
@@ -154,8 +156,20 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	defer db.Close()
+	keys, err := engine.NewKeys(engine.KeysConfig{Store: db, Logger: log})
+	if err != nil {
+		return err
+	}
+	var pol *policy.Engine
+	if c.policyFile != "" {
+		// Refused at start rather than served without: a policy that does
+		// not compile names its file and line.
+		if pol, err = policy.Load(ctx, c.policyFile, policy.Options{Logger: log}); err != nil {
+			return err
+		}
+	}
 	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
-		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned})
+		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant})
 	if err != nil {
 		return err
 	}
@@ -186,7 +200,19 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	ln = newLimitListener(ln, c.maxConnections)
-	handler := &api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout}
+	keys.Start(ctx)
+	defer func() {
+		if err := keys.Stop(); err != nil {
+			log.Warn("record key use", "err", err)
+		}
+	}()
+	admin := &engine.Admin{Store: db, Keys: keys}
+	handler := &api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
+		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
+	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
 	srv := &http.Server{
 		Handler:           handler.Handler(),
 		ReadHeaderTimeout: min(10*time.Second, c.readTimeout),
@@ -199,11 +225,25 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "workers", c.workers, "synchronous", c.synchronous,
 		"max_connections", c.maxConnections)
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		eng.Stop(context.Background())
-		return err
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-errc:
+			eng.Stop(context.Background())
+			return err
+		case <-hup:
+			// A policy that fails to compile leaves the one in force.
+			if info, err := handler.ReloadPolicy(ctx, "server:SIGHUP"); err != nil {
+				log.Error("policy reload", "err", err)
+			} else {
+				log.Info("policy reloaded", "path", info.Path, "hash", info.Hash)
+			}
+		}
 	}
 	log.Info("shutting down", "grace", c.shutdownGrace.String())
 	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
@@ -221,6 +261,43 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logAccess says at start how the server decides who may call it: the mode,
+// the policy (recorded in the admin log as loaded), and a warning when it
+// listens beyond loopback in local mode with no key created, where callers
+// from other hosts are all refused and a proxy on this host that does not
+// say it forwards would open the server to everyone it forwards.
+func logAccess(ctx context.Context, c *config, db *store.DB, admin *engine.Admin, pol *policy.Engine, addr net.Addr) error {
+	log := c.logger
+	attrs := []any{"auth", c.authMode, "metrics_public", c.metricsPublic}
+	if pol != nil {
+		info := pol.Info()
+		attrs = append(attrs, "policy", info.Path, "policy_hash", info.Hash)
+		if err := api.RecordPolicyLoaded(ctx, admin, "server", info); err != nil {
+			return fmt.Errorf("record the policy loaded: %w", err)
+		}
+	}
+	log.Info("access control", attrs...)
+	if api.AuthMode(c.authMode) != api.AuthLocal || loopback(addr) {
+		return nil
+	}
+	keys, err := db.ListKeys(ctx, engine.AllTenants)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		log.Warn("AUTH=local and listening beyond loopback with no API key created: callers from other hosts are refused "+
+			"until they have a key (orchestrator keys create), callers on this host act as the admin; a reverse proxy on this "+
+			"host must send X-Forwarded-For or Forwarded, or set AUTH=required", "addr", addr.String())
+	}
+	return nil
+}
+
+// loopback reports whether addr is a loopback address only.
+func loopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // builtinHandlers returns the http and exec task types as configured. exec

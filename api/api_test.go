@@ -659,7 +659,7 @@ func TestAPI_RunLifecycle(t *testing.T) {
 		}
 		is.Equal(all.Events[0].Type, engine.EventRunCreated)                   // first run.created
 		is.Equal(all.Events[len(all.Events)-1].Type, engine.EventRunCompleted) // last run.completed
-		is.Equal(all.Events[0].Actor, api.ActorAPI)                            // the API created it
+		is.Equal(all.Events[0].Actor, "local")                                 // the local admin created it
 		is.Equal(all.NextAfter, int64(0))                                      // nothing more
 		is.NoErr(engine.VerifyChain(all.Events))                               // the served history verifies as a hash chain
 	})
@@ -821,7 +821,7 @@ func TestAPI_Control(t *testing.T) {
 		for _, e := range ev.Events {
 			if e.Type == engine.EventRunRetried {
 				retried = true
-				is.Equal(e.Actor, api.ActorAPI) // the API asked for it
+				is.Equal(e.Actor, "local") // the local admin asked for it
 			}
 		}
 		is.True(retried)                        // the retry is in the history

@@ -2,99 +2,205 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"strings"
+
+	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 )
 
-// Principal is who sends a request, as the Server's Authenticator
-// established it. Handlers read it with PrincipalFrom.
-type Principal struct {
-	// ID names the caller: Anonymous for the local caller that
-	// LocalAuthenticator admits; an API key's id once keys exist.
-	ID string
-	// Actor is recorded as the actor of the events the request causes.
-	Actor string
-}
+// AuthMode says which requests need an API key.
+type AuthMode string
 
-// Anonymous is the ID of the principal LocalAuthenticator admits.
-const Anonymous = "anonymous"
+const (
+	// AuthLocal (the default): a request from a loopback address that
+	// carries no key acts as the built-in admin "local", unless it carries
+	// Forwarded, X-Forwarded-For or X-Real-Ip (a reverse proxy on the same
+	// host forwards other hosts' requests); any other request needs a key.
+	AuthLocal AuthMode = "local"
+	// AuthRequired: every request needs a key but GET /health (and GET
+	// /metrics with Server.MetricsPublic).
+	AuthRequired AuthMode = "required"
+)
 
-// Authenticator says who sends a request. An error refuses the request: a
-// *Problem is answered as it is (401 for credentials that do not hold),
-// any other error as a 500. Implementations must be safe for concurrent use.
+// AuthModes lists every mode.
+func AuthModes() []AuthMode { return []AuthMode{AuthLocal, AuthRequired} }
+
+// Authenticator says who sends a request. It returns the principal; nil
+// with a nil error for a request that carries no key and is not admitted
+// without one (routes that need no key still serve it); or an error that
+// refuses the request: a *Problem is answered as it is (401 for credentials
+// that do not hold), any other error through problemFor. Implementations
+// must be safe for concurrent use.
 type Authenticator interface {
-	Authenticate(r *http.Request) (Principal, error)
+	Authenticate(r *http.Request) (*engine.Principal, error)
 }
 
-// LocalAuthenticator admits every request as the anonymous local caller,
-// whose actor is the X-Actor header ("api" without one): the server's
-// behaviour until API keys name callers. The handlers that record an actor
-// refuse one that is too long or holds control characters.
-type LocalAuthenticator struct{}
+// KeyAuthenticator authenticates the API keys of Keys sent as
+// Authorization: Bearer KEY. A key, when sent, is always checked, whatever
+// the mode; without one, Mode decides.
+type KeyAuthenticator struct {
+	Keys *engine.Keys // nil: no key is valid (a server without an access store)
+	Mode AuthMode     // "" is AuthLocal
+}
 
-// Authenticate implements Authenticator; it never fails.
-func (LocalAuthenticator) Authenticate(r *http.Request) (Principal, error) {
-	a := r.Header.Get("X-Actor")
-	if a == "" {
-		a = ActorAPI
+// localAdmin is the principal of local callers in AuthLocal; principals are
+// immutable, so every request shares it.
+var localAdmin = engine.LocalAdmin()
+
+// Authenticate implements Authenticator. Errors: 401 unauthenticated for a
+// malformed Authorization header and for an unknown, revoked or expired key
+// (the detail says which, once the secret matched); 403 tenant_suspended
+// for a key of a suspended tenant; the store's errors otherwise.
+func (a *KeyAuthenticator) Authenticate(r *http.Request) (*engine.Principal, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		if a.Mode != AuthRequired && IsLocal(r) {
+			return localAdmin, nil
+		}
+		return nil, nil
 	}
-	return Principal{ID: Anonymous, Actor: a}, nil
+	if len(h) > 1 {
+		return nil, unauthenticated("send one Authorization header, not "+fmt.Sprint(len(h)), true)
+	}
+	scheme, token, ok := strings.Cut(h[0], " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return nil, unauthenticated("Authorization: want Bearer orch_<id>_<secret>", true)
+	}
+	if a.Keys == nil {
+		return nil, unauthenticated("invalid API key: this server has no keys", true)
+	}
+	p, err := a.Keys.Authenticate(r.Context(), token)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, engine.ErrMalformedKey):
+		return nil, unauthenticated(err.Error(), true)
+	case errors.Is(err, engine.ErrKeyRevoked):
+		return nil, unauthenticated("the API key was revoked", true)
+	case errors.Is(err, engine.ErrKeyExpired):
+		return nil, unauthenticated("the API key expired", true)
+	case errors.Is(err, engine.ErrUnauthenticated):
+		return nil, unauthenticated("invalid API key", true)
+	}
+	return nil, err
 }
 
-// Authorizer decides whether a principal may do what a route needs (its
-// Permission) in a tenant ("" for routes outside any tenant: health,
-// metrics, the OpenAPI document, DAG validation). An error refuses the
-// request before its handler runs, like an Authenticator's. It is where role
-// checks and policies plug in. Implementations must be safe for concurrent
-// use.
+// IsLocal reports whether r comes from a loopback address and was not
+// forwarded: a proxy on the same host that forwards other hosts' requests
+// says so with Forwarded, X-Forwarded-For or X-Real-Ip.
+func IsLocal(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if _, ok := r.Header[h]; ok {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// unauthenticated is a 401 asking for a bearer token; invalid says that the
+// token sent does not hold (RFC 6750's invalid_token).
+func unauthenticated(detail string, invalid bool) *Problem {
+	p := newProblem(http.StatusUnauthorized, wire.CodeUnauthenticated, detail)
+	p.Authenticate = `Bearer realm="orchestrator"`
+	if invalid {
+		p.Authenticate += `, error="invalid_token"`
+	}
+	return p
+}
+
+// Authorizer is the policy step of authorization. It is asked, after the
+// role check, on every request that acts on a tenant, with the caller, the
+// route's action and operation, the tenant and what the route knows of the
+// resource. It returns the decision to record in the events the request
+// causes (nil: nothing to record), or an error refusing the request (a
+// *Problem, 403 forbidden with the policy's reason). Implementations must be
+// safe for concurrent use.
 type Authorizer interface {
-	Authorize(ctx context.Context, p Principal, tenant string, perm Permission) error
+	Authorize(ctx context.Context, in *policy.Input) (*engine.PolicyDecision, error)
 }
 
-// AllowAll is the Authorizer that allows everything: the server's behaviour
-// until roles exist.
-type AllowAll struct{}
+// PolicyAuthorizer asks an OPA policy. With a nil Policy it allows every
+// request and records nothing.
+type PolicyAuthorizer struct {
+	Policy *policy.Engine
+}
 
-// Authorize implements Authorizer; it never refuses.
-func (AllowAll) Authorize(context.Context, Principal, string, Permission) error { return nil }
+// Authorize implements Authorizer: a denial is 403 forbidden naming the
+// action and the policy's reason (or why it failed, with the decision id,
+// which the server's log names too).
+func (a PolicyAuthorizer) Authorize(ctx context.Context, in *policy.Input) (*engine.PolicyDecision, error) {
+	if a.Policy == nil {
+		return nil, nil
+	}
+	d := a.Policy.Decide(ctx, in)
+	if !d.Allow {
+		p := newProblem(http.StatusForbidden, wire.CodeForbidden,
+			fmt.Sprintf("the policy does not allow %s: %s (decision %s)", in.Action, d.Reason, d.ID))
+		p.Permission = in.Action
+		return nil, p
+	}
+	return &engine.PolicyDecision{ID: d.ID, Allow: true, Reason: d.Reason, PolicyHash: d.PolicyHash}, nil
+}
 
-// Permission names what a route does, as a role check sees it:
-// "<resource>.<action>". Every route of the table has one.
+// Permission names what a route does, as the role check sees it: an action
+// of the engine's role table (engine.Actions), or PermPublic or
+// PermAuthenticated for routes the role table does not cover.
 type Permission string
 
 // Permissions of the routes.
 const (
-	PermHealthRead          Permission = "health.read"          // GET /health
-	PermMetricsRead         Permission = "metrics.read"         // GET /metrics
-	PermAPIDocRead          Permission = "openapi.read"         // GET /openapi.json
-	PermRunsStart           Permission = "runs.start"           // start a run
-	PermRunsRead            Permission = "runs.read"            // read, list runs and their metrics
-	PermRunsPause           Permission = "runs.pause"           // pause a run
-	PermRunsResume          Permission = "runs.resume"          // resume a run
-	PermRunsCancel          Permission = "runs.cancel"          // cancel a run
-	PermRunsRetry           Permission = "runs.retry"           // retry a run or one of its tasks
-	PermEventsRead          Permission = "events.read"          // a run's history, the tenant's audit query
-	PermDefinitionsRegister Permission = "definitions.register" // store a definition version
-	PermDefinitionsRead     Permission = "definitions.read"     // read, list definitions
-	PermDefinitionsValidate Permission = "definitions.validate" // validate a DAG without storing it
-	PermTasksPoll           Permission = "tasks.poll"           // lease a task as an external worker
-	PermTasksReport         Permission = "tasks.report"         // heartbeat, complete or fail a leased task
+	PermPublic        Permission = "public"        // no key needed: GET /health
+	PermAuthenticated Permission = "authenticated" // any valid key, any role: the OpenAPI document
+
+	PermServerMetrics    = Permission(engine.ActionServerMetrics)    // GET /metrics (public with MetricsPublic)
+	PermTenantsManage    = Permission(engine.ActionTenantsManage)    // create, list, update, suspend, resume tenants
+	PermTenantsRead      = Permission(engine.ActionTenantsRead)      // read one's own tenant
+	PermKeysManage       = Permission(engine.ActionKeysManage)       // create, list, revoke a tenant's keys
+	PermAdminLogRead     = Permission(engine.ActionAdminLogRead)     // read the admin log
+	PermPolicyReload     = Permission(engine.ActionPolicyReload)     // reload the policy
+	PermDefinitionsWrite = Permission(engine.ActionDefinitionsWrite) // register a definition
+	PermDefinitionsRead  = Permission(engine.ActionDefinitionsRead)  // read, list definitions; validate a DAG
+	PermRunsStart        = Permission(engine.ActionRunsStart)        // start a run
+	PermRunsControl      = Permission(engine.ActionRunsControl)      // pause, resume, cancel, retry a run
+	PermRunsRead         = Permission(engine.ActionRunsRead)         // read, list runs
+	PermEventsRead       = Permission(engine.ActionEventsRead)       // a run's history, the tenant's audit query
+	PermMetricsRead      = Permission(engine.ActionMetricsRead)      // a run's metrics
+	PermWorkersPoll      = Permission(engine.ActionWorkersPoll)      // poll, heartbeat, complete, fail as an external worker
 )
 
-// Permissions lists every permission a route needs.
+// Permissions lists every permission a route may need: PermPublic,
+// PermAuthenticated and every action of the role table.
 func Permissions() []Permission {
-	return []Permission{PermHealthRead, PermMetricsRead, PermAPIDocRead, PermRunsStart, PermRunsRead, PermRunsPause,
-		PermRunsResume, PermRunsCancel, PermRunsRetry, PermEventsRead, PermDefinitionsRegister, PermDefinitionsRead,
-		PermDefinitionsValidate, PermTasksPoll, PermTasksReport}
+	out := []Permission{PermPublic, PermAuthenticated}
+	for _, a := range engine.Actions() {
+		out = append(out, Permission(a))
+	}
+	return out
 }
 
 // requestInfo is what the middleware learns about a request, kept once in
 // its context: the request id from the start, the principal, tenant and
-// permission once the route is known. Only the request's goroutine writes it.
+// permission once the route is known, whom the caller acts for and the
+// policy's decision once authorized. Only the request's goroutine writes it.
 type requestInfo struct {
 	id        string
-	principal Principal
+	principal *engine.Principal
 	tenant    string
 	perm      Permission
+	op        string
+	onBehalf  string
+	decision  *engine.PolicyDecision
 }
 
 type ctxKey struct{}
@@ -110,9 +216,9 @@ func infoFrom(ctx context.Context) *requestInfo {
 // X-Request-Id), or "".
 func RequestIDFrom(ctx context.Context) string { return infoFrom(ctx).id }
 
-// PrincipalFrom returns who sends the request ctx belongs to; the zero
-// Principal before authentication.
-func PrincipalFrom(ctx context.Context) Principal { return infoFrom(ctx).principal }
+// PrincipalFrom returns who sends the request ctx belongs to: nil before
+// authentication and on a route that needs no key when none was sent.
+func PrincipalFrom(ctx context.Context) *engine.Principal { return infoFrom(ctx).principal }
 
 // TenantFrom returns the tenant the request ctx belongs to acts on: its
 // {tenantId}, DefaultTenant on the short API, "" on routes outside any
@@ -122,3 +228,14 @@ func TenantFrom(ctx context.Context) string { return infoFrom(ctx).tenant }
 // PermissionFrom returns the permission of the route the request ctx
 // belongs to, or "" before routing.
 func PermissionFrom(ctx context.Context) Permission { return infoFrom(ctx).perm }
+
+// CallerFrom returns who the events the request causes record: the
+// principal's actor, whom it acts for (X-Actor) and the policy's decision.
+func CallerFrom(ctx context.Context) engine.Caller {
+	ri := infoFrom(ctx)
+	c := engine.Caller{OnBehalf: ri.onBehalf, Policy: ri.decision}
+	if ri.principal != nil {
+		c.Actor = ri.principal.Actor()
+	}
+	return c
+}

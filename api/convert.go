@@ -32,7 +32,7 @@ func wireTask(t *engine.Task) wire.Task {
 
 func wireEvent(e *engine.Event) wire.Event {
 	return wire.Event{ID: e.ID, TenantID: e.TenantID, RunID: e.RunID, Seq: e.Seq, Type: wire.EventType(e.Type), TaskID: e.TaskID,
-		Attempt: e.Attempt, Actor: e.Actor, Data: e.Data, At: e.At, Hash: e.Hash}
+		Attempt: e.Attempt, Actor: e.Actor, OnBehalf: e.OnBehalf, Data: e.Data, At: e.At, Hash: e.Hash}
 }
 
 func wireLease(l *engine.Lease) wire.Lease {

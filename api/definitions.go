@@ -13,6 +13,7 @@ import (
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/engine/definition"
+	"github.com/orchestrator/orchestrator/policy"
 )
 
 // Definitions: register, read and list versions, and validate a DAG without
@@ -30,6 +31,9 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 		return err
 	}
 	if err := validJSON(body); err != nil {
+		return err
+	}
+	if err := s.decide(r, policy.Resource{Workflow: definitionName(body)}); err != nil {
 		return err
 	}
 	sd, created, err := s.Engine.RegisterDefinition(r.Context(), tenant, body)
@@ -120,6 +124,19 @@ func (s *Server) getDefinitionVersion(w http.ResponseWriter, r *http.Request, p 
 	}
 	writeJSON(w, http.StatusOK, wireDefinition(sd))
 	return nil
+}
+
+// definitionName is the name a definition's JSON gives itself, as far as it
+// is readable ("" otherwise): what a policy sees of a definition that is
+// registered or started inline, before it is validated.
+func definitionName(def json.RawMessage) string {
+	var d struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(def, &d) != nil {
+		return ""
+	}
+	return d.Name
 }
 
 // validateDAG validates a definition (the body, or its "definition" field)

@@ -72,7 +72,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 }
 
 // tenantEvents answers audit questions across runs: filters type, run,
-// task_id, actor, since, until; cursor pagination; with Accept:
+// task_id, actor, on_behalf, since, until; cursor pagination; with Accept:
 // application/x-ndjson every matching event is streamed, one per line.
 func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
@@ -80,14 +80,15 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		return err
 	}
 	q := r.URL.Query()
-	if err := onlyParams(q, "type", "run", "task_id", "actor", "since", "until", "limit", "page_token"); err != nil {
+	if err := onlyParams(q, "type", "run", "task_id", "actor", "on_behalf", "since", "until", "limit", "page_token"); err != nil {
 		return err
 	}
 	typ, err := eventTypeParam(q)
 	if err != nil {
 		return err
 	}
-	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor")}
+	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor"),
+		OnBehalf: q.Get("on_behalf")}
 	if f.Since, err = timeParam(q, "since"); err != nil {
 		return err
 	}

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 )
 
 // HeaderRequestID carries a request's id: taken from the request when it
@@ -30,11 +32,12 @@ const (
 	logTenant    = "tenant_id"
 	logPerm      = "permission"
 	logActor     = "actor"
+	logOnBehalf  = "on_behalf"
 )
 
 // middleware wraps the router in the chain every request passes, outermost
-// first. The steps that need the route (principal, tenant, permission) are
-// in endpoint.
+// first. The steps that need the route (principal, tenant, permission,
+// policy) are in endpoint.
 func (s *Server) middleware(h http.Handler) http.Handler {
 	chain := []func(http.Handler) http.Handler{
 		s.requestID,     // every answer and log line carries the request's id
@@ -122,9 +125,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			return
 		}
 		ri := infoFrom(r.Context())
+		actor := ""
+		if ri.principal != nil {
+			actor = ri.principal.Actor()
+		}
 		s.Logger.Debug("request", logRequestID, ri.id, logMethod, r.Method, logPath, r.URL.Path, logStatus, sw.status,
 			"bytes", sw.bytes, "took", time.Since(start).String(), logTenant, ri.tenant, logPerm, string(ri.perm),
-			logActor, ri.principal.Actor)
+			logActor, actor, logOnBehalf, ri.onBehalf)
 	})
 }
 
@@ -167,9 +174,8 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 // tenant, authorizes the route's permission, runs the handler, and turns a
 // returned error into a problem answer, logging server errors.
 func (s *Server) endpoint(rt route) httprouter.Handle {
-	scoped := strings.Contains(rt.path, "/:tenantId/") || strings.HasPrefix(rt.path, "/v1/")
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-		err := s.admit(r, p, rt, scoped)
+		err := s.admit(r, p, &rt)
 		if err == nil {
 			err = rt.h(w, r, p)
 		}
@@ -188,10 +194,14 @@ func (s *Server) endpoint(rt route) httprouter.Handle {
 }
 
 // admit decides whether the request reaches its handler, recording what it
-// learns in the request's context.
-func (s *Server) admit(r *http.Request, p httprouter.Params, rt route, scoped bool) error {
+// learns in the request's context. In order: the principal (a key sent is
+// always checked), the tenant in the path, whether the route needs a key,
+// the role check (another tenant's path is 403), X-Actor, whether the
+// tenant is registered and active, and the policy, unless the route asks it
+// itself once it has read its body (routeDecides).
+func (s *Server) admit(r *http.Request, p httprouter.Params, rt *route) error {
 	ri := infoFrom(r.Context())
-	ri.perm = rt.perm
+	ri.perm, ri.op = rt.perm, rt.op
 	principal, err := s.Authenticator.Authenticate(r)
 	if err != nil {
 		return err
@@ -204,10 +214,145 @@ func (s *Server) admit(r *http.Request, p httprouter.Params, rt route, scoped bo
 			return err
 		}
 	}
-	if scoped {
+	if rt.scoped() {
 		if ri.tenant, err = tenantOf(p); err != nil {
 			return err
 		}
 	}
-	return s.Authorizer.Authorize(r.Context(), principal, ri.tenant, rt.perm)
+	perm := rt.perm
+	if perm == PermServerMetrics && s.MetricsPublic {
+		perm = PermPublic
+	}
+	switch {
+	case perm == PermPublic:
+		return nil
+	case principal == nil:
+		return unauthenticated("this route needs an API key: send Authorization: Bearer KEY", false)
+	case perm == PermAuthenticated:
+		return nil
+	}
+	scope := ri.tenant
+	if rt.flags&routeCallerTenant != 0 {
+		scope = principal.TenantID
+	}
+	if err := principal.Authorize(string(perm), scope); err != nil {
+		return err
+	}
+	if r.Method != http.MethodGet {
+		if err := s.onBehalf(r, ri, rt, scope); err != nil {
+			return err
+		}
+	}
+	if ri.tenant == "" {
+		return nil
+	}
+	if s.Keys != nil {
+		check := s.Keys.CheckTenant
+		if rt.flags&routeManagesTenant != 0 {
+			check = s.Keys.Tenant // an admin must reach a suspended tenant to resume it
+		}
+		if _, err := check(r.Context(), ri.tenant); err != nil {
+			return err
+		}
+	}
+	if rt.flags&routeDecides != 0 {
+		return nil
+	}
+	res, err := s.resourceOf(r, p, rt, principal)
+	if err != nil {
+		return err
+	}
+	return s.decide(r, res)
+}
+
+// onBehalf takes the X-Actor header of a request that records events:
+// whom the caller acts for, recorded beside it. Only a role that holds
+// actor.on_behalf may name one. The admin log records the key alone, so an
+// administrative call refuses one rather than drop it.
+func (s *Server) onBehalf(r *http.Request, ri *requestInfo, rt *route, scope string) error {
+	a := r.Header.Get("X-Actor")
+	if a == "" {
+		return nil
+	}
+	if err := validActor(a); err != nil {
+		return err
+	}
+	if rt.flags&routeManagesTenant != 0 || (!rt.scoped() && rt.flags&routeCallerTenant == 0) {
+		return fieldProblem("X-Actor", "administrative calls record the key alone; send no X-Actor")
+	}
+	if err := ri.principal.Authorize(engine.ActionActOnBehalf, scope); err != nil {
+		return err
+	}
+	ri.onBehalf = a
+	return nil
+}
+
+// resourceOf is what a route's path says of the resource it acts on: the
+// run, the definition, and for a worker's report the attempt's run and task
+// type (which a worker key that names its types must hold).
+func (s *Server) resourceOf(r *http.Request, p httprouter.Params, rt *route, principal *engine.Principal) (policy.Resource, error) {
+	res := policy.Resource{RunID: runIDOf(p), Workflow: p.ByName("name")}
+	if v, err := strconv.Atoi(p.ByName("version")); err == nil {
+		res.Version = v
+	}
+	if rt.flags&routeLease == 0 {
+		return res, nil
+	}
+	verb := p.ByName("verb")
+	if verb != "heartbeat" && verb != "complete" && verb != "fail" {
+		return res, nil // the handler answers 404
+	}
+	infoFrom(r.Context()).op = verb
+	id := p.ByName("id")
+	runID, _, _, err := engine.ParseLeaseID(id)
+	if err != nil {
+		return res, leaseErr(err, id)
+	}
+	res.RunID = runID
+	if res.TaskType, err = s.Engine.LeaseTaskType(r.Context(), infoFrom(r.Context()).tenant, id); err != nil {
+		return res, leaseErr(err, id)
+	}
+	return res, principal.AuthorizeTaskType(res.TaskType)
+}
+
+// decide asks the Authorizer (the policy) about the request's resource and
+// keeps its decision for the events the request causes. Routes marked
+// routeDecides call it once they have read what their body says, before
+// they write anything.
+func (s *Server) decide(r *http.Request, res policy.Resource) error {
+	ri := infoFrom(r.Context())
+	d, err := s.Authorizer.Authorize(r.Context(), &policy.Input{Principal: ri.principal, Action: string(ri.perm),
+		Operation: ri.op, Tenant: ri.tenant, Resource: res})
+	if err != nil {
+		return err
+	}
+	ri.decision = d
+	return nil
+}
+
+// decideTypes checks a poll's task types: each must be one the worker's key
+// may lease and one the policy allows. It returns the policy's decision for
+// each type, recorded on the attempt a poll leases.
+func (s *Server) decideTypes(r *http.Request, types []string) (map[string]*engine.PolicyDecision, error) {
+	ri := infoFrom(r.Context())
+	if ri.principal == nil {
+		return nil, nil
+	}
+	var out map[string]*engine.PolicyDecision
+	for _, t := range types {
+		if err := ri.principal.AuthorizeTaskType(t); err != nil {
+			return nil, err
+		}
+		if err := s.decide(r, policy.Resource{TaskType: t}); err != nil {
+			return nil, err
+		}
+		if ri.decision != nil {
+			if out == nil {
+				out = map[string]*engine.PolicyDecision{}
+			}
+			out[t] = ri.decision
+		}
+	}
+	ri.decision = nil
+	return out, nil
 }

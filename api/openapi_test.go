@@ -187,8 +187,17 @@ func TestOpenAPIRoutes(t *testing.T) {
 			key := rt.method + " " + p
 			routed[key] = true
 			item, _ := paths[p].(map[string]any)
-			if _, ok := item[strings.ToLower(rt.method)]; !ok {
+			op, ok := item[strings.ToLower(rt.method)].(map[string]any)
+			if !ok {
 				t.Errorf("route %s %s is not documented as %s", rt.method, rt.path, key)
+				continue
+			}
+			if got := op["x-permission"]; got != string(rt.perm) {
+				t.Errorf("%s: x-permission %v, but the route needs %s", key, got, rt.perm)
+			}
+			_, has401 := op["responses"].(map[string]any)["401"]
+			if has401 == (rt.perm == PermPublic) {
+				t.Errorf("%s: a 401 is documented exactly when the route needs a key", key)
 			}
 		}
 	}
@@ -269,7 +278,9 @@ func TestOpenAPIServed(t *testing.T) {
 	// The route touches neither engine nor store, so none is needed.
 	h := (&Server{}).Handler()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	req := httptest.NewRequest(http.MethodGet, "/openapi.json", nil)
+	req.RemoteAddr = "127.0.0.1:40000" // the local admin: any caller with a key may read it
+	h.ServeHTTP(rec, req)
 	is.Equal(rec.Code, http.StatusOK)                              // GET /openapi.json answers 200
 	is.Equal(rec.Header().Get("Content-Type"), "application/json") // as JSON
 	is.Equal(rec.Body.Bytes(), openAPIDocument)                    // with the embedded document, byte for byte
@@ -309,6 +320,20 @@ var wireSchemas = []struct {
 	{"HeartbeatRequest", reflect.TypeFor[wire.HeartbeatRequest](), true},
 	{"CompleteRequest", reflect.TypeFor[wire.CompleteRequest](), true},
 	{"FailRequest", reflect.TypeFor[wire.FailRequest](), true},
+	{"Tenant", reflect.TypeFor[wire.Tenant](), false},
+	{"TenantSettings", reflect.TypeFor[wire.TenantSettings](), false},
+	{"TenantsPage", reflect.TypeFor[wire.TenantsPage](), false},
+	{"APIKey", reflect.TypeFor[wire.APIKey](), false},
+	{"CreatedKey", reflect.TypeFor[wire.CreatedKey](), false},
+	{"KeysPage", reflect.TypeFor[wire.KeysPage](), false},
+	{"AdminEvent", reflect.TypeFor[wire.AdminEvent](), false},
+	{"AdminLogPage", reflect.TypeFor[wire.AdminLogPage](), false},
+	{"PolicyInfo", reflect.TypeFor[wire.PolicyInfo](), false},
+	{"PolicyDecision", reflect.TypeFor[wire.PolicyDecision](), false},
+	{"CreateTenantRequest", reflect.TypeFor[wire.CreateTenantRequest](), true},
+	{"UpdateTenantRequest", reflect.TypeFor[wire.UpdateTenantRequest](), true},
+	{"SettingsChange", reflect.TypeFor[wire.SettingsChange](), true},
+	{"CreateKeyRequest", reflect.TypeFor[wire.CreateKeyRequest](), true},
 }
 
 // jsonField is one member of a Go type's JSON object.

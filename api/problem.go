@@ -18,6 +18,9 @@ import (
 type Problem struct {
 	wire.Problem
 	RetryAfter time.Duration `json:"-"`
+	// Authenticate, when set, is sent as the WWW-Authenticate header of a
+	// 401.
+	Authenticate string `json:"-"`
 }
 
 // StorageRetryAfter is the Retry-After of a storage_unavailable answer: about
@@ -45,9 +48,23 @@ func problemFor(err error) *Problem {
 	var ve *definition.ValidationError
 	var le *engine.LeaseError
 	var oe *engine.OutputError
+	var fe *engine.ForbiddenError
+	var fld *engine.FieldError
 	switch {
 	case errors.As(err, &p):
 		return p
+	case errors.Is(err, engine.ErrUnauthenticated):
+		return unauthenticated("invalid API key", true)
+	case errors.Is(err, engine.ErrTenantSuspended):
+		return newProblem(http.StatusForbidden, wire.CodeTenantSuspended, "the tenant is suspended; an admin resumes it")
+	case errors.As(err, &fe):
+		q := newProblem(http.StatusForbidden, wire.CodeForbidden, fe.Reason)
+		q.Permission = fe.Action
+		return q
+	case errors.As(err, &fld):
+		return fieldProblem(fld.Field, fld.Reason)
+	case errors.Is(err, engine.ErrTenantNotFound):
+		return newProblem(http.StatusNotFound, wire.CodeTenantNotFound, "no tenant has this id")
 	case errors.As(err, &oe):
 		// A worker's output the engine refused: nothing was recorded and
 		// the lease still holds, so the worker can fail the task.
@@ -92,6 +109,9 @@ func problemFor(err error) *Problem {
 func writeProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if p.Authenticate != "" {
+		w.Header().Set("WWW-Authenticate", p.Authenticate)
+	}
 	if p.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
 	}

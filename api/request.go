@@ -140,25 +140,21 @@ func tenantOf(p httprouter.Params) (string, error) {
 	return t, nil
 }
 
-// actorOf is who asked, as the events of the request record it: the
-// principal's actor (with LocalAuthenticator the X-Actor header), or "api".
-func actorOf(r *http.Request) (string, error) {
-	a := PrincipalFrom(r.Context()).Actor
-	if a == "" {
-		return ActorAPI, nil
-	}
+// validActor refuses an X-Actor that is too long or holds control
+// characters.
+func validActor(a string) error {
 	if len(a) > 128 {
-		return "", fieldProblem("X-Actor", "must be at most 128 characters")
+		return fieldProblem("X-Actor", "must be at most 128 characters")
 	}
 	if !utf8.ValidString(a) {
-		return "", fieldProblem("X-Actor", "must be valid UTF-8")
+		return fieldProblem("X-Actor", "must be valid UTF-8")
 	}
 	for _, c := range a {
 		if c < 0x20 || c == 0x7f {
-			return "", fieldProblem("X-Actor", "must not contain control characters")
+			return fieldProblem("X-Actor", "must not contain control characters")
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // intParam reads an optional integer query parameter within [lo, hi].

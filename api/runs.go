@@ -16,6 +16,7 @@ import (
 
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -27,10 +28,6 @@ const MaxIdempotencyKey = 255
 
 func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httprouter.Params) error {
 	tenant, err := tenantOf(p)
-	if err != nil {
-		return err
-	}
-	actor, err := actorOf(r)
 	if err != nil {
 		return err
 	}
@@ -57,6 +54,13 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		return fieldProblem("workflow", "required: the name of a registered definition, or send definition inline")
 	case req.Version < 0:
 		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
+	}
+	res := policy.Resource{Workflow: req.Workflow, Version: req.Version, InputSize: int64(len(req.Input))}
+	if hasDef {
+		res.Workflow = definitionName(req.Definition)
+	}
+	if err := s.decide(r, res); err != nil {
+		return err
 	}
 	hash := requestHash(req.Workflow, req.Version, req.Definition, req.Input)
 	if key != "" {
@@ -85,7 +89,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		workflow, version = sd.Name, sd.Version
 	}
 	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
-		Actor: actor, IdempotencyKey: key}
+		By: CallerFrom(r.Context()), IdempotencyKey: key}
 	if key != "" {
 		start.RequestHash = hash
 	}
@@ -272,10 +276,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		if err != nil {
 			return err
 		}
-		actor, err := actorOf(r)
-		if err != nil {
-			return err
-		}
+		by := CallerFrom(r.Context())
 		body, err := s.readBody(r)
 		if err != nil {
 			return err
@@ -293,13 +294,13 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		var run *engine.Run
 		switch verb {
 		case engine.EventRunPaused:
-			run, err = s.Engine.Pause(r.Context(), tenant, id, actor)
+			run, err = s.Engine.Pause(r.Context(), tenant, id, by)
 		case engine.EventRunResumed:
-			run, err = s.Engine.Resume(r.Context(), tenant, id, actor)
+			run, err = s.Engine.Resume(r.Context(), tenant, id, by)
 		case engine.EventRunCancelled:
-			run, err = s.Engine.Cancel(r.Context(), tenant, id, actor)
+			run, err = s.Engine.Cancel(r.Context(), tenant, id, by)
 		default:
-			run, err = s.Engine.RetryTask(r.Context(), tenant, id, req.TaskID, actor)
+			run, err = s.Engine.RetryTask(r.Context(), tenant, id, req.TaskID, by)
 		}
 		if err != nil {
 			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {

@@ -4,17 +4,20 @@
 //
 // Every request passes one middleware chain (middleware.go): a request id,
 // the request log, panic recovery, the body limit, then, per route, the
-// principal (Authenticator), the tenant and the route's Permission
-// (Authorizer). Handlers are grouped by resource: runs.go, events.go,
-// definitions.go, workers.go, health.go. They decode and check a request,
-// call the engine or the store, and answer JSON (the types of package
-// api/wire) or a problem document.
+// principal (Authenticator: API keys, AuthMode), the tenant, the role check
+// of the route's Permission, whether the tenant is registered and active,
+// and the policy (Authorizer). Handlers are grouped by resource: runs.go,
+// events.go, definitions.go, workers.go, health.go, and the admin API in
+// tenants.go and admin.go. They decode and check a request, call the engine
+// or the store, and answer JSON (the types of package api/wire) or a problem
+// document.
 package api
 
 import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -30,9 +34,6 @@ const DefaultTenant = "default"
 
 // DefaultMaxBodyBytes caps request bodies; a definition may be up to 1 MiB.
 const DefaultMaxBodyBytes = 2 << 20
-
-// ActorAPI is recorded on events caused by an API call.
-const ActorAPI = "api"
 
 // Server is the HTTP API. Set the fields, then serve Handler().
 type Server struct {
@@ -49,11 +50,27 @@ type Server struct {
 	// ends early, with its token, once it would pass the bound (it always
 	// holds at least one item). Default DefaultMaxPageBytes.
 	MaxPageBytes int
-	// Authenticator says who sends each request; default
-	// LocalAuthenticator, which admits everyone as today.
+	// Keys authenticates API keys and knows the registered tenants; nil:
+	// no key is valid and tenants are not checked (an embedded API
+	// without an access store).
+	Keys *engine.Keys
+	// Admin performs the administrative actions of the admin API; nil:
+	// those routes answer 404.
+	Admin *engine.Admin
+	// Policy, when set, is asked after the role check on every request
+	// that acts on a tenant (PolicyAuthorizer), and POST
+	// /api/v1/policy/reload reloads it.
+	Policy *policy.Engine
+	// AuthMode says which requests need a key; default AuthLocal.
+	AuthMode AuthMode
+	// MetricsPublic serves GET /metrics without a key; otherwise it needs
+	// an admin's (server.metrics).
+	MetricsPublic bool
+	// Authenticator says who sends each request; default a
+	// KeyAuthenticator over Keys in AuthMode.
 	Authenticator Authenticator
-	// Authorizer decides whether a principal may do a route's Permission
-	// in a tenant; default AllowAll.
+	// Authorizer is the policy step after the role check; default a
+	// PolicyAuthorizer over Policy.
 	Authorizer Authorizer
 }
 
@@ -69,10 +86,10 @@ func (s *Server) Handler() http.Handler {
 		s.MaxPageBytes = DefaultMaxPageBytes
 	}
 	if s.Authenticator == nil {
-		s.Authenticator = LocalAuthenticator{}
+		s.Authenticator = &KeyAuthenticator{Keys: s.Keys, Mode: s.AuthMode}
 	}
 	if s.Authorizer == nil {
-		s.Authorizer = AllowAll{}
+		s.Authorizer = PolicyAuthorizer{Policy: s.Policy}
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
@@ -89,11 +106,40 @@ func (s *Server) Handler() http.Handler {
 }
 
 // route is one entry of the route table: what it serves, the permission a
-// caller needs for it, and its handler.
+// caller needs for it, the operation a policy sees, its handler and how the
+// middleware treats it.
 type route struct {
 	method, path string
 	perm         Permission
+	op           string // input.operation of the policy, e.g. cancel
 	h            handlerFunc
+	flags        routeFlags
+}
+
+// routeFlags say how the middleware treats a route.
+type routeFlags uint8
+
+const (
+	// routeDecides: the policy needs what only the body says (the workflow
+	// started, the task types polled): the handler asks it (Server.decide)
+	// once it has decoded the request and before it writes anything.
+	routeDecides routeFlags = 1 << iota
+	// routeManagesTenant: the route manages the tenant itself (its record,
+	// keys, admin log), so it serves a suspended tenant too: an admin must
+	// be able to resume it.
+	routeManagesTenant
+	// routeCallerTenant: the route acts outside any path tenant but for the
+	// caller's own (DAG validation), so a tenant key may call it.
+	routeCallerTenant
+	// routeLease: a worker's report; the attempt's run and task type come
+	// from the lease id in the path.
+	routeLease
+)
+
+// scoped reports whether the route acts on a tenant: its {tenantId}, or
+// the tenant default on the short /v1 API.
+func (rt *route) scoped() bool {
+	return strings.Contains(rt.path+"/", "/:tenantId/") || strings.HasPrefix(rt.path, "/v1/")
 }
 
 // handlerFunc is a handler that returns its error instead of writing it.
@@ -101,36 +147,48 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 
 func (s *Server) routes() []route {
 	return []route{
-		{"GET", "/health", PermHealthRead, s.health},
-		{"GET", "/metrics", PermMetricsRead, s.metrics},
-		{"GET", "/openapi.json", PermAPIDocRead, s.openapi},
-		{"POST", "/v1/workflows", PermDefinitionsRegister, s.registerDefinition},
-		{"GET", "/v1/workflows", PermDefinitionsRead, s.getWorkflow},
-		{"POST", "/v1/run", PermRunsStart, s.executeWorkflow},
-		{"GET", "/v1/runs/:id", PermRunsRead, s.getRun},
-		{"GET", "/v1/runs/:id/events", PermEventsRead, s.runEvents},
-		{"POST", "/v1/runs/:id/pause", PermRunsPause, s.control(engine.EventRunPaused)},
-		{"POST", "/v1/runs/:id/resume", PermRunsResume, s.control(engine.EventRunResumed)},
-		{"POST", "/v1/runs/:id/cancel", PermRunsCancel, s.control(engine.EventRunCancelled)},
-		{"POST", "/v1/runs/:id/retry", PermRunsRetry, s.control(engine.EventRunRetried)},
-		{"POST", "/api/v1/tenants/:tenantId/workflows", PermRunsStart, s.executeWorkflow},
-		{"GET", "/api/v1/tenants/:tenantId/workflows", PermRunsRead, s.listRuns},
-		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId", PermRunsRead, s.getRun},
-		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/pause", PermRunsPause, s.control(engine.EventRunPaused)},
-		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/resume", PermRunsResume, s.control(engine.EventRunResumed)},
-		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/cancel", PermRunsCancel, s.control(engine.EventRunCancelled)},
-		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/retry", PermRunsRetry, s.control(engine.EventRunRetried)},
-		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/metrics", PermRunsRead, s.runMetrics},
-		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/events", PermEventsRead, s.runEvents},
-		{"GET", "/api/v1/tenants/:tenantId/events", PermEventsRead, s.tenantEvents},
-		{"POST", "/api/v1/tenants/:tenantId/definitions", PermDefinitionsRegister, s.registerDefinition},
-		{"GET", "/api/v1/tenants/:tenantId/definitions", PermDefinitionsRead, s.listDefinitions},
-		{"GET", "/api/v1/tenants/:tenantId/definitions/:name/versions/:version", PermDefinitionsRead, s.getDefinitionVersion},
-		{"POST", "/api/v1/dag/validate", PermDefinitionsValidate, s.validateDAG},
-		{"POST", "/v1/tasks/:id", PermTasksPoll, s.taskPost},
-		{"POST", "/v1/tasks/:id/:verb", PermTasksReport, s.taskVerb},
-		{"POST", "/api/v1/tenants/:tenantId/tasks/:id", PermTasksPoll, s.taskPost},
-		{"POST", "/api/v1/tenants/:tenantId/tasks/:id/:verb", PermTasksReport, s.taskVerb},
+		{"GET", "/health", PermPublic, "", s.health, 0},
+		{"GET", "/metrics", PermServerMetrics, "", s.metrics, 0},
+		{"GET", "/openapi.json", PermAuthenticated, "", s.openapi, 0},
+		{"POST", "/v1/workflows", PermDefinitionsWrite, "register", s.registerDefinition, routeDecides},
+		{"GET", "/v1/workflows", PermDefinitionsRead, "get", s.getWorkflow, 0},
+		{"POST", "/v1/run", PermRunsStart, "start", s.executeWorkflow, routeDecides},
+		{"GET", "/v1/runs/:id", PermRunsRead, "get", s.getRun, 0},
+		{"GET", "/v1/runs/:id/events", PermEventsRead, "history", s.runEvents, 0},
+		{"POST", "/v1/runs/:id/pause", PermRunsControl, "pause", s.control(engine.EventRunPaused), 0},
+		{"POST", "/v1/runs/:id/resume", PermRunsControl, "resume", s.control(engine.EventRunResumed), 0},
+		{"POST", "/v1/runs/:id/cancel", PermRunsControl, "cancel", s.control(engine.EventRunCancelled), 0},
+		{"POST", "/v1/runs/:id/retry", PermRunsControl, "retry", s.control(engine.EventRunRetried), 0},
+		{"POST", "/api/v1/tenants/:tenantId/workflows", PermRunsStart, "start", s.executeWorkflow, routeDecides},
+		{"GET", "/api/v1/tenants/:tenantId/workflows", PermRunsRead, "list", s.listRuns, 0},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId", PermRunsRead, "get", s.getRun, 0},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/pause", PermRunsControl, "pause", s.control(engine.EventRunPaused), 0},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/resume", PermRunsControl, "resume", s.control(engine.EventRunResumed), 0},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/cancel", PermRunsControl, "cancel", s.control(engine.EventRunCancelled), 0},
+		{"POST", "/api/v1/tenants/:tenantId/workflows/:workflowId/retry", PermRunsControl, "retry", s.control(engine.EventRunRetried), 0},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/metrics", PermMetricsRead, "metrics", s.runMetrics, 0},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/events", PermEventsRead, "history", s.runEvents, 0},
+		{"GET", "/api/v1/tenants/:tenantId/events", PermEventsRead, "audit", s.tenantEvents, 0},
+		{"POST", "/api/v1/tenants/:tenantId/definitions", PermDefinitionsWrite, "register", s.registerDefinition, routeDecides},
+		{"GET", "/api/v1/tenants/:tenantId/definitions", PermDefinitionsRead, "list", s.listDefinitions, 0},
+		{"GET", "/api/v1/tenants/:tenantId/definitions/:name/versions/:version", PermDefinitionsRead, "get", s.getDefinitionVersion, 0},
+		{"POST", "/api/v1/dag/validate", PermDefinitionsRead, "validate", s.validateDAG, routeCallerTenant},
+		{"POST", "/v1/tasks/:id", PermWorkersPoll, "poll", s.taskPost, routeDecides},
+		{"POST", "/v1/tasks/:id/:verb", PermWorkersPoll, "report", s.taskVerb, routeLease},
+		{"POST", "/api/v1/tenants/:tenantId/tasks/:id", PermWorkersPoll, "poll", s.taskPost, routeDecides},
+		{"POST", "/api/v1/tenants/:tenantId/tasks/:id/:verb", PermWorkersPoll, "report", s.taskVerb, routeLease},
+		{"GET", "/api/v1/tenants", PermTenantsManage, "list", s.listTenants, 0},
+		{"POST", "/api/v1/tenants", PermTenantsManage, "create", s.createTenant, 0},
+		{"GET", "/api/v1/tenants/:tenantId", PermTenantsRead, "get", s.getTenant, routeManagesTenant},
+		{"PATCH", "/api/v1/tenants/:tenantId", PermTenantsManage, "update", s.updateTenant, routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/suspend", PermTenantsManage, "suspend", s.setTenantState(engine.TenantSuspended), routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/resume", PermTenantsManage, "resume", s.setTenantState(engine.TenantActive), routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "create", s.createKey, routeManagesTenant},
+		{"GET", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "list", s.listKeys, routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/keys/:keyId/revoke", PermKeysManage, "revoke", s.revokeKey, routeManagesTenant},
+		{"GET", "/api/v1/tenants/:tenantId/admin/log", PermAdminLogRead, "list", s.tenantAdminLog, routeManagesTenant},
+		{"GET", "/api/v1/admin/log", PermAdminLogRead, "list", s.adminLog, 0},
+		{"POST", "/api/v1/policy/reload", PermPolicyReload, "reload", s.reloadPolicy, 0},
 	}
 }
 

@@ -62,9 +62,13 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
+	decisions, err := s.decideTypes(r, req.Types)
+	if err != nil {
+		return err
+	}
 	s.extendWrite(w, wait)
 	got, err := s.Engine.Poll(r.Context(), engine.PollRequest{TenantID: tenant, Types: req.Types,
-		WorkerID: req.WorkerID, Lease: lease, Wait: wait})
+		WorkerID: req.WorkerID, Lease: lease, Wait: wait, By: CallerFrom(r.Context()), Policies: decisions})
 	if err != nil {
 		if r.Context().Err() != nil {
 			return nil // the worker went away
@@ -110,7 +114,7 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		if lease == 0 {
 			return fieldProblem("lease", "must be positive")
 		}
-		exp, err := s.Engine.Heartbeat(r.Context(), tenant, id, req.LeaseToken, lease)
+		exp, err := s.Engine.Heartbeat(r.Context(), tenant, id, req.LeaseToken, lease, CallerFrom(r.Context()))
 		if err != nil {
 			return leaseErr(err, id)
 		}
@@ -123,7 +127,7 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		if req.LeaseToken == "" {
 			return fieldProblem("lease_token", "required: the token poll answered")
 		}
-		if err := s.Engine.Complete(r.Context(), tenant, id, req.LeaseToken, req.Output); err != nil {
+		if err := s.Engine.Complete(r.Context(), tenant, id, req.LeaseToken, req.Output, CallerFrom(r.Context())); err != nil {
 			return leaseErr(err, id)
 		}
 		answer = wire.LeaseStatus{ID: id, Status: "completed"}
@@ -140,7 +144,7 @@ func (s *Server) taskVerb(w http.ResponseWriter, r *http.Request, p httprouter.P
 		}
 		retryable := req.Retryable == nil || *req.Retryable
 		terr := &engine.TaskError{Code: req.Error.Code, Message: req.Error.Message}
-		if err := s.Engine.Fail(r.Context(), tenant, id, req.LeaseToken, terr, retryable); err != nil {
+		if err := s.Engine.Fail(r.Context(), tenant, id, req.LeaseToken, terr, retryable, CallerFrom(r.Context())); err != nil {
 			return leaseErr(err, id)
 		}
 		answer = wire.LeaseStatus{ID: id, Status: "failed"}

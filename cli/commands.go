@@ -301,7 +301,7 @@ func eventsCmd(e *env) func([]string) error {
 				if ev.Attempt > 0 {
 					attempt = strconv.Itoa(ev.Attempt)
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ts(ev.At), ev.Type, ev.TaskID, attempt, ev.Actor, clip(detail(ev.Data), 100))
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ts(ev.At), ev.Type, ev.TaskID, attempt, actorText(ev.Actor, ev.OnBehalf), clip(detail(ev.Data), 100))
 			}
 			switch {
 			case verified == nil:
@@ -375,3 +375,12 @@ func validateCmd(e *env) func([]string) error {
 // errInvalid makes `dag validate` exit 1 for an invalid definition after
 // printing its problems.
 var errInvalid = fmt.Errorf("the definition is invalid")
+
+// actorText is who caused an event as a timeline shows it: the actor, and
+// whom it acted for.
+func actorText(actor, onBehalf string) string {
+	if onBehalf == "" {
+		return actor
+	}
+	return actor + " for " + onBehalf
+}

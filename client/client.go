@@ -44,6 +44,7 @@ type OrchestratorClient struct {
 	timeout time.Duration // per request; <= 0: none
 	tenant  string
 	actor   string // sent as X-Actor when not empty
+	apiKey  string // sent as Authorization: Bearer when not empty
 }
 
 // Option configures a client made by New.
@@ -74,11 +75,22 @@ func WithTenant(tenant string) Option {
 	return func(c *OrchestratorClient) { c.tenant = tenant }
 }
 
-// WithActor names who is calling: the server records it as the actor of the
-// events a call causes (X-Actor header), e.g. on a pause. Without it the
-// server records "api".
+// WithActor names whom the calls are made on behalf of (X-Actor header):
+// the server records it beside the key, the actor, on the events a call
+// causes (e.g. a pause). Only a key whose role allows it (owner, operator,
+// admin) may send it; the server refuses it otherwise, and on
+// administrative calls.
 func WithActor(actor string) Option {
 	return func(c *OrchestratorClient) { c.actor = actor }
+}
+
+// WithAPIKey sends key (orch_<id>_<secret>) as Authorization: Bearer on
+// every request: the server authenticates the caller by it, records it as
+// the actor of the events its calls cause, and allows what its role
+// allows. Without one only a server in AUTH=local answers, and only to a
+// client on its own host.
+func WithAPIKey(key string) Option {
+	return func(c *OrchestratorClient) { c.apiKey = key }
 }
 
 // New returns a client of the server at baseURL (e.g. "http://localhost:8084",
@@ -143,6 +155,7 @@ type call struct {
 	body    []byte // nil: no body; sent with Content-Type application/json unless header sets one
 	timeout time.Duration
 	accept  string // default application/json
+	admin   bool   // an administrative call: no X-Actor (the admin log records the key alone)
 }
 
 // send performs c and reads the whole answer; a non-2xx answer is a *Error.
@@ -201,8 +214,11 @@ func (c *OrchestratorClient) start(ctx context.Context, cl call) (*http.Response
 		}
 		req.Header.Set("Accept", accept)
 	}
-	if c.actor != "" && req.Header.Get("X-Actor") == "" {
+	if c.actor != "" && req.Header.Get("X-Actor") == "" && cl.method != http.MethodGet && !cl.admin {
 		req.Header.Set("X-Actor", c.actor)
+	}
+	if c.apiKey != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {

@@ -223,6 +223,11 @@ func TestError(t *testing.T) {
 			{wire.CodeMethodNotAllowed, "method_not_allowed"},
 			{wire.CodeInvalidTransition, "invalid_transition"},
 			{wire.CodeConflict, "conflict"},
+			{wire.CodeUnauthenticated, "unauthenticated"},
+			{wire.CodeForbidden, "forbidden"},
+			{wire.CodeTenantSuspended, "tenant_suspended"},
+			{wire.CodeTenantNotFound, "tenant_not_found"},
+			{wire.CodeInvalidPolicy, "invalid_policy"},
 			{wire.CodeLeaseLost, "lease_lost"},
 			{wire.CodeBodyTooLarge, "body_too_large"},
 			{wire.CodeOutputTooLarge, "output_too_large"},
@@ -235,6 +240,6 @@ func TestError(t *testing.T) {
 			is.Equal(c[0], c[1])                         // same code
 			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
-		is.Equal(len(wire.Codes()), 15) // no code is left out above
+		is.Equal(len(wire.Codes()), 20) // no code is left out above
 	})
 }

@@ -149,19 +149,29 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 	// The reads run in parallel on a log nothing changes; the group ends
 	// before the cancellation below appends to it.
 	t.Run("reads", func(t *testing.T) {
-		t.Run("filters by actor", func(t *testing.T) {
+		t.Run("filters by actor and by whom it acted for", func(t *testing.T) {
 			t.Parallel()
 			is := is.New(t)
-			page, err := c.TenantEvents(ctx, client.EventFilter{Actor: "alice"})
-			is.NoErr(err)                                      // by actor
+			page, err := c.TenantEvents(ctx, client.EventFilter{OnBehalf: "alice"})
+			is.NoErr(err)                                      // by on_behalf
 			is.Equal(len(page.Events), 1)                      // alice did one thing
 			is.Equal(page.Events[0].Type, wire.EventRunPaused) // she paused
 			is.Equal(page.Events[0].RunID, r1)                 // r1
-			is.Equal(page.Events[0].Actor, "alice")            // recorded as her
+			is.Equal(page.Events[0].OnBehalf, "alice")         // recorded as done for her
+			is.Equal(page.Events[0].Actor, "local")            // by the caller, the local admin
+			both, err := c.TenantEvents(ctx, client.EventFilter{Actor: "local", OnBehalf: "alice"})
+			is.NoErr(err)                      // by both
+			is.Equal(both.Events, page.Events) // the same event
+			byActor, err := c.TenantEvents(ctx, client.EventFilter{Actor: "local"})
+			is.NoErr(err)                                   // by actor alone
+			is.True(len(byActor.Events) > len(page.Events)) // every call of the local admin
 			page, err = c.TenantEvents(ctx, client.EventFilter{Actor: "mallory"})
 			is.NoErr(err)                 // nobody
 			is.Equal(len(page.Events), 0) // nothing
 			is.True(page.Events != nil)   // an empty list, not null
+			page, err = c.TenantEvents(ctx, client.EventFilter{OnBehalf: "mallory"})
+			is.NoErr(err)                 // nobody
+			is.Equal(len(page.Events), 0) // nothing
 		})
 
 		t.Run("filters by type and run and task", func(t *testing.T) {
@@ -172,7 +182,7 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 			is.Equal(len(page.Events), 3)                                                                              // three runs
 			is.Equal([]string{page.Events[0].RunID, page.Events[1].RunID, page.Events[2].RunID}, []string{r1, r2, r3}) // in log order
 			for _, e := range page.Events {
-				is.Equal(e.Actor, "api") // started through the API
+				is.Equal(e.Actor, "local") // started by the local admin
 			}
 			byRun, err := c.TenantEvents(ctx, client.EventFilter{Run: r2})
 			is.NoErr(err) // by run
@@ -288,8 +298,8 @@ func TestOrchestratorClient_TenantEvents(t *testing.T) {
 		run, err := bob.CancelWorkflow(ctx, r1)
 		is.NoErr(err)                          // cancel
 		is.Equal(run.State, wire.RunCancelled) // cancelled
-		page, err := c.TenantEvents(ctx, client.EventFilter{Actor: "bob", Type: wire.EventRunCancelled})
-		is.NoErr(err)                 // by actor and type
+		page, err := c.TenantEvents(ctx, client.EventFilter{OnBehalf: "bob", Type: wire.EventRunCancelled})
+		is.NoErr(err)                 // by on_behalf and type
 		is.Equal(len(page.Events), 1) // bob's cancellation
 		is.Equal(page.Events[0].RunID, r1)
 	})

@@ -106,9 +106,28 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 				_, err := c.Fail(ctx, "r1~t1~1", "tok", wire.TaskError{Code: "x"}, true)
 				return err
 			},
-			"Health":  func() error { _, err := c.Health(ctx); return err },
-			"Metrics": func() error { _, err := c.Metrics(ctx); return err },
-			"OpenAPI": func() error { _, err := c.OpenAPI(ctx); return err },
+			"Health":       func() error { _, err := c.Health(ctx); return err },
+			"Metrics":      func() error { _, err := c.Metrics(ctx); return err },
+			"OpenAPI":      func() error { _, err := c.OpenAPI(ctx); return err },
+			"ListTenants":  func() error { _, err := c.ListTenants(ctx); return err },
+			"CreateTenant": func() error { _, err := c.CreateTenant(ctx, wire.CreateTenantRequest{ID: "t1"}); return err },
+			"GetTenant":    func() error { _, err := c.GetTenant(ctx, tenant); return err },
+			"UpdateTenant": func() error {
+				name := "n"
+				_, err := c.UpdateTenant(ctx, tenant, wire.UpdateTenantRequest{Name: &name})
+				return err
+			},
+			"SuspendTenant": func() error { _, err := c.SuspendTenant(ctx, tenant); return err },
+			"ResumeTenant":  func() error { _, err := c.ResumeTenant(ctx, tenant); return err },
+			"CreateKey": func() error {
+				_, err := c.CreateKey(ctx, tenant, wire.CreateKeyRequest{Name: "k", Role: wire.RoleViewer})
+				return err
+			},
+			"ListKeys":       func() error { _, err := c.ListKeys(ctx, tenant); return err },
+			"RevokeKey":      func() error { _, err := c.RevokeKey(ctx, tenant, "0123456789abcdef"); return err },
+			"AdminLog":       func() error { _, err := c.AdminLog(ctx, client.AdminLogQuery{Verify: true}); return err },
+			"TenantAdminLog": func() error { _, err := c.TenantAdminLog(ctx, tenant, client.AdminLogQuery{}); return err },
+			"ReloadPolicy":   func() error { _, err := c.ReloadPolicy(ctx); return err },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)

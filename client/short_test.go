@@ -135,8 +135,8 @@ func TestOrchestratorClient_ShortAPI(t *testing.T) {
 		_, err = alice.Run(ctx, req)
 		wantProblem(t, err, http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch)
 		page, err := dflt.WorkflowEvents(ctx, first.ID, client.EventsQuery{Type: wire.EventRunCreated})
-		is.NoErr(err)                           // events
-		is.Equal(page.Events[0].Actor, "alice") // X-Actor recorded on the short API too
+		is.NoErr(err)                              // events
+		is.Equal(page.Events[0].OnBehalf, "alice") // X-Actor recorded beside the actor on the short API too
 	})
 
 	t.Run("controls a run", func(t *testing.T) {

@@ -212,6 +212,9 @@ func eventQuery(f EventFilter) url.Values {
 	if f.Actor != "" {
 		q.Set("actor", f.Actor)
 	}
+	if f.OnBehalf != "" {
+		q.Set("on_behalf", f.OnBehalf)
+	}
 	if !f.Since.IsZero() {
 		q.Set("since", formatTime(f.Since))
 	}

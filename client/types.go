@@ -100,7 +100,8 @@ type EventFilter struct {
 	Type      wire.EventType
 	Run       string // a run id
 	TaskID    string
-	Actor     string    // who caused the event: "api", "engine", an X-Actor, a worker id
+	Actor     string    // who caused the event: a key (key:<id>:<name>), "local", "engine", a worker id
+	OnBehalf  string    // whom the actor acted for: an X-Actor, a worker id
 	Since     time.Time // inclusive
 	Until     time.Time // exclusive
 	Limit     int       // page size 1..1000 (default 100); when streaming, the most events sent

@@ -124,9 +124,10 @@ func testWorkers(t *testing.T, tenant string) {
 		d := waitTask(t, c, ex.ID, "one", wire.TaskCompleted)
 		is.Equal(string(d.Task("one").Output), `{"y":1}`) // output recorded
 		page, err := c.WorkflowEvents(ctx, ex.ID, client.EventsQuery{TaskID: "one", Type: wire.EventTaskCompleted})
-		is.NoErr(err)                        // events
-		is.Equal(len(page.Events), 1)        // recorded once
-		is.Equal(page.Events[0].Actor, "w1") // by the worker
+		is.NoErr(err)                           // events
+		is.Equal(len(page.Events), 1)           // recorded once
+		is.Equal(page.Events[0].Actor, "local") // by the caller (the local admin: no key)
+		is.Equal(page.Events[0].OnBehalf, "w1") // for the worker
 		_, err = c.Heartbeat(ctx, lease.ID, lease.Token, 0)
 		e := wantProblem(t, err, http.StatusConflict, wire.CodeLeaseLost)
 		is.Equal(e.State, "completed") // the task is done

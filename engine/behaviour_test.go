@@ -396,7 +396,7 @@ func TestEngine_Pause(t *testing.T) {
 		run := start(t, e, "pausable")
 		is.Equal(recv(t, h.started, "a to start"), "a") // a runs
 
-		paused, err := e.Pause(ctx, tenant, run.ID, "alice")
+		paused, err := e.Pause(ctx, tenant, run.ID, engine.By("alice"))
 		is.NoErr(err)                                                              // pause
 		is.Equal(paused.State, engine.RunPaused)                                   // reported paused
 		is.Equal(waitRun(t, db, run.ID, engine.RunPaused).State, engine.RunPaused) // durable
@@ -412,7 +412,7 @@ func TestEngine_Pause(t *testing.T) {
 		default:
 		}
 
-		resumed, err := e.Resume(ctx, tenant, run.ID, "bob")
+		resumed, err := e.Resume(ctx, tenant, run.ID, engine.By("bob"))
 		is.NoErr(err)                                   // resume
 		is.Equal(resumed.State, engine.RunRunning)      // reported running
 		is.Equal(recv(t, h.started, "b to start"), "b") // b starts once resumed
@@ -449,13 +449,13 @@ func TestEngine_PauseEdges(t *testing.T) {
 		register(t, e, `{"name":"one","tasks":[{"id":"a","type":"hold"}]}`)
 		run := start(t, e, "one")
 		recv(t, h.started, "a to start")
-		_, err := e.Pause(ctx, tenant, run.ID, "")
+		_, err := e.Pause(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err) // pause
 		send(t, h.release, "release a")
 		waitFor(t, "a to complete", taskIn(t, db, run.ID, "a", engine.TaskCompleted))
 		barrier(t, db)
 		is.Equal(waitRun(t, db, run.ID, engine.RunPaused).State, engine.RunPaused) // a paused run does not complete by itself
-		got, err := e.Resume(ctx, tenant, run.ID, "")
+		got, err := e.Resume(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err)                                               // resume
 		is.Equal(got.State, engine.RunCompleted)                    // completes in the same decision
 		is.Equal(waitRun(t, db, run.ID).State, engine.RunCompleted) // durable
@@ -472,12 +472,12 @@ func TestEngine_PauseEdges(t *testing.T) {
 		register(t, e, `{"name":"late","timeout":"100ms","tasks":[{"id":"a","type":"hold"}]}`)
 		run := start(t, e, "late")
 		recv(t, h.started, "a to start")
-		_, err := e.Pause(ctx, tenant, run.ID, "")
+		_, err := e.Pause(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err) // pause
 		waitFor(t, "the deadline to pass", func() bool { return time.Now().After(run.Deadline) })
 		barrier(t, db)
 		is.Equal(waitRun(t, db, run.ID, engine.RunPaused).State, engine.RunPaused) // a paused run does not time out
-		got, err := e.Resume(ctx, tenant, run.ID, "")
+		got, err := e.Resume(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err)                                                                 // resume
 		is.Equal(got.State, engine.RunTimedOut)                                       // the deadline applies at once
 		is.True(errors.Is(recv(t, h.ctxErr, "a's context to end"), context.Canceled)) // the held attempt is cancelled
@@ -495,7 +495,7 @@ func TestEngine_PauseEdges(t *testing.T) {
 		register(t, e1, `{"name":"keep","tasks":[{"id":"a","type":"hold"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
 		run := start(t, e1, "keep")
 		recv(t, h.started, "a to start")
-		_, err := e1.Pause(ctx, tenant, run.ID, "")
+		_, err := e1.Pause(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err) // pause
 		expired, cancel := context.WithCancel(ctx)
 		cancel()
@@ -507,7 +507,7 @@ func TestEngine_PauseEdges(t *testing.T) {
 		barrier(t, db)
 		is.Equal(waitRun(t, db, run.ID, engine.RunPaused).State, engine.RunPaused) // still paused
 		is.Equal(task(t, db, run.ID, "a").State, engine.TaskReady)                 // and a not started
-		_, err = e2.Resume(ctx, tenant, run.ID, "")
+		_, err = e2.Resume(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err) // resume under the second engine
 		recv(t, h2.started, "a to start again")
 		send(t, h2.release, "release a")
@@ -531,7 +531,7 @@ func TestEngine_Cancel(t *testing.T) {
 		run := start(t, e, "cancellable")
 		is.Equal(recv(t, h.started, "a to start"), "a") // a runs
 
-		got, err := e.Cancel(ctx, tenant, run.ID, "carol")
+		got, err := e.Cancel(ctx, tenant, run.ID, engine.By("carol"))
 		is.NoErr(err)                                                                 // cancel
 		is.Equal(got.State, engine.RunCancelled)                                      // reported cancelled
 		is.True(errors.Is(recv(t, h.ctxErr, "a's context to end"), context.Canceled)) // the handler saw its context cancelled
@@ -581,7 +581,7 @@ func TestEngine_RetryRun(t *testing.T) {
 		is.Equal(task(t, db, run.ID, "b").State, engine.TaskSkipped) // b skipped
 
 		failing.Store(false)
-		got, err := e.Retry(ctx, tenant, run.ID, "ops")
+		got, err := e.Retry(ctx, tenant, run.ID, engine.By("ops"))
 		is.NoErr(err)                          // retry
 		is.Equal(got.State, engine.RunRunning) // reported running
 		is.True(got.Error == nil)              // the old error is cleared
@@ -631,28 +631,28 @@ func TestEngine_Control(t *testing.T) {
 	waitRun(t, db, done.ID)
 	live := start(t, e, "held")
 	is.New(t).Equal(recv(t, h.started, "a to start"), "a") // the live run is running
-	verbs := map[string]func(context.Context, string, string, string) (*engine.Run, error){
+	verbs := map[string]func(context.Context, string, string, engine.Caller) (*engine.Run, error){
 		"pause": e.Pause, "resume": e.Resume, "cancel": e.Cancel, "retry": e.Retry,
 	}
 
 	t.Run("every verb is refused on a completed run", func(t *testing.T) {
 		for name, verb := range verbs {
-			_, err := verb(ctx, tenant, done.ID, "x")
+			_, err := verb(ctx, tenant, done.ID, engine.By("x"))
 			t.Run(name, func(t *testing.T) { transitionFrom(t, err, engine.RunCompleted) })
 		}
 	})
 
 	t.Run("verbs a running run does not allow are refused", func(t *testing.T) {
-		_, err := e.Resume(ctx, tenant, live.ID, "x")
+		_, err := e.Resume(ctx, tenant, live.ID, engine.By("x"))
 		transitionFrom(t, err, engine.RunRunning)
-		_, err = e.Retry(ctx, tenant, live.ID, "x")
+		_, err = e.Retry(ctx, tenant, live.ID, engine.By("x"))
 		transitionFrom(t, err, engine.RunRunning)
 	})
 
 	t.Run("an unknown run is not found", func(t *testing.T) {
 		is := is.New(t)
 		for _, verb := range verbs {
-			_, err := verb(ctx, tenant, "0190a0a0-0000-7000-8000-000000000000", "x")
+			_, err := verb(ctx, tenant, "0190a0a0-0000-7000-8000-000000000000", engine.By("x"))
 			is.True(errors.Is(err, engine.ErrNotFound)) // not found
 		}
 	})
@@ -661,7 +661,7 @@ func TestEngine_Control(t *testing.T) {
 		is := is.New(t)
 		for _, id := range []string{done.ID, live.ID} {
 			for _, verb := range verbs {
-				_, err := verb(ctx, "intruder", id, "x")
+				_, err := verb(ctx, "intruder", id, engine.By("x"))
 				is.True(errors.Is(err, engine.ErrNotFound)) // not found for another tenant
 			}
 		}
@@ -670,17 +670,17 @@ func TestEngine_Control(t *testing.T) {
 
 	t.Run("a paused run refuses pause and retry, then a cancelled one all but retry", func(t *testing.T) {
 		is := is.New(t)
-		_, err := e.Pause(ctx, tenant, live.ID, "x")
+		_, err := e.Pause(ctx, tenant, live.ID, engine.By("x"))
 		is.NoErr(err) // pause
-		_, err = e.Pause(ctx, tenant, live.ID, "x")
+		_, err = e.Pause(ctx, tenant, live.ID, engine.By("x"))
 		transitionFrom(t, err, engine.RunPaused)
-		_, err = e.Retry(ctx, tenant, live.ID, "x")
+		_, err = e.Retry(ctx, tenant, live.ID, engine.By("x"))
 		transitionFrom(t, err, engine.RunPaused)
-		_, err = e.Cancel(ctx, tenant, live.ID, "x")
+		_, err = e.Cancel(ctx, tenant, live.ID, engine.By("x"))
 		is.NoErr(err) // a paused run can be cancelled
 		waitRun(t, db, live.ID)
 		for _, verb := range []string{"pause", "resume", "cancel"} {
-			_, err := verbs[verb](ctx, tenant, live.ID, "x")
+			_, err := verbs[verb](ctx, tenant, live.ID, engine.By("x"))
 			transitionFrom(t, err, engine.RunCancelled)
 		}
 	})
@@ -794,12 +794,12 @@ func TestEngine_ReadyOrder(t *testing.T) {
 		run := start(t, e, "order")
 		is.Equal(recv(t, gate.started, "start to start"), "start") // the highest priority goes first
 		// Pause so that everything is ready at once when the run resumes.
-		_, err := e.Pause(ctx, tenant, run.ID, "")
+		_, err := e.Pause(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err) // pause
 		send(t, gate.release, "release start")
 		waitFor(t, "start to complete", taskIn(t, db, run.ID, "start", engine.TaskCompleted))
 		barrier(t, db) // the dependents of start are queued
-		_, err = e.Resume(ctx, tenant, run.ID, "")
+		_, err = e.Resume(ctx, tenant, run.ID, engine.Caller{})
 		is.NoErr(err)                                               // resume
 		is.Equal(waitRun(t, db, run.ID).State, engine.RunCompleted) // the run completes
 		mu.Lock()
@@ -1016,7 +1016,7 @@ func TestEngine_Stop(t *testing.T) {
 		is.NoErr(e.Stop(ctx))     // twice is fine
 		_, err := e.StartRun(ctx, engine.StartRequest{TenantID: tenant, Workflow: "held"})
 		is.True(errors.Is(err, engine.ErrClosed)) // no new run
-		_, err = e.Pause(ctx, tenant, run.ID, "x")
+		_, err = e.Pause(ctx, tenant, run.ID, engine.By("x"))
 		is.True(errors.Is(err, engine.ErrClosed)) // no control
 		verify(t, db, run.ID)
 	})

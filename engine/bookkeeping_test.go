@@ -55,7 +55,7 @@ func TestEngine_RetryTaskBehindFailedUpstream(t *testing.T) {
 		if got := waitRun(t, db, run.ID); got.State != engine.RunFailed {
 			t.Fatalf("run state %s, want failed", got.State)
 		}
-		_, err := e.RetryTask(context.Background(), "default", run.ID, "y", "tester")
+		_, err := e.RetryTask(context.Background(), "default", run.ID, "y", engine.By("tester"))
 		got, tasks := runTasks(t, db, run.ID)
 		if err == nil && !got.State.Terminal() {
 			t.Fatalf("RetryTask(y) succeeded and left the run %s with x %s and y %s: nothing can ever run, the run never ends",
@@ -74,7 +74,7 @@ func TestEngine_RetryTaskBehindFailedUpstream(t *testing.T) {
 			t.Fatalf("run state %s, want failed", got.State)
 		}
 		failA.Store(false) // a succeeds from now on; b still fails
-		if _, err := e.RetryTask(context.Background(), "default", run.ID, "a", "tester"); err != nil {
+		if _, err := e.RetryTask(context.Background(), "default", run.ID, "a", engine.By("tester")); err != nil {
 			t.Fatalf("retry task a: %v", err)
 		}
 		waitFor(t, "a to complete", func() bool {
@@ -186,10 +186,16 @@ func TestEngine_StaleAttemptLeavesNewAttempt(t *testing.T) {
 
 	g.hold()
 	cancelled := make(chan error, 1)
-	go func() { _, err := e.Cancel(context.Background(), "default", run.ID, "tester"); cancelled <- err }()
+	go func() {
+		_, err := e.Cancel(context.Background(), "default", run.ID, engine.By("tester"))
+		cancelled <- err
+	}()
 	recv(t, firstCtxDone, "attempt 1's context to end")
 	retried := make(chan error, 1)
-	go func() { _, err := e.Retry(context.Background(), "default", run.ID, "tester"); retried <- err }()
+	go func() {
+		_, err := e.Retry(context.Background(), "default", run.ID, engine.By("tester"))
+		retried <- err
+	}()
 	waitFor(t, "cancel and retry to be decided", func() bool { return g.queued() == 2 })
 	g.open()
 	if err := recv(t, cancelled, "cancel"); err != nil {
@@ -238,7 +244,7 @@ func TestEngine_HeartbeatsReplaceTimers(t *testing.T) {
 	}
 	for i := 0; i < 120; i++ {
 		advance(time.Second)
-		if _, err := e.Heartbeat(ctx, "default", lease.ID, lease.Token, 30*time.Second); err != nil {
+		if _, err := e.Heartbeat(ctx, "default", lease.ID, lease.Token, 30*time.Second, engine.Caller{}); err != nil {
 			t.Fatalf("heartbeat %d: %v", i, err)
 		}
 		e.FireTimers()

@@ -9,26 +9,26 @@ import (
 
 // Pause stops new tasks of a running run from starting; running ones finish
 // and are recorded. It returns the run once the pause is durable.
-func (e *Engine) Pause(ctx context.Context, tenantID, runID, actor string) (*Run, error) {
-	return e.control(ctx, tenantID, runID, actor, EventRunPaused)
+func (e *Engine) Pause(ctx context.Context, tenantID, runID string, by Caller) (*Run, error) {
+	return e.control(ctx, tenantID, runID, by, EventRunPaused)
 }
 
 // Resume lets a paused run dispatch again.
-func (e *Engine) Resume(ctx context.Context, tenantID, runID, actor string) (*Run, error) {
-	return e.control(ctx, tenantID, runID, actor, EventRunResumed)
+func (e *Engine) Resume(ctx context.Context, tenantID, runID string, by Caller) (*Run, error) {
+	return e.control(ctx, tenantID, runID, by, EventRunResumed)
 }
 
 // Cancel ends a run: unfinished tasks end cancelled and running in-process
 // attempts have their context cancelled.
-func (e *Engine) Cancel(ctx context.Context, tenantID, runID, actor string) (*Run, error) {
-	return e.control(ctx, tenantID, runID, actor, EventRunCancelled)
+func (e *Engine) Cancel(ctx context.Context, tenantID, runID string, by Caller) (*Run, error) {
+	return e.control(ctx, tenantID, runID, by, EventRunCancelled)
 }
 
 // Retry runs a failed, timed-out or cancelled run again: its failed,
 // timed-out, skipped and cancelled tasks go back to pending with fresh retry
 // budgets; attempt numbers carry on.
-func (e *Engine) Retry(ctx context.Context, tenantID, runID, actor string) (*Run, error) {
-	return e.control(ctx, tenantID, runID, actor, EventRunRetried)
+func (e *Engine) Retry(ctx context.Context, tenantID, runID string, by Caller) (*Run, error) {
+	return e.control(ctx, tenantID, runID, by, EventRunRetried)
 }
 
 // RetryTask retries one task that failed, timed out, was skipped or
@@ -37,30 +37,27 @@ func (e *Engine) Retry(ctx context.Context, tenantID, runID, actor string) (*Run
 // tasks); in a running or paused run only the tasks go back to pending.
 // Errors as for Retry, plus ErrNotFound for an unknown task and a
 // *TransitionError when the task is not in a state to retry.
-func (e *Engine) RetryTask(ctx context.Context, tenantID, runID, taskID, actor string) (*Run, error) {
+func (e *Engine) RetryTask(ctx context.Context, tenantID, runID, taskID string, by Caller) (*Run, error) {
 	if taskID == "" {
-		return e.Retry(ctx, tenantID, runID, actor)
+		return e.Retry(ctx, tenantID, runID, by)
 	}
-	return e.controlTask(ctx, tenantID, runID, taskID, actor)
+	return e.controlTask(ctx, tenantID, runID, taskID, by)
 }
 
 // control applies one control verb. Errors: ErrNotFound (no such run for the
 // tenant), a *TransitionError (the run's state forbids it), ErrConflict (the
 // run is being reloaded; try again), ErrClosed.
-func (e *Engine) control(ctx context.Context, tenantID, runID, actor string, typ EventType) (*Run, error) {
-	return e.controlRun(ctx, tenantID, runID, "", actor, typ)
+func (e *Engine) control(ctx context.Context, tenantID, runID string, by Caller, typ EventType) (*Run, error) {
+	return e.controlRun(ctx, tenantID, runID, "", by, typ)
 }
 
-func (e *Engine) controlTask(ctx context.Context, tenantID, runID, taskID, actor string) (*Run, error) {
-	return e.controlRun(ctx, tenantID, runID, taskID, actor, EventRunRetried)
+func (e *Engine) controlTask(ctx context.Context, tenantID, runID, taskID string, by Caller) (*Run, error) {
+	return e.controlRun(ctx, tenantID, runID, taskID, by, EventRunRetried)
 }
 
 // controlRun applies a control verb to a run, or with taskID a retry of one
 // task and its dependents.
-func (e *Engine) controlRun(ctx context.Context, tenantID, runID, taskID, actor string, typ EventType) (*Run, error) {
-	if actor == "" {
-		actor = ActorEngine
-	}
+func (e *Engine) controlRun(ctx context.Context, tenantID, runID, taskID string, by Caller, typ EventType) (*Run, error) {
 	e.mu.Lock()
 	rs := e.runs[runID]
 	e.mu.Unlock()
@@ -119,7 +116,7 @@ func (e *Engine) controlRun(ctx context.Context, tenantID, runID, taskID, actor 
 		e.mu.Unlock()
 		return nil, &TransitionError{Subject: "run", Event: typ, From: string(state)}
 	}
-	b := e.newBatch(rs, actor)
+	b := e.newBatchBy(rs, by)
 	switch typ {
 	case EventRunPaused:
 		b.add(EventRunPaused, -1, 0, nil)

@@ -123,7 +123,7 @@ type outcome struct {
 	reason    string        // why it failed: ReasonError, ReasonTimeout, ...
 	after     time.Duration // wait at least this long before the next attempt
 	permanent bool          // fail the task now, whatever the retry budget says
-	actor     string        // who reported it; "" = the engine
+	by        Caller        // who reported it; the zero Caller is the engine
 }
 
 func failed(code, msg, reason string) outcome {
@@ -157,6 +157,9 @@ func (e *Engine) execute(j *job) {
 func (e *Engine) call(j *job) (o outcome) {
 	if j.handler == nil {
 		return failed("no_handler", fmt.Sprintf("no handler is registered for task type %q", j.a.Type), ReasonError)
+	}
+	if o := e.gateAttempt(j.ctx, j.handler, j.a.TenantID); o != nil {
+		return *o
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -249,14 +252,10 @@ func (e *Engine) finishAttemptThen(rs *runState, pos, attempt int, o outcome, do
 		return // the run was cancelled, timed out or reloaded meanwhile
 	}
 	delete(rs.careful, pos)
-	actor := o.actor
-	if actor == "" {
-		actor = ActorEngine
-	}
 	if o.err == nil {
 		o = e.withinRunBytes(rs, o)
 	}
-	b := e.newBatch(rs, actor)
+	b := e.newBatchBy(rs, o.by)
 	if o.err == nil {
 		b.add(EventTaskCompleted, pos, attempt, &EventData{Output: o.out})
 		e.readyChildren(b, pos)

@@ -64,6 +64,10 @@ type Config struct {
 	// DefaultMaxPlanBytes.
 	MaxPlans     int
 	MaxPlanBytes int64
+	// TenantFunc reads a registered tenant (Keys.Tenant, which caches): the
+	// settings that decide the task types a TenantGate guards. nil: there is
+	// no tenant registry and every tenant may use every registered type.
+	TenantFunc func(ctx context.Context, id string) (*Tenant, error)
 }
 
 // Validate reports a configuration the engine cannot run with.
@@ -90,6 +94,8 @@ type Engine struct {
 	now     func() time.Time
 	ext     bool
 	m       *engineMetrics
+
+	tenantFunc func(ctx context.Context, id string) (*Tenant, error)
 
 	maxRunBytes  int64
 	maxAbandoned int
@@ -147,13 +153,14 @@ func New(cfg Config) (*Engine, error) {
 		cfg.MaxAbandoned = DefaultMaxAbandoned
 	}
 	e := &Engine{
-		store:    cfg.Store,
-		workers:  cfg.Workers,
-		log:      cfg.Logger,
-		now:      cfg.NowFunc,
-		ext:      cfg.ExternalTypes,
-		handlers: map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
-		plans:    newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
+		store:      cfg.Store,
+		workers:    cfg.Workers,
+		log:        cfg.Logger,
+		now:        cfg.NowFunc,
+		ext:        cfg.ExternalTypes,
+		tenantFunc: cfg.TenantFunc,
+		handlers:   map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
+		plans:      newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
 
 		maxRunBytes:  cfg.MaxRunBytes,
 		maxAbandoned: cfg.MaxAbandoned,
@@ -329,10 +336,17 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 
 // RegisterDefinition validates a definition and stores it as the next version
 // of its name; an unchanged definition returns the latest version with created
-// false. Invalid definitions return a *ValidationError.
+// false. Invalid definitions return a *ValidationError, as do task types the
+// tenant may not use (TenantGate); an unregistered tenant, when types are
+// gated, an error wrapping ErrTenantNotFound.
 func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
 	def, _, problems := definition.CompileJSON(data, e.ValidateOptions())
 	if len(problems) > 0 {
+		return nil, false, &definition.ValidationError{Problems: problems}
+	}
+	if problems, err := e.gates(ctx, tenantID, def); err != nil {
+		return nil, false, err
+	} else if len(problems) > 0 {
 		return nil, false, &definition.ValidationError{Problems: problems}
 	}
 	canonical, err := json.Marshal(def)
@@ -352,13 +366,14 @@ func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data [
 // clock returns the engine's time at the precision the store keeps.
 func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Microsecond) }
 
-// StartRequest asks for a new run of a stored
+// StartRequest asks for a new run of a stored definition.
 type StartRequest struct {
 	TenantID string
 	Workflow string
 	Version  int // 0 = latest
 	Input    json.RawMessage
-	Actor    string
+	// By is who asks: its events record it (the zero Caller: the engine).
+	By Caller
 	// IdempotencyKey, when set, makes a repeated request return the run the
 	// first one started; RequestHash identifies what was asked, so that the
 	// same key with a different request is refused.
@@ -424,10 +439,6 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if isNullJSON(req.Input) {
 		req.Input = nil
 	}
-	actor := req.Actor
-	if actor == "" {
-		actor = ActorEngine
-	}
 	e.mu.Lock()
 	if e.stopping {
 		e.mu.Unlock()
@@ -436,7 +447,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	now := e.clock()
 	id := NewRunID(now)
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
-	b := e.newBatch(rs, actor)
+	b := e.newBatchBy(rs, req.By)
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input}) {

@@ -104,14 +104,17 @@ func (e *TaskError) Error() string { return e.Code + ": " + e.Message }
 // Event is one fact of a run's history. Seq numbers a run's events 1..n without
 // gaps; Hash chains each event to the previous one of its run.
 type Event struct {
-	ID       int64           `json:"id,omitempty"` // global log position, assigned by the store
-	TenantID string          `json:"tenant_id"`
-	RunID    string          `json:"run_id"`
-	Seq      int64           `json:"seq"`
-	Type     EventType       `json:"type"`
-	TaskID   string          `json:"task_id,omitempty"`
-	Attempt  int             `json:"attempt,omitempty"`
-	Actor    string          `json:"actor"`
+	ID       int64     `json:"id,omitempty"` // global log position, assigned by the store
+	TenantID string    `json:"tenant_id"`
+	RunID    string    `json:"run_id"`
+	Seq      int64     `json:"seq"`
+	Type     EventType `json:"type"`
+	TaskID   string    `json:"task_id,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	Actor    string    `json:"actor"`
+	// OnBehalf is whom the actor acted for (Caller.OnBehalf): the X-Actor
+	// a key named, or the worker id of an external worker's report.
+	OnBehalf string          `json:"on_behalf,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	At       time.Time       `json:"at"`
 	Hash     string          `json:"hash"`
@@ -135,10 +138,16 @@ type EventData struct {
 	WorkerID       string    `json:"worker_id,omitempty"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
 	LeaseHash      string    `json:"lease_hash,omitempty"`
+	// Policy is the decision of the authorization policy that allowed the
+	// call causing the event, on the first event of that call only.
+	Policy *PolicyDecision `json:"policy,omitempty"`
 }
 
 // ComputeHash returns the chain hash of e given the hash of the run's previous
-// event ("" for the first). It covers every field but ID and Hash.
+// event ("" for the first). It covers every field but ID and Hash; OnBehalf
+// only when it is set, so that events recorded before it existed keep their
+// hashes (the length prefix of Data says where Data ends, so an appended
+// field cannot be mistaken for part of it).
 func (e *Event) ComputeHash(prev string) string {
 	h := sha256.New()
 	var n [8]byte
@@ -159,6 +168,9 @@ func (e *Event) ComputeHash(prev string) string {
 	field(e.Actor)
 	field(FormatTime(e.At))
 	field(string(e.Data))
+	if e.OnBehalf != "" {
+		field(e.OnBehalf)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

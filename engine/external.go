@@ -49,6 +49,26 @@ type PollRequest struct {
 	WorkerID string
 	Lease    time.Duration // how long the attempt is held without a heartbeat
 	Wait     time.Duration // how long to wait for a task; 0 = answer at once
+	// By is who polls (the worker's key): the events of the attempt
+	// record it acting on behalf of WorkerID (unless it names someone
+	// else). The zero Caller records WorkerID as the actor.
+	By Caller
+	// Policies are the policy's decisions by task type: the one of the
+	// type leased is recorded on its task.started.
+	Policies map[string]*PolicyDecision
+}
+
+// workerCaller is who the events of a worker's call record: the caller (its
+// key) acting on behalf of whom it names, else of the worker id; without a
+// caller the worker id as the actor.
+func workerCaller(by Caller, workerID string) Caller {
+	switch {
+	case by.Actor == "":
+		by.Actor = workerID
+	case by.OnBehalf == "":
+		by.OnBehalf = workerID
+	}
+	return by
 }
 
 // Lease is an attempt handed to an external worker. ID names it in
@@ -318,7 +338,11 @@ func (e *Engine) leaseNext(req PollRequest) (*Lease, chan error) {
 	var raw [16]byte
 	rand.Read(raw[:])
 	token := hex.EncodeToString(raw[:])
-	b := e.newBatch(rs, req.WorkerID)
+	by := workerCaller(req.By, req.WorkerID)
+	if d := req.Policies[pt.Type]; d != nil {
+		by.Policy = d
+	}
+	b := e.newBatchBy(rs, by)
 	attempt := t.Attempt + 1
 	if !b.add(EventTaskStarted, pos, attempt, &EventData{WorkerID: req.WorkerID,
 		LeaseExpiresAt: b.now.Add(req.Lease), LeaseHash: hashToken(token)}) {
@@ -390,6 +414,20 @@ func (e *Engine) attemptOf(ctx context.Context, tenantID, id string) (*runState,
 	return rs, pos, attempt, nil
 }
 
+// LeaseTaskType returns the task type of the attempt a lease id names, for
+// the checks made before a worker's report is taken (the task types a
+// worker's key may lease, a policy). Errors: ErrNotFound, ErrConflict (the
+// run is being reloaded), ErrClosed.
+func (e *Engine) LeaseTaskType(ctx context.Context, tenantID, id string) (string, error) {
+	rs, pos, _, err := e.attemptOf(ctx, tenantID, id)
+	if err != nil {
+		return "", err
+	}
+	typ := rs.plan.Tasks[pos].Type
+	e.mu.Unlock()
+	return typ, nil
+}
+
 // holds checks that token holds the attempt under way. Called with e.mu held.
 func (e *Engine) holds(rs *runState, pos, attempt int, token, id string) error {
 	t := &rs.view.Tasks[pos]
@@ -405,9 +443,10 @@ func (e *Engine) holds(rs *runState, pos, attempt int, token, id string) error {
 	return nil
 }
 
-// Heartbeat extends a lease and returns the new expiry. Errors: ErrNotFound,
-// a *LeaseError (409: expired, cancelled, wrong token).
-func (e *Engine) Heartbeat(ctx context.Context, tenantID, id, token string, lease time.Duration) (time.Time, error) {
+// Heartbeat extends a lease and returns the new expiry; by is who calls (the
+// worker's key), recorded acting on behalf of the lease's worker. Errors:
+// ErrNotFound, a *LeaseError (409: expired, cancelled, wrong token).
+func (e *Engine) Heartbeat(ctx context.Context, tenantID, id, token string, lease time.Duration, by Caller) (time.Time, error) {
 	rs, pos, attempt, err := e.attemptOf(ctx, tenantID, id)
 	if err != nil {
 		return time.Time{}, err
@@ -420,7 +459,7 @@ func (e *Engine) Heartbeat(ctx context.Context, tenantID, id, token string, leas
 		lease = DefaultLease
 	}
 	lease = min(lease, MaxLease)
-	b := e.newBatch(rs, rs.view.Tasks[pos].WorkerID)
+	b := e.newBatchBy(rs, workerCaller(by, rs.view.Tasks[pos].WorkerID))
 	b.add(EventTaskLeaseExtended, pos, attempt, &EventData{LeaseExpiresAt: b.now.Add(lease)})
 	expires := rs.view.Tasks[pos].LeaseExpiresAt
 	done := make(chan error, 1)
@@ -444,24 +483,27 @@ type OutputError struct {
 
 func (e *OutputError) Error() string { return e.Code + ": " + e.Message }
 
-// Complete records an external attempt's success. Repeating it with the same
-// token after it was recorded answers nil and records nothing. An output
-// that is too large or not JSON is refused with an *OutputError.
-func (e *Engine) Complete(ctx context.Context, tenantID, id, token string, output json.RawMessage) error {
+// Complete records an external attempt's success; by is who calls, as for
+// Heartbeat. Repeating it with the same token after it was recorded answers
+// nil and records nothing. An output that is too large or not JSON is
+// refused with an *OutputError.
+func (e *Engine) Complete(ctx context.Context, tenantID, id, token string, output json.RawMessage, by Caller) error {
 	o := checkOutput(output)
 	if o.err != nil {
 		return &OutputError{Code: o.err.Code, Message: o.err.Message}
 	}
+	o.by = by
 	return e.report(ctx, tenantID, id, token, o, TaskCompleted)
 }
 
-// Fail records an external attempt's failure. retryable false fails the task
-// at once; otherwise its retry policy decides. Repeating it answers nil.
-func (e *Engine) Fail(ctx context.Context, tenantID, id, token string, terr *TaskError, retryable bool) error {
+// Fail records an external attempt's failure; by is who calls, as for
+// Heartbeat. retryable false fails the task at once; otherwise its retry
+// policy decides. Repeating it answers nil.
+func (e *Engine) Fail(ctx context.Context, tenantID, id, token string, terr *TaskError, retryable bool, by Caller) error {
 	if terr == nil || terr.Code == "" {
 		terr = &TaskError{Code: "error", Message: "the worker reported a failure"}
 	}
-	o := outcome{err: terr, reason: ReasonError, permanent: !retryable}
+	o := outcome{err: terr, reason: ReasonError, permanent: !retryable, by: by}
 	if !retryable {
 		o.reason = ReasonPermanent
 	}
@@ -489,7 +531,7 @@ func (e *Engine) report(ctx context.Context, tenantID, id, token string, o outco
 	if o.err != nil && !o.permanent && rs.plan.Tasks[pos].Retry.NonRetryable(o.err.Code) {
 		o.permanent, o.reason = true, ReasonPermanent
 	}
-	o.actor = rs.view.Tasks[pos].WorkerID
+	o.by = workerCaller(o.by, rs.view.Tasks[pos].WorkerID)
 	done := make(chan error, 1)
 	e.finishAttemptThen(rs, pos, attempt, o, func(err error) { done <- err })
 	e.mu.Unlock()

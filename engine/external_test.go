@@ -40,7 +40,7 @@ func TestComplete_RefusesBadOutput(t *testing.T) {
 			before, err := db.RunEvents(ctx, run.ID, 0, 0)
 			is.NoErr(err)
 
-			err = e.Complete(ctx, "default", l.ID, l.Token, tc.output)
+			err = e.Complete(ctx, "default", l.ID, l.Token, tc.output, engine.Caller{})
 			var oe *engine.OutputError
 			is.True(errors.As(err, &oe)) // the output is refused
 			is.Equal(oe.Code, tc.code)   // saying why
@@ -48,7 +48,7 @@ func TestComplete_RefusesBadOutput(t *testing.T) {
 			is.NoErr(err)
 			is.Equal(len(after), len(before)) // nothing was recorded
 
-			is.NoErr(e.Fail(ctx, "default", l.ID, l.Token, &engine.TaskError{Code: "mine", Message: "m"}, false)) // the lease holds
+			is.NoErr(e.Fail(ctx, "default", l.ID, l.Token, &engine.TaskError{Code: "mine", Message: "m"}, false, engine.Caller{})) // the lease holds
 			done, err := e.Wait(ctx, "default", run.ID)
 			is.NoErr(err)
 			is.Equal(done.State, engine.RunFailed)

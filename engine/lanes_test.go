@@ -43,7 +43,7 @@ func TestPoll_Order(t *testing.T) {
 		is.NoErr(err)
 		is.True(l != nil) // a task is ready
 		got = append(got, l.TaskID)
-		is.NoErr(e.Complete(ctx, "default", l.ID, l.Token, nil))
+		is.NoErr(e.Complete(ctx, "default", l.ID, l.Token, nil, engine.Caller{}))
 	}
 	is.Equal(got[0], "u") // priority first, though its run is the newest
 	// Then big and small take turns until small has nothing left.

@@ -229,6 +229,8 @@ type batch struct {
 	e         *Engine
 	rs        *runState
 	actor     string
+	onBehalf  string          // recorded beside the actor on every event
+	policy    *PolicyDecision // recorded in the data of the first event, then nil
 	insert    bool
 	prevSeq   int64
 	prevState RunState
@@ -246,15 +248,29 @@ func (e *Engine) newBatch(rs *runState, actor string) *batch {
 	return &batch{e: e, rs: rs, actor: actor, prevSeq: rs.view.Run.LastSeq, prevState: rs.view.Run.State, now: e.clock()}
 }
 
+// newBatchBy is newBatch for a decision a caller asked for: its events
+// record the caller, and the first of them the policy decision.
+func (e *Engine) newBatchBy(rs *runState, c Caller) *batch {
+	b := e.newBatch(rs, c.actor())
+	b.onBehalf, b.policy = c.OnBehalf, c.Policy
+	return b
+}
+
 // add appends one event for the run (pos < 0) or a task and applies it. The
 // engine only adds events its state allows, so an error here is a bug; the
 // run is then reloaded from the store.
 func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 	v := b.rs.view
 	ev := Event{TenantID: b.rs.tenant, RunID: b.rs.id, Seq: v.Run.LastSeq + 1, Type: typ,
-		Attempt: attempt, Actor: b.actor, At: b.now}
+		Attempt: attempt, Actor: b.actor, OnBehalf: b.onBehalf, At: b.now}
 	if pos >= 0 {
 		ev.TaskID = b.rs.plan.Tasks[pos].ID
+	}
+	if b.policy != nil {
+		if d == nil {
+			d = &EventData{}
+		}
+		d.Policy, b.policy = b.policy, nil
 	}
 	if d != nil {
 		data, err := json.Marshal(d)

@@ -105,6 +105,7 @@ type EventFilter struct {
 	TaskID   string
 	Type     engine.EventType
 	Actor    string
+	OnBehalf string    // whom the actor acted for (an X-Actor, a worker id)
 	Since    time.Time // zero = no bound; inclusive
 	Until    time.Time // zero = no bound; exclusive
 	AfterID  int64     // cursor: events after this one (with a time bound: with AfterAt)
@@ -135,6 +136,9 @@ func (f *EventFilter) query() (string, []any) {
 	}
 	if f.Actor != "" {
 		add("actor = ?", f.Actor)
+	}
+	if f.OnBehalf != "" {
+		add("on_behalf = ?", f.OnBehalf)
 	}
 	if !f.Since.IsZero() {
 		add("at >= ?", engine.FormatTime(f.Since))

@@ -16,7 +16,7 @@ const (
 	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes`
 	taskColumns = `run_id, task_id, pos, type, state, attempt, charged, ready_at, not_before, started_at,
 	ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash, abandoned`
-	eventColumns = `id, tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash`
+	eventColumns = `id, tenant_id, run_id, seq, type, task_id, attempt, actor, on_behalf, data, at, hash`
 	activeStates = `('pending', 'running', 'paused')`
 )
 
@@ -309,12 +309,13 @@ func prefixed(p, cols string) string {
 func scanEvent(s scanner) (*engine.Event, error) {
 	var e engine.Event
 	var typ, at string
-	var task, data sql.NullString
-	if err := s.Scan(&e.ID, &e.TenantID, &e.RunID, &e.Seq, &typ, &task, &e.Attempt, &e.Actor, &data, &at, &e.Hash); err != nil {
+	var task, onBehalf, data sql.NullString
+	if err := s.Scan(&e.ID, &e.TenantID, &e.RunID, &e.Seq, &typ, &task, &e.Attempt, &e.Actor, &onBehalf, &data, &at, &e.Hash); err != nil {
 		return nil, err
 	}
 	e.Type = engine.EventType(typ)
 	e.TaskID = task.String
+	e.OnBehalf = onBehalf.String
 	e.Data = rawArg(data)
 	var err error
 	if e.At, err = engine.ParseTime(at); err != nil {

@@ -304,19 +304,28 @@ func metricValue(t testing.TB, set *metrics.Set, name string) float64 {
 // latestMigration returns the highest version among the embedded migrations.
 func latestMigration(t testing.TB) int {
 	t.Helper()
+	vs := migrationVersions(t)
+	return vs[len(vs)-1]
+}
+
+// migrationVersions returns the version of every migration, ascending;
+// versions need not be consecutive.
+func migrationVersions(t testing.TB) []int {
+	t.Helper()
 	names, err := fs.Glob(schema.FS, "*.sql")
 	if err != nil || len(names) == 0 {
 		t.Fatalf("list migrations: %v %v", names, err)
 	}
-	latest := 0
+	var vs []int
 	for _, name := range names {
 		v, err := strconv.Atoi(name[:strings.IndexByte(name, '_')])
 		if err != nil {
 			t.Fatalf("migration %s: %v", name, err)
 		}
-		latest = max(latest, v)
+		vs = append(vs, v)
 	}
-	return latest
+	slices.Sort(vs)
+	return vs
 }
 
 func TestStore_Migrate(t *testing.T) {

@@ -29,9 +29,9 @@ const (
 	sqlUpdateTask = `UPDATE tasks SET state = ?, attempt = ?, charged = ?, ready_at = ?, not_before = ?,
 	started_at = ?, ended_at = ?, wake_at = ?, error = ?, output = ?, input = ?, worker_id = ?,
 	lease_expires_at = ?, lease_hash = ?, abandoned = ? WHERE run_id = ? AND task_id = ?`
-	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, data, at, hash)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	eventValues = `, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertEvent = `INSERT INTO events (tenant_id, run_id, seq, type, task_id, attempt, actor, on_behalf, data, at, hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	eventValues = `, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // Events are inserted in statements of eventChunks rows, largest first: one
@@ -335,7 +335,7 @@ func checkRows(ch *engine.Change) error {
 
 // insertEvents appends events in order, in chunks of eventChunks rows.
 func (db *DB) insertEvents(ts *txStmts, events []*engine.Event) error {
-	args := make([]any, 0, 10*eventChunks[0])
+	args := make([]any, 0, 11*eventChunks[0])
 	for len(events) > 0 {
 		n := 1
 		for _, c := range eventChunks {
@@ -347,7 +347,7 @@ func (db *DB) insertEvents(ts *txStmts, events []*engine.Event) error {
 		args = args[:0]
 		for _, e := range events[:n] {
 			args = append(args, e.TenantID, e.RunID, e.Seq, string(e.Type), strArg(e.TaskID), e.Attempt, e.Actor,
-				jsonArg(e.Data), engine.FormatTime(e.At), e.Hash)
+				strArg(e.OnBehalf), jsonArg(e.Data), engine.FormatTime(e.At), e.Hash)
 		}
 		if _, err := ts.get(chunkStmt(n)).Exec(args...); err != nil {
 			return constraintErr(fmt.Sprintf("append %d events from %s/%d", n, events[0].RunID, events[0].Seq), err)

@@ -141,6 +141,16 @@ func (e *Exec) ValidateConfig(config json.RawMessage) []definition.Problem {
 	return ps
 }
 
+// AllowedFor implements engine.TenantGate: exec tasks are for the tenants
+// whose allow_exec setting an admin turned on.
+func (e *Exec) AllowedFor(tenantID string, s engine.TenantSettings) string {
+	if s.AllowExec {
+		return ""
+	}
+	return fmt.Sprintf("exec tasks are not allowed for tenant %s: its setting allow_exec is off "+
+		"(an admin turns it on: orchestrator tenants update %s --allow-exec, or PATCH /api/v1/tenants/%s)", tenantID, tenantID, tenantID)
+}
+
 // execRequest is an exec task's request, checked.
 type execRequest struct {
 	command string

@@ -26,7 +26,23 @@ func WithBreaker(typ string, h engine.Handler, cfg BreakerConfig, set *metrics.S
 	cfg.Failures = orDefault(cfg.Failures, DefaultBreakerFailures)
 	cfg.OpenFor = orDefault(cfg.OpenFor, DefaultBreakerOpenFor)
 	labels := fmt.Sprintf(`,type="%s"`, labelEscaper.Replace(typ))
-	return &typeBreaker{typ: typ, inner: h, cfg: cfg, bs: newBreakers("task_type", labels, cfg, set)}
+	tb := &typeBreaker{typ: typ, inner: h, cfg: cfg, bs: newBreakers("task_type", labels, cfg, set)}
+	if g, ok := h.(engine.TenantGate); ok {
+		return &gatedBreaker{typeBreaker: tb, gate: g}
+	}
+	return tb
+}
+
+// gatedBreaker is the breaker of a handler only some tenants may use: it
+// keeps the handler's engine.TenantGate.
+type gatedBreaker struct {
+	*typeBreaker
+	gate engine.TenantGate
+}
+
+// AllowedFor passes through to the wrapped handler.
+func (g *gatedBreaker) AllowedFor(tenantID string, s engine.TenantSettings) string {
+	return g.gate.AllowedFor(tenantID, s)
 }
 
 type typeBreaker struct {

@@ -8,14 +8,17 @@ import (
 // Event is one fact of a run's history. Seq numbers a run's events 1..n
 // without gaps; Hash chains each event to the previous one of its run.
 type Event struct {
-	ID       int64           `json:"id,omitempty"` // position in the whole log
-	TenantID string          `json:"tenant_id"`
-	RunID    string          `json:"run_id"`
-	Seq      int64           `json:"seq"`
-	Type     EventType       `json:"type"`
-	TaskID   string          `json:"task_id,omitempty"`
-	Attempt  int             `json:"attempt,omitempty"`
-	Actor    string          `json:"actor"` // who caused it: "api", "engine", an X-Actor, a worker id
+	ID       int64     `json:"id,omitempty"` // position in the whole log
+	TenantID string    `json:"tenant_id"`
+	RunID    string    `json:"run_id"`
+	Seq      int64     `json:"seq"`
+	Type     EventType `json:"type"`
+	TaskID   string    `json:"task_id,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	Actor    string    `json:"actor"` // who caused it: an API key (key:<id>:<name>), "local", "engine", a worker id (a worker without a key)
+	// OnBehalf is whom the actor acted for: the X-Actor its key named, or
+	// the worker id of a worker's call.
+	OnBehalf string          `json:"on_behalf,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	At       time.Time       `json:"at"`
 	Hash     string          `json:"hash"`
@@ -38,6 +41,9 @@ type EventData struct {
 	WorkerID       string    `json:"worker_id,omitempty"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
 	LeaseHash      string    `json:"lease_hash,omitempty"`
+	// Policy is the decision of the policy that allowed the call causing
+	// the event, on the first event of the call, when a policy is in force.
+	Policy *PolicyDecision `json:"policy,omitempty"`
 }
 
 // RunEventsPage is one page of a run's history in seq order:

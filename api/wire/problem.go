@@ -15,6 +15,9 @@ type Problem struct {
 	// Errors names each field or definition problem of a 400 (and of a 413
 	// output_too_large).
 	Errors []FieldError `json:"errors,omitempty"`
+	// Permission is the permission a 403 forbidden found missing, e.g.
+	// runs.start.
+	Permission string `json:"permission,omitempty"`
 }
 
 // FieldError is one thing wrong with a request: the field it is in ("lease",
@@ -31,7 +34,11 @@ const (
 	CodeInvalidJSON         = "invalid_json"           // 400: the body is not JSON
 	CodeInvalidRequest      = "invalid_request"        // 400: Errors names the field, header or query parameter
 	CodeInvalidDefinition   = "invalid_definition"     // 400: Errors lists every problem of the DAG
+	CodeUnauthenticated     = "unauthenticated"        // 401 with WWW-Authenticate: Bearer: no key where one is needed, or a malformed, unknown, revoked or expired key
+	CodeForbidden           = "forbidden"              // 403: Permission names what the key's role or the policy does not allow
+	CodeTenantSuspended     = "tenant_suspended"       // 403: the tenant is suspended
 	CodeNotFound            = "not_found"              // 404: unknown id, name or route
+	CodeTenantNotFound      = "tenant_not_found"       // 404: no tenant has this id
 	CodeMethodNotAllowed    = "method_not_allowed"     // 405
 	CodeInvalidTransition   = "invalid_transition"     // 409: State is the run's (or task's) current state
 	CodeConflict            = "conflict"               // 409: changed concurrently; try again
@@ -40,6 +47,7 @@ const (
 	CodeOutputTooLarge      = "output_too_large"       // 413: a completion's output is too large; nothing was recorded, the lease holds
 	CodeUnsupportedMedia    = "unsupported_media_type" // 415
 	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
+	CodeInvalidPolicy       = "invalid_policy"         // 422: the policy files do not compile (the detail names file and line); the policy in force stays
 	CodeInternal            = "internal"               // 500
 	CodeUnavailable         = "unavailable"            // 503: shutting down
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
@@ -50,7 +58,11 @@ var titles = map[string]string{
 	CodeInvalidJSON:         "Malformed JSON",
 	CodeInvalidRequest:      "Invalid request",
 	CodeInvalidDefinition:   "Invalid workflow definition",
+	CodeUnauthenticated:     "Authentication required",
+	CodeForbidden:           "Forbidden",
+	CodeTenantSuspended:     "Tenant suspended",
 	CodeNotFound:            "Not found",
+	CodeTenantNotFound:      "Tenant not found",
 	CodeMethodNotAllowed:    "Method not allowed",
 	CodeInvalidTransition:   "State does not allow this",
 	CodeConflict:            "Conflict",
@@ -59,6 +71,7 @@ var titles = map[string]string{
 	CodeOutputTooLarge:      "Task output too large",
 	CodeUnsupportedMedia:    "Unsupported media type",
 	CodeIdempotencyMismatch: "Idempotency key reused",
+	CodeInvalidPolicy:       "Invalid policy",
 	CodeInternal:            "Internal error",
 	CodeUnavailable:         "Service unavailable",
 	CodeStorageUnavailable:  "Storage unavailable",
@@ -66,9 +79,10 @@ var titles = map[string]string{
 
 // Codes lists every problem code.
 func Codes() []string {
-	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeNotFound, CodeMethodNotAllowed,
-		CodeInvalidTransition, CodeConflict, CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia,
-		CodeIdempotencyMismatch, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
+	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeUnauthenticated, CodeForbidden,
+		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
+		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
+		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is

@@ -3,7 +3,11 @@
 // and reports the outcome. Any language that speaks HTTP and JSON can do the
 // same; see ../python/worker.py.
 //
-//	go run ./examples/workers/go --server http://localhost:8084 --types python
+//	ORCHESTRATOR_API_KEY=orch_... go run ./examples/workers/go --server http://localhost:8084 --types python
+//
+// The key (a worker key of the tenant) goes in Authorization: Bearer; the
+// server records it, with the worker id, on the events of every attempt.
+// Without one only a server in AUTH=local on this host answers.
 //
 // The work it does is a demonstration: it echoes the task's input after
 // sleeping input.sleep_ms milliseconds, and fails with input.fail_code (not
@@ -40,6 +44,7 @@ type lease struct {
 
 type worker struct {
 	server, id string
+	apiKey     string
 	types      []string
 	lease      time.Duration
 	client     *http.Client
@@ -51,6 +56,7 @@ func main() {
 	id := flag.String("worker-id", "", "worker id (default host-pid)")
 	leaseFor := flag.Duration("lease", 10*time.Second, "lease length; heartbeats come at a third of it")
 	tenant := flag.String("tenant", "", "tenant id; empty uses the short /v1 API (tenant default)")
+	apiKey := flag.String("api-key", os.Getenv("ORCHESTRATOR_API_KEY"), "API key of the worker (env ORCHESTRATOR_API_KEY, preferred: a flag shows in the process list)")
 	flag.Parse()
 	if *id == "" {
 		host, _ := os.Hostname()
@@ -60,7 +66,7 @@ func main() {
 	if *tenant != "" {
 		base = strings.TrimRight(*server, "/") + "/api/v1/tenants/" + *tenant
 	}
-	w := &worker{server: base, id: *id, types: strings.Split(*types, ","), lease: *leaseFor,
+	w := &worker{server: base, id: *id, apiKey: *apiKey, types: strings.Split(*types, ","), lease: *leaseFor,
 		client: &http.Client{Timeout: 70 * time.Second}}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -152,6 +158,9 @@ func (w *worker) post(ctx context.Context, path string, body, out any) (int, err
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if w.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+w.apiKey)
+	}
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return 0, err

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """An example external worker for orchestrator, standard library only.
 
-    python3 examples/workers/python/worker.py --server http://localhost:8084 --types python
+    ORCHESTRATOR_API_KEY=orch_... python3 examples/workers/python/worker.py --server http://localhost:8084 --types python
+
+The key (a worker key of the tenant) goes in Authorization: Bearer; the
+server records it, with the worker id, on the events of every attempt.
+Without one only a server in AUTH=local on this host answers.
 
 It leases tasks of the given types, heartbeats while they run, and reports the
 outcome. The work is a demonstration: it echoes the task's input after
@@ -19,10 +23,14 @@ import urllib.error
 import urllib.request
 
 
+# HEADERS go with every request: the API key once main has read it.
+HEADERS = {"Content-Type": "application/json"}
+
+
 def post(base, path, body, timeout=70):
     """POSTs JSON; returns (status, decoded body or None)."""
     req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers=HEADERS, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             data = resp.read()
@@ -56,7 +64,11 @@ def main():
     ap.add_argument("--worker-id", default="%s-%d" % (socket.gethostname(), os.getpid()))
     ap.add_argument("--lease", type=int, default=10, help="lease length in seconds")
     ap.add_argument("--tenant", default="", help="tenant id; empty uses the short /v1 API")
+    ap.add_argument("--api-key", default=os.environ.get("ORCHESTRATOR_API_KEY", ""),
+                    help="API key of the worker (env ORCHESTRATOR_API_KEY, preferred: a flag shows in the process list)")
     args = ap.parse_args()
+    if args.api_key:
+        HEADERS["Authorization"] = "Bearer " + args.api_key
     base = args.server.rstrip("/") + ("/api/v1/tenants/%s" % args.tenant if args.tenant else "/v1")
     print("worker %s polling %s for %s" % (args.worker_id, base, args.types), file=sys.stderr)
     while True:
