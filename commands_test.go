@@ -96,6 +96,35 @@ func TestCommand_Verify(t *testing.T) {
 	})
 }
 
+// TestCommand_VerifyAdminLog: verify checks the admin log's chain too.
+func TestCommand_VerifyAdminLog(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	path := filepath.Join(t.TempDir(), "admin.db")
+	for _, args := range [][]string{
+		{"tenants", "create", "acme", "--database-url", path},
+		{"keys", "create", "--tenant", "acme", "--role", "operator", "--name", "ci", "--database-url", path},
+	} {
+		code, _, errOut := runCmd(args...)
+		is.Equal(code, 0) // an administrative action, recorded
+		_ = errOut
+	}
+	code, out, _ := runCmd("verify", "--database-url", path)
+	is.Equal(code, 0)
+	is.True(strings.Contains(out, "verified the admin log: 2 entries chain")) // both entries
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	is.NoErr(err)
+	defer raw.Close()
+	_, err = raw.Exec(`DROP TRIGGER admin_log_no_update`)
+	is.NoErr(err) // an attacker with the file drops the guard...
+	_, err = raw.Exec(`UPDATE admin_log SET actor = 'mallory' WHERE id = 1`)
+	is.NoErr(err) // ...and rewrites who created the tenant
+	code, out, _ = runCmd("verify", "--database-url", path)
+	is.Equal(code, 1)                                                    // but verify notices
+	is.True(strings.Contains(out, "MISMATCH admin log after 0 entries")) // naming the admin log
+	is.True(strings.Contains(out, "entry 1"))                            // and the entry
+}
+
 func TestCommand_History(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +32,9 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 		{"MAX_RUN_BYTES", "64MB"},
 		{"MAX_ABANDONED", "3.5"},
 		{"METRICS_BREAKER_TARGETS", "yes"},
+		{"METRICS_PUBLIC", "yes"},
+		{"AUTH", "open"},
+		{"AUTH", "Required"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			is := is.New(t)
@@ -65,4 +71,94 @@ func TestConfig_MaxConnectionsDefault(t *testing.T) {
 	is.Equal(maxConnectionsFor(1<<20), defaultMaxConnections) // a high limit: the default
 	is.Equal(maxConnectionsFor(256), 256-spareFiles)          // a low one: what it leaves spare
 	is.Equal(maxConnectionsFor(64), 16)                       // never fewer than 16
+}
+
+// TestConfig_PolicyFile: a policy file that is missing or does not compile
+// stops the server at start, naming the file (and the line).
+func TestConfig_PolicyFile(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.rego")
+	is.NoErr(os.WriteFile(bad, []byte("package orchestrator\n\nallow if {\n"), 0o644))
+	for _, c := range []struct {
+		file, want string
+		code       int
+	}{
+		{filepath.Join(dir, "none.rego"), "none.rego", 2},
+		{bad, "bad.rego:", 1},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0", "--policy-file", c.file,
+			"--database-url", filepath.Join(dir, "p.db")}, io.Discard, &stderr, nil)
+		is.Equal(code, c.code)                                   // the server does not start
+		is.True(strings.Contains(stderr.String(), c.want))       // naming the file
+		is.True(!strings.Contains(stderr.String(), "listening")) // nothing was served
+	}
+}
+
+// serveLog runs the server with args until it listens and returns its log
+// lines up to then.
+func serveLog(t *testing.T, args ...string) []map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	exit := make(chan int, 1)
+	go func() {
+		code := run(ctx, append([]string{"serve", "--port", "0", "--log-format", "json"}, args...), io.Discard, pw, nil)
+		pw.Close()
+		exit <- code
+	}()
+	var lines []map[string]any
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		lines = append(lines, m)
+		if m["msg"] == "listening" {
+			break
+		}
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if code := <-exit; code != 0 {
+		t.Fatalf("server exited %d; log: %v", code, lines)
+	}
+	return lines
+}
+
+// TestServe_LogsAccessControl: the server says its mode at start, and warns
+// when it listens beyond loopback in AUTH=local before any key exists.
+func TestServe_LogsAccessControl(t *testing.T) {
+	is := is.New(t)
+	db := filepath.Join(t.TempDir(), "mode.db")
+	find := func(lines []map[string]any, msg string) map[string]any {
+		for _, l := range lines {
+			if l["msg"] == msg || strings.HasPrefix(l["msg"].(string), msg) {
+				return l
+			}
+		}
+		return nil
+	}
+	lines := serveLog(t, "--host", "127.0.0.1", "--database-url", db)
+	mode := find(lines, "access control")
+	is.True(mode != nil)                                                    // the mode is logged
+	is.Equal(mode["auth"], "local")                                         // local by default
+	is.True(find(lines, "AUTH=local and listening beyond loopback") == nil) // no warning on loopback
+
+	lines = serveLog(t, "--host", "0.0.0.0", "--database-url", db)
+	w := find(lines, "AUTH=local and listening beyond loopback")
+	is.True(w != nil) // beyond loopback with no key: warned
+	is.Equal(w["level"], "WARN")
+
+	lines = serveLog(t, "--host", "0.0.0.0", "--database-url", db, "--auth", "required")
+	is.Equal(find(lines, "access control")["auth"], "required")             // the mode as set
+	is.True(find(lines, "AUTH=local and listening beyond loopback") == nil) // and no warning
+
+	code, _, _ := runCmd("keys", "create", "--role", "admin", "--name", "ops", "--database-url", db)
+	is.Equal(code, 0)
+	lines = serveLog(t, "--host", "0.0.0.0", "--database-url", db)
+	is.True(find(lines, "AUTH=local and listening beyond loopback") == nil) // once a key exists, no warning
 }

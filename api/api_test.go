@@ -23,6 +23,7 @@ import (
 	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/policy"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -47,7 +48,12 @@ type testServer struct {
 	URL    string
 	DB     *store.DB
 	Engine *engine.Engine
-	client *http.Client
+	Keys   *engine.Keys  // with serverOptions.Access
+	Admin  *engine.Admin // with serverOptions.Access
+	// Handler is the API itself, for requests that the real server on
+	// 127.0.0.1 cannot send (from another host).
+	Handler http.Handler
+	client  *http.Client
 }
 
 // serverOptions change what newServer builds.
@@ -58,6 +64,14 @@ type serverOptions struct {
 	Logger        *slog.Logger              // nil: none
 	Authenticator api.Authenticator         // nil: the API's default
 	Authorizer    api.Authorizer            // nil: the API's default
+	// Access wires API keys and the tenant registry over the store, as
+	// main.go does: engine.Keys (clock KeysNow), engine.Admin, the
+	// engine's TenantFunc.
+	Access        bool
+	KeysNow       func() time.Time
+	AuthMode      api.AuthMode
+	MetricsPublic bool
+	Policy        *policy.Engine
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -72,7 +86,18 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	eng, err := engine.New(engine.Config{Store: db, ExternalTypes: true, Metrics: set})
+	var keys *engine.Keys
+	var admin *engine.Admin
+	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set}
+	if opts.Access {
+		if keys, err = engine.NewKeys(engine.KeysConfig{Store: db, NowFunc: opts.KeysNow}); err != nil {
+			t.Fatalf("new keys: %v", err)
+		}
+		t.Cleanup(func() { keys.Stop() })
+		admin = &engine.Admin{Store: db, Keys: keys}
+		cfg.TenantFunc = keys.Tenant
+	}
+	eng, err := engine.New(cfg)
 	if err != nil {
 		t.Fatalf("new engine: %v", err)
 	}
@@ -90,8 +115,35 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		eng.Stop(ctx)
 	})
 	h := (&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
-		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer}).Handler()
-	return serve(t, h, db, eng)
+		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
+		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy}).Handler()
+	ts := serve(t, h, db, eng)
+	ts.Keys, ts.Admin, ts.Handler = keys, admin, h
+	return ts
+}
+
+// tenant registers a tenant as the local admin.
+func (ts *testServer) tenant(t *testing.T, id string, s engine.TenantSettings) {
+	t.Helper()
+	if _, err := ts.Admin.CreateTenant(context.Background(), engine.LocalAdmin(), id, "", s); err != nil {
+		t.Fatalf("create tenant %s: %v", id, err)
+	}
+}
+
+// newKey creates an API key as the local admin and returns the key and its
+// token.
+func (ts *testServer) newKey(t *testing.T, r engine.KeyRequest) (*engine.APIKey, string) {
+	t.Helper()
+	k, token, err := ts.Admin.CreateKey(context.Background(), engine.LocalAdmin(), r)
+	if err != nil {
+		t.Fatalf("create key %s: %v", r.Name, err)
+	}
+	return k, token
+}
+
+// bearer is the header of a request with an API key.
+func bearer(token string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + token, "Content-Type": typeJSON}
 }
 
 // serve serves h on 127.0.0.1 until cleanup.
@@ -298,7 +350,7 @@ func (ts *testServer) waitTask(t *testing.T, id, task string, s engine.TaskState
 func (ts *testServer) countRows(t *testing.T, table string) int {
 	t.Helper()
 	switch table {
-	case "runs", "tasks", "events", "workflows":
+	case "runs", "tasks", "events", "workflows", "tenants", "api_keys", "admin_log":
 	default:
 		t.Fatalf("countRows: unexpected table %q", table)
 	}
@@ -310,6 +362,24 @@ func (ts *testServer) countRows(t *testing.T, table string) int {
 	var n int
 	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
 		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+// writes counts every row a request could write (definitions, events, and
+// the admin log, which every change of a tenant or key appends to), to tell
+// that a refused request wrote nothing.
+func (ts *testServer) writes(t *testing.T) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+ts.DB.Path()+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatalf("open %s: %v", ts.DB.Path(), err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT (SELECT count(*) FROM workflows) + (SELECT count(*) FROM events) +
+		(SELECT count(*) FROM admin_log)`).Scan(&n); err != nil {
+		t.Fatalf("count writes: %v", err)
 	}
 	return n
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/orchestrator/orchestrator/api/wire"
@@ -58,7 +59,11 @@ func problemFor(err error) *Problem {
 	case errors.Is(err, engine.ErrTenantSuspended):
 		return newProblem(http.StatusForbidden, wire.CodeTenantSuspended, "the tenant is suspended; an admin resumes it")
 	case errors.As(err, &fe):
-		q := newProblem(http.StatusForbidden, wire.CodeForbidden, fe.Reason)
+		detail := fe.Reason
+		if !strings.Contains(detail, fe.Action) {
+			detail = fe.Action + " refused: " + detail
+		}
+		q := newProblem(http.StatusForbidden, wire.CodeForbidden, detail)
 		q.Permission = fe.Action
 		return q
 	case errors.As(err, &fld):

@@ -212,12 +212,23 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p httprouter.
 	if err != nil {
 		return err
 	}
-	var req wire.CreateKeyRequest
+	// wire.CreateKeyRequest, with expires_at read here, so that a time
+	// that does not parse is refused naming the field.
+	var req struct {
+		Name      string   `json:"name"`
+		Role      string   `json:"role"`
+		TaskTypes []string `json:"task_types,omitempty"`
+		ExpiresAt string   `json:"expires_at,omitempty"`
+	}
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
-	kr := engine.KeyRequest{TenantID: p.ByName("tenantId"), Role: engine.Role(req.Role), Name: req.Name,
-		TaskTypes: req.TaskTypes, ExpiresAt: req.ExpiresAt}
+	kr := engine.KeyRequest{TenantID: p.ByName("tenantId"), Role: engine.Role(req.Role), Name: req.Name, TaskTypes: req.TaskTypes}
+	if req.ExpiresAt != "" {
+		if kr.ExpiresAt, err = time.Parse(time.RFC3339Nano, req.ExpiresAt); err != nil {
+			return fieldProblem("expires_at", fmt.Sprintf("must be an RFC 3339 time like 2026-01-02T15:04:05Z, not %q", req.ExpiresAt))
+		}
+	}
 	if kr.Role == engine.RoleAdmin {
 		return fieldProblem("role", "admin keys belong to no tenant: create them with orchestrator keys create --role admin")
 	}

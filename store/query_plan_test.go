@@ -81,6 +81,8 @@ func TestQueryPlans(t *testing.T) {
 		{name: "by type after a cursor", f: store.EventFilter{Type: engine.EventRunFailed, AfterID: 1000}, index: "events_tenant_type"},
 		{name: "by actor", f: store.EventFilter{Actor: "alice"}, index: "events_tenant_actor"},
 		{name: "by actor after a cursor", f: store.EventFilter{Actor: "alice", AfterID: 1000}, index: "events_tenant_actor"},
+		{name: "on behalf of", f: store.EventFilter{OnBehalf: "alice"}, index: "events_tenant_on_behalf"},
+		{name: "on behalf of after a cursor", f: store.EventFilter{OnBehalf: "alice", AfterID: 1000}, index: "events_tenant_on_behalf"},
 		{name: "by type and actor", f: store.EventFilter{Type: engine.EventRunFailed, Actor: "alice", AfterID: 1000}, index: "events_tenant_"},
 		{name: "by task id", f: store.EventFilter{TaskID: "validate", AfterID: 1000}, index: "events_tenant"},
 		{name: "by run", f: store.EventFilter{RunID: "r1"}, index: runIndexes},

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
@@ -429,4 +430,19 @@ func TestExec_ValidateConfig(t *testing.T) {
 			is.True(strings.Contains(ps[0].Message, c.msg)) // saying what is wrong
 		})
 	}
+}
+
+// TestExec_AllowedFor: exec tasks are for the tenants whose allow_exec is
+// on, and the circuit breaker that wraps the handler keeps saying so.
+func TestExec_AllowedFor(t *testing.T) {
+	is := is.New(t)
+	h := NewExec(ExecConfig{Enabled: true})
+	is.Equal(h.AllowedFor("acme", engine.TenantSettings{AllowExec: true}), "") // allowed
+	msg := h.AllowedFor("acme", engine.TenantSettings{})
+	is.True(strings.Contains(msg, "allow_exec") && strings.Contains(msg, "acme")) // refused, naming the setting and tenant
+	wrapped, ok := WithBreaker(TypeExec, h, BreakerConfig{}, metrics.NewSet()).(engine.TenantGate)
+	is.True(ok)                                                        // the breaker keeps the gate
+	is.Equal(wrapped.AllowedFor("acme", engine.TenantSettings{}), msg) // passing it through
+	_, ok = WithBreaker("other", engine.HandlerFunc(nil), BreakerConfig{}, metrics.NewSet()).(engine.TenantGate)
+	is.True(!ok) // and gives none to a handler without one
 }
