@@ -81,6 +81,7 @@ func TestKeyAuthenticator_RequiredMode(t *testing.T) {
 	for _, path := range []string{"/metrics", "/openapi.json", "/v1/runs/r1", "/api/v1/tenants"} {
 		unauthorized(t, ts.get(t, path)) // everything else does, loopback or not
 	}
+	unauthorized(t, ts.get(t, "/api/v1/tenants/bad%20id/workflows")) // the key is asked for before anything else is read
 	r := ts.request(t, "GET", "/openapi.json", "", bearer(viewer))
 	is.Equal(r.Status, http.StatusOK) // any key reads the document
 	r = ts.request(t, "GET", "/metrics", "", bearer(viewer))
@@ -172,7 +173,7 @@ func TestAccess_TenantChecks(t *testing.T) {
 		is := is.New(t)
 		before := ts.writes(t)
 		p := problemOf(t, ts.postJSON(t, "/api/v1/tenants/nobody/workflows", body), http.StatusNotFound, wire.CodeTenantNotFound)
-		is.True(strings.Contains(p.Detail, "tenant")) // naming what is missing
+		is.True(strings.Contains(p.Detail, `tenant "nobody"`)) // naming what is missing
 		problemOf(t, ts.get(t, "/api/v1/tenants/nobody"), http.StatusNotFound, wire.CodeTenantNotFound)
 		is.Equal(ts.writes(t), before) // nothing written
 	})

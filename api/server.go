@@ -72,6 +72,8 @@ type Server struct {
 	// Authorizer is the policy step after the role check; default a
 	// PolicyAuthorizer over Policy.
 	Authorizer Authorizer
+
+	allowAll bool // no Authorizer and no Policy: decide asks nothing
 }
 
 // Handler returns the router with every route and the middleware.
@@ -90,6 +92,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Authorizer == nil {
 		s.Authorizer = PolicyAuthorizer{Policy: s.Policy}
+		s.allowAll = s.Policy == nil // nothing to ask, nothing to record
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
