@@ -159,3 +159,35 @@ func TestCLI(t *testing.T) {
 		is.True(errOut != "")
 	})
 }
+
+// TestCLI_APIKey: the commands against a server send the key of --api-key or
+// ORCHESTRATOR_API_KEY, and a server in AUTH=required refuses them without.
+func TestCLI_APIKey(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), store.Options{})
+	is.NoErr(err)
+	t.Cleanup(func() { db.Close() })
+	keys, err := engine.NewKeys(engine.KeysConfig{Store: db})
+	is.NoErr(err)
+	e, err := engine.New(engine.Config{Store: db, ExternalTypes: true})
+	is.NoErr(err)
+	is.NoErr(e.Start(ctx))
+	t.Cleanup(func() { e.Stop(ctx) })
+	admin := &engine.Admin{Store: db, Keys: keys}
+	srv := httptest.NewServer((&api.Server{Engine: e, Store: db, Metrics: metrics.NewSet(), Keys: keys, Admin: admin,
+		AuthMode: api.AuthRequired}).Handler())
+	t.Cleanup(srv.Close)
+	_, key, err := admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleViewer, Name: "v"})
+	is.NoErr(err)
+
+	code, _, errOut := run(srv.URL, "workflows", "list")
+	is.Equal(code, 1)                                    // refused without a key
+	is.True(strings.Contains(errOut, "unauthenticated")) // saying why
+	code, _, errOut = run(srv.URL, "workflows", "list", "--api-key", key)
+	is.Equal(code, 0) // with the flag
+	_ = errOut
+	t.Setenv("ORCHESTRATOR_API_KEY", key)
+	code, _, _ = run(srv.URL, "workflows", "list")
+	is.Equal(code, 0) // and with the variable
+}

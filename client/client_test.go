@@ -180,6 +180,31 @@ func TestOrchestratorClient_Transport(t *testing.T) {
 		is.NoErr(err) // get
 		r = <-got
 		is.Equal(r.URL.EscapedPath(), "/api/v1/tenants/t.1/workflows/a%20b%2Fc") // one segment
+		is.Equal(r.Header.Get("X-Actor"), "")                                    // a read names no actor
+	})
+
+	t.Run("sends the API key on every call, X-Actor on none of the admin's", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		got := make(chan *http.Request, 2)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- r
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{}`))
+		}))
+		t.Cleanup(srv.Close)
+		c, err := client.New(srv.URL, client.WithAPIKey("orch_0123456789abcdef_secret"), client.WithActor("alice"))
+		is.NoErr(err)
+		_, err = c.PauseRun(context.Background(), "r1")
+		is.NoErr(err)
+		r := <-got
+		is.Equal(r.Header.Get("Authorization"), "Bearer orch_0123456789abcdef_secret") // the key
+		is.Equal(r.Header.Get("X-Actor"), "alice")                                     // and for whom
+		_, err = c.CreateKey(context.Background(), "acme", wire.CreateKeyRequest{Name: "ci", Role: wire.RoleOperator})
+		is.NoErr(err)
+		r = <-got
+		is.Equal(r.Header.Get("Authorization"), "Bearer orch_0123456789abcdef_secret") // the key
+		is.Equal(r.Header.Get("X-Actor"), "")                                          // but no X-Actor: the admin log records the key alone
 	})
 }
 
