@@ -18,7 +18,7 @@ import (
 
 func runTasks(t testing.TB, db *store.DB, runID string) (*engine.Run, map[string]engine.Task) {
 	t.Helper()
-	run, tasks, err := db.LoadRun(context.Background(), runID)
+	run, tasks, err := db.LoadRun(context.Background(), "default", runID)
 	if err != nil {
 		t.Fatalf("load run %s: %v", runID, err)
 	}

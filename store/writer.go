@@ -78,7 +78,7 @@ func (db *DB) prepare(ctx context.Context) error {
 	return nil
 }
 
-// Commit implements engine.Store: it queues changes for the next group commit
+// Commit implements engine.Writer: it queues changes for the next group commit
 // and never blocks on the writer.
 func (db *DB) Commit(changes []engine.Change, done func(error)) {
 	db.submit(request{changes: changes, done: done})
