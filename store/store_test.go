@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -885,6 +886,34 @@ func TestStore_Close(t *testing.T) {
 		}
 		_, _, err = again.LoadRun(ctx, "default", "late")
 		is.True(errors.Is(err, engine.ErrNotFound)) // the late commit wrote nothing
+	})
+
+	t.Run("Close waits until the refusal of a later commit has run", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		db := openTestStore(t)
+		is.NoErr(db.Close()) // closed: commits are refused from now on
+		synctest.Test(t, func(t *testing.T) {
+			is := is.New(t)
+			release := make(chan struct{})
+			var refused error
+			db.Commit(nil, func(err error) {
+				<-release // the refusal is still running
+				refused = err
+			})
+			returned := false
+			go func() {
+				db.Close()
+				returned = true
+			}()
+			synctest.Wait() // every goroutine here is blocked
+			waited := !returned
+			close(release)
+			synctest.Wait()
+			is.True(waited)                               // Close waited for the refusal it did not start
+			is.True(returned)                             // and returned once it was over
+			is.True(errors.Is(refused, engine.ErrClosed)) // having refused the commit
+		})
 	})
 
 	t.Run("Close while commits keep arriving does not deadlock", func(t *testing.T) {

@@ -92,7 +92,7 @@ func (db *DB) submit(r request) {
 		if r.done != nil {
 			// Never call done before Commit returns: the caller may hold
 			// the lock done takes.
-			go r.done(engine.ErrClosed)
+			db.g.Go(func() { r.done(engine.ErrClosed) })
 		}
 		return
 	}
@@ -125,7 +125,6 @@ func (db *DB) wake() {
 // request commits at once, and requests that arrive during a commit form the
 // next batch.
 func (db *DB) writeLoop() {
-	defer close(db.stopped)
 	var batch []request
 	for {
 		db.mu.Lock()
