@@ -86,8 +86,10 @@ type Querier interface {
 	// no events.
 	RunEvents(ctx context.Context, tenantID, runID string, afterSeq int64, limit int) ([]Event, error)
 
-	// ListRuns returns one page of runs and the cursor of the next page (nil
-	// on the last). A filter Validate refuses is an error.
+	// ListRuns returns one page of run summaries, runs without Input and
+	// Output (a payload may be a megabyte; LoadRun has them), and the cursor
+	// of the next page (nil on the last). A filter Validate refuses is an
+	// error.
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, *RunCursor, error)
 
 	// ListEvents returns up to f.Limit events matching f, in the filter's

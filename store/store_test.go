@@ -28,6 +28,7 @@ import (
 	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/schema"
 	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/store/storetest"
 )
 
 // patience bounds every wait of these tests; reaching it is a failure, not a
@@ -318,6 +319,13 @@ func latestMigration(t testing.TB) int {
 		latest = max(latest, v)
 	}
 	return latest
+}
+
+// TestStore_Conformance holds the SQLite store to the contract every
+// engine.Store meets.
+func TestStore_Conformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) engine.Store { return openTestStore(t) })
 }
 
 func TestStore_Migrate(t *testing.T) {
