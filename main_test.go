@@ -332,12 +332,12 @@ func TestCrashRecovery(t *testing.T) {
 	is.NoErr(err)
 	defer db.Close()
 	for _, id := range acked {
-		run, _, err := db.LoadRun(ctx, id)
+		run, _, err := db.LoadRun(ctx, "default", id)
 		is.NoErr(err)
 		if run.State != engine.RunCompleted {
 			t.Errorf("run %s ended %s, want completed (%v)", id, run.State, run.Error)
 		}
-		events, err := db.RunEvents(ctx, id, 0, 0)
+		events, err := db.RunEvents(ctx, "default", id, 0, 0)
 		is.NoErr(err)
 		completed := map[string]int{}
 		for _, e := range events {
@@ -358,7 +358,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("%d attempts recorded as abandoned by the kills", abandoned)
 	is.True(abandoned > 0) // the kills landed on running attempts, and recovery retried them
 	var bad []string
-	n, err := db.Verify(ctx, func(id string, err error) { bad = append(bad, fmt.Sprintf("%s: %v", id, err)) })
+	n, err := engine.Verify(ctx, db, func(_, id string, err error) { bad = append(bad, fmt.Sprintf("%s: %v", id, err)) })
 	is.NoErr(err)
 	is.True(n >= len(acked)) // a run may be durable yet unacknowledged when the kill lands between commit and answer
 	if len(bad) > 0 {

@@ -251,7 +251,7 @@ func TestServer_Authenticator(t *testing.T) {
 	is.NoErr(json.Unmarshal(r.Body, &run))
 	r = ts.request(t, "POST", "/v1/runs/"+run.ID+"/pause", "", hdr)
 	is.Equal(r.Status, http.StatusOK) // paused with it
-	events, err := ts.DB.RunEvents(context.Background(), run.ID, 0, 0)
+	events, err := ts.DB.RunEvents(context.Background(), "default", run.ID, 0, 0)
 	is.NoErr(err)
 	actors := map[engine.EventType]string{}
 	for _, e := range events {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
-	"github.com/orchestrator/orchestrator/store"
 )
 
 // Runs: start (with an Idempotency-Key), list, read, control and metrics,
@@ -145,8 +144,8 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before"); err != nil {
 		return err
 	}
-	f := store.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
-	if f.Limit, err = intParam(q, "limit", 50, 1, store.MaxPage); err != nil {
+	f := engine.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
+	if f.Limit, err = intParam(q, "limit", 50, 1, engine.MaxPage); err != nil {
 		return err
 	}
 	if st := q.Get("status"); st != "" {
@@ -163,10 +162,11 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	}
 	if tok := q.Get("page_token"); tok != "" {
 		t, err := decodeToken(tok)
-		if err != nil || t.ID == "" {
+		at, terr := engine.ParseTime(t.CreatedAt)
+		if err != nil || terr != nil || t.ID == "" {
 			return fieldProblem("page_token", "is not a token this list gave out")
 		}
-		f.Cursor = &store.RunCursor{CreatedAt: t.CreatedAt, ID: t.ID}
+		f.Cursor = &engine.RunCursor{CreatedAt: at, ID: t.ID}
 	}
 	runs, next, err := s.Store.ListRuns(r.Context(), f)
 	if err != nil {
@@ -180,13 +180,13 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 		}
 		if !ok { // the page is full: the next one starts at this run
 			last := runs[i-1]
-			next = &store.RunCursor{CreatedAt: engine.FormatTime(last.CreatedAt), ID: last.ID}
+			next = engine.CursorOf(&last)
 			break
 		}
 	}
 	page := wire.RunsPage[json.RawMessage]{Runs: items.items}
 	if next != nil {
-		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
+		page.NextPageToken = encodeToken(pageToken{CreatedAt: engine.FormatTime(next.CreatedAt), ID: next.ID})
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
@@ -218,7 +218,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 		return err
 	}
 	id := runIDOf(p)
-	run, tasks, err := s.Store.GetRun(r.Context(), tenant, id)
+	run, tasks, err := s.Store.LoadRun(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -331,7 +331,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	if err != nil {
 		return err
 	}
-	events, err := s.Store.RunEvents(r.Context(), id, 0, int(run.LastSeq))
+	events, err := s.Store.RunEvents(r.Context(), tenant, id, 0, int(run.LastSeq))
 	if err != nil {
 		return err
 	}

@@ -151,7 +151,7 @@ func TestAPI_StorageUnavailable(t *testing.T) {
 	for _, id := range acked {
 		run := ts.waitState(t, id, engine.RunCompleted) // every acknowledged run completes by itself
 		is.Equal(string(run.task("a").Output), string(roomlessOutput))
-		is.NoErr(db.VerifyRun(ctx, id, nil)) // its history is whole
+		is.NoErr(engine.VerifyRun(ctx, db, "default", id)) // its history is whole
 	}
 	deadline := time.Now().Add(waitTimeout)
 	for {

@@ -403,7 +403,7 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 	if hash != req.RequestHash {
 		return nil, fmt.Errorf("idempotency key %q: %w", req.IdempotencyKey, ErrIdempotencyMismatch)
 	}
-	run, _, err := e.store.LoadRun(ctx, runID)
+	run, _, err := e.store.LoadRun(ctx, req.TenantID, runID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("idempotency key %q names run %s, which is gone: %w", req.IdempotencyKey, runID, ErrConflict)
 	}
@@ -476,12 +476,9 @@ func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error)
 		}
 		e.mu.Unlock()
 		if ch == nil {
-			run, _, err := e.store.LoadRun(ctx, runID)
+			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
 			if err != nil {
 				return nil, err
-			}
-			if run.TenantID != tenantID {
-				return nil, fmt.Errorf("run %s: %w", runID, ErrNotFound)
 			}
 			if run.State.Terminal() {
 				return run, nil

@@ -300,7 +300,8 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 func (b *batch) then(f func()) { b.after = append(b.after, f) }
 
 // commit hands the batch to the store. done, if not nil, is called with the
-// outcome after the engine has processed it.
+// outcome after the engine has processed it; it may be called before commit
+// returns, with Engine.mu held, so it must not block nor take Engine.mu.
 func (b *batch) commit(done func(error)) {
 	if b.failed {
 		// Part of the decision was refused: writing the rest would record a
@@ -308,7 +309,7 @@ func (b *batch) commit(done func(error)) {
 		err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
 		b.e.breakRun(b.rs, err)
 		if done != nil {
-			go done(err)
+			done(err)
 		}
 		return
 	}

@@ -78,7 +78,7 @@ func (db *DB) prepare(ctx context.Context) error {
 	return nil
 }
 
-// Commit implements engine.Store: it queues changes for the next group commit
+// Commit implements engine.Writer: it queues changes for the next group commit
 // and never blocks on the writer.
 func (db *DB) Commit(changes []engine.Change, done func(error)) {
 	db.submit(request{changes: changes, done: done})
@@ -92,7 +92,7 @@ func (db *DB) submit(r request) {
 		if r.done != nil {
 			// Never call done before Commit returns: the caller may hold
 			// the lock done takes.
-			go r.done(engine.ErrClosed)
+			db.g.Go(func() { r.done(engine.ErrClosed) })
 		}
 		return
 	}
@@ -125,7 +125,6 @@ func (db *DB) wake() {
 // request commits at once, and requests that arrive during a commit form the
 // next batch.
 func (db *DB) writeLoop() {
-	defer close(db.stopped)
 	var batch []request
 	for {
 		db.mu.Lock()
