@@ -6,6 +6,8 @@
 //	orchestrator history RUN_ID   print a run's events as a timeline
 //	orchestrator validate FILE    validate a workflow definition
 //	orchestrator run FILE         run a definition in this process, print its history
+//	orchestrator backup FILE      copy the database while a server writes, check the copy
+//	orchestrator restore FILE     put a checked backup in place of the database
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
 //
@@ -59,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	if slices.Contains(cli.Commands, cmd) {
 		return cli.Run(ctx, cmd, args, stdout, stderr)
 	}
+	if _, ok := operations[cmd]; ok {
+		return runOperation(ctx, cmd, args, stdout, stderr)
+	}
 	var c config
 	fs := flag.NewFlagSet("orchestrator "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -81,6 +86,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 		fmt.Fprintf(stderr, "orchestrator: unknown command %q\ncommands:\n", cmd)
 		for _, k := range []string{"serve", "run", "migrate", "verify", "history", "validate"} {
 			fmt.Fprintln(stderr, "  "+usage[k])
+		}
+		for _, k := range operationNames() {
+			fmt.Fprintln(stderr, "  "+operations[k].usage)
 		}
 		fmt.Fprintln(stderr, "commands against a server (--server or ORCHESTRATOR_URL; -h for each):")
 		for _, k := range cli.Commands {
