@@ -21,8 +21,9 @@ type operation struct {
 
 // operations are the operator's commands on the database, by name.
 var operations = map[string]operation{
-	"backup":  {usage: backupUsage, setup: backupCmd},
-	"restore": {usage: restoreUsage, setup: restoreCmd},
+	"backup":      {usage: backupUsage, setup: backupCmd},
+	"restore":     {usage: restoreUsage, setup: restoreCmd},
+	"checkpoints": {usage: checkpointsUsage, setup: checkpointsCmd},
 }
 
 // operationNames lists the operations in the order the help shows them.

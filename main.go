@@ -8,6 +8,8 @@
 //	orchestrator run FILE         run a definition in this process, print its history
 //	orchestrator backup FILE      copy the database while a server writes, check the copy
 //	orchestrator restore FILE     put a checked backup in place of the database
+//	orchestrator checkpoints pubkey|create|export FILE|verify FILE
+//	                              signed checkpoints of every tenant's log
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
 //
@@ -188,6 +190,12 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	log.Info("recovered", "took", time.Since(start).String(), "database", c.databasePath)
+	checkpoints, err := startCheckpoints(c, db)
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	defer checkpoints.Stop()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, c.port))
 	if err != nil {
 		eng.Stop(context.Background())

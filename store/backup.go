@@ -189,6 +189,7 @@ func (db *DB) Summary(ctx context.Context) (*engine.DatabaseSummary, error) {
 		{`SELECT count(*) FROM workflows`, &s.Definitions},
 		{`SELECT count(*) FROM events`, &s.Events},
 		{`SELECT COALESCE(max(id), 0) FROM events`, &s.LastEventID},
+		{`SELECT count(*) FROM checkpoints`, &s.Checkpoints},
 	} {
 		if err := tx.QueryRowContext(ctx, q.sql).Scan(q.to); err != nil {
 			return nil, fmt.Errorf("summary: %w", err)
