@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
 
@@ -238,4 +239,45 @@ func TestCheckpointVerifier_NamesARewrittenRun(t *testing.T) {
 		m = verifyCheckpoints(t, db, acme[1:2], pub)
 		is.True(len(m) == 0) // a file may start after the first checkpoint
 	})
+}
+
+func TestCheckpointer_StartStop(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := startEngine(t, db)
+	tenantRuns(t, e, "default", 1)
+	var nilCheckpointer *engine.Checkpointer
+	nilCheckpointer.Stop() // safe on nil
+
+	cpr, err := engine.NewCheckpointer(engine.CheckpointerConfig{Store: db, Key: newSigningKey(t), Interval: 10 * time.Millisecond})
+	is.NoErr(err)
+	cpr.Stop() // safe before Start
+	cpr.Start()
+	cpr.Start() // and Start twice
+	tenantRuns(t, e, "default", 1)
+	raw := rawDB(t, db.Path())
+	deadline := time.Now().Add(patience)
+	for { // the rounds go on by themselves until one has signed every event
+		head := count(t, raw, `SELECT COALESCE(max(head_event_id), 0) FROM checkpoints`)
+		if head == count(t, raw, `SELECT max(id) FROM events`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of the whole log: head %d", head)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cpr.Stop()
+	cpr.Stop() // idempotent
+	n := count(t, raw, `SELECT count(*) FROM checkpoints`)
+	tenantRuns(t, e, "default", 1)
+	cps, err := cpr.Checkpoint(ctx) // on demand after Stop
+	is.NoErr(err)
+	is.Equal(len(cps), 1)
+	is.Equal(count(t, raw, `SELECT count(*) FROM checkpoints`), n+1) // no round ran after Stop but this one
+
+	_, err = engine.NewCheckpointer(engine.CheckpointerConfig{Store: db})
+	is.True(err != nil) // a key is required
 }
