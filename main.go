@@ -202,7 +202,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	ln = newLimitListener(ln, c.maxConnections)
-	handler := &api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout}
+	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout}
 	srv := &http.Server{
 		Handler:           handler.Handler(),
 		ReadHeaderTimeout: min(10*time.Second, c.readTimeout),

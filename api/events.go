@@ -39,7 +39,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if verify != "" && verify != "true" && verify != "false" {
 		return fieldProblem("verify", "must be true or false")
 	}
-	if _, err := s.Store.GetRunRow(r.Context(), tenant, id); err != nil {
+	if _, err := s.Engine.GetRunRow(r.Context(), tenant, id); err != nil {
 		return runNotFound(err, id)
 	}
 	typ, err := eventTypeParam(q)
@@ -56,7 +56,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 		page.NextAfter = last.Seq
 	}
 	if verify == "true" {
-		all, err := s.Store.RunEvents(r.Context(), tenant, id, 0, 0)
+		all, err := s.Engine.RunEvents(r.Context(), tenant, id, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		rc := http.NewResponseController(w)
 		n := 0
 		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
-		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+		err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 			if err := enc.Encode(wireEvent(e)); err != nil {
 				return err
 			}
@@ -157,7 +157,7 @@ func (s *Server) eventPage(r *http.Request, f engine.EventFilter, limit int) ([]
 	items := s.newPage()
 	var last engine.Event
 	more := false
-	err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+	err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 		if len(items.items) == limit {
 			more = true
 			return errPageFull

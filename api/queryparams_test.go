@@ -45,7 +45,7 @@ func newParamsEnv(t *testing.T, now func() time.Time) *paramsEnv {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	srv := httptest.NewServer((&api.Server{Engine: eng, Store: db, Metrics: set}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set}).Handler())
 	t.Cleanup(srv.Close)
 	return &paramsEnv{url: srv.URL, db: db, eng: eng}
 }

@@ -58,33 +58,14 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
 	}
 	hash := requestHash(req.Workflow, req.Version, req.Definition, req.Input)
-	if key != "" {
-		// Answer a repeat before anything is written: a refused request
-		// must not have registered its inline definition.
-		if runID, h, err := s.Store.FindIdempotencyKey(r.Context(), tenant, key); err == nil {
-			if h != hash {
-				return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
-					"this Idempotency-Key was used for a different request; use a new key")
-			}
-			run, err := s.Store.GetRunRow(r.Context(), tenant, runID)
-			if err != nil {
-				return err
-			}
-			return s.answerStarted(w, p, tenant, run, true)
-		} else if !errors.Is(err, engine.ErrNotFound) {
-			return err
-		}
-	}
 	workflow, version := req.Workflow, req.Version
-	if hasDef {
-		sd, _, err := s.Engine.RegisterDefinition(r.Context(), tenant, req.Definition)
-		if err != nil {
-			return err
-		}
-		workflow, version = sd.Name, sd.Version
-	}
+	// The engine writes an inline definition's version, the run and the
+	// key in one commit: a refused or repeated request registers nothing.
 	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
 		Actor: actor, IdempotencyKey: key}
+	if hasDef {
+		start.Workflow, start.Version, start.Definition = "", 0, req.Definition
+	}
 	if key != "" {
 		start.RequestHash = hash
 	}
@@ -168,7 +149,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 		}
 		f.Cursor = &engine.RunCursor{CreatedAt: at, ID: t.ID}
 	}
-	runs, next, err := s.Store.ListRuns(r.Context(), f)
+	runs, next, err := s.Engine.ListRuns(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -218,7 +199,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 		return err
 	}
 	id := runIDOf(p)
-	run, tasks, err := s.Store.LoadRun(r.Context(), tenant, id)
+	run, tasks, err := s.Engine.GetRun(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -303,7 +284,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		}
 		if err != nil {
 			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
-				if _, gerr := s.Store.GetRunRow(r.Context(), tenant, id); gerr == nil {
+				if _, gerr := s.Engine.GetRunRow(r.Context(), tenant, id); gerr == nil {
 					return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
 				}
 			}
@@ -323,7 +304,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 		return err
 	}
 	id := runIDOf(p)
-	run, err := s.Store.GetRunRow(r.Context(), tenant, id)
+	run, err := s.Engine.GetRunRow(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -331,7 +312,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	if err != nil {
 		return err
 	}
-	events, err := s.Store.RunEvents(r.Context(), tenant, id, 0, int(run.LastSeq))
+	events, err := s.Engine.RunEvents(r.Context(), tenant, id, 0, int(run.LastSeq))
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func TestAPI_StorageUnavailable(t *testing.T) {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	ts := serve(t, (&api.Server{Engine: eng, Store: db, Metrics: set, Logger: log}).Handler(), db, eng)
+	ts := serve(t, (&api.Server{Engine: eng, Metrics: set, Logger: log}).Handler(), db, eng)
 	ts.register(t, `{"name":"fill","tasks":[{"id":"a","type":"roomless"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
 
 	const runs = 3

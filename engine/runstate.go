@@ -238,8 +238,10 @@ type batch struct {
 	after     []func() // run under Engine.mu once durable
 	now       time.Time
 	failed    bool // an event was refused: memory no longer matches what would be written
-	// With insert: the client's idempotency key and request hash.
+	// With insert: the client's idempotency key and request hash, and the
+	// inline definition version to store with the run.
 	idemKey, idemHash string
+	definition        *StoredDefinition
 }
 
 func (e *Engine) newBatch(rs *runState, actor string) *batch {
@@ -321,7 +323,7 @@ func (b *batch) commit(done func(error)) {
 	}
 	rs, e := b.rs, b.e
 	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, PrevState: b.prevState, Events: b.events,
-		IdempotencyKey: b.idemKey, RequestHash: b.idemHash}
+		IdempotencyKey: b.idemKey, RequestHash: b.idemHash, Definition: b.definition}
 	if b.insert {
 		ch.Tasks = append([]Task(nil), rs.view.Tasks...)
 	} else {

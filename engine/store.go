@@ -33,7 +33,8 @@ type Writer interface {
 	// are written all together or not at all; changes of one run are
 	// committed in the order Commit is called. A change whose PrevSeq does
 	// not match the stored run, that inserts a run that exists, that repeats
-	// a stored seq, that names a definition version not stored, whose rows a
+	// a stored seq, that names a definition version not stored, that stores
+	// (Change.Definition) a definition version taken already, whose rows a
 	// state machine could not have produced (a terminal state without
 	// ended_at), or whose idempotency key is stored already fails with
 	// ErrConflict; one that updates a task row not stored fails with
@@ -145,6 +146,10 @@ type Change struct {
 	// transaction; a key already stored fails the change with ErrConflict.
 	IdempotencyKey string
 	RequestHash    string
+	// With Insert: a definition version to store in the same transaction (a
+	// run started with an inline definition); a version already stored
+	// under its name fails the change with ErrConflict.
+	Definition *StoredDefinition
 }
 
 // StoredDefinition is a definition version as the store keeps it.

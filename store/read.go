@@ -11,6 +11,11 @@ import (
 	"github.com/orchestrator/orchestrator/engine"
 )
 
+// sqlInsertDefinition stores a definition version; UNIQUE(tenant_id, name,
+// version) refuses a version taken meanwhile.
+const sqlInsertDefinition = `INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at)
+	VALUES (?, ?, ?, ?, ?, ?)`
+
 const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
 	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes`
@@ -41,8 +46,7 @@ func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*e
 		}
 		out = *d
 		out.Version = latest + 1
-		if _, err := tx.Exec(`INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, d.TenantID, d.Name, out.Version, string(d.Definition), d.Hash,
+		if _, err := tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, out.Version, string(d.Definition), d.Hash,
 			engine.FormatTime(d.CreatedAt)); err != nil {
 			return constraintErr("insert definition "+d.Name, err)
 		}

@@ -364,6 +364,12 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 		if ch.PrevSeq != 0 {
 			return fmt.Errorf("insert run %s after seq %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
 		}
+		if d := ch.Definition; d != nil {
+			if _, err := ts.tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, d.Version, string(d.Definition), d.Hash,
+				engine.FormatTime(d.CreatedAt)); err != nil {
+				return constraintErr(fmt.Sprintf("insert definition %s v%d", d.Name, d.Version), err)
+			}
+		}
 		_, err := ts.get(stInsertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
 			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes)

@@ -422,6 +422,36 @@ func testIdempotencyKeys(t *testing.T, open func(t *testing.T) engine.Store) {
 		absent(t, s, loser)  // the other wrote nothing
 	})
 
+	t.Run("a run inserted with its definition stores both in one commit, or neither", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		s := open(t)
+		sd, plan := storedDefinition(t, "default", wfJSON)
+		sd.Version = 1
+		ch := keyed(t, plan, "default", "r1", "k1", "h1")
+		ch.Definition = sd
+		is.NoErr(commit(t, s, ch)) // the definition version, the run and the key together
+		got, err := s.GetDefinition(t.Context(), "default", "wf", 1)
+		is.NoErr(err)               // the version is stored
+		is.Equal(got.Hash, sd.Hash) // as given
+		_, _, err = s.LoadRun(t.Context(), "default", "r1")
+		is.NoErr(err) // and so is the run
+
+		// A version taken already fails the whole change: no run, no key.
+		other, plan2 := storedDefinition(t, "default", `{"name":"wf","description":"changed","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
+		other.Version = 1
+		ch = keyed(t, plan2, "default", "r2", "k2", "h2")
+		ch.Definition = other
+		is.True(errors.Is(commit(t, s, ch), engine.ErrConflict)) // version 1 is taken
+		absent(t, s, "r2")
+		_, _, err = s.FindIdempotencyKey(t.Context(), "default", "k2")
+		is.True(errors.Is(err, engine.ErrNotFound)) // the key was not stored either
+		got, err = s.GetDefinition(t.Context(), "default", "wf", 0)
+		is.NoErr(err)
+		is.Equal(got.Version, 1)    // no other version appeared
+		is.Equal(got.Hash, sd.Hash) // and version 1 is the first definition
+	})
+
 	t.Run("keys belong to their tenant", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
