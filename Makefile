@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/orchestrator
 
-.PHONY: run test build lint fuzz bench bench-http crash torture docker docker-check clean
+.PHONY: run test build lint fuzz bench bench-http crash torture docker docker-check litestream-check clean
 
 run:
 	$(GO) run . serve
@@ -36,6 +36,9 @@ docker:
 
 docker-check:
 	scripts/docker-check
+
+litestream-check:
+	scripts/litestream-check
 
 clean:
 	rm -rf bin orchestrator.db orchestrator.db-wal orchestrator.db-shm

@@ -26,11 +26,15 @@ func history(ctx context.Context, c *config, runID string, stdout io.Writer) err
 
 // printHistory prints a run's events as a timeline and checks its chain.
 func printHistory(ctx context.Context, db *store.DB, runID string, stdout io.Writer) error {
-	run, _, err := db.LoadRun(ctx, runID)
+	tenant, err := db.RunTenant(ctx, runID)
 	if err != nil {
 		return err
 	}
-	events, err := db.RunEvents(ctx, runID, 0, 0)
+	run, _, err := db.LoadRun(ctx, tenant, runID)
+	if err != nil {
+		return err
+	}
+	events, err := db.RunEvents(ctx, tenant, runID, 0, 0)
 	if err != nil {
 		return err
 	}

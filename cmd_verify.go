@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
 
@@ -29,7 +30,7 @@ func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
 	}
 	defer db.Close()
 	var bad []string
-	n, err := db.Verify(ctx, func(id string, err error) {
+	n, err := engine.Verify(ctx, db, func(_, id string, err error) {
 		bad = append(bad, id)
 		fmt.Fprintf(stdout, "MISMATCH %s: %v\n", id, err)
 	})

@@ -307,7 +307,7 @@ func TestGracefulShutdown(t *testing.T) {
 	db, err := store.Open(ctx, dbPath, store.Options{})
 	is.NoErr(err)
 	defer db.Close()
-	_, tasks, err := db.LoadRun(ctx, id)
+	_, tasks, err := db.LoadRun(ctx, "default", id)
 	is.NoErr(err)
 	states := map[string]engine.TaskState{}
 	for _, tk := range tasks {
@@ -315,7 +315,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	is.Equal(states["short"], engine.TaskCompleted) // finished within the grace period and recorded
 	is.Equal(states["long"], engine.TaskReady)      // interrupted, back to ready for the next start
-	events, err := db.RunEvents(ctx, id, 0, 0)
+	events, err := db.RunEvents(ctx, "default", id, 0, 0)
 	is.NoErr(err)
 	interrupted := false
 	for _, e := range events {

@@ -47,6 +47,9 @@ type config struct {
 	databasePath   string // from databaseURL
 	logger         *slog.Logger
 
+	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
+	checkpointKey    string        // the signing key's file; "" = beside the database
+
 	envErrs []envError      // environment values that did not parse
 	given   map[string]bool // flags given on the command line
 }
@@ -165,6 +168,9 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"an OPA policy (a .rego file or a directory of them) asked after the role check on every request acting on a tenant; reloaded on SIGHUP (env POLICY_FILE)")
 	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", c.envBool("metrics-breaker-targets", "METRICS_BREAKER_TARGETS", false),
 		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
+	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
+		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
+	checkpointKeyFlag(fs, &c.checkpointKey)
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -241,6 +247,8 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("read-timeout, write-timeout and idle-timeout must be positive")
 	case c.maxConnections < 1:
 		return fmt.Errorf("max-connections %d: want at least 1", c.maxConnections)
+	case c.checkpointsEvery < 0:
+		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
 	}

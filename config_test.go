@@ -35,6 +35,7 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 		{"METRICS_PUBLIC", "yes"},
 		{"AUTH", "open"},
 		{"AUTH", "Required"},
+		{"CHECKPOINT_INTERVAL", "hourly"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			is := is.New(t)
@@ -48,6 +49,16 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 			is.True(!strings.Contains(stderr.String(), "listening")) // nothing was served
 		})
 	}
+
+	t.Run("a negative checkpoint interval is refused", func(t *testing.T) {
+		is := is.New(t)
+		t.Setenv("CHECKPOINT_INTERVAL", "-1m")
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
+			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
+		is.Equal(code, 2)                                                             // the server does not start
+		is.True(strings.Contains(stderr.String(), "checkpoint-interval -1m0s: want")) // saying why
+	})
 
 	t.Run("a flag wins over a bad environment value", func(t *testing.T) {
 		t.Setenv("MAX_BODY_BYTES", "1MB")

@@ -6,6 +6,10 @@
 //	orchestrator history RUN_ID   print a run's events as a timeline
 //	orchestrator validate FILE    validate a workflow definition
 //	orchestrator run FILE         run a definition in this process, print its history
+//	orchestrator backup FILE      copy the database while a server writes, check the copy
+//	orchestrator restore FILE     put a checked backup in place of the database
+//	orchestrator checkpoints pubkey|create|export FILE|verify FILE
+//	                              signed checkpoints of every tenant's log
 //	orchestrator tenants|keys ... manage tenants and API keys on the database file
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
@@ -61,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 	if slices.Contains(cli.Commands, cmd) {
 		return cli.Run(ctx, cmd, args, stdout, stderr)
 	}
+	if _, ok := operations[cmd]; ok {
+		return runOperation(ctx, cmd, args, stdout, stderr)
+	}
 	var c config
 	fs := flag.NewFlagSet("orchestrator "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, handlers 
 		fmt.Fprintf(stderr, "orchestrator: unknown command %q\ncommands:\n", cmd)
 		for _, k := range []string{"serve", "run", "migrate", "verify", "history", "validate"} {
 			fmt.Fprintln(stderr, "  "+usage[k])
+		}
+		for _, k := range operationNames() {
+			fmt.Fprintln(stderr, "  "+operations[k].usage)
 		}
 		fmt.Fprintln(stderr, "commands against a server (--server or ORCHESTRATOR_URL; -h for each):")
 		for _, k := range cli.Commands {
@@ -194,6 +204,12 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	log.Info("recovered", "took", time.Since(start).String(), "database", c.databasePath)
+	checkpoints, err := startCheckpoints(c, db)
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	defer checkpoints.Stop()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, c.port))
 	if err != nil {
 		eng.Stop(context.Background())
@@ -207,7 +223,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
-	handler := &api.Server{Engine: eng, Store: db, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
+	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
 		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
 	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
 		eng.Stop(context.Background())

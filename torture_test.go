@@ -484,7 +484,7 @@ func tortureCheckLog(t *testing.T, dbPath string, runs []*tortureRun) int {
 	completedBy := map[string]int{} // runs completed per workflow
 	var completions, abandoned, leaseExpired, held, failures int
 	for _, r := range runs {
-		run, _, err := db.LoadRun(ctx, r.id)
+		run, _, err := db.LoadRun(ctx, "default", r.id)
 		is.NoErr(err) // every acknowledged run is in the database
 		switch {
 		case r.cancelled && run.State != engine.RunCancelled:
@@ -497,7 +497,7 @@ func tortureCheckLog(t *testing.T, dbPath string, runs []*tortureRun) int {
 		case run.State == engine.RunCompleted:
 			completedBy[r.workflow]++
 		}
-		events, err := db.RunEvents(ctx, r.id, 0, 0)
+		events, err := db.RunEvents(ctx, "default", r.id, 0, 0)
 		is.NoErr(err) // read the log
 		completed, reset := map[string]int{}, map[string]int{}
 		for i, e := range events {
@@ -539,7 +539,7 @@ func tortureCheckLog(t *testing.T, dbPath string, runs []*tortureRun) int {
 		failures, abandoned, leaseExpired, held)
 
 	var bad []string
-	n, err := db.Verify(ctx, func(id string, err error) { bad = append(bad, fmt.Sprintf("%s: %v", id, err)) })
+	n, err := engine.Verify(ctx, db, func(_, id string, err error) { bad = append(bad, fmt.Sprintf("%s: %v", id, err)) })
 	is.NoErr(err)           // verify
 	is.True(n >= len(runs)) // a run may be durable yet unanswered when a kill lands between commit and answer
 	if len(bad) > 0 {

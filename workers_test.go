@@ -147,11 +147,11 @@ func runEvents(t *testing.T, dbPath, id string) []engine.Event {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ev, err := db.RunEvents(context.Background(), id, 0, 0)
+	ev, err := db.RunEvents(context.Background(), "default", id, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.VerifyRun(context.Background(), id, nil); err != nil {
+	if err := engine.VerifyRun(context.Background(), db, "default", id); err != nil {
 		t.Fatalf("verify %s: %v", id, err)
 	}
 	return ev

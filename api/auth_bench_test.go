@@ -45,7 +45,7 @@ func benchServer(b *testing.B, mode api.AuthMode, withPolicy bool) (string, stri
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Stop(ctx) })
-	s := &api.Server{Engine: e, Store: db, Metrics: metrics.NewSet(), Keys: keys, Admin: &engine.Admin{Store: db, Keys: keys}, AuthMode: mode}
+	s := &api.Server{Engine: e, Metrics: metrics.NewSet(), Keys: keys, Admin: &engine.Admin{Store: db, Keys: keys}, AuthMode: mode}
 	if withPolicy {
 		if s.Policy, err = policy.Load(ctx, "../examples/policy/authz.rego", policy.Options{}); err != nil {
 			b.Fatal(err)

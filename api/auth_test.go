@@ -194,7 +194,7 @@ func TestAccess_TenantChecks(t *testing.T) {
 		problemOf(t, ts.postJSON(t, "/api/v1/tenants/acme/workflows/"+run.ID+"/cancel", ""), http.StatusForbidden, wire.CodeTenantSuspended)
 		problemOf(t, ts.get(t, "/api/v1/tenants/acme/workflows"), http.StatusForbidden, wire.CodeTenantSuspended)
 		is.Equal(ts.writes(t), before) // nothing written
-		got, _, err := ts.DB.GetRun(context.Background(), "acme", run.ID)
+		got, _, err := ts.DB.LoadRun(context.Background(), "acme", run.ID)
 		is.NoErr(err)
 		is.Equal(got.State, engine.RunRunning) // its run is still running
 		var tn wire.Tenant
@@ -224,7 +224,7 @@ func TestAccess_ActorIsTheCaller(t *testing.T) {
 
 	t.Run("an operator's key is the actor, its X-Actor beside it", func(t *testing.T) {
 		is := is.New(t)
-		events, err := ts.DB.RunEvents(ctx, run.ID, 0, 0)
+		events, err := ts.DB.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		for _, e := range events {
 			is.Equal(e.Actor, "key:"+opKey.ID+":ci") // the key, id and name
@@ -255,7 +255,7 @@ func TestAccess_ActorIsTheCaller(t *testing.T) {
 		decodeJSON(t, ts.request(t, "POST", "/v1/tasks/poll", `{"types":["http"],"worker_id":"w1"}`, bearer(worker)), http.StatusOK, &lease)
 		r := ts.request(t, "POST", "/v1/tasks/"+lease.ID+"/complete", `{"lease_token":"`+lease.Token+`","output":{"ok":true}}`, bearer(worker))
 		is.Equal(r.Status, http.StatusOK) // completed
-		events, err := ts.DB.RunEvents(ctx, run.ID, 0, 0)
+		events, err := ts.DB.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		n := 0
 		for _, e := range events {

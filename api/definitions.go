@@ -70,7 +70,7 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request, _ httproute
 		}
 		version = n
 	}
-	sd, err := s.Store.GetDefinition(r.Context(), DefaultTenant, name, version)
+	sd, err := s.Engine.GetDefinition(r.Context(), DefaultTenant, name, version)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request, p httpr
 	if err := onlyParams(r.URL.Query()); err != nil {
 		return err
 	}
-	defs, err := s.Store.ListDefinitions(r.Context(), tenant)
+	defs, err := s.Engine.ListDefinitions(r.Context(), tenant)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (s *Server) getDefinitionVersion(w http.ResponseWriter, r *http.Request, p 
 		}
 		version = 0
 	}
-	sd, err := s.Store.GetDefinition(r.Context(), tenant, name, version)
+	sd, err := s.Engine.GetDefinition(r.Context(), tenant, name, version)
 	if errors.Is(err, engine.ErrNotFound) {
 		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("definition %q version %s does not exist", name, v))
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
-	"github.com/orchestrator/orchestrator/store"
 )
 
 // Events: a run's history and the tenant-wide audit query, paginated or
@@ -32,7 +31,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(q, "limit", 1000, 1, store.MaxPage)
+	limit, err := intParam(q, "limit", 1000, 1, engine.MaxPage)
 	if err != nil {
 		return err
 	}
@@ -40,14 +39,14 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 	if verify != "" && verify != "true" && verify != "false" {
 		return fieldProblem("verify", "must be true or false")
 	}
-	if _, err := s.Store.GetRunRow(r.Context(), tenant, id); err != nil {
+	if _, err := s.Engine.GetRunRow(r.Context(), tenant, id); err != nil {
 		return runNotFound(err, id)
 	}
 	typ, err := eventTypeParam(q)
 	if err != nil {
 		return err
 	}
-	items, last, more, err := s.eventPage(r, store.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
+	items, last, more, err := s.eventPage(r, engine.EventFilter{TenantID: tenant, RunID: id, TaskID: q.Get("task_id"),
 		Type: typ, AfterSeq: int64(after), Limit: limit + 1}, limit)
 	if err != nil {
 		return err
@@ -57,7 +56,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 		page.NextAfter = last.Seq
 	}
 	if verify == "true" {
-		all, err := s.Store.RunEvents(r.Context(), id, 0, 0)
+		all, err := s.Engine.RunEvents(r.Context(), tenant, id, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -87,7 +86,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 	if err != nil {
 		return err
 	}
-	f := store.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor"),
+	f := engine.EventFilter{TenantID: tenant, RunID: q.Get("run"), TaskID: q.Get("task_id"), Type: typ, Actor: q.Get("actor"),
 		OnBehalf: q.Get("on_behalf")}
 	if f.Since, err = timeParam(q, "since"); err != nil {
 		return err
@@ -97,10 +96,11 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 	}
 	if tok := q.Get("page_token"); tok != "" {
 		t, err := decodeToken(tok)
-		if err != nil || t.AfterID <= 0 {
+		at, terr := engine.ParseTime(t.At)
+		if err != nil || terr != nil || t.AfterID <= 0 {
 			return fieldProblem("page_token", "is not a token this list gave out")
 		}
-		f.AfterID, f.AfterAt = t.AfterID, t.At
+		f.After = &engine.EventCursor{ID: t.AfterID, At: at}
 		if f.Timed() && t.At == "" {
 			return fieldProblem("page_token", "belongs to a query without since/until")
 		}
@@ -116,7 +116,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		rc := http.NewResponseController(w)
 		n := 0
 		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
-		err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+		err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 			if err := enc.Encode(wireEvent(e)); err != nil {
 				return err
 			}
@@ -134,7 +134,7 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 		}
 		return err
 	}
-	limit, err := intParam(q, "limit", 100, 1, store.MaxPage)
+	limit, err := intParam(q, "limit", 100, 1, engine.MaxPage)
 	if err != nil {
 		return err
 	}
@@ -154,11 +154,11 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 // eventPage reads up to limit events of f (whose Limit is one more) within
 // the page's byte bound: the encoded events, the last of them, and whether
 // more follow. It reads no further than the page needs.
-func (s *Server) eventPage(r *http.Request, f store.EventFilter, limit int) ([]json.RawMessage, engine.Event, bool, error) {
+func (s *Server) eventPage(r *http.Request, f engine.EventFilter, limit int) ([]json.RawMessage, engine.Event, bool, error) {
 	items := s.newPage()
 	var last engine.Event
 	more := false
-	err := s.Store.StreamEvents(r.Context(), f, func(e *engine.Event) error {
+	err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
 		if len(items.items) == limit {
 			more = true
 			return errPageFull

@@ -17,12 +17,12 @@ import (
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
+	if err := s.Engine.Ping(ctx); err != nil {
 		s.Logger.Error("health check failed", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Database: "unreachable"})
 		return nil
 	}
-	if h := s.Store.Health(); !h.Writable {
+	if h := s.Engine.StorageHealth(); !h.Writable {
 		// Degraded, not down: reads still answer, and the writes that find
 		// the storage back must still reach this only node.
 		writeJSON(w, http.StatusOK, wire.Health{Status: "degraded", Database: "ok", Storage: "unavailable",

@@ -252,7 +252,7 @@ func TestServer_Authorizer(t *testing.T) {
 		is.Equal(r.Status, http.StatusCreated) // another tenant may
 		var run engine.Run
 		is.NoErr(json.Unmarshal(r.Body, &run))
-		events, err := ts.DB.RunEvents(context.Background(), run.ID, 0, 0)
+		events, err := ts.DB.RunEvents(context.Background(), "open", run.ID, 0, 0)
 		is.NoErr(err)
 		var d engine.EventData
 		is.NoErr(json.Unmarshal(events[0].Data, &d))
@@ -286,7 +286,7 @@ func TestServer_Authenticator(t *testing.T) {
 	is.NoErr(json.Unmarshal(r.Body, &run))
 	r = ts.request(t, "POST", "/v1/runs/"+run.ID+"/pause", "", hdr)
 	is.Equal(r.Status, http.StatusOK) // paused with it
-	events, err := ts.DB.RunEvents(context.Background(), run.ID, 0, 0)
+	events, err := ts.DB.RunEvents(context.Background(), "default", run.ID, 0, 0)
 	is.NoErr(err)
 	actors := map[engine.EventType][2]string{}
 	for _, e := range events {

@@ -98,7 +98,7 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 	t.Run("a ci key starts a ci- workflow, and run.created records the decision", func(t *testing.T) {
 		is := is.New(t)
 		decodeJSON(t, ts.request(t, "POST", "/v1/run", `{"workflow":"ci-build"}`, bearer(ci)), http.StatusCreated, &run)
-		events, err := ts.DB.RunEvents(ctx, run.ID, 0, 0)
+		events, err := ts.DB.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		d := decisionOf(t, events[0])
 		is.True(d != nil)                           // recorded
@@ -106,7 +106,7 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 		is.Equal(d.PolicyHash, pol.Info().Hash)     // by this policy
 		is.True(d.ID != "")                         // with its id
 		is.True(decisionOf(t, events[1]) == nil)    // in the first event only
-		is.NoErr(ts.DB.VerifyRun(ctx, run.ID, nil)) // the chain holds and replay gives the projection
+		is.NoErr(ts.Engine.VerifyRun(ctx, "default", run.ID)) // the chain holds and replay gives the projection
 	})
 
 	t.Run("a ci key may not start another workflow, and nothing is written", func(t *testing.T) {
@@ -130,7 +130,7 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 		is.Equal(ts.writes(t), before)                            // nothing written
 		clock.Set(time.Date(2025, 6, 2, 23, 0, 0, 0, time.UTC))
 		is.Equal(ts.request(t, "POST", "/v1/runs/"+run.ID+"/cancel", "", bearer(ops)).Status, http.StatusOK) // at 23:00
-		events, err := ts.DB.RunEvents(ctx, run.ID, 0, 0)
+		events, err := ts.DB.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		var cancel *engine.PolicyDecision
 		for _, e := range events {
@@ -140,7 +140,7 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 			}
 		}
 		is.True(cancel != nil && cancel.Allow)      // the cancel's decision is recorded
-		is.NoErr(ts.DB.VerifyRun(ctx, run.ID, nil)) // and the run still verifies
+		is.NoErr(ts.Engine.VerifyRun(ctx, "default", run.ID)) // and the run still verifies
 	})
 
 	t.Run("a reload puts a new policy in force and records it", func(t *testing.T) {

@@ -45,7 +45,7 @@ func newParamsEnv(t *testing.T, now func() time.Time) *paramsEnv {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	srv := httptest.NewServer((&api.Server{Engine: eng, Store: db, Metrics: set}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set}).Handler())
 	t.Cleanup(srv.Close)
 	return &paramsEnv{url: srv.URL, db: db, eng: eng}
 }
@@ -75,7 +75,7 @@ func (e *paramsEnv) call(t *testing.T, method, path, body string) (int, []byte) 
 
 func (e *paramsEnv) countRuns(t *testing.T) int {
 	t.Helper()
-	runs, _, err := e.db.ListRuns(context.Background(), store.RunFilter{TenantID: "acme", Limit: store.MaxPage})
+	runs, _, err := e.db.ListRuns(context.Background(), engine.RunFilter{TenantID: "acme", Limit: engine.MaxPage})
 	if err != nil {
 		t.Fatal(err)
 	}

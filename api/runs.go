@@ -17,7 +17,6 @@ import (
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/policy"
-	"github.com/orchestrator/orchestrator/store"
 )
 
 // Runs: start (with an Idempotency-Key), list, read, control and metrics,
@@ -63,33 +62,14 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		return err
 	}
 	hash := requestHash(req.Workflow, req.Version, req.Definition, req.Input)
-	if key != "" {
-		// Answer a repeat before anything is written: a refused request
-		// must not have registered its inline definition.
-		if runID, h, err := s.Store.FindIdempotencyKey(r.Context(), tenant, key); err == nil {
-			if h != hash {
-				return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
-					"this Idempotency-Key was used for a different request; use a new key")
-			}
-			run, err := s.Store.GetRunRow(r.Context(), tenant, runID)
-			if err != nil {
-				return err
-			}
-			return s.answerStarted(w, p, tenant, run, true)
-		} else if !errors.Is(err, engine.ErrNotFound) {
-			return err
-		}
-	}
 	workflow, version := req.Workflow, req.Version
-	if hasDef {
-		sd, _, err := s.Engine.RegisterDefinition(r.Context(), tenant, req.Definition)
-		if err != nil {
-			return err
-		}
-		workflow, version = sd.Name, sd.Version
-	}
+	// The engine writes an inline definition's version, the run and the
+	// key in one commit: a refused or repeated request registers nothing.
 	start := engine.StartRequest{TenantID: tenant, Workflow: workflow, Version: version, Input: req.Input,
 		By: CallerFrom(r.Context()), IdempotencyKey: key}
+	if hasDef {
+		start.Workflow, start.Version, start.Definition = "", 0, req.Definition
+	}
 	if key != "" {
 		start.RequestHash = hash
 	}
@@ -149,8 +129,8 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before"); err != nil {
 		return err
 	}
-	f := store.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
-	if f.Limit, err = intParam(q, "limit", 50, 1, store.MaxPage); err != nil {
+	f := engine.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
+	if f.Limit, err = intParam(q, "limit", 50, 1, engine.MaxPage); err != nil {
 		return err
 	}
 	if st := q.Get("status"); st != "" {
@@ -167,12 +147,13 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 	}
 	if tok := q.Get("page_token"); tok != "" {
 		t, err := decodeToken(tok)
-		if err != nil || t.ID == "" {
+		at, terr := engine.ParseTime(t.CreatedAt)
+		if err != nil || terr != nil || t.ID == "" {
 			return fieldProblem("page_token", "is not a token this list gave out")
 		}
-		f.Cursor = &store.RunCursor{CreatedAt: t.CreatedAt, ID: t.ID}
+		f.Cursor = &engine.RunCursor{CreatedAt: at, ID: t.ID}
 	}
-	runs, next, err := s.Store.ListRuns(r.Context(), f)
+	runs, next, err := s.Engine.ListRuns(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -184,13 +165,13 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 		}
 		if !ok { // the page is full: the next one starts at this run
 			last := runs[i-1]
-			next = &store.RunCursor{CreatedAt: engine.FormatTime(last.CreatedAt), ID: last.ID}
+			next = engine.CursorOf(&last)
 			break
 		}
 	}
 	page := wire.RunsPage[json.RawMessage]{Runs: items.items}
 	if next != nil {
-		page.NextPageToken = encodeToken(pageToken{CreatedAt: next.CreatedAt, ID: next.ID})
+		page.NextPageToken = encodeToken(pageToken{CreatedAt: engine.FormatTime(next.CreatedAt), ID: next.ID})
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
@@ -222,7 +203,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 		return err
 	}
 	id := runIDOf(p)
-	run, tasks, err := s.Store.GetRun(r.Context(), tenant, id)
+	run, tasks, err := s.Engine.GetRun(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -304,7 +285,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 		}
 		if err != nil {
 			if errors.Is(err, engine.ErrNotFound) && req.TaskID != "" {
-				if _, gerr := s.Store.GetRunRow(r.Context(), tenant, id); gerr == nil {
+				if _, gerr := s.Engine.GetRunRow(r.Context(), tenant, id); gerr == nil {
 					return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
 				}
 			}
@@ -324,7 +305,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 		return err
 	}
 	id := runIDOf(p)
-	run, err := s.Store.GetRunRow(r.Context(), tenant, id)
+	run, err := s.Engine.GetRunRow(r.Context(), tenant, id)
 	if err != nil {
 		return runNotFound(err, id)
 	}
@@ -332,7 +313,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	if err != nil {
 		return err
 	}
-	events, err := s.Store.RunEvents(r.Context(), id, 0, int(run.LastSeq))
+	events, err := s.Engine.RunEvents(r.Context(), tenant, id, 0, int(run.LastSeq))
 	if err != nil {
 		return err
 	}

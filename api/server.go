@@ -26,7 +26,6 @@ import (
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/policy"
-	"github.com/orchestrator/orchestrator/store"
 )
 
 // DefaultTenant is the tenant the short /v1 API acts on.
@@ -38,7 +37,6 @@ const DefaultMaxBodyBytes = 2 << 20
 // Server is the HTTP API. Set the fields, then serve Handler().
 type Server struct {
 	Engine       *engine.Engine
-	Store        *store.DB
 	Metrics      *metrics.Set // written by GET /metrics with the process metrics
 	Logger       *slog.Logger
 	MaxBodyBytes int64 // default DefaultMaxBodyBytes

@@ -100,7 +100,7 @@ func TestAPI_StorageUnavailable(t *testing.T) {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	ts := serve(t, (&api.Server{Engine: eng, Store: db, Metrics: set, Logger: log}).Handler(), db, eng)
+	ts := serve(t, (&api.Server{Engine: eng, Metrics: set, Logger: log}).Handler(), db, eng)
 	ts.register(t, `{"name":"fill","tasks":[{"id":"a","type":"roomless"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
 
 	const runs = 3
@@ -151,7 +151,7 @@ func TestAPI_StorageUnavailable(t *testing.T) {
 	for _, id := range acked {
 		run := ts.waitState(t, id, engine.RunCompleted) // every acknowledged run completes by itself
 		is.Equal(string(run.task("a").Output), string(roomlessOutput))
-		is.NoErr(db.VerifyRun(ctx, id, nil)) // its history is whole
+		is.NoErr(engine.VerifyRun(ctx, db, "default", id)) // its history is whole
 	}
 	deadline := time.Now().Add(waitTimeout)
 	for {

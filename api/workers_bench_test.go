@@ -42,7 +42,7 @@ func BenchmarkWorkers_8Concurrent(b *testing.B) {
 		if err := e.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
-		srv := httptest.NewServer((&api.Server{Engine: e, Store: db, Metrics: metrics.NewSet()}).Handler())
+		srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet()}).Handler())
 		var tasks []string
 		for t := 0; t < perRun; t++ {
 			tasks = append(tasks, fmt.Sprintf(`{"id":"t%d","type":"python"}`, t))

@@ -36,7 +36,7 @@ func newServer(t *testing.T) string {
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer((&api.Server{Engine: e, Store: db, Metrics: metrics.NewSet()}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet()}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -175,7 +175,7 @@ func TestCLI_APIKey(t *testing.T) {
 	is.NoErr(e.Start(ctx))
 	t.Cleanup(func() { e.Stop(ctx) })
 	admin := &engine.Admin{Store: db, Keys: keys}
-	srv := httptest.NewServer((&api.Server{Engine: e, Store: db, Metrics: metrics.NewSet(), Keys: keys, Admin: admin,
+	srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet(), Keys: keys, Admin: admin,
 		AuthMode: api.AuthRequired}).Handler())
 	t.Cleanup(srv.Close)
 	_, key, err := admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleViewer, Name: "v"})

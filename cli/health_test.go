@@ -31,7 +31,7 @@ func TestCLI_Health(t *testing.T) {
 	e, err := engine.New(engine.Config{Store: db})
 	is.NoErr(err)          // engine
 	is.NoErr(e.Start(ctx)) // start engine
-	srv := httptest.NewServer((&api.Server{Engine: e, Store: db, Metrics: metrics.NewSet()}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet()}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -105,7 +105,7 @@ func newEnv(t *testing.T, opts envOptions) *testEnv {
 		eng.Stop(ctx)
 	})
 	t.Cleanup(env.Release) // runs before Stop: hold attempts end at once
-	srv := httptest.NewServer((&api.Server{Engine: eng, Store: db, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes}).Handler())
 	t.Cleanup(srv.Close)
 	env.URL = srv.URL
 	return env

@@ -102,7 +102,7 @@ func start(t testing.TB, e *engine.Engine, workflow string) *engine.Run {
 // task returns the stored row of one task.
 func task(t testing.TB, db *store.DB, runID, taskID string) engine.Task {
 	t.Helper()
-	_, tasks, err := db.LoadRun(context.Background(), runID)
+	_, tasks, err := db.LoadRun(context.Background(), tenant, runID)
 	if err != nil {
 		t.Fatalf("load run %s: %v", runID, err)
 	}
@@ -123,7 +123,7 @@ func taskIn(t testing.TB, db *store.DB, runID, taskID string, s engine.TaskState
 // history returns a run's events.
 func history(t testing.TB, db *store.DB, runID string) []engine.Event {
 	t.Helper()
-	events, err := db.RunEvents(context.Background(), runID, 0, 0)
+	events, err := db.RunEvents(context.Background(), tenant, runID, 0, 0)
 	if err != nil {
 		t.Fatalf("events of %s: %v", runID, err)
 	}
@@ -157,7 +157,7 @@ func data(t testing.TB, ev engine.Event) engine.EventData {
 func verify(t testing.TB, db *store.DB, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		if err := db.VerifyRun(context.Background(), id, nil); err != nil {
+		if err := engine.VerifyRun(context.Background(), db, tenant, id); err != nil {
 			t.Errorf("verify run %s: %v", id, err)
 		}
 	}

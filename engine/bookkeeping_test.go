@@ -12,13 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matryer/is"
+
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/store"
 )
 
 func runTasks(t testing.TB, db *store.DB, runID string) (*engine.Run, map[string]engine.Task) {
 	t.Helper()
-	run, tasks, err := db.LoadRun(context.Background(), runID)
+	run, tasks, err := db.LoadRun(context.Background(), "default", runID)
 	if err != nil {
 		t.Fatalf("load run %s: %v", runID, err)
 	}
@@ -391,4 +394,20 @@ func TestEngine_PollTypesBoundLanes(t *testing.T) {
 	if n := e.Lanes(); n > 10 {
 		t.Errorf("%d lanes kept for types no definition uses and no poller waits on", n)
 	}
+}
+
+// TestEngine_RefusedDecisionAnswersAtOnce: a decision part of which the
+// engine refused is never written; its done runs before commit returns, on
+// the committing goroutine, instead of on a goroutine nobody waits for.
+func TestEngine_RefusedDecisionAnswersAtOnce(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	e := startEngineWith(t, db, engine.Config{}, nil)
+	_, plan, problems := definition.CompileJSON([]byte(`{"name":"one","tasks":[{"id":"a","type":"noop"}]}`), definition.ValidateOptions{})
+	is.Equal(len(problems), 0) // compiled
+	ran, err := e.CommitRefusedDecision("default", "refused-run", plan)
+	is.True(ran)                                         // done ran before commit returned
+	is.True(errors.Is(err, engine.ErrInvalidTransition)) // with the refusal
+	is.Equal(e.Active(), 0)                              // and the run is not held
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/engine/definition"
-	"github.com/orchestrator/orchestrator/store"
 )
 
 // TestEvent_ComputeHash_OnBehalf: an event without OnBehalf hashes as
@@ -72,7 +71,7 @@ func TestEngine_Caller(t *testing.T) {
 	_, err = e.Retry(ctx, tenant, run.ID, engine.By("key:k1:ci"))
 	transitionFrom(t, err, engine.RunCompleted) // a refused control records nothing
 	got := history(t, db, run.ID)
-	page, err := db.ListEvents(ctx, store.EventFilter{TenantID: tenant, OnBehalf: "w1", Limit: 100})
+	page, err := db.ListEvents(ctx, engine.EventFilter{TenantID: tenant, OnBehalf: "w1", Limit: 100})
 	is.NoErr(err)
 	var types []engine.EventType
 	for _, ev := range page {

@@ -63,12 +63,9 @@ func (e *Engine) controlRun(ctx context.Context, tenantID, runID, taskID string,
 	e.mu.Unlock()
 	if rs == nil {
 		// Only terminal runs are not in memory; only retry applies to them.
-		run, tasks, err := e.store.LoadRun(ctx, runID)
+		run, tasks, err := e.store.LoadRun(ctx, tenantID, runID)
 		if err != nil {
 			return nil, err
-		}
-		if run.TenantID != tenantID {
-			return nil, fmt.Errorf("run %s: %w", runID, ErrNotFound)
 		}
 		if _, ok := RunEventAllowed(typ, run.State); !ok && taskID == "" {
 			return nil, &TransitionError{Subject: "run", Event: typ, From: string(run.State)}

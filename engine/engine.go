@@ -340,27 +340,56 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 // tenant may not use (TenantGate); an unregistered tenant, when types are
 // gated, an error wrapping ErrTenantNotFound.
 func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
-	def, _, problems := definition.CompileJSON(data, e.ValidateOptions())
+	sd, _, err := e.compileDefinition(ctx, tenantID, data)
+	if err != nil {
+		return nil, false, err
+	}
+	return e.store.PutDefinition(ctx, sd)
+}
+
+// compileDefinition validates a definition, the task types the tenant may
+// use included (TenantGate), and returns it as it would be stored
+// (canonical JSON and its hash; no version yet) with its plan.
+func (e *Engine) compileDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, *definition.Plan, error) {
+	def, plan, problems := definition.CompileJSON(data, e.ValidateOptions())
 	if len(problems) > 0 {
-		return nil, false, &definition.ValidationError{Problems: problems}
+		return nil, nil, &definition.ValidationError{Problems: problems}
 	}
 	if problems, err := e.gates(ctx, tenantID, def); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	} else if len(problems) > 0 {
-		return nil, false, &definition.ValidationError{Problems: problems}
+		return nil, nil, &definition.ValidationError{Problems: problems}
 	}
 	canonical, err := json.Marshal(def)
 	if err != nil {
-		return nil, false, fmt.Errorf("encode definition: %w", err)
+		return nil, nil, fmt.Errorf("encode definition: %w", err)
 	}
 	sum := sha256.Sum256(canonical)
-	return e.store.PutDefinition(ctx, &StoredDefinition{
+	return &StoredDefinition{
 		TenantID:   tenantID,
 		Name:       def.Name,
 		Definition: canonical,
 		Hash:       hex.EncodeToString(sum[:]),
 		CreatedAt:  e.clock(),
-	})
+	}, plan, nil
+}
+
+// inlineVersion decides the version a run of an inline definition pins: the
+// latest stored one when it is the same definition, else the next, which
+// the run's own commit stores (returned as toStore).
+func (e *Engine) inlineVersion(ctx context.Context, sd *StoredDefinition) (version int, toStore *StoredDefinition, err error) {
+	latest, err := e.store.GetDefinition(ctx, sd.TenantID, sd.Name, 0)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		latest = &StoredDefinition{}
+	case err != nil:
+		return 0, nil, err
+	case latest.Hash == sd.Hash:
+		return latest.Version, nil, nil
+	}
+	next := *sd
+	next.Version = latest.Version + 1
+	return next.Version, &next, nil
 }
 
 // clock returns the engine's time at the precision the store keeps.
@@ -374,6 +403,11 @@ type StartRequest struct {
 	Input    json.RawMessage
 	// By is who asks: its events record it (the zero Caller: the engine).
 	By Caller
+	// Definition, when set instead of Workflow, is an inline definition: it
+	// is validated, and stored as the next version of its name (unless it
+	// equals the latest) in the same commit as the run and its idempotency
+	// key, so that a refused or lost start leaves no definition behind.
+	Definition json.RawMessage
 	// IdempotencyKey, when set, makes a repeated request return the run the
 	// first one started; RequestHash identifies what was asked, so that the
 	// same key with a different request is refused.
@@ -399,15 +433,28 @@ func (e *Engine) StartRunIdempotent(ctx context.Context, req StartRequest) (run 
 			return run, err == nil, err
 		}
 	}
-	run, err = e.newRun(ctx, req)
-	if err != nil && req.IdempotencyKey != "" && errors.Is(err, ErrConflict) {
-		// Another request with the same key won the race.
-		if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
-			return run, err == nil, err
+	for try := 0; ; try++ {
+		run, err = e.newRun(ctx, req)
+		if err == nil || !errors.Is(err, ErrConflict) {
+			return run, false, err
 		}
+		if req.IdempotencyKey != "" {
+			// Another request with the same key may have won the race.
+			if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
+				return run, err == nil, err
+			}
+		}
+		if len(req.Definition) == 0 || try == maxInlineTries-1 {
+			return nil, false, err
+		}
+		// Another start or registration took the version this inline
+		// definition was to get: decide again.
 	}
-	return run, false, err
 }
+
+// maxInlineTries bounds how often a start with an inline definition decides
+// its version again after losing it to a concurrent registration.
+const maxInlineTries = 5
 
 // replay returns the run an idempotency key started, ErrNotFound if none did.
 func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
@@ -418,7 +465,7 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 	if hash != req.RequestHash {
 		return nil, fmt.Errorf("idempotency key %q: %w", req.IdempotencyKey, ErrIdempotencyMismatch)
 	}
-	run, _, err := e.store.LoadRun(ctx, runID)
+	run, _, err := e.store.LoadRun(ctx, req.TenantID, runID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("idempotency key %q names run %s, which is gone: %w", req.IdempotencyKey, runID, ErrConflict)
 	}
@@ -432,9 +479,23 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if err := strictjson.CheckDepth(req.Input); err != nil {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: err.Error()}}}
 	}
-	plan, version, err := e.plan(ctx, req.TenantID, req.Workflow, req.Version)
-	if err != nil {
-		return nil, err
+	var plan *definition.Plan
+	var version int
+	var toStore *StoredDefinition
+	if len(req.Definition) > 0 {
+		sd, p, err := e.compileDefinition(ctx, req.TenantID, req.Definition)
+		if err != nil {
+			return nil, err
+		}
+		if version, toStore, err = e.inlineVersion(ctx, sd); err != nil {
+			return nil, err
+		}
+		plan = p
+	} else {
+		var err error
+		if plan, version, err = e.plan(ctx, req.TenantID, req.Workflow, req.Version); err != nil {
+			return nil, err
+		}
 	}
 	if isNullJSON(req.Input) {
 		req.Input = nil
@@ -450,6 +511,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	b := e.newBatchBy(rs, req.By)
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
+	b.definition = toStore
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input}) {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
@@ -467,6 +529,9 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	case <-ctx.Done():
 		// The run may still become durable; the caller cannot know its id.
 		return nil, ctx.Err()
+	}
+	if toStore != nil {
+		e.plans.put(toStore.TenantID, toStore.Name, toStore.Version, plan, len(toStore.Definition))
 	}
 	e.mu.Lock()
 	run := rs.view.Run
@@ -487,12 +552,9 @@ func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error)
 		}
 		e.mu.Unlock()
 		if ch == nil {
-			run, _, err := e.store.LoadRun(ctx, runID)
+			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
 			if err != nil {
 				return nil, err
-			}
-			if run.TenantID != tenantID {
-				return nil, fmt.Errorf("run %s: %w", runID, ErrNotFound)
 			}
 			if run.State.Terminal() {
 				return run, nil

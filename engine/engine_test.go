@@ -37,7 +37,7 @@ func waitRun(t testing.TB, db *store.DB, id string, want ...engine.RunState) *en
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		run, _, err := db.LoadRun(context.Background(), id)
+		run, _, err := db.LoadRun(context.Background(), "default", id)
 		if err != nil {
 			t.Fatalf("load run %s: %v", id, err)
 		}
@@ -81,9 +81,9 @@ func TestEngine_ChainCompletes(t *testing.T) {
 	run, err := e.StartRun(ctx, engine.StartRequest{TenantID: "default", Workflow: "chain", Input: json.RawMessage(`{"x":1}`)})
 	is.NoErr(err) // start run
 	got := waitRun(t, db, run.ID)
-	is.Equal(got.State, engine.RunCompleted) // run completes
-	is.NoErr(db.VerifyRun(ctx, run.ID, nil)) // projections equal the fold of the events
-	events, err := db.RunEvents(ctx, run.ID, 0, 0)
+	is.Equal(got.State, engine.RunCompleted)               // run completes
+	is.NoErr(engine.VerifyRun(ctx, db, "default", run.ID)) // projections equal the fold of the events
+	events, err := db.RunEvents(ctx, "default", run.ID, 0, 0)
 	is.NoErr(err)
 	is.Equal(len(events), 2+3*10+1) // created, started, ready/started/completed per task, completed
 }

@@ -66,7 +66,7 @@ func Example_embedded() {
 
 	// The run goes on in the background; poll the store until it ends.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		got, _, err := db.GetRun(ctx, "default", run.ID)
+		got, _, err := db.LoadRun(ctx, "default", run.ID)
 		if err != nil {
 			log.Fatal(err)
 		}

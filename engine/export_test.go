@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/orchestrator/orchestrator/engine/definition"
+
 // PlanCacheStats returns how many compiled plans the engine keeps and their
 // counted size, for the tests of the cache's bounds in package engine_test.
 func (e *Engine) PlanCacheStats() (n int, bytes int64) { return e.plans.stats() }
@@ -76,4 +78,18 @@ func (e *Engine) Active() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.runs)
+}
+
+// CommitRefusedDecision commits, for a run of plan the store does not hold,
+// a decision part of which the engine refused, and reports whether done ran
+// before the commit returned, and with what error.
+func (e *Engine) CommitRefusedDecision(tenantID, runID string, plan *definition.Plan) (ranBefore bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.newRunState(tenantID, runID, NewRunView(plan))
+	b := e.newBatch(rs, ActorEngine)
+	b.failed = true
+	ran := false
+	b.commit(func(got error) { ran, err = true, got })
+	return ran, err
 }

@@ -381,12 +381,12 @@ func (e *Engine) attemptOf(ctx context.Context, tenantID, id string) (*runState,
 	rs := e.runs[runID]
 	if rs == nil {
 		e.mu.Unlock()
-		run, tasks, err := e.store.LoadRun(ctx, runID)
+		run, tasks, err := e.store.LoadRun(ctx, tenantID, runID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, 0, 0, fmt.Errorf("task %s: %w", id, err)
+		}
 		if err != nil {
 			return nil, 0, 0, err
-		}
-		if run.TenantID != tenantID {
-			return nil, 0, 0, fmt.Errorf("task %s: %w", id, ErrNotFound)
 		}
 		v, err := e.restore(ctx, run, tasks)
 		if err != nil {

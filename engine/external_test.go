@@ -37,14 +37,14 @@ func TestComplete_RefusesBadOutput(t *testing.T) {
 			l, err := e.Poll(ctx, engine.PollRequest{TenantID: "default", Types: []string{"py"}, WorkerID: "w1"})
 			is.NoErr(err)
 			is.True(l != nil) // the task is leased
-			before, err := db.RunEvents(ctx, run.ID, 0, 0)
+			before, err := db.RunEvents(ctx, "default", run.ID, 0, 0)
 			is.NoErr(err)
 
 			err = e.Complete(ctx, "default", l.ID, l.Token, tc.output, engine.Caller{})
 			var oe *engine.OutputError
 			is.True(errors.As(err, &oe)) // the output is refused
 			is.Equal(oe.Code, tc.code)   // saying why
-			after, err := db.RunEvents(ctx, run.ID, 0, 0)
+			after, err := db.RunEvents(ctx, "default", run.ID, 0, 0)
 			is.NoErr(err)
 			is.Equal(len(after), len(before)) // nothing was recorded
 
@@ -52,7 +52,7 @@ func TestComplete_RefusesBadOutput(t *testing.T) {
 			done, err := e.Wait(ctx, "default", run.ID)
 			is.NoErr(err)
 			is.Equal(done.State, engine.RunFailed)
-			_, tasks, err := db.LoadRun(ctx, run.ID)
+			_, tasks, err := db.LoadRun(ctx, "default", run.ID)
 			is.NoErr(err)
 			is.Equal(tasks[0].Error.Code, "mine") // the worker's reason is recorded
 		})

@@ -53,6 +53,6 @@ func TestPoll_Order(t *testing.T) {
 		run, err := e.Wait(ctx, "default", id)
 		is.NoErr(err)
 		is.Equal(run.State, engine.RunCompleted)
-		is.NoErr(db.VerifyRun(ctx, id, nil))
+		is.NoErr(engine.VerifyRun(ctx, db, "default", id))
 	}
 }

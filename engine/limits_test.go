@@ -139,7 +139,7 @@ func TestLimits_RunBytes(t *testing.T) {
 		is.NoErr(err)
 		is.Equal(run.State, engine.RunFailed) // the run fails
 		var tooLarge int
-		_, tasksNow, err := db.LoadRun(ctx, run.ID)
+		_, tasksNow, err := db.LoadRun(ctx, tenant, run.ID)
 		is.NoErr(err)
 		for _, tk := range tasksNow {
 			if tk.Error != nil && tk.Error.Code == engine.CodeRunTooLarge {

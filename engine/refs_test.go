@@ -49,7 +49,7 @@ func TestReferences(t *testing.T) {
 		is.Equal(out.Report.Same, "http://x/y")            // a whole-string reference keeps the value
 		is.Equal(out.Report.Text, "got http://x/y and 2!") // references inside text are replaced by their text
 		is.Equal(out.Report.Whole.N, 2)                    // numbers stay numbers
-		events, err := db.RunEvents(ctx, run.ID, 0, 0)
+		events, err := db.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		recorded := false
 		for _, ev := range events {
@@ -57,8 +57,8 @@ func TestReferences(t *testing.T) {
 				recorded = true
 			}
 		}
-		is.True(recorded)                        // the resolved input is in the task.ready event
-		is.NoErr(db.VerifyRun(ctx, run.ID, nil)) // and the projection replays
+		is.True(recorded)                                      // the resolved input is in the task.ready event
+		is.NoErr(engine.VerifyRun(ctx, db, "default", run.ID)) // and the projection replays
 	})
 
 	t.Run("a reference that does not resolve fails the task at once", func(t *testing.T) {
@@ -76,14 +76,14 @@ func TestReferences(t *testing.T) {
 		run, err = e.Wait(ctx, "default", run.ID)
 		is.NoErr(err)
 		is.Equal(run.State, engine.RunFailed) // failed
-		_, tasks, err := db.LoadRun(ctx, run.ID)
+		_, tasks, err := db.LoadRun(ctx, "default", run.ID)
 		is.NoErr(err)
 		is.Equal(tasks[1].State, engine.TaskFailed)                          // b failed
 		is.Equal(tasks[1].Attempt, 1)                                        // without retries: retrying cannot help
 		is.Equal(tasks[1].Error.Code, engine.CodeBadReference)               // with the reason
 		is.True(strings.Contains(tasks[1].Error.Message, `no field "nope"`)) // naming the missing field
 		is.Equal(tasks[2].State, engine.TaskSkipped)                         // c skipped
-		is.NoErr(db.VerifyRun(ctx, run.ID, nil))
+		is.NoErr(engine.VerifyRun(ctx, db, "default", run.ID))
 	})
 
 	t.Run("references are checked when the definition is registered", func(t *testing.T) {

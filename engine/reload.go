@@ -38,7 +38,7 @@ func (e *Engine) breakRun(rs *runState, err error) {
 	}
 	e.reloading[rs.id] = true
 	storage := errors.Is(err, ErrStorageUnavailable)
-	e.goTracked(func() { e.reload(rs.id, delay, storage) })
+	e.goTracked(func() { e.reload(rs.tenant, rs.id, delay, storage) })
 }
 
 // CodeStorageUnavailable is the error of an attempt whose outcome could not
@@ -123,10 +123,10 @@ func (e *Engine) pause(d time.Duration) bool {
 	}
 }
 
-// reload loads a run from the store after delay and activates it, retrying
-// while the store fails, until the engine stops. With storage, the run was
-// dropped because a commit failed for the storage's sake.
-func (e *Engine) reload(id string, delay time.Duration, storage bool) {
+// reload loads a run of tenant from the store after delay and activates it,
+// retrying while the store fails, until the engine stops. With storage, the
+// run was dropped because a commit failed for the storage's sake.
+func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	// Once reloadOnce has activated the run it is no longer reloading, and
 	// a failed commit may already have started the next reload: only the
 	// other ways out clear the mark.
@@ -141,7 +141,7 @@ func (e *Engine) reload(id string, delay time.Duration, storage bool) {
 	}
 	wait := reloadMinDelay
 	for failures := 0; ; failures++ {
-		err := e.reloadOnce(id, storage)
+		err := e.reloadOnce(tenant, id, storage)
 		if err == nil {
 			return
 		}
@@ -166,9 +166,9 @@ func (e *Engine) reload(id string, delay time.Duration, storage bool) {
 	}
 }
 
-func (e *Engine) reloadOnce(id string, storage bool) error {
+func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	ctx := context.Background()
-	run, tasks, err := e.store.LoadRun(ctx, id)
+	run, tasks, err := e.store.LoadRun(ctx, tenant, id)
 	if err != nil {
 		return err
 	}

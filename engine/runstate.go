@@ -240,8 +240,10 @@ type batch struct {
 	after     []func() // run under Engine.mu once durable
 	now       time.Time
 	failed    bool // an event was refused: memory no longer matches what would be written
-	// With insert: the client's idempotency key and request hash.
+	// With insert: the client's idempotency key and request hash, and the
+	// inline definition version to store with the run.
 	idemKey, idemHash string
+	definition        *StoredDefinition
 }
 
 func (e *Engine) newBatch(rs *runState, actor string) *batch {
@@ -316,7 +318,8 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 func (b *batch) then(f func()) { b.after = append(b.after, f) }
 
 // commit hands the batch to the store. done, if not nil, is called with the
-// outcome after the engine has processed it.
+// outcome after the engine has processed it; it may be called before commit
+// returns, with Engine.mu held, so it must not block nor take Engine.mu.
 func (b *batch) commit(done func(error)) {
 	if b.failed {
 		// Part of the decision was refused: writing the rest would record a
@@ -324,7 +327,7 @@ func (b *batch) commit(done func(error)) {
 		err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
 		b.e.breakRun(b.rs, err)
 		if done != nil {
-			go done(err)
+			done(err)
 		}
 		return
 	}
@@ -336,7 +339,7 @@ func (b *batch) commit(done func(error)) {
 	}
 	rs, e := b.rs, b.e
 	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, PrevState: b.prevState, Events: b.events,
-		IdempotencyKey: b.idemKey, RequestHash: b.idemHash}
+		IdempotencyKey: b.idemKey, RequestHash: b.idemHash, Definition: b.definition}
 	if b.insert {
 		ch.Tasks = append([]Task(nil), rs.view.Tasks...)
 	} else {

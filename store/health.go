@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 // RecoverAfter is how long writes must go without a storage failure, and at
@@ -14,17 +16,6 @@ import (
 // A nearly full disk lets small writes through and refuses large ones; this
 // keeps the state, and its log lines, from flapping with each of them.
 const RecoverAfter = 2 * time.Second
-
-// Health is whether the store can write, as its writes last found it.
-type Health struct {
-	Writable bool
-	// Since is when writes began to fail for the storage's sake; zero
-	// while writable.
-	Since time.Time
-	// Reason says why in words of the store's own (never the driver's
-	// text): "database or disk is full", "disk I/O error", ...
-	Reason string
-}
 
 // health tracks the outcome of the writer's transactions. It logs once when
 // the storage becomes unavailable and once when it is available again, not
@@ -74,21 +65,21 @@ func (h *health) settle(now time.Time) {
 	}
 }
 
-func (h *health) get() Health {
+func (h *health) get() engine.StorageHealth {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.settle(h.now())
 	if !h.down {
-		return Health{Writable: true}
+		return engine.StorageHealth{Writable: true}
 	}
-	return Health{Since: h.since, Reason: h.reason}
+	return engine.StorageHealth{Since: h.since, Reason: h.reason}
 }
 
-// Health reports whether writes succeed. It changes with their outcome only:
+// Health implements engine.Store: it reports whether writes succeed. It changes with their outcome only:
 // a store nothing writes to stays as its last write left it, and a store
 // whose storage failed reports it available again once a write has
 // committed and none has failed for RecoverAfter.
-func (db *DB) Health() Health { return db.health.get() }
+func (db *DB) Health() engine.StorageHealth { return db.health.get() }
 
 // LimitPages caps the database file at n pages (SQLite's max_page_count on
 // the write connection; never below the pages in use) and returns the cap

@@ -77,7 +77,7 @@ func TestStore_StorageUnavailable(t *testing.T) {
 		err := commit(t, db, bigStart(t, plan, fmt.Sprintf("full-%d", i)))
 		is.True(errors.Is(err, engine.ErrStorageUnavailable)) // no room: storage unavailable
 		is.True(!errors.Is(err, engine.ErrConflict))          // not a conflict
-		_, _, err = db.LoadRun(ctx, fmt.Sprintf("full-%d", i))
+		_, _, err = db.LoadRun(ctx, "default", fmt.Sprintf("full-%d", i))
 		is.True(errors.Is(err, engine.ErrNotFound)) // and nothing of it was written
 	}
 	h := db.Health()
@@ -98,7 +98,7 @@ func TestStore_StorageUnavailable(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	is.Equal(db.Health(), store.Health{Writable: true})                    // back, with no reason left
+	is.Equal(db.Health(), engine.StorageHealth{Writable: true})            // back, with no reason left
 	is.Equal(metricValue(t, set, "orchestrator_storage_unavailable"), 0.0) // the gauge too
 	is.Equal(rec.count(slog.LevelInfo, "storage available again"), 1)      // one line for the recovery
 	is.Equal(rec.count(slog.LevelError, ""), 1)                            // and no other error

@@ -4,46 +4,24 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/orchestrator/orchestrator/engine"
 )
 
-// MaxPage is the largest page a list query returns.
-const MaxPage = 1000
-
-// RunFilter selects a tenant's runs, newest first.
-type RunFilter struct {
-	TenantID      string
-	State         engine.RunState // "" = any
-	Workflow      string          // "" = any
-	CreatedAfter  time.Time       // zero = no bound; exclusive
-	CreatedBefore time.Time       // zero = no bound; exclusive
-	Limit         int             // 1..MaxPage
-	// Cursor continues after the last run of the previous page.
-	Cursor *RunCursor
-}
-
-// RunCursor is the position of a run in the newest-first order.
-type RunCursor struct {
-	CreatedAt string // in engine.TimeFormat
-	ID        string
-}
-
 // runSummaryColumns are runColumns with NULL in place of input and output:
 // a list carries summaries and never reads a run's payloads, which may be
-// a megabyte each (GetRun has them).
+// a megabyte each (LoadRun has them).
 var runSummaryColumns = strings.NewReplacer(" input,", " NULL,", " output,", " NULL,").Replace(runColumns)
 
-// ListRuns returns one page of run summaries (runs without Input and
-// Output) and the cursor of the next page (nil on the last). The query
-// follows an index for every combination of filters: (tenant_id,
-// created_at, id), plus state or workflow in front of created_at.
-func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]engine.Run, *RunCursor, error) {
-	if f.Limit < 1 || f.Limit > MaxPage {
-		return nil, nil, fmt.Errorf("list runs: limit %d out of 1..%d", f.Limit, MaxPage)
+// ListRuns implements engine.Querier: one page of run summaries (runs
+// without Input and Output). The query follows an index for every
+// combination of filters: (tenant_id, created_at, id), plus state or
+// workflow in front of created_at.
+func (db *DB) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.Run, *engine.RunCursor, error) {
+	if err := f.Validate(); err != nil {
+		return nil, nil, err
 	}
-	q, args := f.query(f.Limit + 1)
+	q, args := runsQuery(&f, f.Limit+1)
 	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)
@@ -60,17 +38,16 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]engine.Run, *RunCurs
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)
 	}
-	var next *RunCursor
+	var next *engine.RunCursor
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = &RunCursor{CreatedAt: engine.FormatTime(last.CreatedAt), ID: last.ID}
+		next = engine.CursorOf(&out[len(out)-1])
 	}
 	return out, next, nil
 }
 
-// query is the SQL of a page of limit runs.
-func (f *RunFilter) query(limit int) (string, []any) {
+// runsQuery is the SQL of a page of limit runs.
+func runsQuery(f *engine.RunFilter, limit int) (string, []any) {
 	where := []string{"tenant_id = ?"}
 	args := []any{f.TenantID}
 	if f.State != "" {
@@ -91,34 +68,15 @@ func (f *RunFilter) query(limit int) (string, []any) {
 	}
 	if f.Cursor != nil {
 		where = append(where, "(created_at, id) < (?, ?)")
-		args = append(args, f.Cursor.CreatedAt, f.Cursor.ID)
+		args = append(args, engine.FormatTime(f.Cursor.CreatedAt), f.Cursor.ID)
 	}
 	args = append(args, limit)
 	return `SELECT ` + runSummaryColumns + ` FROM runs WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY created_at DESC, id DESC LIMIT ?`, args
 }
 
-// EventFilter selects events of a tenant in log order.
-type EventFilter struct {
-	TenantID string
-	RunID    string // "" = every run
-	TaskID   string
-	Type     engine.EventType
-	Actor    string
-	OnBehalf string    // whom the actor acted for (an X-Actor, a worker id)
-	Since    time.Time // zero = no bound; inclusive
-	Until    time.Time // zero = no bound; exclusive
-	AfterID  int64     // cursor: events after this one (with a time bound: with AfterAt)
-	AfterAt  string    // with Since or Until: the time of the AfterID event, in engine.TimeFormat
-	AfterSeq int64     // with RunID: events with a larger seq
-	Limit    int       // 1..MaxPage; 0 = no limit (streaming)
-}
-
-// Timed reports whether the filter has a time bound: events then come in
-// time order and a cursor is (AfterAt, AfterID).
-func (f *EventFilter) Timed() bool { return !f.Since.IsZero() || !f.Until.IsZero() }
-
-func (f *EventFilter) query() (string, []any) {
+// eventsQuery is the SQL of the events f selects.
+func eventsQuery(f *engine.EventFilter) (string, []any) {
 	where := []string{"tenant_id = ?"}
 	args := []any{f.TenantID}
 	add := func(cond string, v any) {
@@ -154,17 +112,17 @@ func (f *EventFilter) query() (string, []any) {
 	switch {
 	case f.RunID != "":
 		order = "seq"
-		if f.AfterID > 0 {
-			add("+id > ?", f.AfterID)
+		if f.After != nil {
+			add("+id > ?", f.After.ID)
 		}
 	case f.Timed():
 		order = "at, id"
-		if f.AfterID > 0 {
-			add("(at, id) > (?, ?)", f.AfterAt)
-			args = append(args, f.AfterID)
+		if f.After != nil {
+			add("(at, id) > (?, ?)", engine.FormatTime(f.After.At))
+			args = append(args, f.After.ID)
 		}
-	case f.AfterID > 0:
-		add("id > ?", f.AfterID)
+	case f.After != nil:
+		add("id > ?", f.After.ID)
 	}
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
@@ -177,10 +135,10 @@ func (f *EventFilter) query() (string, []any) {
 	return q, args
 }
 
-// ListEvents returns up to f.Limit events matching f, in log order.
-func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]engine.Event, error) {
-	if f.Limit < 1 || f.Limit > MaxPage+1 { // one more than a page tells whether another follows
-		return nil, fmt.Errorf("list events: limit %d out of 1..%d", f.Limit, MaxPage+1)
+// ListEvents implements engine.Querier.
+func (db *DB) ListEvents(ctx context.Context, f engine.EventFilter) ([]engine.Event, error) {
+	if err := f.Validate(true); err != nil {
+		return nil, err
 	}
 	var out []engine.Event
 	err := db.StreamEvents(ctx, f, func(e *engine.Event) error {
@@ -190,17 +148,25 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]engine.Event, er
 	return out, err
 }
 
-// StreamEvents calls fn for every event matching f, in log order, reading
-// in pages so that no read transaction stays open for long.
-func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.Event) error) error {
+// StreamEvents implements engine.Querier, reading in pages so that no read
+// transaction stays open for long.
+func (db *DB) StreamEvents(ctx context.Context, f engine.EventFilter, fn func(*engine.Event) error) error {
+	if err := f.Validate(false); err != nil {
+		return err
+	}
 	limit := f.Limit
 	page := f
+	var cursor engine.EventCursor // where the next page starts
+	if f.After != nil {
+		cursor = *f.After
+		page.After = &cursor
+	}
 	for {
 		page.Limit = 500
 		if limit > 0 {
 			page.Limit = min(500, limit)
 		}
-		q, args := page.query()
+		q, args := eventsQuery(&page)
 		rows, err := db.r.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("events: %w", err)
@@ -213,7 +179,8 @@ func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.E
 				return fmt.Errorf("events: %w", err)
 			}
 			n++
-			page.AfterID, page.AfterAt = e.ID, engine.FormatTime(e.At)
+			cursor = engine.EventCursor{ID: e.ID, At: e.At}
+			page.After = &cursor
 			if err := fn(e); err != nil {
 				rows.Close()
 				return err
@@ -237,14 +204,14 @@ func (db *DB) StreamEvents(ctx context.Context, f EventFilter, fn func(*engine.E
 
 // ExplainEvents returns SQLite's query plan for an event query, for tests
 // and operators that want to see which index a filter uses.
-func (db *DB) ExplainEvents(ctx context.Context, f EventFilter) (string, error) {
-	q, args := f.query()
+func (db *DB) ExplainEvents(ctx context.Context, f engine.EventFilter) (string, error) {
+	q, args := eventsQuery(&f)
 	return db.explain(ctx, q, args)
 }
 
 // ExplainRuns returns SQLite's query plan for a run list query.
-func (db *DB) ExplainRuns(ctx context.Context, f RunFilter) (string, error) {
-	q, args := f.query(50)
+func (db *DB) ExplainRuns(ctx context.Context, f engine.RunFilter) (string, error) {
+	q, args := runsQuery(&f, 50)
 	return db.explain(ctx, q, args)
 }
 
@@ -266,7 +233,7 @@ func (db *DB) explain(ctx context.Context, q string, args []any) (string, error)
 	return strings.Join(lines, "\n"), rows.Err()
 }
 
-// FindIdempotencyKey implements engine.Store.
+// FindIdempotencyKey implements engine.Reader.
 func (db *DB) FindIdempotencyKey(ctx context.Context, tenantID, key string) (runID, requestHash string, err error) {
 	err = db.r.QueryRowContext(ctx, `SELECT run_id, request_hash FROM idempotency_keys WHERE tenant_id = ? AND key = ?`,
 		tenantID, key).Scan(&runID, &requestHash)

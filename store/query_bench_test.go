@@ -506,7 +506,7 @@ func openQueryFixture(b *testing.B) *queryFixture {
 	})
 	fx := &queryFixture{db: db, tenant: queryFixtureTenant(0), byWF: map[string][]engine.Run{}, byTS: map[engine.RunState][]engine.Run{}}
 	// Walk the big tenant's runs through the API under test, for cursors.
-	filter := store.RunFilter{TenantID: fx.tenant, Limit: store.MaxPage}
+	filter := engine.RunFilter{TenantID: fx.tenant, Limit: engine.MaxPage}
 	for {
 		page, next, err := db.ListRuns(ctx, filter)
 		if err != nil {
@@ -522,7 +522,7 @@ func openQueryFixture(b *testing.B) *queryFixture {
 		fx.byWF[r.Workflow] = append(fx.byWF[r.Workflow], r)
 		fx.byTS[r.State] = append(fx.byTS[r.State], r)
 	}
-	last, err := db.RunEvents(ctx, fx.runs[0].ID, 0, 0)
+	last, err := db.RunEvents(ctx, fx.tenant, fx.runs[0].ID, 0, 0)
 	if err != nil || len(last) == 0 {
 		b.Fatalf("events of the newest run: %v", err)
 	}
@@ -562,8 +562,8 @@ func buildQueryFixtureFile(ctx context.Context, b *testing.B, path string) error
 func queryPick[T any](rng *rand.Rand, s []T) T { return s[rng.IntN(len(s))] }
 
 // queryCursorAt is the cursor that continues after r.
-func queryCursorAt(r engine.Run) *store.RunCursor {
-	return &store.RunCursor{CreatedAt: engine.FormatTime(r.CreatedAt), ID: r.ID}
+func queryCursorAt(r engine.Run) *engine.RunCursor {
+	return engine.CursorOf(&r)
 }
 
 // benchQueryLatency runs op b.N times and reports the median and 99th percentile
@@ -600,7 +600,7 @@ const queryPage = 50
 func BenchmarkQueries_ListRunsFirstPage(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		runs, _, err := fx.db.ListRuns(context.Background(), store.RunFilter{TenantID: fx.tenant, Limit: queryPage})
+		runs, _, err := fx.db.ListRuns(context.Background(), engine.RunFilter{TenantID: fx.tenant, Limit: queryPage})
 		return len(runs), err
 	})
 }
@@ -608,7 +608,7 @@ func BenchmarkQueries_ListRunsFirstPage(b *testing.B) {
 func BenchmarkQueries_ListRunsDeepPage(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		runs, _, err := fx.db.ListRuns(context.Background(), store.RunFilter{TenantID: fx.tenant, Limit: queryPage,
+		runs, _, err := fx.db.ListRuns(context.Background(), engine.RunFilter{TenantID: fx.tenant, Limit: queryPage,
 			Cursor: queryCursorAt(queryPick(rng, fx.runs))})
 		return len(runs), err
 	})
@@ -621,7 +621,7 @@ var queryRunStates = []engine.RunState{engine.RunCompleted, engine.RunFailed, en
 func BenchmarkQueries_ListRunsByStatus(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		f := store.RunFilter{TenantID: fx.tenant, State: queryRunStates[i%len(queryRunStates)], Limit: queryPage}
+		f := engine.RunFilter{TenantID: fx.tenant, State: queryRunStates[i%len(queryRunStates)], Limit: queryPage}
 		if i%2 == 1 { // a later page: continue after a random run of that state
 			f.Cursor = queryCursorAt(queryPick(rng, fx.byTS[f.State]))
 		}
@@ -634,7 +634,7 @@ func BenchmarkQueries_ListRunsByWorkflow(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
 		wf := queryFixtureWorkflows[i%len(queryFixtureWorkflows)].name
-		f := store.RunFilter{TenantID: fx.tenant, Workflow: wf, Limit: queryPage}
+		f := engine.RunFilter{TenantID: fx.tenant, Workflow: wf, Limit: queryPage}
 		if i%2 == 1 {
 			f.Cursor = queryCursorAt(queryPick(rng, fx.byWF[wf]))
 		}
@@ -648,7 +648,7 @@ func BenchmarkQueries_ListRunsByStatusAndWorkflow(b *testing.B) {
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
 		wf := queryFixtureWorkflows[i%len(queryFixtureWorkflows)].name
 		st := queryRunStates[(i/len(queryFixtureWorkflows))%len(queryRunStates)]
-		runs, _, err := fx.db.ListRuns(context.Background(), store.RunFilter{TenantID: fx.tenant, Workflow: wf, State: st, Limit: queryPage})
+		runs, _, err := fx.db.ListRuns(context.Background(), engine.RunFilter{TenantID: fx.tenant, Workflow: wf, State: st, Limit: queryPage})
 		return len(runs), err
 	})
 }
@@ -658,7 +658,7 @@ func BenchmarkQueries_ListRunsCreatedRange(b *testing.B) {
 	span := queryFixtureEnd.Sub(queryFixtureStart)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
 		from := queryFixtureStart.Add(time.Duration(rng.Int64N(int64(span))))
-		f := store.RunFilter{TenantID: fx.tenant, Limit: queryPage}
+		f := engine.RunFilter{TenantID: fx.tenant, Limit: queryPage}
 		switch i % 3 {
 		case 0: // created_after only
 			f.CreatedAfter = from
@@ -678,7 +678,7 @@ const queryEventsPage = queryPage + 1
 func BenchmarkQueries_ListEventsFirstPage(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		evs, err := fx.db.ListEvents(context.Background(), store.EventFilter{TenantID: fx.tenant, Limit: queryEventsPage})
+		evs, err := fx.db.ListEvents(context.Background(), engine.EventFilter{TenantID: fx.tenant, Limit: queryEventsPage})
 		return len(evs), err
 	})
 }
@@ -686,8 +686,8 @@ func BenchmarkQueries_ListEventsFirstPage(b *testing.B) {
 func BenchmarkQueries_ListEventsAfterID(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		evs, err := fx.db.ListEvents(context.Background(), store.EventFilter{TenantID: fx.tenant,
-			AfterID: 1 + rng.Int64N(fx.maxID), Limit: queryEventsPage})
+		evs, err := fx.db.ListEvents(context.Background(), engine.EventFilter{TenantID: fx.tenant,
+			After: &engine.EventCursor{ID: 1 + rng.Int64N(fx.maxID)}, Limit: queryEventsPage})
 		return len(evs), err
 	})
 }
@@ -699,9 +699,9 @@ var queryEventTypes = []engine.EventType{engine.EventTaskCompleted, engine.Event
 func BenchmarkQueries_ListEventsByType(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		f := store.EventFilter{TenantID: fx.tenant, Type: queryEventTypes[i%len(queryEventTypes)], Limit: queryEventsPage}
+		f := engine.EventFilter{TenantID: fx.tenant, Type: queryEventTypes[i%len(queryEventTypes)], Limit: queryEventsPage}
 		if i%2 == 1 {
-			f.AfterID = 1 + rng.Int64N(fx.maxID)
+			f.After = &engine.EventCursor{ID: 1 + rng.Int64N(fx.maxID)}
 		}
 		evs, err := fx.db.ListEvents(context.Background(), f)
 		return len(evs), err
@@ -714,9 +714,9 @@ var queryActors = []string{engine.ActorEngine, "api", "alice", "bob", "worker-03
 func BenchmarkQueries_ListEventsByActor(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		f := store.EventFilter{TenantID: fx.tenant, Actor: queryActors[i%len(queryActors)], Limit: queryEventsPage}
+		f := engine.EventFilter{TenantID: fx.tenant, Actor: queryActors[i%len(queryActors)], Limit: queryEventsPage}
 		if i%2 == 1 {
-			f.AfterID = 1 + rng.Int64N(fx.maxID)
+			f.After = &engine.EventCursor{ID: 1 + rng.Int64N(fx.maxID)}
 		}
 		evs, err := fx.db.ListEvents(context.Background(), f)
 		return len(evs), err
@@ -726,7 +726,7 @@ func BenchmarkQueries_ListEventsByActor(b *testing.B) {
 func BenchmarkQueries_ListEventsByTypeAndActor(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		f := store.EventFilter{TenantID: fx.tenant, Actor: queryActors[i%len(queryActors)],
+		f := engine.EventFilter{TenantID: fx.tenant, Actor: queryActors[i%len(queryActors)],
 			Type: queryEventTypes[(i/len(queryActors))%len(queryEventTypes)], Limit: queryEventsPage}
 		evs, err := fx.db.ListEvents(context.Background(), f)
 		return len(evs), err
@@ -736,7 +736,7 @@ func BenchmarkQueries_ListEventsByTypeAndActor(b *testing.B) {
 func BenchmarkQueries_ListEventsByRun(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		evs, err := fx.db.ListEvents(context.Background(), store.EventFilter{TenantID: fx.tenant,
+		evs, err := fx.db.ListEvents(context.Background(), engine.EventFilter{TenantID: fx.tenant,
 			RunID: queryPick(rng, fx.runs).ID, Limit: queryEventsPage})
 		return len(evs), err
 	})
@@ -747,7 +747,7 @@ func BenchmarkQueries_ListEventsTimeRange(b *testing.B) {
 	span := queryFixtureEnd.Sub(queryFixtureStart)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
 		at := queryFixtureStart.Add(time.Duration(rng.Int64N(int64(span))))
-		f := store.EventFilter{TenantID: fx.tenant, Limit: queryEventsPage}
+		f := engine.EventFilter{TenantID: fx.tenant, Limit: queryEventsPage}
 		switch i % 3 {
 		case 0: // since only
 			f.Since = at
@@ -764,23 +764,23 @@ func BenchmarkQueries_ListEventsTimeRange(b *testing.B) {
 func BenchmarkQueries_RunEvents(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		evs, err := fx.db.RunEvents(context.Background(), queryPick(rng, fx.runs).ID, 0, 0)
+		evs, err := fx.db.RunEvents(context.Background(), fx.tenant, queryPick(rng, fx.runs).ID, 0, 0)
 		return len(evs), err
 	})
 }
 
-func BenchmarkQueries_GetRun(b *testing.B) {
+func BenchmarkQueries_GetRunRow(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		_, tasks, err := fx.db.GetRun(context.Background(), fx.tenant, queryPick(rng, fx.runs).ID)
-		return len(tasks), err
+		_, err := fx.db.GetRunRow(context.Background(), fx.tenant, queryPick(rng, fx.runs).ID)
+		return 1, err
 	})
 }
 
 func BenchmarkQueries_LoadRun(b *testing.B) {
 	fx := openQueryFixture(b)
 	benchQueryLatency(b, func(i int, rng *rand.Rand) (int, error) {
-		_, tasks, err := fx.db.LoadRun(context.Background(), queryPick(rng, fx.runs).ID)
+		_, tasks, err := fx.db.LoadRun(context.Background(), fx.tenant, queryPick(rng, fx.runs).ID)
 		return len(tasks), err
 	})
 }
@@ -796,7 +796,7 @@ func BenchmarkQueries_StreamTenant(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		// From a random point far enough from the end to fill the chunk.
-		f := store.EventFilter{TenantID: fx.tenant, AfterID: rng.Int64N(fx.maxID * 9 / 10), Limit: queryStreamChunk}
+		f := engine.EventFilter{TenantID: fx.tenant, After: &engine.EventCursor{ID: rng.Int64N(fx.maxID * 9 / 10)}, Limit: queryStreamChunk}
 		err := fx.db.StreamEvents(context.Background(), f, func(*engine.Event) error {
 			n++
 			return nil

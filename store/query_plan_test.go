@@ -30,28 +30,28 @@ func TestQueryPlans(t *testing.T) {
 	is.NoErr(err) // a few runs
 
 	const tenant = "tenant-00"
-	cursor := &store.RunCursor{CreatedAt: "2026-02-01T00:00:00.000000Z", ID: "019c0000-0000-7000-8000-000000000000"}
+	cursor := &engine.RunCursor{CreatedAt: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), ID: "019c0000-0000-7000-8000-000000000000"}
 	day := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
 
 	runCases := []struct {
 		name  string
-		f     store.RunFilter
+		f     engine.RunFilter
 		index string
 	}{
-		{name: "newest first", f: store.RunFilter{}, index: "runs_tenant_created"},
-		{name: "newest first after a cursor", f: store.RunFilter{Cursor: cursor}, index: "runs_tenant_created"},
-		{name: "by status", f: store.RunFilter{State: engine.RunFailed}, index: "runs_tenant_state_created"},
-		{name: "by active status", f: store.RunFilter{State: engine.RunRunning}, index: "runs_tenant_state_created"},
-		{name: "by status after a cursor", f: store.RunFilter{State: engine.RunFailed, Cursor: cursor}, index: "runs_tenant_state_created"},
-		{name: "by workflow", f: store.RunFilter{Workflow: "invoice-render"}, index: "runs_tenant_workflow_created"},
-		{name: "by workflow after a cursor", f: store.RunFilter{Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_workflow_created"},
-		{name: "by status and workflow", f: store.RunFilter{State: engine.RunFailed, Workflow: "invoice-render"}, index: "runs_tenant_"},
-		{name: "by status and workflow after a cursor", f: store.RunFilter{State: engine.RunFailed, Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_"},
+		{name: "newest first", f: engine.RunFilter{}, index: "runs_tenant_created"},
+		{name: "newest first after a cursor", f: engine.RunFilter{Cursor: cursor}, index: "runs_tenant_created"},
+		{name: "by status", f: engine.RunFilter{State: engine.RunFailed}, index: "runs_tenant_state_created"},
+		{name: "by active status", f: engine.RunFilter{State: engine.RunRunning}, index: "runs_tenant_state_created"},
+		{name: "by status after a cursor", f: engine.RunFilter{State: engine.RunFailed, Cursor: cursor}, index: "runs_tenant_state_created"},
+		{name: "by workflow", f: engine.RunFilter{Workflow: "invoice-render"}, index: "runs_tenant_workflow_created"},
+		{name: "by workflow after a cursor", f: engine.RunFilter{Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_workflow_created"},
+		{name: "by status and workflow", f: engine.RunFilter{State: engine.RunFailed, Workflow: "invoice-render"}, index: "runs_tenant_"},
+		{name: "by status and workflow after a cursor", f: engine.RunFilter{State: engine.RunFailed, Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_"},
 		// ExplainRuns leaves created_after and created_before out of the
 		// query it explains (ListRuns puts them in), so these two show the
 		// plan without them.
-		{name: "created after", f: store.RunFilter{CreatedAfter: day}, index: "runs_tenant_created"},
-		{name: "created between", f: store.RunFilter{CreatedAfter: day, CreatedBefore: day.Add(24 * time.Hour), Cursor: cursor}, index: "runs_tenant_created"},
+		{name: "created after", f: engine.RunFilter{CreatedAfter: day}, index: "runs_tenant_created"},
+		{name: "created between", f: engine.RunFilter{CreatedAfter: day, CreatedBefore: day.Add(24 * time.Hour), Cursor: cursor}, index: "runs_tenant_created"},
 	}
 	for _, c := range runCases {
 		t.Run("runs "+c.name, func(t *testing.T) {
@@ -72,30 +72,30 @@ func TestQueryPlans(t *testing.T) {
 	since, until := day, day.Add(time.Hour)
 	eventCases := []struct {
 		name  string
-		f     store.EventFilter
+		f     engine.EventFilter
 		index string
 	}{
-		{name: "tenant log", f: store.EventFilter{}, index: "events_tenant"},
-		{name: "tenant log after a cursor", f: store.EventFilter{AfterID: 1000}, index: "events_tenant"},
-		{name: "by type", f: store.EventFilter{Type: engine.EventRunFailed}, index: "events_tenant_type"},
-		{name: "by type after a cursor", f: store.EventFilter{Type: engine.EventRunFailed, AfterID: 1000}, index: "events_tenant_type"},
-		{name: "by actor", f: store.EventFilter{Actor: "alice"}, index: "events_tenant_actor"},
-		{name: "by actor after a cursor", f: store.EventFilter{Actor: "alice", AfterID: 1000}, index: "events_tenant_actor"},
-		{name: "on behalf of", f: store.EventFilter{OnBehalf: "alice"}, index: "events_tenant_on_behalf"},
-		{name: "on behalf of after a cursor", f: store.EventFilter{OnBehalf: "alice", AfterID: 1000}, index: "events_tenant_on_behalf"},
-		{name: "by type and actor", f: store.EventFilter{Type: engine.EventRunFailed, Actor: "alice", AfterID: 1000}, index: "events_tenant_"},
-		{name: "by task id", f: store.EventFilter{TaskID: "validate", AfterID: 1000}, index: "events_tenant"},
-		{name: "by run", f: store.EventFilter{RunID: "r1"}, index: runIndexes},
-		{name: "by run after a cursor", f: store.EventFilter{RunID: "r1", AfterID: 1000}, index: runIndexes},
-		{name: "by run after a seq", f: store.EventFilter{RunID: "r1", AfterSeq: 3}, index: runIndexes},
-		{name: "by run and type", f: store.EventFilter{RunID: "r1", Type: engine.EventTaskCompleted}, index: runIndexes},
-		{name: "by run and task", f: store.EventFilter{RunID: "r1", TaskID: "validate"}, index: runIndexes},
-		{name: "since", f: store.EventFilter{Since: since}, index: "events_tenant_at"},
-		{name: "until", f: store.EventFilter{Until: until}, index: "events_tenant_at"},
-		{name: "since and until", f: store.EventFilter{Since: since, Until: until}, index: "events_tenant_at"},
-		{name: "since and until after a cursor", f: store.EventFilter{Since: since, Until: until, AfterID: 1000}, index: "events_tenant_at"},
-		{name: "by type since", f: store.EventFilter{Type: engine.EventRunFailed, Since: since}, index: "events_tenant_"},
-		{name: "by actor since", f: store.EventFilter{Actor: "alice", Since: since}, index: "events_tenant_"},
+		{name: "tenant log", f: engine.EventFilter{}, index: "events_tenant"},
+		{name: "tenant log after a cursor", f: engine.EventFilter{After: &engine.EventCursor{ID: 1000}}, index: "events_tenant"},
+		{name: "by type", f: engine.EventFilter{Type: engine.EventRunFailed}, index: "events_tenant_type"},
+		{name: "by type after a cursor", f: engine.EventFilter{Type: engine.EventRunFailed, After: &engine.EventCursor{ID: 1000}}, index: "events_tenant_type"},
+		{name: "by actor", f: engine.EventFilter{Actor: "alice"}, index: "events_tenant_actor"},
+		{name: "by actor after a cursor", f: engine.EventFilter{Actor: "alice", After: &engine.EventCursor{ID: 1000}}, index: "events_tenant_actor"},
+		{name: "on behalf of", f: engine.EventFilter{OnBehalf: "alice"}, index: "events_tenant_on_behalf"},
+		{name: "on behalf of after a cursor", f: engine.EventFilter{OnBehalf: "alice", After: &engine.EventCursor{ID: 1000}}, index: "events_tenant_on_behalf"},
+		{name: "by type and actor", f: engine.EventFilter{Type: engine.EventRunFailed, Actor: "alice", After: &engine.EventCursor{ID: 1000}}, index: "events_tenant_"},
+		{name: "by task id", f: engine.EventFilter{TaskID: "validate", After: &engine.EventCursor{ID: 1000}}, index: "events_tenant"},
+		{name: "by run", f: engine.EventFilter{RunID: "r1"}, index: runIndexes},
+		{name: "by run after a cursor", f: engine.EventFilter{RunID: "r1", After: &engine.EventCursor{ID: 1000}}, index: runIndexes},
+		{name: "by run after a seq", f: engine.EventFilter{RunID: "r1", AfterSeq: 3}, index: runIndexes},
+		{name: "by run and type", f: engine.EventFilter{RunID: "r1", Type: engine.EventTaskCompleted}, index: runIndexes},
+		{name: "by run and task", f: engine.EventFilter{RunID: "r1", TaskID: "validate"}, index: runIndexes},
+		{name: "since", f: engine.EventFilter{Since: since}, index: "events_tenant_at"},
+		{name: "until", f: engine.EventFilter{Until: until}, index: "events_tenant_at"},
+		{name: "since and until", f: engine.EventFilter{Since: since, Until: until}, index: "events_tenant_at"},
+		{name: "since and until after a cursor", f: engine.EventFilter{Since: since, Until: until, After: &engine.EventCursor{ID: 1000, At: since}}, index: "events_tenant_at"},
+		{name: "by type since", f: engine.EventFilter{Type: engine.EventRunFailed, Since: since}, index: "events_tenant_"},
+		{name: "by actor since", f: engine.EventFilter{Actor: "alice", Since: since}, index: "events_tenant_"},
 	}
 	for _, c := range eventCases {
 		t.Run("events "+c.name, func(t *testing.T) {
@@ -151,11 +151,11 @@ func TestQueryFixture(t *testing.T) {
 	st, err := buildQueryFixture(ctx, db, queryFixtureSpec{Runs: runs, Tenants: 3, Seed: 2})
 	is.NoErr(err)           // build
 	is.Equal(st.Runs, runs) // every run written
-	n, err := db.Verify(ctx, func(runID string, err error) { t.Errorf("run %s: %v", runID, err) })
+	n, err := engine.Verify(ctx, db, func(_, runID string, err error) { t.Errorf("run %s: %v", runID, err) })
 	is.NoErr(err)     // verify
 	is.Equal(n, runs) // every run checked
 	states := map[engine.RunState]int{}
-	list, _, err := db.ListRuns(ctx, store.RunFilter{TenantID: "tenant-00", Limit: store.MaxPage})
+	list, _, err := db.ListRuns(ctx, engine.RunFilter{TenantID: "tenant-00", Limit: engine.MaxPage})
 	is.NoErr(err) // list
 	for _, r := range list {
 		states[r.State]++

@@ -6,7 +6,7 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 // TestStore_ListRunsLeavesPayloadsOut: a list of runs carries summaries, so
@@ -19,7 +19,7 @@ func TestStore_ListRunsLeavesPayloadsOut(t *testing.T) {
 	db := openTestStore(t)
 	_, err := buildQueryFixture(ctx, db, queryFixtureSpec{Runs: 20, Tenants: 2, Seed: 1})
 	is.NoErr(err) // runs with inputs, some finished with outputs
-	runs, _, err := db.ListRuns(ctx, store.RunFilter{TenantID: "tenant-00", Limit: 50})
+	runs, _, err := db.ListRuns(ctx, engine.RunFilter{TenantID: "tenant-00", Limit: 50})
 	is.NoErr(err)
 	is.True(len(runs) > 0) // the tenant has runs
 	for _, r := range runs {

@@ -11,6 +11,11 @@ import (
 	"github.com/orchestrator/orchestrator/engine"
 )
 
+// sqlInsertDefinition stores a definition version; UNIQUE(tenant_id, name,
+// version) refuses a version taken meanwhile.
+const sqlInsertDefinition = `INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at)
+	VALUES (?, ?, ?, ?, ?, ?)`
+
 const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
 	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes`
@@ -20,7 +25,7 @@ const (
 	activeStates = `('pending', 'running', 'paused')`
 )
 
-// PutDefinition implements engine.Store.
+// PutDefinition implements engine.Writer.
 func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*engine.StoredDefinition, bool, error) {
 	var out engine.StoredDefinition
 	var created bool
@@ -41,8 +46,7 @@ func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*e
 		}
 		out = *d
 		out.Version = latest + 1
-		if _, err := tx.Exec(`INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, d.TenantID, d.Name, out.Version, string(d.Definition), d.Hash,
+		if _, err := tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, out.Version, string(d.Definition), d.Hash,
 			engine.FormatTime(d.CreatedAt)); err != nil {
 			return constraintErr("insert definition "+d.Name, err)
 		}
@@ -55,7 +59,7 @@ func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*e
 	return &out, created, nil
 }
 
-// GetDefinition implements engine.Store.
+// GetDefinition implements engine.Reader.
 func (db *DB) GetDefinition(ctx context.Context, tenantID, name string, version int) (*engine.StoredDefinition, error) {
 	q := `SELECT version, definition, hash, created_at FROM workflows WHERE tenant_id = ? AND name = ?`
 	args := []any{tenantID, name}
@@ -75,7 +79,7 @@ func (db *DB) GetDefinition(ctx context.Context, tenantID, name string, version 
 	return &d, nil
 }
 
-// ListDefinitions returns the latest version of every definition of a tenant, by name.
+// ListDefinitions implements engine.Querier.
 func (db *DB) ListDefinitions(ctx context.Context, tenantID string) ([]engine.StoredDefinition, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT w.name, w.version, w.hash, w.created_at FROM workflows w
 		WHERE w.tenant_id = ? AND w.version = (SELECT max(version) FROM workflows l WHERE l.tenant_id = w.tenant_id AND l.name = w.name)
@@ -189,14 +193,15 @@ func errFrom(s sql.NullString) *engine.TaskError {
 	return &e
 }
 
-// LoadRun implements engine.Store. Tasks come in topological order.
-func (db *DB) LoadRun(ctx context.Context, runID string) (*engine.Run, []engine.Task, error) {
+// LoadRun implements engine.Reader: the run and its tasks in one read
+// transaction.
+func (db *DB) LoadRun(ctx context.Context, tenantID, runID string) (*engine.Run, []engine.Task, error) {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load run: %w", err)
 	}
 	defer tx.Rollback()
-	run, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, runID))
+	run, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ? AND tenant_id = ?`, runID, tenantID))
 	if err != nil {
 		return nil, nil, notFound(err, "run "+runID)
 	}
@@ -219,22 +224,7 @@ func (db *DB) LoadRun(ctx context.Context, runID string) (*engine.Run, []engine.
 	return run, tasks, nil
 }
 
-// GetRun returns a run of a tenant with its tasks, or ErrNotFound; another
-// tenant's run is not found.
-func (db *DB) GetRun(ctx context.Context, tenantID, runID string) (*engine.Run, []engine.Task, error) {
-	run, tasks, err := db.LoadRun(ctx, runID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if run.TenantID != tenantID {
-		return nil, nil, fmt.Errorf("run %s: %w", runID, engine.ErrNotFound)
-	}
-	return run, tasks, nil
-}
-
-// GetRunRow returns a run of a tenant without its tasks, or ErrNotFound: for
-// callers that only need the run (its tenant, state, last seq), so that a
-// run of thousands of tasks is not read for each page of its history.
+// GetRunRow implements engine.Querier.
 func (db *DB) GetRunRow(ctx context.Context, tenantID, runID string) (*engine.Run, error) {
 	run, err := scanRun(db.r.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ? AND tenant_id = ?`, runID, tenantID))
 	if err != nil {
@@ -243,7 +233,7 @@ func (db *DB) GetRunRow(ctx context.Context, tenantID, runID string) (*engine.Ru
 	return run, nil
 }
 
-// LoadActiveRuns implements engine.Store: two queries in one read
+// LoadActiveRuns implements engine.Reader: two queries in one read
 // transaction, whatever the number of runs.
 func (db *DB) LoadActiveRuns(ctx context.Context, fn func(*engine.Run, []engine.Task) error) error {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -324,14 +314,13 @@ func scanEvent(s scanner) (*engine.Event, error) {
 	return &e, nil
 }
 
-// RunEvents returns up to limit events of a run with seq > afterSeq, in order
-// (limit <= 0: all).
-func (db *DB) RunEvents(ctx context.Context, runID string, afterSeq int64, limit int) ([]engine.Event, error) {
+// RunEvents implements engine.Querier.
+func (db *DB) RunEvents(ctx context.Context, tenantID, runID string, afterSeq int64, limit int) ([]engine.Event, error) {
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
-		runID, afterSeq, limit)
+	rows, err := db.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE run_id = ? AND +tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		runID, tenantID, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events of %s: %w", runID, err)
 	}

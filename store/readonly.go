@@ -43,10 +43,8 @@ func openReadOnly(ctx context.Context, path string, opts Options) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	stopped := make(chan struct{})
-	close(stopped)
 	// closed: every write fails at once with engine.ErrClosed.
-	return &DB{path: path, r: r, closed: true, stopped: stopped, kick: make(chan struct{}, 1),
+	return &DB{path: path, r: r, closed: true, closedCh: make(chan struct{}), kick: make(chan struct{}, 1),
 		health: health{log: opts.Logger, now: time.Now}}, nil
 }
 

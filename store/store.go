@@ -62,11 +62,15 @@ type DB struct {
 	max  int
 	st   stmts
 
-	mu      sync.Mutex // protects queue and closed
-	queue   []request
-	closed  bool
-	kick    chan struct{}
-	stopped chan struct{}
+	mu     sync.Mutex // protects queue and closed
+	queue  []request
+	closed bool
+	kick   chan struct{}
+
+	g         group         // the writer, and the refusals of commits after Close
+	closeOnce sync.Once     // closes the connections once the writer is done
+	closeErr  error         // of closing the connections
+	closedCh  chan struct{} // closed when the connections are
 
 	m      storeMetrics
 	health health
@@ -209,7 +213,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	r.SetConnMaxIdleTime(0)
-	db := &DB{path: path, w: w, r: r, max: opts.MaxBatch, kick: make(chan struct{}, 1), stopped: make(chan struct{}),
+	db := &DB{path: path, w: w, r: r, max: opts.MaxBatch, kick: make(chan struct{}, 1), closedCh: make(chan struct{}),
 		health: health{log: opts.Logger, now: time.Now}}
 	set := opts.Metrics
 	db.m = storeMetrics{
@@ -230,7 +234,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		r.Close()
 		return nil, err
 	}
-	go db.writeLoop()
+	db.g.Go(db.writeLoop)
 	return db, nil
 }
 
@@ -259,23 +263,31 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // Path returns the database file.
 func (db *DB) Path() string { return db.path }
 
-// Close commits what is queued, stops the writer and closes the database.
-// It is idempotent.
+// Close commits what is queued, stops the writer, waits for every goroutine
+// the store started and closes the database. It is idempotent: every call
+// returns once the database is closed, the first with the error of closing
+// it.
 func (db *DB) Close() error {
-	if db.w == nil { // read-only: no writer to stop
-		return db.r.Close()
-	}
-	db.mu.Lock()
-	if db.closed {
+	first := false
+	db.closeOnce.Do(func() {
+		first = true
+		db.mu.Lock()
+		db.closed = true
 		db.mu.Unlock()
-		<-db.stopped
-		return nil
+		db.wake()
+		db.g.Wait()
+		if db.w != nil { // read-only: no writer
+			db.closeErr = db.w.Close()
+		}
+		db.closeErr = errors.Join(db.closeErr, db.r.Close())
+		close(db.closedCh)
+	})
+	<-db.closedCh
+	db.g.Wait() // refusals of commits made meanwhile
+	if first {
+		return db.closeErr
 	}
-	db.closed = true
-	db.mu.Unlock()
-	db.wake()
-	<-db.stopped
-	return errors.Join(db.w.Close(), db.r.Close())
+	return nil
 }
 
 // Ping checks that the database answers a read.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -27,6 +28,7 @@ import (
 	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/schema"
 	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/store/storetest"
 )
 
 // patience bounds every wait of these tests; reaching it is a failure, not a
@@ -328,6 +330,13 @@ func migrationVersions(t testing.TB) []int {
 	return vs
 }
 
+// TestStore_Conformance holds the SQLite store to the contract every
+// engine.Store meets.
+func TestStore_Conformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) engine.Store { return openTestStore(t) })
+}
+
 func TestStore_Migrate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -411,7 +420,7 @@ func TestStore_Triggers(t *testing.T) {
 		_, plan := putDefinition(t, db, "default", wfJSON)
 		h := newHistory(t, plan, "default", "r1")
 		is.NoErr(commit(t, db, lifecycle(h)[0])) // three events
-		before, err := db.RunEvents(ctx, "r1", 0, 0)
+		before, err := db.RunEvents(ctx, "default", "r1", 0, 0)
 		is.NoErr(err) // events before
 
 		raw := rawDB(t, db.Path())
@@ -422,11 +431,11 @@ func TestStore_Triggers(t *testing.T) {
 		is.True(err != nil)                                   // delete refused
 		is.True(strings.Contains(err.Error(), "append-only")) // says why
 
-		after, err := db.RunEvents(ctx, "r1", 0, 0)
-		is.NoErr(err)                          // events after
-		is.Equal(after, before)                // unchanged
-		is.Equal(len(after), 3)                // all still there
-		is.NoErr(db.VerifyRun(ctx, "r1", nil)) // still verifies
+		after, err := db.RunEvents(ctx, "default", "r1", 0, 0)
+		is.NoErr(err)                                        // events after
+		is.Equal(after, before)                              // unchanged
+		is.Equal(len(after), 3)                              // all still there
+		is.NoErr(engine.VerifyRun(ctx, db, "default", "r1")) // still verifies
 	})
 
 	t.Run("workflows refuse UPDATE and DELETE", func(t *testing.T) {
@@ -496,7 +505,7 @@ func TestStore_Constraints(t *testing.T) {
 		ch.Run.State = "sleeping"
 		err := commit(t, db, ch)
 		is.True(errors.Is(err, engine.ErrConflict)) // constraint failure is a conflict
-		_, _, err = db.LoadRun(ctx, "bad-commit")
+		_, _, err = db.LoadRun(ctx, "default", "bad-commit")
 		is.True(errors.Is(err, engine.ErrNotFound))                                           // no run row
 		is.Equal(count(t, raw, `SELECT count(*) FROM events WHERE run_id = 'bad-commit'`), 0) // no events
 	})
@@ -564,13 +573,13 @@ func TestStore_Commit(t *testing.T) {
 		insert, update := fullChanges()
 
 		is.NoErr(commit(t, db, insert)) // insert run r1
-		run, tasks, err := db.LoadRun(ctx, "r1")
+		run, tasks, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)                                                                            // load after insert
 		is.Equal(*run, storedRun(insert.Run))                                                    // run row as inserted
 		is.Equal(tasks, []engine.Task{storedTask(insert.Tasks[0]), storedTask(insert.Tasks[1])}) // task rows as inserted
 
 		is.NoErr(commit(t, db, update)) // update run r1
-		run, tasks, err = db.LoadRun(ctx, "r1")
+		run, tasks, err = db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)                                                                               // load after update
 		is.Equal(*run, storedRun(update.Run))                                                       // run row as updated, times at microseconds
 		is.Equal(run.CreatedAt.Nanosecond()%1000, 0)                                                // no sub-microsecond part
@@ -578,12 +587,12 @@ func TestStore_Commit(t *testing.T) {
 		is.Equal(string(tasks[0].Output), `{"ok": true}`)                                           // JSON kept verbatim
 		is.Equal(*tasks[0].Error, engine.TaskError{Code: "flaky", Message: "first attempt failed"}) // error kept
 
-		events, err := db.RunEvents(ctx, "r1", 0, 0)
+		events, err := db.RunEvents(ctx, "default", "r1", 0, 0)
 		is.NoErr(err)                                                                       // read events
 		is.Equal(withoutIDs(events), storedEvents(append(insert.Events, update.Events...))) // every field of every event
 		is.NoErr(engine.VerifyChain(events))                                                // hashes survive the round trip
-		got, _, err := db.GetRun(ctx, "default", "r1")
-		is.NoErr(err)        // GetRun for the owner
+		got, err := db.GetRunRow(ctx, "default", "r1")
+		is.NoErr(err)        // GetRunRow for the owner
 		is.Equal(*got, *run) // same row as LoadRun
 	})
 
@@ -594,7 +603,7 @@ func TestStore_Commit(t *testing.T) {
 		putDefinition(t, db, "default", wfJSON)
 		insert, update := fullChanges()
 		is.NoErr(commit(t, db, insert)) // insert run r1
-		before, beforeTasks, err := db.LoadRun(ctx, "r1")
+		before, beforeTasks, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err) // load before
 
 		stale := update
@@ -602,11 +611,11 @@ func TestStore_Commit(t *testing.T) {
 		err = commit(t, db, stale)
 		is.True(errors.Is(err, engine.ErrConflict)) // compare-and-set lost
 
-		after, afterTasks, err := db.LoadRun(ctx, "r1")
+		after, afterTasks, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)                     // load after
 		is.Equal(after, before)           // run row unchanged
 		is.Equal(afterTasks, beforeTasks) // task rows unchanged
-		events, err := db.RunEvents(ctx, "r1", 0, 0)
+		events, err := db.RunEvents(ctx, "default", "r1", 0, 0)
 		is.NoErr(err)                   // read events
 		is.Equal(len(events), 2)        // no event of the failed change
 		is.NoErr(commit(t, db, update)) // the right PrevSeq still commits
@@ -619,7 +628,7 @@ func TestStore_Commit(t *testing.T) {
 		putDefinition(t, db, "default", wfJSON)
 		insert, update := fullChanges()
 		is.NoErr(commit(t, db, insert)) // insert run r1
-		before, _, err := db.LoadRun(ctx, "r1")
+		before, _, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err) // load before
 
 		dup := update
@@ -628,10 +637,10 @@ func TestStore_Commit(t *testing.T) {
 		err = commit(t, db, dup)
 		is.True(errors.Is(err, engine.ErrConflict)) // UNIQUE(run_id, seq)
 
-		after, _, err := db.LoadRun(ctx, "r1")
+		after, _, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)           // load after
 		is.Equal(after, before) // the run update was rolled back with the events
-		events, err := db.RunEvents(ctx, "r1", 0, 0)
+		events, err := db.RunEvents(ctx, "default", "r1", 0, 0)
 		is.NoErr(err)                                             // read events
 		is.Equal(withoutIDs(events), storedEvents(insert.Events)) // only the first change's events
 	})
@@ -649,7 +658,7 @@ func TestStore_Commit(t *testing.T) {
 		other.Run.ID = "r2"
 		other.PrevSeq = 1
 		is.True(errors.Is(commit(t, db, other), engine.ErrConflict)) // an insert cannot follow a seq
-		_, _, err := db.LoadRun(ctx, "r2")
+		_, _, err := db.LoadRun(ctx, "default", "r2")
 		is.True(errors.Is(err, engine.ErrNotFound)) // nothing written
 	})
 
@@ -665,7 +674,7 @@ func TestStore_Commit(t *testing.T) {
 		bad.Tasks[0].TaskID = "zz"
 		err := commit(t, db, bad)
 		is.True(errors.Is(err, engine.ErrNotFound)) // no such task row
-		run, _, err := db.LoadRun(ctx, "r1")
+		run, _, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)                   // load after
 		is.Equal(run.LastSeq, int64(2)) // run update rolled back
 	})
@@ -741,7 +750,7 @@ func TestStore_GroupCommit(t *testing.T) {
 	is.Equal(count(t, raw, `SELECT count(*) FROM runs WHERE last_seq = 7`), runs)       // every run got all four changes
 	is.Equal(count(t, raw, `SELECT count(*) FROM tasks WHERE state = 'running'`), runs) // b running everywhere
 	for i := range runs {
-		is.NoErr(db.VerifyRun(ctx, fmt.Sprintf("run-%02d", i), nil)) // rows equal the replayed log
+		is.NoErr(engine.VerifyRun(ctx, db, "default", fmt.Sprintf("run-%02d", i))) // rows equal the replayed log
 	}
 
 	requests := float64(len(all) + 1) // and the one holding the writer
@@ -772,12 +781,12 @@ func TestStore_GroupCommitOfOneRun(t *testing.T) {
 			is.NoErr(recv(t, acks[i], "acknowledgement")) // every change committed
 		}
 		is.Equal(metricValue(t, set, "orchestrator_commits_total"), 3.0) // definition, holder, one batch
-		run, tasks, err := db.LoadRun(ctx, "r1")
-		is.NoErr(err)                                  // load
-		is.Equal(*run, storedRun(chs[3].Run))          // the run row of the last change
-		is.Equal(tasks[0].State, engine.TaskCompleted) // a from the third change
-		is.Equal(tasks[1].State, engine.TaskRunning)   // b from the fourth change
-		is.NoErr(db.VerifyRun(ctx, "r1", nil))         // rows equal the replayed log
+		run, tasks, err := db.LoadRun(ctx, "default", "r1")
+		is.NoErr(err)                                        // load
+		is.Equal(*run, storedRun(chs[3].Run))                // the run row of the last change
+		is.Equal(tasks[0].State, engine.TaskCompleted)       // a from the third change
+		is.Equal(tasks[1].State, engine.TaskRunning)         // b from the fourth change
+		is.NoErr(engine.VerifyRun(ctx, db, "default", "r1")) // rows equal the replayed log
 	})
 
 	t.Run("changes submitted out of order fail alone", func(t *testing.T) {
@@ -797,10 +806,10 @@ func TestStore_GroupCommitOfOneRun(t *testing.T) {
 		is.NoErr(recv(t, acks[0], "insert"))                                     // insert lands
 		is.True(errors.Is(recv(t, acks[1], "third change"), engine.ErrConflict)) // too early: conflict
 		is.NoErr(recv(t, acks[2], "second change"))                              // second lands
-		run, _, err := db.LoadRun(ctx, "r1")
-		is.NoErr(err)                          // load
-		is.Equal(*run, storedRun(chs[1].Run))  // at the second change
-		is.NoErr(db.VerifyRun(ctx, "r1", nil)) // and consistent with the log
+		run, _, err := db.LoadRun(ctx, "default", "r1")
+		is.NoErr(err)                                        // load
+		is.Equal(*run, storedRun(chs[1].Run))                // at the second change
+		is.NoErr(engine.VerifyRun(ctx, db, "default", "r1")) // and consistent with the log
 	})
 
 	t.Run("a request with changes of several runs is all or nothing", func(t *testing.T) {
@@ -812,7 +821,7 @@ func TestStore_GroupCommitOfOneRun(t *testing.T) {
 		bad := lifecycle(newHistory(t, plan, "default", "bad"))[0]
 		bad.PrevSeq = 5
 		is.True(errors.Is(commit(t, db, good, bad), engine.ErrConflict)) // one bad change fails the request
-		_, _, err := db.LoadRun(ctx, "good")
+		_, _, err := db.LoadRun(ctx, "default", "good")
 		is.True(errors.Is(err, engine.ErrNotFound)) // the good change of the same request is not written
 	})
 }
@@ -889,11 +898,39 @@ func TestStore_Close(t *testing.T) {
 
 		again := openAt(t, path, store.Options{})
 		for i := range acks {
-			_, _, err := again.LoadRun(ctx, fmt.Sprintf("q%d", i))
+			_, _, err := again.LoadRun(ctx, "default", fmt.Sprintf("q%d", i))
 			is.NoErr(err) // durable across reopening
 		}
-		_, _, err = again.LoadRun(ctx, "late")
+		_, _, err = again.LoadRun(ctx, "default", "late")
 		is.True(errors.Is(err, engine.ErrNotFound)) // the late commit wrote nothing
+	})
+
+	t.Run("Close waits until the refusal of a later commit has run", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		db := openTestStore(t)
+		is.NoErr(db.Close()) // closed: commits are refused from now on
+		synctest.Test(t, func(t *testing.T) {
+			is := is.New(t)
+			release := make(chan struct{})
+			var refused error
+			db.Commit(nil, func(err error) {
+				<-release // the refusal is still running
+				refused = err
+			})
+			returned := false
+			go func() {
+				db.Close()
+				returned = true
+			}()
+			synctest.Wait() // every goroutine here is blocked
+			waited := !returned
+			close(release)
+			synctest.Wait()
+			is.True(waited)                               // Close waited for the refusal it did not start
+			is.True(returned)                             // and returned once it was over
+			is.True(errors.Is(refused, engine.ErrClosed)) // having refused the commit
+		})
 	})
 
 	t.Run("Close while commits keep arriving does not deadlock", func(t *testing.T) {
@@ -1070,17 +1107,17 @@ func TestStore_LoadActiveRuns(t *testing.T) {
 		is.Equal(calls, 1)            // no further calls
 	})
 
-	t.Run("GetRun of another tenant's run is ErrNotFound", func(t *testing.T) {
+	t.Run("LoadRun of another tenant's run is ErrNotFound", func(t *testing.T) {
 		is := is.New(t)
-		_, _, err := db.GetRun(ctx, "other", "default-running")
+		_, _, err := db.LoadRun(ctx, "other", "default-running")
 		is.True(errors.Is(err, engine.ErrNotFound)) // not visible to other tenants
-		run, tasks, err := db.GetRun(ctx, "default", "default-running")
+		run, tasks, err := db.LoadRun(ctx, "default", "default-running")
 		is.NoErr(err)                          // visible to its tenant
 		is.Equal(run.State, engine.RunRunning) // its state
 		is.Equal(len(tasks), 2)                // its tasks
-		_, _, err = db.GetRun(ctx, "default", "nope")
-		is.True(errors.Is(err, engine.ErrNotFound)) // unknown run
-		_, _, err = db.LoadRun(ctx, "nope")
+		_, err = db.GetRunRow(ctx, "other", "default-running")
+		is.True(errors.Is(err, engine.ErrNotFound)) // nor its row alone
+		_, _, err = db.LoadRun(ctx, "default", "nope")
 		is.True(errors.Is(err, engine.ErrNotFound)) // unknown run
 	})
 }
@@ -1118,13 +1155,13 @@ func TestStore_RunEvents(t *testing.T) {
 
 	t.Run("all events of a run come in seq order", func(t *testing.T) {
 		is := is.New(t)
-		got, err := db.RunEvents(ctx, "one", 0, 0)
+		got, err := db.RunEvents(ctx, "default", "one", 0, 0)
 		is.NoErr(err)                   // read
 		is.Equal(withoutIDs(got), want) // every event of run one only
 		for i := 1; i < len(got); i++ {
 			is.True(got[i].ID > got[i-1].ID) // log positions ascend
 		}
-		all, err := db.RunEvents(ctx, "one", 0, -1)
+		all, err := db.RunEvents(ctx, "default", "one", 0, -1)
 		is.NoErr(err)      // negative limit
 		is.Equal(all, got) // means all as well
 	})
@@ -1134,7 +1171,7 @@ func TestStore_RunEvents(t *testing.T) {
 		var pages [][]engine.Event
 		after := int64(0)
 		for {
-			page, err := db.RunEvents(ctx, "one", after, 3)
+			page, err := db.RunEvents(ctx, "default", "one", after, 3)
 			is.NoErr(err) // read a page
 			if len(page) == 0 {
 				break
@@ -1146,10 +1183,10 @@ func TestStore_RunEvents(t *testing.T) {
 		}
 		is.Equal(len(pages), 3)                             // 3 + 3 + 1
 		is.Equal(withoutIDs(slices.Concat(pages...)), want) // pages add up to the log
-		tail, err := db.RunEvents(ctx, "one", 5, 0)
+		tail, err := db.RunEvents(ctx, "default", "one", 5, 0)
 		is.NoErr(err)                        // after seq 5
 		is.Equal(withoutIDs(tail), want[5:]) // seq 6 and 7
-		none, err := db.RunEvents(ctx, "nope", 0, 0)
+		none, err := db.RunEvents(ctx, "default", "nope", 0, 0)
 		is.NoErr(err)          // unknown run
 		is.Equal(len(none), 0) // has no events
 	})
@@ -1176,10 +1213,10 @@ func TestStore_ReadersDoNotWaitForTheWriter(t *testing.T) {
 
 		readCtx, cancel := context.WithTimeout(ctx, 3*time.Second) // less than busy_timeout
 		defer cancel()
-		_, tasks, err := db.LoadRun(readCtx, "r1")
+		_, tasks, err := db.LoadRun(readCtx, "default", "r1")
 		is.NoErr(err)                 // read while the lock is held
 		is.Equal(tasks[0].Attempt, 0) // sees the committed state only
-		_, err = db.RunEvents(readCtx, "r1", 0, 0)
+		_, err = db.RunEvents(readCtx, "default", "r1", 0, 0)
 		is.NoErr(err) // events too
 		_, err = db.GetDefinition(readCtx, "default", "wf", 0)
 		is.NoErr(err) // definitions too
@@ -1208,7 +1245,7 @@ func TestStore_ReadersDoNotWaitForTheWriter(t *testing.T) {
 				done = true
 			default:
 			}
-			_, _, err := db.LoadRun(ctx, "seed")
+			_, _, err := db.LoadRun(ctx, "default", "seed")
 			is.NoErr(err) // read during the commit
 			n := count(t, raw, `SELECT count(*) FROM runs`)
 			is.True(n == 1 || n == 1001) // all of the commit or none of it
@@ -1334,17 +1371,19 @@ func TestStore_VerifyRun(t *testing.T) {
 
 	t.Run("an engine-made run verifies", func(t *testing.T) {
 		is := is.New(t)
-		is.NoErr(db.VerifyRun(ctx, clean, nil)) // rows equal the replayed log
-		plans := map[string]*definition.Plan{}
-		is.NoErr(db.VerifyRun(ctx, clean, plans)) // with a plan cache
-		is.Equal(len(plans), 1)                   // which it filled
+		is.NoErr(engine.VerifyRun(ctx, db, "default", clean)) // rows equal the replayed log
+		counted := &definitionCounter{Auditor: db}
+		n, err := engine.Verify(ctx, counted, func(_, id string, err error) { t.Errorf("run %s: %v", id, err) })
+		is.NoErr(err)                    // verify all
+		is.Equal(n, 3)                   // three runs checked
+		is.Equal(counted.definitions, 1) // one definition version, read and compiled once
 	})
 
 	t.Run("a tampered task row is reported by name", func(t *testing.T) {
 		is := is.New(t)
 		_, err := raw.Exec(`UPDATE tasks SET attempt = attempt + 1 WHERE run_id = ? AND task_id = 'b'`, tampered)
 		is.NoErr(err) // projections are not append-only
-		err = db.VerifyRun(ctx, tampered, nil)
+		err = engine.VerifyRun(ctx, db, "default", tampered)
 		is.True(err != nil)                               // difference found
 		is.True(strings.Contains(err.Error(), "task b ")) // names the task
 	})
@@ -1355,7 +1394,7 @@ func TestStore_VerifyRun(t *testing.T) {
 		is.NoErr(err) // what an attacker with file access can do
 		_, err = raw.Exec(`UPDATE events SET data = '{"workflow":"wf","version":1,"input":{"n":2}}' WHERE run_id = ? AND seq = 1`, forged)
 		is.NoErr(err) // rewrite history
-		err = db.VerifyRun(ctx, forged, nil)
+		err = engine.VerifyRun(ctx, db, "default", forged)
 		is.True(err != nil)                                  // forgery found
 		is.True(strings.Contains(err.Error(), "hash chain")) // by the hash chain
 	})
@@ -1363,7 +1402,7 @@ func TestStore_VerifyRun(t *testing.T) {
 	t.Run("Verify checks every run and reports the bad ones", func(t *testing.T) {
 		is := is.New(t)
 		var bad []string
-		n, err := db.Verify(ctx, func(id string, err error) { bad = append(bad, id) })
+		n, err := engine.Verify(ctx, db, func(_, id string, err error) { bad = append(bad, id) })
 		is.NoErr(err)  // verify all
 		is.Equal(n, 3) // three runs checked
 		slices.Sort(bad)
@@ -1371,6 +1410,18 @@ func TestStore_VerifyRun(t *testing.T) {
 		slices.Sort(want)
 		is.Equal(bad, want) // exactly the two tampered runs
 	})
+}
+
+// definitionCounter counts the definitions a verification reads from the
+// store it wraps.
+type definitionCounter struct {
+	engine.Auditor
+	definitions int
+}
+
+func (c *definitionCounter) GetDefinition(ctx context.Context, tenantID, name string, version int) (*engine.StoredDefinition, error) {
+	c.definitions++
+	return c.Auditor.GetDefinition(ctx, tenantID, name, version)
 }
 
 // TestStore_OpenPathWithURICharacters documents a bug: Open pastes the path
@@ -1453,7 +1504,7 @@ func TestStore_GroupCommitChecksEveryChange(t *testing.T) {
 		errs := inBatch(t, db, chs[0], bad)
 		is.NoErr(errs[0])                               // the insert lands
 		is.True(errors.Is(errs[1], engine.ErrNotFound)) // as it does alone: unknown task
-		_, tasks, err := db.LoadRun(ctx, "r1")
+		_, tasks, err := db.LoadRun(ctx, "default", "r1")
 		is.NoErr(err)           // load
 		is.Equal(len(tasks), 2) // no row for the unknown task
 	})

@@ -78,7 +78,7 @@ func (db *DB) prepare(ctx context.Context) error {
 	return nil
 }
 
-// Commit implements engine.Store: it queues changes for the next group commit
+// Commit implements engine.Writer: it queues changes for the next group commit
 // and never blocks on the writer.
 func (db *DB) Commit(changes []engine.Change, done func(error)) {
 	db.submit(request{changes: changes, done: done})
@@ -92,7 +92,7 @@ func (db *DB) submit(r request) {
 		if r.done != nil {
 			// Never call done before Commit returns: the caller may hold
 			// the lock done takes.
-			go r.done(engine.ErrClosed)
+			db.g.Go(func() { r.done(engine.ErrClosed) })
 		}
 		return
 	}
@@ -125,7 +125,6 @@ func (db *DB) wake() {
 // request commits at once, and requests that arrive during a commit form the
 // next batch.
 func (db *DB) writeLoop() {
-	defer close(db.stopped)
 	var batch []request
 	for {
 		db.mu.Lock()
@@ -364,6 +363,12 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 	if ch.Insert {
 		if ch.PrevSeq != 0 {
 			return fmt.Errorf("insert run %s after seq %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
+		}
+		if d := ch.Definition; d != nil {
+			if _, err := ts.tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, d.Version, string(d.Definition), d.Hash,
+				engine.FormatTime(d.CreatedAt)); err != nil {
+				return constraintErr(fmt.Sprintf("insert definition %s v%d", d.Name, d.Version), err)
+			}
 		}
 		_, err := ts.get(stInsertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
