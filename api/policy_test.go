@@ -101,11 +101,11 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 		events, err := ts.DB.RunEvents(ctx, "default", run.ID, 0, 0)
 		is.NoErr(err)
 		d := decisionOf(t, events[0])
-		is.True(d != nil)                           // recorded
-		is.True(d.Allow)                            // allowed
-		is.Equal(d.PolicyHash, pol.Info().Hash)     // by this policy
-		is.True(d.ID != "")                         // with its id
-		is.True(decisionOf(t, events[1]) == nil)    // in the first event only
+		is.True(d != nil)                                     // recorded
+		is.True(d.Allow)                                      // allowed
+		is.Equal(d.PolicyHash, pol.Info().Hash)               // by this policy
+		is.True(d.ID != "")                                   // with its id
+		is.True(decisionOf(t, events[1]) == nil)              // in the first event only
 		is.NoErr(ts.Engine.VerifyRun(ctx, "default", run.ID)) // the chain holds and replay gives the projection
 	})
 
@@ -139,7 +139,7 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 				cancel = d
 			}
 		}
-		is.True(cancel != nil && cancel.Allow)      // the cancel's decision is recorded
+		is.True(cancel != nil && cancel.Allow)                // the cancel's decision is recorded
 		is.NoErr(ts.Engine.VerifyRun(ctx, "default", run.ID)) // and the run still verifies
 	})
 

@@ -48,6 +48,7 @@ func keep(evs []engine.Event, f engine.EventFilter) []engine.Event {
 	for _, e := range evs {
 		if (f.RunID == "" || e.RunID == f.RunID) && (f.TaskID == "" || e.TaskID == f.TaskID) &&
 			(f.Type == "" || e.Type == f.Type) && (f.Actor == "" || e.Actor == f.Actor) &&
+			(f.OnBehalf == "" || e.OnBehalf == f.OnBehalf) &&
 			(f.Since.IsZero() || !micro(e.At).Before(micro(f.Since))) &&
 			(f.Until.IsZero() || micro(e.At).Before(micro(f.Until))) && e.Seq > f.AfterSeq {
 			out = append(out, e)
@@ -123,6 +124,9 @@ func testListEvents(t *testing.T, open func(t *testing.T) engine.Store) {
 	hist := func(plan *definition.Plan, tenant, id, actor string, start time.Time) []engine.Change {
 		h := newHistory(t, plan, tenant, id)
 		h.clock, h.actor = start, actor
+		if id == "rc" {
+			h.onBehalf = "carol" // alice acting for carol
+		}
 		return lifecycle(h)
 	}
 	ra := hist(planA, "acme", "ra", "alice", base)
@@ -162,6 +166,8 @@ func testListEvents(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"by type", engine.EventFilter{Type: engine.EventTaskStarted}, all},
 		{"by actor", engine.EventFilter{Actor: "bob"}, all},
 		{"by type and actor", engine.EventFilter{Type: engine.EventTaskReady, Actor: "alice"}, all},
+		{"on behalf of", engine.EventFilter{OnBehalf: "carol"}, all},
+		{"by actor and on behalf of", engine.EventFilter{Actor: "alice", OnBehalf: "carol", Type: engine.EventTaskStarted}, all},
 		{"a run's events of a task", engine.EventFilter{RunID: "ra", TaskID: "b"}, all},
 		{"a run's events after a seq", engine.EventFilter{RunID: "rc", AfterSeq: 3}, all},
 		{"since, inclusive, in time order", engine.EventFilter{Since: since}, timed},

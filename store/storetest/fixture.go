@@ -88,8 +88,10 @@ type history struct {
 	runID  string
 	clock  time.Time
 	actor  string // of events that name none; default "test"
-	events []engine.Event
-	tasks  []engine.Task // the task rows after events
+	// onBehalf is whom every event's actor acted for; default none.
+	onBehalf string
+	events   []engine.Event
+	tasks    []engine.Task // the task rows after events
 }
 
 func newHistory(t testing.TB, plan *definition.Plan, tenant, runID string) *history {
@@ -114,7 +116,7 @@ func (h *history) next(evs ...ev) engine.Change {
 		}
 		actor := cmp.Or(s.actor, h.actor, "test")
 		e := engine.Event{TenantID: h.tenant, RunID: h.runID, Seq: int64(len(h.events) + 1), Type: s.typ,
-			TaskID: s.task, Attempt: s.attempt, Actor: actor, At: h.clock}
+			TaskID: s.task, Attempt: s.attempt, Actor: actor, OnBehalf: h.onBehalf, At: h.clock}
 		if s.data != nil {
 			b, err := json.Marshal(s.data)
 			if err != nil {
@@ -204,7 +206,7 @@ func fullChanges(tenant string) (insert, update engine.Change) {
 		{TenantID: tenant, RunID: "r1", Seq: 1, Type: engine.EventRunCreated, Actor: "key:alice",
 			Data: json.RawMessage(`{"workflow":"wf","version":1,"input":{"n": 1}}`), At: at(0)},
 		{TenantID: tenant, RunID: "r1", Seq: 2, Type: engine.EventRunStarted, Actor: "engine", At: at(1)},
-		{TenantID: tenant, RunID: "r1", Seq: 3, Type: engine.EventTaskStarted, TaskID: "a", Attempt: 2, Actor: "worker-7",
+		{TenantID: tenant, RunID: "r1", Seq: 3, Type: engine.EventTaskStarted, TaskID: "a", Attempt: 2, Actor: "key:fleet", OnBehalf: "worker-7",
 			Data: json.RawMessage(`{"wake_at":"2024-05-06T08:00:00Z"}`), At: at(2)},
 		{TenantID: tenant, RunID: "r1", Seq: 4, Type: engine.EventRunFailed, Actor: "engine",
 			Data: json.RawMessage(`{"error":{"code":"boom","message":"it broke"}}`), At: at(3)},
