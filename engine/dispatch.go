@@ -409,6 +409,15 @@ func (e *Engine) armDeadline(b *batch) {
 // endRun cancels every unfinished task and ends the run with typ
 // (run.cancelled or run.timed_out).
 func (e *Engine) endRun(b *batch, typ EventType, reason string) {
+	var terr *TaskError
+	if typ == EventRunTimedOut {
+		terr = &TaskError{Code: "run_timed_out", Message: fmt.Sprintf("run exceeded its timeout of %s", b.rs.plan.Timeout)}
+	}
+	e.endRunWith(b, typ, reason, terr)
+}
+
+// endRunWith is endRun recording terr as the run's error.
+func (e *Engine) endRunWith(b *batch, typ EventType, reason string, terr *TaskError) {
 	rs := b.rs
 	for i := range rs.view.Tasks {
 		if rs.view.Tasks[i].State.Terminal() {
@@ -420,11 +429,7 @@ func (e *Engine) endRun(b *batch, typ EventType, reason string) {
 			delete(rs.cancels, i)
 		}
 	}
-	d := &EventData{Reason: reason}
-	if typ == EventRunTimedOut {
-		d.Error = &TaskError{Code: "run_timed_out", Message: fmt.Sprintf("run exceeded its timeout of %s", rs.plan.Timeout)}
-	}
-	if b.add(typ, -1, 0, d) {
+	if b.add(typ, -1, 0, &EventData{Reason: reason, Error: terr}) {
 		e.m.runEnded(&rs.view.Run)
 	}
 }

@@ -185,22 +185,8 @@ func (e *Engine) completeRun(b *batch, out json.RawMessage, terr *TaskError) {
 // failRun ends a running run at once as failed with terr, cancelling what
 // is unfinished: a run past MaxRunBytes does no more work.
 func (e *Engine) failRun(b *batch, terr *TaskError) {
-	rs := b.rs
-	if rs.view.Run.State != RunRunning {
-		return
-	}
-	for i := range rs.view.Tasks {
-		if rs.view.Tasks[i].State.Terminal() {
-			continue
-		}
-		b.add(EventTaskCancelled, i, rs.view.Tasks[i].Attempt*boolInt(rs.view.Tasks[i].State == TaskRunning), &EventData{Reason: terr.Code})
-		if c, ok := rs.cancels[i]; ok {
-			c.cancel()
-			delete(rs.cancels, i)
-		}
-	}
-	if b.add(EventRunFailed, -1, 0, &EventData{Reason: terr.Code, Error: terr}) {
-		e.m.runEnded(&rs.view.Run)
+	if b.rs.view.Run.State == RunRunning {
+		e.endRunWith(b, EventRunFailed, terr.Code, terr)
 	}
 }
 
