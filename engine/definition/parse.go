@@ -25,6 +25,18 @@ type parser struct {
 	deep   bool // a field nested too deeply was reported
 }
 
+// nested keeps a copy of a free-form JSON value found within levels of the
+// definition's top, or reports it when it nests past strictjson.MaxDepth
+// counted from there, and returns nil.
+func (p *parser) nested(rank int, task, field string, raw json.RawMessage, within int) json.RawMessage {
+	if limit := strictjson.MaxDepth - within; strictjson.Depth(raw, limit) > limit {
+		p.fail(rank, task, field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", limit))
+		p.deep = true
+		return nil
+	}
+	return rawValue(raw)
+}
+
 // fail records a problem with a field that could not be decoded.
 func (p *parser) fail(rank int, task, field, msg string) {
 	p.problems.add(rank, task, field, msg)
@@ -80,12 +92,7 @@ func parseDefinition(data []byte) (*Definition, *parser) {
 		case "max_parallel":
 			def.MaxParallel = p.integer(rankDefinition, "", field, m.Value)
 		case "output":
-			if strictjson.Depth(m.Value, strictjson.MaxDepth-1) > strictjson.MaxDepth-1 {
-				p.fail(rankDefinition, "", field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", strictjson.MaxDepth-1))
-				p.deep = true
-				continue
-			}
-			def.Output = rawValue(m.Value)
+			def.Output = p.nested(rankDefinition, "", field, m.Value, 1)
 		default:
 			p.problems.add(rankDefinition, "", field, "unknown field "+quote(m.Key))
 		}
@@ -169,15 +176,11 @@ func (p *parser) task(i int, raw json.RawMessage) TaskDef {
 			t.Timeout = p.str(i, label, field, m.Value)
 		case "input", "config":
 			// The definition, its task list and the task are three levels.
-			if strictjson.Depth(m.Value, strictjson.MaxDepth-3) > strictjson.MaxDepth-3 {
-				p.fail(i, label, field, fmt.Sprintf("nests objects and arrays more than %d levels deep, the limit", strictjson.MaxDepth-3))
-				p.deep = true
-				continue
-			}
+			v := p.nested(i, label, field, m.Value, 3)
 			if m.Key == "input" {
-				t.Input = rawValue(m.Value)
+				t.Input = v
 			} else {
-				t.Config = rawValue(m.Value)
+				t.Config = v
 			}
 		default:
 			p.problems.add(i, label, field, "unknown field "+quote(m.Key))
