@@ -43,8 +43,7 @@ func scanRefs(doc json.RawMessage, fn func(r ref) error) error {
 	walk = func(v any) error {
 		switch x := v.(type) {
 		case string:
-			_, err := interpolate(x, func(r ref) (any, error) { return nil, fn(r) })
-			return err
+			return splitRefs(x, func(string) error { return nil }, fn)
 		case []any:
 			for _, e := range x {
 				if err := walk(e); err != nil {
@@ -84,48 +83,31 @@ func parseRef(text string) (ref, error) {
 	return r, nil
 }
 
-// interpolate replaces the references in s. A string that is exactly one
-// reference becomes the looked-up value itself.
-func interpolate(s string, lookup func(ref) (any, error)) (any, error) {
-	if !strings.Contains(s, "${") {
-		return s, nil
-	}
-	var out strings.Builder
+// splitRefs walks s in order, calling text with each run of literal text
+// (possibly empty) and ref with each reference, and stops at the first error.
+func splitRefs(s string, text func(string) error, ref func(ref) error) error {
 	rest := s
 	for {
 		i := strings.Index(rest, "${")
 		if i < 0 {
-			out.WriteString(rest)
-			break
+			return text(rest)
 		}
 		j := strings.IndexByte(rest[i:], '}')
 		if j < 0 {
-			return nil, fmt.Errorf("reference in %q: missing }", s)
+			return fmt.Errorf("reference in %q: missing }", truncate(s))
 		}
 		r, err := parseRef(rest[i+2 : i+j])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		v, err := lookup(r)
-		if err != nil {
-			return nil, err
+		if err := text(rest[:i]); err != nil {
+			return err
 		}
-		if i == 0 && j == len(rest)-1 && out.Len() == 0 {
-			return v, nil // the whole string is one reference
-		}
-		out.WriteString(rest[:i])
-		switch x := v.(type) {
-		case string:
-			out.WriteString(x)
-		case nil:
-			out.WriteString("null")
-		default:
-			b, _ := json.Marshal(x)
-			out.Write(b)
+		if err := ref(r); err != nil {
+			return err
 		}
 		rest = rest[i+j+1:]
 	}
-	return out.String(), nil
 }
 
 // walkPath follows a reference's path into a decoded JSON value.

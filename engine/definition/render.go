@@ -121,34 +121,15 @@ func (r *renderer) str(s string) error {
 		text.WriteString(part)
 		return nil
 	}
-	rest := s
-	for {
-		i := strings.Index(rest, "${")
-		if i < 0 {
-			if err := add(rest); err != nil {
-				return err
-			}
-			break
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return fmt.Errorf("reference in %q: missing }", truncate(s))
-		}
-		ref, err := parseRef(rest[i+2 : i+j])
-		if err != nil {
-			return err
-		}
-		if err := add(rest[:i]); err != nil {
-			return err
-		}
+	err := splitRefs(s, add, func(ref ref) error {
 		part, err := r.text(ref)
 		if err != nil {
 			return err
 		}
-		if err := add(part); err != nil {
-			return err
-		}
-		rest = rest[i+j+1:]
+		return add(part)
+	})
+	if err != nil {
+		return err
 	}
 	b, _ := json.Marshal(text.String())
 	return r.write(b)
