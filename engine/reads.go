@@ -42,21 +42,10 @@ func (e *Engine) RunEvents(ctx context.Context, tenantID, runID string, afterSeq
 	return e.store.RunEvents(ctx, tenantID, runID, afterSeq, limit)
 }
 
-// ListEvents returns up to f.Limit of a tenant's events matching f.
-func (e *Engine) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
-	return e.store.ListEvents(ctx, f)
-}
-
 // StreamEvents calls fn for every event of a tenant matching f, stopping at
 // fn's first error, which it returns.
 func (e *Engine) StreamEvents(ctx context.Context, f EventFilter, fn func(*Event) error) error {
 	return e.store.StreamEvents(ctx, f, fn)
-}
-
-// FindIdempotencyKey returns the run a tenant's idempotency key started and
-// the hash of the request that did, or ErrNotFound.
-func (e *Engine) FindIdempotencyKey(ctx context.Context, tenantID, key string) (runID, requestHash string, err error) {
-	return e.store.FindIdempotencyKey(ctx, tenantID, key)
 }
 
 // Ping checks that the store answers a read.
