@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/matryer/is"
@@ -476,4 +477,24 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOpenAPI_MergeRefusesTwoDescriptionsOfOnePath(t *testing.T) {
+	is := is.New(t)
+	base := []byte(`{"openapi":"3.1.0","tags":[],"paths":{"/a":{}},"components":{"schemas":{"A":{}}}}`)
+	_, err := mergeOpenAPI(base, fstest.MapFS{"openapi/x.json": {Data: []byte(`{"paths":{"/a":{}}}`)}})
+	is.True(err != nil && strings.Contains(err.Error(), "path /a is described twice")) // a path in base and a part
+	_, err = mergeOpenAPI(base, fstest.MapFS{"openapi/x.json": {Data: []byte(`{"components":{"schemas":{"A":{}}}}`)}})
+	is.True(err != nil && strings.Contains(err.Error(), "components.schemas.A")) // a schema in base and a part
+	doc, err := mergeOpenAPI(base, fstest.MapFS{"openapi/x.json": {Data: []byte(`{"tags":[{"name":"x"}],"paths":{"/b":{}},"components":{"schemas":{"B":{}}}}`)}})
+	is.NoErr(err)
+	var got struct {
+		Paths      map[string]any
+		Components struct{ Schemas map[string]any }
+		Tags       []map[string]string
+	}
+	is.NoErr(json.Unmarshal(doc, &got))
+	is.Equal(len(got.Paths), 2)              // /a and /b
+	is.Equal(len(got.Components.Schemas), 2) // A and B
+	is.Equal(got.Tags[0]["name"], "x")       // the part's tag
 }

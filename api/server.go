@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,7 +147,13 @@ func (rt *route) scoped() bool {
 // handlerFunc is a handler that returns its error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error
 
+// routes is the route table: the core routes here, each further resource's
+// in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
+	return slices.Concat(s.coreRoutes(), s.adminRoutes())
+}
+
+func (s *Server) coreRoutes() []route {
 	return []route{
 		{"GET", "/health", PermPublic, "", s.health, 0},
 		{"GET", "/metrics", PermServerMetrics, "", s.metrics, 0},
@@ -178,18 +185,6 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/tasks/:id/:verb", PermWorkersPoll, "report", s.taskVerb, routeLease},
 		{"POST", "/api/v1/tenants/:tenantId/tasks/:id", PermWorkersPoll, "poll", s.taskPost, routeDecides},
 		{"POST", "/api/v1/tenants/:tenantId/tasks/:id/:verb", PermWorkersPoll, "report", s.taskVerb, routeLease},
-		{"GET", "/api/v1/tenants", PermTenantsManage, "list", s.listTenants, 0},
-		{"POST", "/api/v1/tenants", PermTenantsManage, "create", s.createTenant, 0},
-		{"GET", "/api/v1/tenants/:tenantId", PermTenantsRead, "get", s.getTenant, routeManagesTenant},
-		{"PATCH", "/api/v1/tenants/:tenantId", PermTenantsManage, "update", s.updateTenant, routeManagesTenant},
-		{"POST", "/api/v1/tenants/:tenantId/suspend", PermTenantsManage, "suspend", s.setTenantState(engine.TenantSuspended), routeManagesTenant},
-		{"POST", "/api/v1/tenants/:tenantId/resume", PermTenantsManage, "resume", s.setTenantState(engine.TenantActive), routeManagesTenant},
-		{"POST", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "create", s.createKey, routeManagesTenant},
-		{"GET", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "list", s.listKeys, routeManagesTenant},
-		{"POST", "/api/v1/tenants/:tenantId/keys/:keyId/revoke", PermKeysManage, "revoke", s.revokeKey, routeManagesTenant},
-		{"GET", "/api/v1/tenants/:tenantId/admin/log", PermAdminLogRead, "list", s.tenantAdminLog, routeManagesTenant},
-		{"GET", "/api/v1/admin/log", PermAdminLogRead, "list", s.adminLog, 0},
-		{"POST", "/api/v1/policy/reload", PermPolicyReload, "reload", s.reloadPolicy, 0},
 	}
 }
 

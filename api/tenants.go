@@ -301,3 +301,22 @@ func rawOrNil(data json.RawMessage) json.RawMessage {
 	}
 	return data
 }
+
+// adminRoutes are the admin API's: tenants, their keys, the admin log and
+// the policy.
+func (s *Server) adminRoutes() []route {
+	return []route{
+		{"GET", "/api/v1/tenants", PermTenantsManage, "list", s.listTenants, 0},
+		{"POST", "/api/v1/tenants", PermTenantsManage, "create", s.createTenant, 0},
+		{"GET", "/api/v1/tenants/:tenantId", PermTenantsRead, "get", s.getTenant, routeManagesTenant},
+		{"PATCH", "/api/v1/tenants/:tenantId", PermTenantsManage, "update", s.updateTenant, routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/suspend", PermTenantsManage, "suspend", s.setTenantState(engine.TenantSuspended), routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/resume", PermTenantsManage, "resume", s.setTenantState(engine.TenantActive), routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "create", s.createKey, routeManagesTenant},
+		{"GET", "/api/v1/tenants/:tenantId/keys", PermKeysManage, "list", s.listKeys, routeManagesTenant},
+		{"POST", "/api/v1/tenants/:tenantId/keys/:keyId/revoke", PermKeysManage, "revoke", s.revokeKey, routeManagesTenant},
+		{"GET", "/api/v1/tenants/:tenantId/admin/log", PermAdminLogRead, "list", s.tenantAdminLog, routeManagesTenant},
+		{"GET", "/api/v1/admin/log", PermAdminLogRead, "list", s.adminLog, 0},
+		{"POST", "/api/v1/policy/reload", PermPolicyReload, "reload", s.reloadPolicy, 0},
+	}
+}
