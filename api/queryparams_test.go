@@ -107,3 +107,36 @@ func TestAPI_PostRoutesRefuseUnknownQueryParameters(t *testing.T) {
 		}
 	}
 }
+
+// The runs list filters on what started a run: origin_kind must be a kind,
+// and origin_id needs it.
+func TestAPI_ListRunsByOrigin(t *testing.T) {
+	e := newParamsEnv(t, nil)
+	if st, body := e.call(t, "POST", "/api/v1/tenants/acme/definitions", `{"name":"wf","tasks":[{"id":"a","type":"python"}]}`); st != 201 {
+		t.Fatalf("register: %d %s", st, body)
+	}
+	ctx := context.Background()
+	_, err := e.eng.StartRun(ctx, engine.StartRequest{TenantID: "acme", Workflow: "wf",
+		Origin: &engine.Origin{Kind: engine.OriginSchedule, ID: "nightly", Slot: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eng.StartRun(ctx, engine.StartRequest{TenantID: "acme", Workflow: "wf"}); err != nil {
+		t.Fatal(err)
+	}
+	st, body := e.call(t, "GET", "/api/v1/tenants/acme/workflows?origin_kind=schedule&origin_id=nightly", "")
+	if st != 200 || strings.Count(string(body), `"id":"nightly"`) != 1 || !strings.Contains(string(body), `"slot":"2026-01-02T03:00:00Z"`) {
+		t.Errorf("by origin: %d %s, want the schedule's run alone, with its slot", st, body)
+	}
+	for _, q := range []string{"origin_kind=cron", "origin_id=nightly"} {
+		st, body := e.call(t, "GET", "/api/v1/tenants/acme/workflows?"+q, "")
+		field := strings.SplitN(q, "=", 2)[0]
+		if st != http.StatusBadRequest || !strings.Contains(string(body), field) {
+			t.Errorf("?%s: %d %s, want 400 naming %s", q, st, body, field)
+		}
+	}
+	_, err = e.eng.StartRun(ctx, engine.StartRequest{TenantID: "acme", Workflow: "wf", Origin: &engine.Origin{Kind: "cron", ID: "x"}})
+	if err == nil || e.countRuns(t) != 2 {
+		t.Errorf("an origin of no kind: %v, %d runs; want refused, nothing written", err, e.countRuns(t))
+	}
+}

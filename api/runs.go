@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,10 +127,19 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 		return err
 	}
 	q := r.URL.Query()
-	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before"); err != nil {
+	if err := onlyParams(q, "limit", "page_token", "status", "workflow", "created_after", "created_before",
+		"origin_kind", "origin_id"); err != nil {
 		return err
 	}
-	f := engine.RunFilter{TenantID: tenant, Workflow: q.Get("workflow")}
+	f := engine.RunFilter{TenantID: tenant, Workflow: q.Get("workflow"), OriginID: q.Get("origin_id")}
+	if k := q.Get("origin_kind"); k != "" {
+		if !slices.Contains(engine.OriginKinds(), engine.OriginKind(k)) {
+			return fieldProblem("origin_kind", fmt.Sprintf("must be one of %v, not %q", engine.OriginKinds(), k))
+		}
+		f.OriginKind = engine.OriginKind(k)
+	} else if f.OriginID != "" {
+		return fieldProblem("origin_id", "needs origin_kind")
+	}
 	if f.Limit, err = intParam(q, "limit", 50, 1, engine.MaxPage); err != nil {
 		return err
 	}

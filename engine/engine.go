@@ -413,6 +413,11 @@ type StartRequest struct {
 	// same key with a different request is refused.
 	IdempotencyKey string
 	RequestHash    string
+	// Origin is what started the run when it is not a direct call (a
+	// schedule's slot, a webhook delivery, a stream message); Alias the
+	// alias Version was chosen by. run.created records both.
+	Origin *Origin
+	Alias  string
 }
 
 // ErrIdempotencyMismatch: an idempotency key was used before for a different request.
@@ -479,6 +484,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if err := strictjson.CheckDepth(req.Input); err != nil {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: err.Error()}}}
 	}
+	if req.Origin != nil {
+		if err := req.Origin.Validate(); err != nil {
+			return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "origin", Message: err.Error()}}}
+		}
+	}
+	if req.Alias != "" && !definition.ValidName(req.Alias) {
+		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "alias", Message: "must match [A-Za-z0-9_.-]{1,64}"}}}
+	}
 	var plan *definition.Plan
 	var version int
 	var toStore *StoredDefinition
@@ -512,7 +525,8 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.definition = toStore
-	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input}) {
+	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input,
+		Origin: req.Origin, Alias: req.Alias}) {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
 	}

@@ -141,6 +141,10 @@ type EventData struct {
 	// Policy is the decision of the authorization policy that allowed the
 	// call causing the event, on the first event of that call only.
 	Policy *PolicyDecision `json:"policy,omitempty"`
+	// run.created: what started the run (a schedule, a trigger) and the
+	// alias its version was chosen by.
+	Origin *Origin `json:"origin,omitempty"`
+	Alias  string  `json:"alias,omitempty"`
 }
 
 // ComputeHash returns the chain hash of e given the hash of the run's previous

@@ -30,6 +30,10 @@ type Run struct {
 	// DataBytes is the size of the data of every event of the run so far:
 	// what Config.MaxRunBytes bounds.
 	DataBytes int64 `json:"data_bytes"`
+	// Origin is what started the run, nil for a direct API call; Alias the
+	// alias of the definition name its version was chosen by, if any.
+	Origin *Origin `json:"origin,omitempty"`
+	Alias  string  `json:"alias,omitempty"`
 }
 
 // Task is the projection of one task of a run.
@@ -156,7 +160,7 @@ func (v *RunView) applyRun(ev *Event, d *EventData) error {
 			return &TransitionError{Subject: "run", Event: ev.Type, From: string(r.State)}
 		}
 		*r = Run{ID: ev.RunID, TenantID: ev.TenantID, Workflow: d.Workflow, Version: d.Version,
-			State: RunPending, Input: d.Input, CreatedAt: ev.At}
+			State: RunPending, Input: d.Input, CreatedAt: ev.At, Origin: d.Origin, Alias: d.Alias}
 		v.Tasks = make([]Task, len(v.plan.Tasks))
 		for i, pt := range v.plan.Tasks {
 			v.Tasks[i] = Task{RunID: ev.RunID, TaskID: pt.ID, Pos: i, Type: pt.Type, State: TaskPending}

@@ -13,11 +13,13 @@ const MaxPage = 1000
 // id, both descending.
 type RunFilter struct {
 	TenantID      string
-	State         RunState  // "" = any
-	Workflow      string    // "" = any
-	CreatedAfter  time.Time // zero = no bound; exclusive
-	CreatedBefore time.Time // zero = no bound; exclusive
-	Limit         int       // 1..MaxPage
+	State         RunState   // "" = any
+	Workflow      string     // "" = any
+	CreatedAfter  time.Time  // zero = no bound; exclusive
+	CreatedBefore time.Time  // zero = no bound; exclusive
+	OriginKind    OriginKind // "" = any, runs started by a direct call included
+	OriginID      string     // "" = any; with OriginKind: runs of that schedule or trigger
+	Limit         int        // 1..MaxPage
 	// Cursor continues after the last run of the previous page.
 	Cursor *RunCursor
 }
@@ -26,6 +28,9 @@ type RunFilter struct {
 func (f *RunFilter) Validate() error {
 	if f.Limit < 1 || f.Limit > MaxPage {
 		return fmt.Errorf("list runs: limit %d out of 1..%d", f.Limit, MaxPage)
+	}
+	if f.OriginID != "" && f.OriginKind == "" {
+		return errors.New("list runs: an origin id needs its kind")
 	}
 	return nil
 }

@@ -58,6 +58,14 @@ func runsQuery(f *engine.RunFilter, limit int) (string, []any) {
 		where = append(where, "workflow = ?")
 		args = append(args, f.Workflow)
 	}
+	if f.OriginKind != "" {
+		where = append(where, "origin_kind = ?")
+		args = append(args, string(f.OriginKind))
+	}
+	if f.OriginID != "" {
+		where = append(where, "origin_id = ?")
+		args = append(args, f.OriginID)
+	}
 	if !f.CreatedAfter.IsZero() {
 		where = append(where, "created_at > ?")
 		args = append(args, engine.FormatTime(f.CreatedAfter))

@@ -47,6 +47,8 @@ func TestQueryPlans(t *testing.T) {
 		{name: "by workflow after a cursor", f: engine.RunFilter{Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_workflow_created"},
 		{name: "by status and workflow", f: engine.RunFilter{State: engine.RunFailed, Workflow: "invoice-render"}, index: "runs_tenant_"},
 		{name: "by status and workflow after a cursor", f: engine.RunFilter{State: engine.RunFailed, Workflow: "invoice-render", Cursor: cursor}, index: "runs_tenant_"},
+		{name: "by origin", f: engine.RunFilter{OriginKind: engine.OriginSchedule}, index: "runs_tenant_origin_kind"},
+		{name: "by origin and id after a cursor", f: engine.RunFilter{OriginKind: engine.OriginSchedule, OriginID: "nightly", Cursor: cursor}, index: "runs_tenant_origin_id"},
 		// ExplainRuns leaves created_after and created_before out of the
 		// query it explains (ListRuns puts them in), so these two show the
 		// plan without them.

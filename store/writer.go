@@ -15,8 +15,9 @@ import (
 
 const (
 	sqlInsertRun = `INSERT INTO runs (id, tenant_id, workflow, version, state, input, output, error,
-	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash, data_bytes)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash, data_bytes,
+	origin_kind, origin_id, origin_slot, origin_ref, alias)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
 	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ?, data_bytes = ? WHERE id = ? AND last_seq = ?`
 	// Most changes of a run leave its state as it was (a task moved on):
@@ -370,9 +371,10 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 				return constraintErr(fmt.Sprintf("insert definition %s v%d", d.Name, d.Version), err)
 			}
 		}
-		_, err := ts.get(stInsertRun).Exec(run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
+		_, err := ts.get(stInsertRun).Exec(append([]any{run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
-			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes)
+			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes},
+			originArgs(run.Origin, run.Alias)...)...)
 		if err != nil {
 			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
 		}
@@ -459,4 +461,12 @@ func notFound(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, engine.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// originArgs are the origin columns of a run: NULL for a run without one.
+func originArgs(o *engine.Origin, alias string) []any {
+	if o == nil {
+		return []any{nil, nil, nil, nil, strArg(alias)}
+	}
+	return []any{string(o.Kind), o.ID, timeArg(o.Slot), strArg(o.Ref), strArg(alias)}
 }

@@ -44,6 +44,10 @@ type EventData struct {
 	// Policy is the decision of the policy that allowed the call causing
 	// the event, on the first event of the call, when a policy is in force.
 	Policy *PolicyDecision `json:"policy,omitempty"`
+	// run.created: what started the run and the alias its version was
+	// chosen by.
+	Origin *Origin `json:"origin,omitempty"`
+	Alias  string  `json:"alias,omitempty"`
 }
 
 // RunEventsPage is one page of a run's history in seq order:

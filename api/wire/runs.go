@@ -43,6 +43,19 @@ type Run struct {
 	// DataBytes is the size of the data of every event of the run so far:
 	// what the server's per-run byte limit bounds.
 	DataBytes int64 `json:"data_bytes"`
+	// Origin is what started the run, absent for a direct API call; Alias
+	// the alias its version was chosen by.
+	Origin *Origin `json:"origin,omitempty"`
+	Alias  string  `json:"alias,omitempty"`
+}
+
+// Origin is what started a run: a schedule's slot, a webhook delivery, a
+// stream message.
+type Origin struct {
+	Kind string    `json:"kind"` // schedule, webhook, nats, kafka
+	ID   string    `json:"id"`
+	Slot time.Time `json:"slot,omitzero"`
+	Ref  string    `json:"ref,omitempty"`
 }
 
 // TaskError is why a task attempt, a task or a run failed.

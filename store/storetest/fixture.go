@@ -170,11 +170,22 @@ func lifecycle(h *history) []engine.Change {
 // at the given time (zero: the history's clock).
 func runIn(t testing.TB, plan *definition.Plan, tenant, id string, s engine.RunState, created time.Time) []engine.Change {
 	t.Helper()
+	return runFrom(t, plan, tenant, id, s, created, nil)
+}
+
+// runFrom is runIn of a run started by origin (nil: a direct call).
+func runFrom(t testing.TB, plan *definition.Plan, tenant, id string, s engine.RunState, created time.Time, origin *engine.Origin) []engine.Change {
+	t.Helper()
 	h := newHistory(t, plan, tenant, id)
 	c := evCreated
 	c.at = created
-	if plan.Def.Name != "wf" {
-		c.data = &engine.EventData{Workflow: plan.Def.Name, Version: 1}
+	if plan.Def.Name != "wf" || origin != nil {
+		d := *evCreated.data
+		d.Workflow, d.Origin = plan.Def.Name, origin
+		if origin != nil {
+			d.Alias = "live"
+		}
+		c.data = &d
 	}
 	oops := &engine.EventData{Error: &engine.TaskError{Code: "x", Message: "y"}}
 	switch s {

@@ -166,6 +166,7 @@ type listed struct {
 	workflow string
 	state    engine.RunState
 	created  time.Time
+	origin   *engine.Origin
 }
 
 // listAll pages through ListRuns with pages of size and returns the ids. It
@@ -205,11 +206,14 @@ func testListRuns(t *testing.T, open func(t *testing.T) engine.Store) {
 	states := []engine.RunState{engine.RunPending, engine.RunRunning, engine.RunCompleted, engine.RunFailed, engine.RunPaused}
 	var all []listed
 	var chs []engine.Change
+	// Every third run was started by a schedule's slot or a webhook.
+	origins := []*engine.Origin{nil, {Kind: engine.OriginSchedule, ID: "nightly", Slot: base}, nil,
+		{Kind: engine.OriginWebhook, ID: "gh", Ref: "delivery-1"}, nil, {Kind: engine.OriginSchedule, ID: "hourly", Slot: base}}
 	add := func(tenant, id string, i int) {
 		r := listed{id: id, tenant: tenant, workflow: []string{"wf", "other"}[i%2], state: states[i%len(states)],
-			created: base.Add(time.Duration(i/4) * time.Millisecond)}
+			created: base.Add(time.Duration(i/4) * time.Millisecond), origin: origins[i%len(origins)]}
 		all = append(all, r)
-		chs = append(chs, runIn(t, plans[tenant][r.workflow], tenant, r.id, r.state, r.created)...)
+		chs = append(chs, runFrom(t, plans[tenant][r.workflow], tenant, r.id, r.state, r.created, r.origin)...)
 	}
 	for i := range 60 {
 		add("acme", fmt.Sprintf("run-%02d", (i*37)%60), i)
@@ -279,6 +283,12 @@ func testListRuns(t *testing.T, open func(t *testing.T) engine.Store) {
 				func(r listed) bool {
 					return micro(r.created).After(micro(after)) && micro(r.created).Before(micro(before)) && r.state == engine.RunPending
 				}},
+			{"by origin kind", engine.RunFilter{OriginKind: engine.OriginSchedule},
+				func(r listed) bool { return r.origin != nil && r.origin.Kind == engine.OriginSchedule }},
+			{"by origin kind and id, by state", engine.RunFilter{OriginKind: engine.OriginSchedule, OriginID: "nightly", State: engine.RunRunning},
+				func(r listed) bool {
+					return r.origin != nil && r.origin.ID == "nightly" && r.state == engine.RunRunning
+				}},
 			{"a state no run is in", engine.RunFilter{State: engine.RunTimedOut}, func(listed) bool { return false }},
 		}
 		for _, c := range cases {
@@ -303,6 +313,22 @@ func testListRuns(t *testing.T, open func(t *testing.T) engine.Store) {
 		is.Equal(len(listAll(t, s, engine.RunFilter{TenantID: "initech"}, 5)), 0)                 // a tenant without runs
 		got := listAll(t, s, engine.RunFilter{TenantID: "globex", Workflow: "wf", State: engine.RunPending}, 5)
 		is.Equal(got, expect("globex", func(r listed) bool { return r.workflow == "wf" && r.state == engine.RunPending }))
+	})
+
+	t.Run("a run keeps what started it, in its row and its list row", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		runs := listAll(t, s, engine.RunFilter{TenantID: "acme", OriginKind: engine.OriginWebhook, OriginID: "gh"}, engine.MaxPage)
+		is.True(len(runs) > 0) // the fixture has webhook runs
+		row, err := s.GetRunRow(t.Context(), "acme", runs[0])
+		is.NoErr(err)
+		is.Equal(*row.Origin, engine.Origin{Kind: engine.OriginWebhook, ID: "gh", Ref: "delivery-1"}) // the origin as recorded
+		is.Equal(row.Alias, "live")                                                                   // and the alias
+		page, _, err := s.ListRuns(t.Context(), engine.RunFilter{TenantID: "acme", OriginKind: engine.OriginSchedule, OriginID: "nightly", Limit: 1})
+		is.NoErr(err)
+		is.Equal(*page[0].Origin, engine.Origin{Kind: engine.OriginSchedule, ID: "nightly", Slot: micro(base)}) // a slot's time
+		_, _, err = s.ListRuns(t.Context(), engine.RunFilter{TenantID: "acme", OriginID: "nightly", Limit: 1})
+		is.True(err != nil) // an origin id without its kind is refused
 	})
 
 	t.Run("a limit out of 1..MaxPage is refused", func(t *testing.T) {
