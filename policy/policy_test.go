@@ -267,6 +267,7 @@ func TestEngine_DecideDenies(t *testing.T) {
 		{"a builtin error", "package orchestrator\n\nallow if to_number(input.principal.name) > 0\n", "failed to evaluate", true},
 		{"a rule with two values", "package orchestrator\n\nallow := true if input.action\nallow := false if input.tenant\n", "failed to evaluate", true},
 		{"a reason that is a set", "package orchestrator\n\nallow := false\n\nreason contains \"b\"\nreason contains \"a\"\n", "a; b", false},
+		{"a reason that fails", "package orchestrator\n\nallow := false\n\nreason := sprintf(\"%d\", [to_number(input.principal.name)])\n", "does not allow runs.start", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -307,4 +308,18 @@ func TestEngine_DecisionIDs(t *testing.T) {
 		is.True(!seen[d.ID]) // every decision has its own id
 		seen[d.ID] = true
 	}
+}
+
+// A reason is evaluated only for a denial: one that would fail does not
+// stand in the way of an allowed call.
+func TestEngine_ReasonNotEvaluatedWhenAllowed(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dir := t.TempDir()
+	write(t, dir, map[string]string{"authz.rego": "package orchestrator\n\nallow if input.action == \"runs.read\"\n\nreason := sprintf(\"%d\", [to_number(input.principal.name)])\n"})
+	e := load(t, filepath.Join(dir, "authz.rego"), policy.Options{})
+	d := e.Decide(context.Background(), &policy.Input{Principal: key("ops"), Action: engine.ActionRunsRead, Tenant: "acme"})
+	is.True(d.Allow)       // allowed
+	is.NoErr(d.Err)        // without an error
+	is.Equal(d.Reason, "") // and without a reason
 }
