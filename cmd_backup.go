@@ -111,3 +111,12 @@ func printReport(w io.Writer, r *engine.BackupReport) {
 		fmt.Fprintf(w, "MISMATCH %s: %s\n", p.RunID, p.Problem)
 	}
 }
+
+// backupDir is where a running server writes the backups asked for over
+// HTTP: BACKUP_DIR, or backups/ beside the database.
+func backupDir(c *config) string {
+	if c.backupDir != "" {
+		return c.backupDir
+	}
+	return filepath.Join(filepath.Dir(c.databasePath), "backups")
+}

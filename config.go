@@ -49,6 +49,7 @@ type config struct {
 
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
 	checkpointKey    string        // the signing key's file; "" = beside the database
+	backupDir        string        // BACKUP_DIR: where POST /api/v1/admin/backup writes; "" = backups/ beside the database
 
 	envErrs []envError      // environment values that did not parse
 	given   map[string]bool // flags given on the command line
@@ -171,6 +172,8 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
 		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
 	checkpointKeyFlag(fs, &c.checkpointKey)
+	fs.StringVar(&c.backupDir, "backup-dir", os.Getenv("BACKUP_DIR"),
+		"where POST /api/v1/admin/backup writes its copies, created with mode 0700; default backups/ beside the database (env BACKUP_DIR)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file

@@ -164,6 +164,8 @@ const (
 	PermAuthenticated Permission = "authenticated" // any valid key, any role: the OpenAPI document
 
 	PermServerMetrics    = Permission(engine.ActionServerMetrics)    // GET /metrics (public with MetricsPublic)
+	PermServerBackup     = Permission(engine.ActionServerBackup)     // POST /api/v1/admin/backup
+	PermServerCheckpoint = Permission(engine.ActionServerCheckpoint) // sign, list, export checkpoints
 	PermTenantsManage    = Permission(engine.ActionTenantsManage)    // create, list, update, suspend, resume tenants
 	PermTenantsRead      = Permission(engine.ActionTenantsRead)      // read one's own tenant
 	PermKeysManage       = Permission(engine.ActionKeysManage)       // create, list, revoke a tenant's keys

@@ -16,3 +16,10 @@ func RouteTable() []RouteRule {
 	}
 	return out
 }
+
+// HoldBackup marks a backup as being taken on s until the returned func is
+// called, so that a test can ask for a second one meanwhile.
+func HoldBackup(s *Server) (release func()) {
+	s.backingUp.Store(true)
+	return func() { s.backingUp.Store(false) }
+}

@@ -335,6 +335,14 @@ var wireSchemas = []struct {
 	{"UpdateTenantRequest", reflect.TypeFor[wire.UpdateTenantRequest](), true},
 	{"SettingsChange", reflect.TypeFor[wire.SettingsChange](), true},
 	{"CreateKeyRequest", reflect.TypeFor[wire.CreateKeyRequest](), true},
+	{"Origin", reflect.TypeFor[wire.Origin](), false},
+	{"BackupReport", reflect.TypeFor[wire.BackupReport](), false},
+	{"DatabaseSummary", reflect.TypeFor[wire.DatabaseSummary](), false},
+	{"CopyCheck", reflect.TypeFor[wire.CopyCheck](), false},
+	{"RunProblem", reflect.TypeFor[wire.RunProblem](), false},
+	{"Checkpoint", reflect.TypeFor[wire.Checkpoint](), false},
+	{"RunHead", reflect.TypeFor[wire.RunHead](), false},
+	{"Checkpoints", reflect.TypeFor[wire.Checkpoints](), false},
 }
 
 // jsonField is one member of a Go type's JSON object.

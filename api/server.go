@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -72,7 +73,20 @@ type Server struct {
 	// PolicyAuthorizer over Policy.
 	Authorizer Authorizer
 
-	allowAll bool // no Authorizer and no Policy: decide asks nothing
+	// Backups copies the live database for POST /api/v1/admin/backup, into
+	// BackupDir under a name the server chooses; either unset: that route
+	// answers 404.
+	Backups   engine.Backuper
+	BackupDir string
+	// Checkpointer signs checkpoints on demand (POST
+	// /api/v1/admin/checkpoints) and lists each tenant's latest;
+	// Checkpoints exports them all. nil: those routes answer 409
+	// checkpoints_off.
+	Checkpointer *engine.Checkpointer
+	Checkpoints  engine.CheckpointLog
+
+	allowAll  bool        // no Authorizer and no Policy: decide asks nothing
+	backingUp atomic.Bool // a backup is being taken
 }
 
 // Handler returns the router with every route and the middleware.
@@ -150,7 +164,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // routes is the route table: the core routes here, each further resource's
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.adminRoutes())
+	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.operationsRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

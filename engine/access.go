@@ -138,6 +138,8 @@ const (
 	ActionAdminLogRead     = "admin_log.read"    // read the log of administrative actions of a tenant
 	ActionPolicyReload     = "policy.reload"     // reload the policy from its files
 	ActionServerMetrics    = "server.metrics"    // the whole server's /metrics
+	ActionServerBackup     = "server.backup"     // copy the live database to the server's backup directory
+	ActionServerCheckpoint = "server.checkpoint" // sign checkpoints now, list and export them
 	ActionDefinitionsWrite = "definitions.write" // register definitions
 	ActionDefinitionsRead  = "definitions.read"  // list and read definitions, validate a DAG
 	ActionRunsStart        = "runs.start"        // start runs
@@ -158,6 +160,8 @@ var permissions = map[string][]Role{
 	ActionTenantsManage:    {},
 	ActionPolicyReload:     {},
 	ActionServerMetrics:    {},
+	ActionServerBackup:     {},
+	ActionServerCheckpoint: {},
 	ActionTenantsRead:      {RoleOwner, RoleOperator, RoleViewer},
 	ActionKeysManage:       {RoleOwner},
 	ActionAdminLogRead:     {RoleOwner},

@@ -232,3 +232,22 @@ func (c *Checkpointer) tenant(ctx context.Context, tenantID string) ([]Checkpoin
 		prev = &cp
 	}
 }
+
+// Latest returns every tenant's last checkpoint, without its heads, by
+// tenant id; tenants with events but no checkpoint yet are left out.
+func (c *Checkpointer) Latest(ctx context.Context) ([]Checkpoint, error) {
+	var out []Checkpoint
+	err := c.store.LogTenants(ctx, func(tenantID string) error {
+		cp, err := c.store.LastCheckpoint(ctx, tenantID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("last checkpoint of %s: %w", tenantID, err)
+		}
+		cp.Heads = nil
+		out = append(out, *cp)
+		return nil
+	})
+	return out, err
+}

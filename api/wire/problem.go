@@ -51,6 +51,8 @@ const (
 	CodeInternal            = "internal"               // 500
 	CodeUnavailable         = "unavailable"            // 503: shutting down
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
+	CodeBackupInProgress    = "backup_in_progress"     // 409: another backup is being taken; try again once it is done
+	CodeCheckpointsOff      = "checkpoints_off"        // 409: the server signs no checkpoints (CHECKPOINT_INTERVAL=0)
 )
 
 // titles is the Title of each code's problems.
@@ -75,6 +77,8 @@ var titles = map[string]string{
 	CodeInternal:            "Internal error",
 	CodeUnavailable:         "Service unavailable",
 	CodeStorageUnavailable:  "Storage unavailable",
+	CodeBackupInProgress:    "A backup is in progress",
+	CodeCheckpointsOff:      "Checkpoints are off",
 }
 
 // Codes lists every problem code.
@@ -82,7 +86,7 @@ func Codes() []string {
 	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeUnauthenticated, CodeForbidden,
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
-		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
+		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeBackupInProgress, CodeCheckpointsOff}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is
