@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -209,16 +210,52 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 	if err != nil {
 		return err
 	}
-	if err := onlyParams(r.URL.Query()); err != nil {
+	q := r.URL.Query()
+	if err := onlyParams(q, "as_of_seq", "as_of"); err != nil {
 		return err
 	}
 	id := runIDOf(p)
-	run, tasks, err := s.Engine.GetRun(r.Context(), tenant, id)
+	var run *engine.Run
+	var tasks []engine.Task
+	if q.Has("as_of_seq") || q.Has("as_of") {
+		run, tasks, err = s.runAsOf(r, q, tenant, id)
+	} else {
+		run, tasks, err = s.Engine.GetRun(r.Context(), tenant, id)
+	}
 	if err != nil {
 		return runNotFound(err, id)
 	}
 	writeJSON(w, http.StatusOK, newRunView(run, tasks))
 	return nil
+}
+
+// runAsOf reads a run as it was after its event ?as_of_seq=N, or at the
+// time ?as_of=T: its events up to there folded as the engine folds them.
+func (s *Server) runAsOf(r *http.Request, q url.Values, tenant, id string) (*engine.Run, []engine.Task, error) {
+	if q.Has("as_of_seq") && q.Has("as_of") {
+		return nil, nil, fieldProblem("as_of", "name as_of_seq or as_of, not both")
+	}
+	var at engine.AsOf
+	var err error
+	if q.Has("as_of_seq") {
+		n, err := intParam(q, "as_of_seq", 0, 1, 1<<62)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n == 0 {
+			return nil, nil, fieldProblem("as_of_seq", "must be an integer in 1..4611686018427387904")
+		}
+		at.Seq = int64(n)
+	} else if at.Time, err = timeParam(q, "as_of"); err != nil {
+		return nil, nil, err
+	} else if at.Time.IsZero() {
+		return nil, nil, fieldProblem("as_of", "must be an RFC 3339 time like 2026-01-02T15:04:05Z")
+	}
+	run, tasks, err := s.Engine.GetRunAsOf(r.Context(), tenant, id, at)
+	if errors.Is(err, engine.ErrBeforeRun) {
+		return nil, nil, fieldProblem("as_of", "is before the run's first event")
+	}
+	return run, tasks, err
 }
 
 // newRunView is a run with its tasks and progress, as GET /v1/runs/{id}
