@@ -197,6 +197,7 @@ func Permissions() []Permission {
 // policy's decision once authorized. Only the request's goroutine writes it.
 type requestInfo struct {
 	id        string
+	route     string // the route table's method and path, once routed
 	principal *engine.Principal
 	tenant    string
 	perm      Permission

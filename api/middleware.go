@@ -121,10 +121,11 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		ri := infoFrom(r.Context())
+		s.httpMetrics.observe(ri.route, sw.status, start)
 		if !s.Logger.Enabled(r.Context(), slog.LevelDebug) {
 			return
 		}
-		ri := infoFrom(r.Context())
 		actor := ""
 		if ri.principal != nil {
 			actor = ri.principal.Actor()
@@ -174,7 +175,9 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 // tenant, authorizes the route's permission, runs the handler, and turns a
 // returned error into a problem answer, logging server errors.
 func (s *Server) endpoint(rt route) httprouter.Handle {
+	label := rt.method + " " + rt.path
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		infoFrom(r.Context()).route = label
 		err := s.admit(r, p, &rt)
 		if err == nil {
 			err = rt.h(w, r, p)

@@ -85,8 +85,9 @@ type Server struct {
 	Checkpointer *engine.Checkpointer
 	Checkpoints  engine.CheckpointLog
 
-	allowAll  bool        // no Authorizer and no Policy: decide asks nothing
-	backingUp atomic.Bool // a backup is being taken
+	allowAll    bool        // no Authorizer and no Policy: decide asks nothing
+	backingUp   atomic.Bool // a backup is being taken
+	httpMetrics httpMetrics // answers by route and status
 }
 
 // Handler returns the router with every route and the middleware.
@@ -97,6 +98,10 @@ func (s *Server) Handler() http.Handler {
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	s.httpMetrics.set = s.Metrics
+	// TYPE lines in /metrics: Prometheus then knows its histograms as
+	// histograms (the setting is the metrics package's, process-wide).
+	metrics.ExposeMetadata(true)
 	if s.MaxPageBytes <= 0 {
 		s.MaxPageBytes = DefaultMaxPageBytes
 	}

@@ -16,6 +16,8 @@ var roleMatrix = map[string][]engine.Role{
 	engine.ActionTenantsManage:    {engine.RoleAdmin},
 	engine.ActionPolicyReload:     {engine.RoleAdmin},
 	engine.ActionServerMetrics:    {engine.RoleAdmin},
+	engine.ActionServerBackup:     {engine.RoleAdmin},
+	engine.ActionServerCheckpoint: {engine.RoleAdmin},
 	engine.ActionTenantsRead:      {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator, engine.RoleViewer},
 	engine.ActionKeysManage:       {engine.RoleAdmin, engine.RoleOwner},
 	engine.ActionAdminLogRead:     {engine.RoleAdmin, engine.RoleOwner},
@@ -70,7 +72,8 @@ func TestSystemAction(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	for _, a := range engine.Actions() {
-		want := a == engine.ActionTenantsManage || a == engine.ActionPolicyReload || a == engine.ActionServerMetrics
+		want := a == engine.ActionTenantsManage || a == engine.ActionPolicyReload || a == engine.ActionServerMetrics ||
+			a == engine.ActionServerBackup || a == engine.ActionServerCheckpoint
 		is.Equal(engine.SystemAction(a), want) // only the admin's actions are about the whole server
 	}
 }

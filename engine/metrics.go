@@ -4,20 +4,27 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
+// LatencyBuckets are the upper bounds, in seconds, of the latency
+// histograms in /metrics (tasks, runs, commits, HTTP answers): Prometheus
+// histograms with le buckets from 100 µs to 60 s, so that
+// histogram_quantile() works on them in stock Prometheus and Grafana.
+var LatencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
 // engineMetrics are the engine's Prometheus series. Counters are updated as
 // events are decided; gauges read the engine under its lock when scraped.
 type engineMetrics struct {
 	set         *metrics.Set
-	taskLatency *metrics.Histogram
-	runLatency  *metrics.Histogram
+	taskLatency *metrics.PrometheusHistogram
+	runLatency  *metrics.PrometheusHistogram
 	running     int // tasks in state running, protected by Engine.mu
 	queued      int // ready tasks waiting for a worker (in-process or external), protected by Engine.mu
 }
 
 func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	m := &engineMetrics{set: set,
-		taskLatency: set.GetOrCreateHistogram(`orchestrator_task_duration_seconds`),
-		runLatency:  set.GetOrCreateHistogram(`orchestrator_run_duration_seconds`),
+		taskLatency: set.GetOrCreatePrometheusHistogramExt(`orchestrator_task_duration_seconds`, LatencyBuckets),
+		runLatency:  set.GetOrCreatePrometheusHistogramExt(`orchestrator_run_duration_seconds`, LatencyBuckets),
 	}
 	locked := func(f func() float64) func() float64 {
 		return func() float64 {

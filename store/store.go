@@ -53,6 +53,10 @@ type Options struct {
 // few hundred a larger batch no longer makes a commit cheaper per event.
 const DefaultMaxBatch = 256
 
+// batchBuckets are the upper bounds of the events-per-commit histogram: a
+// commit holds 1 to a few hundred events.
+var batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+
 // DB is the SQLite store. It is safe for concurrent use; Close stops the writer
 // after committing what is queued.
 type DB struct {
@@ -84,8 +88,8 @@ type request struct {
 }
 
 type storeMetrics struct {
-	commitLatency *metrics.Histogram
-	batchSize     *metrics.Histogram
+	commitLatency *metrics.PrometheusHistogram
+	batchSize     *metrics.PrometheusHistogram
 	events        *metrics.Counter
 	commits       *metrics.Counter
 	errors        *metrics.Counter
@@ -217,8 +221,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		health: health{log: opts.Logger, now: time.Now}}
 	set := opts.Metrics
 	db.m = storeMetrics{
-		commitLatency: set.GetOrCreateHistogram(`orchestrator_commit_duration_seconds`),
-		batchSize:     set.GetOrCreateHistogram(`orchestrator_commit_batch_events`),
+		commitLatency: set.GetOrCreatePrometheusHistogramExt(`orchestrator_commit_duration_seconds`, engine.LatencyBuckets),
+		batchSize:     set.GetOrCreatePrometheusHistogramExt(`orchestrator_commit_batch_events`, batchBuckets),
 		events:        set.GetOrCreateCounter(`orchestrator_events_appended_total`),
 		commits:       set.GetOrCreateCounter(`orchestrator_commits_total`),
 		errors:        set.GetOrCreateCounter(`orchestrator_commit_errors_total`),
