@@ -24,6 +24,7 @@ var operations = map[string]operation{
 	"backup":      {usage: backupUsage, setup: backupCmd},
 	"restore":     {usage: restoreUsage, setup: restoreCmd},
 	"checkpoints": {usage: checkpointsUsage, setup: checkpointsCmd},
+	"archive":     {usage: archiveUsage, setup: archiveCmd},
 }
 
 // operationNames lists the operations in the order the help shows them.

@@ -50,6 +50,9 @@ type config struct {
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
 	checkpointKey    string        // the signing key's file; "" = beside the database
 	backupDir        string        // BACKUP_DIR: where POST /api/v1/admin/backup writes; "" = backups/ beside the database
+	retention        time.Duration // RETENTION: how long finished runs stay live; 0 = forever
+	retentionEvery   time.Duration // RETENTION_INTERVAL: between retention passes
+	archiveDir       string        // ARCHIVE_DIR: where retention archives go; "" = archives/ beside the database
 
 	envErrs []envError      // environment values that did not parse
 	given   map[string]bool // flags given on the command line
@@ -174,6 +177,9 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	checkpointKeyFlag(fs, &c.checkpointKey)
 	fs.StringVar(&c.backupDir, "backup-dir", os.Getenv("BACKUP_DIR"),
 		"where POST /api/v1/admin/backup writes its copies, created with mode 0700; default backups/ beside the database (env BACKUP_DIR)")
+	retentionFlags(fs, c)
+	fs.DurationVar(&c.retentionEvery, "retention-interval", c.envDuration("retention-interval", "RETENTION_INTERVAL", time.Hour),
+		"time between retention passes, the first at start (env RETENTION_INTERVAL)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -250,6 +256,8 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("read-timeout, write-timeout and idle-timeout must be positive")
 	case c.maxConnections < 1:
 		return fmt.Errorf("max-connections %d: want at least 1", c.maxConnections)
+	case c.retention < 0 || c.retentionEvery <= 0:
+		return fmt.Errorf("retention %s, retention-interval %s: want a retention of 0 (forever) or more and an interval above 0", c.retention, c.retentionEvery)
 	case c.checkpointsEvery < 0:
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):

@@ -210,6 +210,12 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	defer checkpoints.Stop()
+	retainer, err := startRetention(c, db)
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	defer retainer.Stop()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, c.port))
 	if err != nil {
 		eng.Stop(context.Background())

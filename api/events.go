@@ -40,7 +40,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, p httprouter.
 		return fieldProblem("verify", "must be true or false")
 	}
 	if _, err := s.Engine.GetRunRow(r.Context(), tenant, id); err != nil {
-		return runNotFound(err, id)
+		return s.runNotFound(r, err, tenant, id)
 	}
 	typ, err := eventTypeParam(q)
 	if err != nil {

@@ -223,7 +223,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p httprouter.Par
 		run, tasks, err = s.Engine.GetRun(r.Context(), tenant, id)
 	}
 	if err != nil {
-		return runNotFound(err, id)
+		return s.runNotFound(r, err, tenant, id)
 	}
 	writeJSON(w, http.StatusOK, newRunView(run, tasks))
 	return nil
@@ -289,11 +289,21 @@ func runIDOf(p httprouter.Params) string {
 	return p.ByName("id")
 }
 
-func runNotFound(err error, id string) error {
-	if errors.Is(err, engine.ErrNotFound) {
-		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q does not exist", id))
+// runNotFound is the answer for a run that is not there: 410 run_archived
+// with where it went when retention removed it, else 404.
+func (s *Server) runNotFound(r *http.Request, err error, tenant, id string) error {
+	if !errors.Is(err, engine.ErrNotFound) {
+		return err
 	}
-	return err
+	var gone *engine.ArchivedError
+	if errors.As(s.Engine.Archived(r.Context(), tenant, id), &gone) {
+		ts := gone.Tombstone
+		return newProblem(http.StatusGone, wire.CodeRunArchived, fmt.Sprintf(
+			"run %q (%s v%d, %s, %d events, final hash %s) ended %s and was removed by retention at %s into the archive %s",
+			id, ts.Workflow, ts.Version, ts.State, ts.Events, ts.FinalHash, engine.FormatTime(ts.EndedAt),
+			engine.FormatTime(ts.RemovedAt), ts.Archive))
+	}
+	return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q does not exist", id))
 }
 
 // control serves one of pause, resume, cancel, retry. The body, if any, is
@@ -336,7 +346,7 @@ func (s *Server) control(verb engine.EventType) handlerFunc {
 					return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %q has no task %q", id, req.TaskID))
 				}
 			}
-			return runNotFound(err, id)
+			return s.runNotFound(r, err, tenant, id)
 		}
 		writeJSON(w, http.StatusOK, wireRun(run))
 		return nil
@@ -354,7 +364,7 @@ func (s *Server) runMetrics(w http.ResponseWriter, r *http.Request, p httprouter
 	id := runIDOf(p)
 	run, err := s.Engine.GetRunRow(r.Context(), tenant, id)
 	if err != nil {
-		return runNotFound(err, id)
+		return s.runNotFound(r, err, tenant, id)
 	}
 	plan, err := s.Engine.Plan(r.Context(), tenant, run.Workflow, run.Version)
 	if err != nil {

@@ -34,10 +34,13 @@ func (db *DB) LogTenants(ctx context.Context, fn func(tenantID string) error) er
 	last := ""
 	for {
 		var t string
-		err := db.r.QueryRowContext(ctx, `SELECT tenant_id FROM events WHERE tenant_id > ? ORDER BY tenant_id LIMIT 1`, last).Scan(&t)
-		if errors.Is(err, sql.ErrNoRows) {
+		var next sql.NullString
+		err := db.r.QueryRowContext(ctx, `SELECT min(t) FROM (SELECT min(tenant_id) AS t FROM events WHERE tenant_id > ?
+			UNION ALL SELECT min(tenant_id) FROM archived_events WHERE tenant_id > ?)`, last, last).Scan(&next)
+		if err == nil && !next.Valid {
 			return nil
 		}
+		t = next.String
 		if err != nil {
 			return fmt.Errorf("log tenants: %w", err)
 		}
@@ -65,10 +68,10 @@ func (db *DB) LogHead(ctx context.Context, tenantID string, afterID int64, maxEv
 		return 0, fmt.Errorf("log head: max events %d: want at least 1", maxEvents)
 	}
 	var id int64
-	err := db.r.QueryRowContext(ctx, `SELECT id FROM events WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?`,
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM log_skeleton WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?`,
 		tenantID, afterID, maxEvents-1).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = db.r.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM events WHERE tenant_id = ? AND id > ?`,
+		err = db.r.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM log_skeleton WHERE tenant_id = ? AND id > ?`,
 			tenantID, afterID).Scan(&id)
 	}
 	if err != nil {
@@ -85,12 +88,12 @@ func (db *DB) LogSlice(ctx context.Context, tenantID string, afterID, headID int
 	}
 	defer tx.Rollback()
 	var s engine.LogSlice
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), COALESCE(sum(seq = 1), 0) FROM events
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), COALESCE(sum(seq = 1), 0) FROM log_skeleton
 		WHERE tenant_id = ? AND id > ? AND id <= ?`, tenantID, afterID, headID).Scan(&s.Events, &s.NewRuns); err != nil {
 		return nil, fmt.Errorf("log slice: %w", err)
 	}
 	// With max() the other columns are those of the row with the maximum.
-	rows, err := tx.QueryContext(ctx, `SELECT run_id, max(seq), hash FROM events
+	rows, err := tx.QueryContext(ctx, `SELECT run_id, max(seq), hash FROM log_skeleton
 		WHERE tenant_id = ? AND id > ? AND id <= ? GROUP BY run_id ORDER BY run_id`, tenantID, afterID, headID)
 	if err != nil {
 		return nil, fmt.Errorf("log slice: %w", err)
@@ -111,7 +114,7 @@ func (db *DB) LogSlice(ctx context.Context, tenantID string, afterID, headID int
 
 // LogCount implements engine.CheckpointLog.
 func (db *DB) LogCount(ctx context.Context, tenantID string, headID int64) (events, runs int64, err error) {
-	err = db.r.QueryRowContext(ctx, `SELECT count(*), COALESCE(sum(seq = 1), 0) FROM events WHERE tenant_id = ? AND id <= ?`,
+	err = db.r.QueryRowContext(ctx, `SELECT count(*), COALESCE(sum(seq = 1), 0) FROM log_skeleton WHERE tenant_id = ? AND id <= ?`,
 		tenantID, headID).Scan(&events, &runs)
 	if err != nil {
 		return 0, 0, fmt.Errorf("log count: %w", err)

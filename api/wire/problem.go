@@ -53,6 +53,7 @@ const (
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
 	CodeBackupInProgress    = "backup_in_progress"     // 409: another backup is being taken; try again once it is done
 	CodeCheckpointsOff      = "checkpoints_off"        // 409: the server signs no checkpoints (CHECKPOINT_INTERVAL=0)
+	CodeRunArchived         = "run_archived"           // 410: retention removed the run; the detail names its archive and final hash
 )
 
 // titles is the Title of each code's problems.
@@ -79,6 +80,7 @@ var titles = map[string]string{
 	CodeStorageUnavailable:  "Storage unavailable",
 	CodeBackupInProgress:    "A backup is in progress",
 	CodeCheckpointsOff:      "Checkpoints are off",
+	CodeRunArchived:         "Run archived",
 }
 
 // Codes lists every problem code.
@@ -86,7 +88,8 @@ func Codes() []string {
 	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeUnauthenticated, CodeForbidden,
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
-		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeBackupInProgress, CodeCheckpointsOff}
+		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeBackupInProgress, CodeCheckpointsOff,
+		CodeRunArchived}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is
