@@ -62,7 +62,12 @@ func wireRunMetrics(m *engine.RunMetrics) wire.RunMetrics {
 }
 
 func wireDefinition(sd *engine.StoredDefinition) wire.DefinitionVersion {
-	return wire.DefinitionVersion{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition}
+	out := wire.DefinitionVersion{Name: sd.Name, Version: sd.Version, Hash: sd.Hash, CreatedAt: sd.CreatedAt, Definition: sd.Definition,
+		CreatedBy: sd.CreatedBy, OnBehalf: sd.OnBehalf}
+	if p := sd.Policy; p != nil {
+		out.Policy = &wire.PolicyDecision{ID: p.ID, Allow: p.Allow, Reason: p.Reason, PolicyHash: p.PolicyHash}
+	}
+	return out
 }
 
 // wireFieldErrors is the wire form of a definition's problems; never nil.

@@ -36,7 +36,7 @@ func (s *Server) registerDefinition(w http.ResponseWriter, r *http.Request, p ht
 	if err := s.decide(r, policy.Resource{Workflow: definitionName(body)}); err != nil {
 		return err
 	}
-	sd, created, err := s.Engine.RegisterDefinition(r.Context(), tenant, body)
+	sd, created, err := s.Engine.RegisterDefinitionBy(r.Context(), tenant, body, CallerFrom(r.Context()))
 	if err != nil {
 		return err
 	}

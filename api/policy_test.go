@@ -94,6 +94,18 @@ func TestPolicy_ExamplePolicy(t *testing.T) {
 		}
 	}
 
+	t.Run("a registered version records its registrar and the decision", func(t *testing.T) {
+		is := is.New(t)
+		var v wire.DefinitionVersion
+		decodeJSON(t, ts.request(t, "GET", "/v1/workflows?name=deploy", "", bearer(ops)), http.StatusOK, &v)
+		is.True(strings.HasSuffix(v.CreatedBy, ":ops")) // the key that registered it
+		is.True(v.Policy != nil && v.Policy.Allow)      // the decision that allowed it
+		is.Equal(v.Policy.PolicyHash, pol.Info().Hash)  // of this policy
+		sd, err := ts.Engine.GetDefinition(ctx, "default", "deploy", 0)
+		is.NoErr(err)
+		is.Equal(sd.Policy.ID, v.Policy.ID) // as stored
+	})
+
 	var run engine.Run
 	t.Run("a ci key starts a ci- workflow, and run.created records the decision", func(t *testing.T) {
 		is := is.New(t)

@@ -340,10 +340,17 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 // tenant may not use (TenantGate); an unregistered tenant, when types are
 // gated, an error wrapping ErrTenantNotFound.
 func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
+	return e.RegisterDefinitionBy(ctx, tenantID, data, Caller{})
+}
+
+// RegisterDefinitionBy is RegisterDefinition recording who asks: a new
+// version keeps its caller, whom they acted for and the policy's decision.
+func (e *Engine) RegisterDefinitionBy(ctx context.Context, tenantID string, data []byte, by Caller) (*StoredDefinition, bool, error) {
 	sd, _, err := e.compileDefinition(ctx, tenantID, data)
 	if err != nil {
 		return nil, false, err
 	}
+	sd.CreatedBy, sd.OnBehalf, sd.Policy = by.Actor, by.OnBehalf, by.Policy
 	return e.store.PutDefinition(ctx, sd)
 }
 
@@ -500,6 +507,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		if err != nil {
 			return nil, err
 		}
+		sd.CreatedBy, sd.OnBehalf, sd.Policy = req.By.Actor, req.By.OnBehalf, req.By.Policy
 		if version, toStore, err = e.inlineVersion(ctx, sd); err != nil {
 			return nil, err
 		}

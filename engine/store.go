@@ -160,4 +160,10 @@ type StoredDefinition struct {
 	Definition json.RawMessage `json:"definition"` // canonical JSON of a Definition
 	Hash       string          `json:"hash"`       // sha256 of Definition
 	CreatedAt  time.Time       `json:"created_at"`
+	// CreatedBy is who registered this version (an API key's actor, the
+	// engine's "" for versions stored before it was recorded), OnBehalf
+	// whom they acted for, and Policy the decision that allowed it.
+	CreatedBy string          `json:"created_by,omitempty"`
+	OnBehalf  string          `json:"on_behalf,omitempty"`
+	Policy    *PolicyDecision `json:"policy,omitempty"`
 }

@@ -13,8 +13,8 @@ import (
 
 // sqlInsertDefinition stores a definition version; UNIQUE(tenant_id, name,
 // version) refuses a version taken meanwhile.
-const sqlInsertDefinition = `INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at)
-	VALUES (?, ?, ?, ?, ?, ?)`
+const sqlInsertDefinition = `INSERT INTO workflows (tenant_id, name, version, definition, hash, created_at,
+	created_by, on_behalf, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
@@ -46,8 +46,7 @@ func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*e
 		}
 		out = *d
 		out.Version = latest + 1
-		if _, err := tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, out.Version, string(d.Definition), d.Hash,
-			engine.FormatTime(d.CreatedAt)); err != nil {
+		if _, err := tx.Exec(sqlInsertDefinition, definitionArgs(d, out.Version)...); err != nil {
 			return constraintErr("insert definition "+d.Name, err)
 		}
 		created = true
@@ -61,7 +60,7 @@ func (db *DB) PutDefinition(ctx context.Context, d *engine.StoredDefinition) (*e
 
 // GetDefinition implements engine.Reader.
 func (db *DB) GetDefinition(ctx context.Context, tenantID, name string, version int) (*engine.StoredDefinition, error) {
-	q := `SELECT version, definition, hash, created_at FROM workflows WHERE tenant_id = ? AND name = ?`
+	q := `SELECT version, definition, hash, created_at, created_by, on_behalf, policy FROM workflows WHERE tenant_id = ? AND name = ?`
 	args := []any{tenantID, name}
 	if version > 0 {
 		q += ` AND version = ?`
@@ -71,12 +70,31 @@ func (db *DB) GetDefinition(ctx context.Context, tenantID, name string, version 
 	}
 	d := engine.StoredDefinition{TenantID: tenantID, Name: name}
 	var def, at string
-	if err := db.r.QueryRowContext(ctx, q, args...).Scan(&d.Version, &def, &d.Hash, &at); err != nil {
+	var by, onBehalf, pol sql.NullString
+	if err := db.r.QueryRowContext(ctx, q, args...).Scan(&d.Version, &def, &d.Hash, &at, &by, &onBehalf, &pol); err != nil {
 		return nil, notFound(err, fmt.Sprintf("definition %s", name))
 	}
 	d.Definition = json.RawMessage(def)
 	d.CreatedAt, _ = engine.ParseTime(at)
+	d.CreatedBy, d.OnBehalf = by.String, onBehalf.String
+	if pol.Valid {
+		d.Policy = &engine.PolicyDecision{}
+		if err := json.Unmarshal([]byte(pol.String), d.Policy); err != nil {
+			return nil, fmt.Errorf("definition %s v%d: policy: %w", name, d.Version, err)
+		}
+	}
 	return &d, nil
+}
+
+// definitionArgs are the values of sqlInsertDefinition for d as version.
+func definitionArgs(d *engine.StoredDefinition, version int) []any {
+	var pol any
+	if d.Policy != nil {
+		b, _ := json.Marshal(d.Policy)
+		pol = string(b)
+	}
+	return []any{d.TenantID, d.Name, version, string(d.Definition), d.Hash, engine.FormatTime(d.CreatedAt),
+		strArg(d.CreatedBy), strArg(d.OnBehalf), pol}
 }
 
 // ListDefinitions implements engine.Querier.

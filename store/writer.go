@@ -366,8 +366,7 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 			return fmt.Errorf("insert run %s after seq %d: %w", run.ID, ch.PrevSeq, engine.ErrConflict)
 		}
 		if d := ch.Definition; d != nil {
-			if _, err := ts.tx.Exec(sqlInsertDefinition, d.TenantID, d.Name, d.Version, string(d.Definition), d.Hash,
-				engine.FormatTime(d.CreatedAt)); err != nil {
+			if _, err := ts.tx.Exec(sqlInsertDefinition, definitionArgs(d, d.Version)...); err != nil {
 				return constraintErr(fmt.Sprintf("insert definition %s v%d", d.Name, d.Version), err)
 			}
 		}

@@ -13,6 +13,12 @@ type DefinitionVersion struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Definition is the stored JSON; left out in lists.
 	Definition json.RawMessage `json:"definition,omitempty"`
+	// CreatedBy is who registered the version (the API key's actor),
+	// OnBehalf whom they acted for, Policy the decision that allowed it;
+	// absent for versions stored before they were recorded and in lists.
+	CreatedBy string          `json:"created_by,omitempty"`
+	OnBehalf  string          `json:"on_behalf,omitempty"`
+	Policy    *PolicyDecision `json:"policy,omitempty"`
 }
 
 // Registration answers a registration (POST .../definitions, POST
