@@ -3,8 +3,6 @@ package tasks
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -456,112 +453,4 @@ func safeURL(u *url.URL) string {
 	c := *u
 	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
 	return c.String()
-}
-
-// statusError classifies a response whose status was not expected.
-func statusError(target string, resp *http.Response, snippet []byte, explicit bool) result {
-	status := resp.StatusCode
-	msg := fmt.Sprintf("%s: %s", target, resp.Status)
-	if explicit {
-		msg += " (not in expect_status)"
-	}
-	if s := strings.TrimSpace(string(snippet)); s != "" {
-		msg += ": " + s
-	}
-	switch {
-	case status >= 500:
-		te := &engine.TaskError{Code: "http_5xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status == http.StatusServiceUnavailable {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
-		}
-		return result{err: te, health: errHostFailed}
-	case status == http.StatusTooManyRequests:
-		te := &engine.TaskError{Code: "http_4xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
-		}
-		return result{err: te, health: errHostFailed}
-	case status >= 400:
-		return result{err: engine.Permanent(&engine.TaskError{Code: "http_4xx", Message: msg})}
-	}
-	return result{err: engine.Permanent(&engine.TaskError{Code: "unexpected_status", Message: msg})}
-}
-
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		return time.Duration(min(n, int64(definition.MaxDurationLimit/time.Second))) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return min(max(t.Sub(now), 0), definition.MaxDurationLimit), true
-}
-
-// transportError classifies an error sending a request or reading its
-// response. ctx is the attempt's context, rctx the request's.
-func transportError(ctx, rctx context.Context, target string, timeout time.Duration, err error) result {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err // url.Error repeats the URL, query included
-	}
-	var refused *refusedError
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidCert x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &refused):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "target_refused", Message: target + ": " + refused.Error()}), health: errNotCounted}
-	case errors.Is(err, errTooManyRedirects):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "too_many_redirects", Message: target + ": " + errTooManyRedirects.Error()}), health: errNotCounted}
-	case errors.Is(ctx.Err(), context.Canceled):
-		return result{err: fmt.Errorf("%s: %w", target, ctx.Err()), health: errNotCounted}
-	case ctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": the attempt's timeout expired during the request"}, health: errHostFailed}
-	case rctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: fmt.Sprintf("%s: no complete response within %s", target, timeout)}, health: errHostFailed}
-	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "tls_error", Message: target + ": " + cause.Error()}), health: errNotCounted}
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		code := "connection_error"
-		if dnsErr.IsTimeout {
-			code = "timeout"
-		}
-		return result{err: &engine.TaskError{Code: code, Message: target + ": " + dnsMessage(dnsErr)}, health: errHostFailed}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed}
-	}
-	return result{err: &engine.TaskError{Code: "connection_error", Message: target + ": " + cause.Error()}, health: errHostFailed}
-}
-
-// dnsMessage says why a lookup failed without naming the server's resolver
-// ("lookup x on 10.0.0.2:53: no such host"): task errors are recorded in the
-// event log and shown to the tenant, and the resolver is the server's own
-// business.
-func dnsMessage(e *net.DNSError) string {
-	why := e.Err
-	switch {
-	case e.IsNotFound:
-		why = "no such host"
-	case e.IsTimeout:
-		why = "the DNS lookup timed out"
-	case e.Server != "" && strings.Contains(why, hostOf(e.Server)):
-		// Such as "read udp 10.0.0.5:41234->10.0.0.2:53: connection refused".
-		why = "the DNS lookup failed"
-	}
-	return "lookup " + e.Name + ": " + why
 }
