@@ -65,12 +65,18 @@ type HTTPConfig struct {
 	MaxResponseBytes int64
 	// Breaker configures the circuit breakers, one per tenant and host:port.
 	Breaker BreakerConfig
+	// Adaptive configures the adaptive concurrency limits, one per
+	// host:port over all tenants (key "http:host:port"): a request waits
+	// for a slot of its host's limit; a 429, a 503 or a timeout lowers it,
+	// and their Retry-After pauses the host. Off unless Adaptive.Enabled.
+	Adaptive AdaptiveConfig
 	// Transport sends the requests; nil is a transport whose dialer enforces
 	// Allow and Deny and which ignores proxy environment variables. A
 	// Transport given here is used as is: only its own dialer decides which
 	// addresses it connects to.
 	Transport http.RoundTripper
-	// Metrics receives the gauge of open breakers,
+	// Metrics receives the adaptive limits' series (see
+	// NewAdaptiveLimits), the gauge of open breakers,
 	// orchestrator_circuit_breakers_open{kind="http_host"}, and with
 	// Breaker.TargetMetrics one per breaker,
 	// orchestrator_circuit_breaker_state{kind="http_host",tenant,name="host:port"};
@@ -96,7 +102,10 @@ type HTTPConfig struct {
 // certificate errors ("tls_error"), redirect loops ("too_many_redirects") and
 // bad requests ("invalid_request") fail the task at once. While a tenant's
 // circuit breaker for a host is open, that tenant's attempts calling the
-// host are deferred without a request.
+// host are deferred without a request. With HTTPConfig.Adaptive, a request
+// first takes a slot of its host's adaptive concurrency limit (see
+// AdaptiveConfig), waiting for one; an attempt that cannot get one in time
+// is deferred (reason throttled).
 //
 // HTTP is safe for concurrent use.
 type HTTP struct {
@@ -105,6 +114,7 @@ type HTTP struct {
 	maxResponse int64
 	openFor     time.Duration
 	breakers    *breakers
+	limits      *AdaptiveLimits // nil: requests are not limited
 }
 
 var (
@@ -138,6 +148,10 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	cfg.MaxResponseBytes = orDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes)
 	cfg.Breaker.Failures = orDefault(cfg.Breaker.Failures, DefaultBreakerFailures)
 	cfg.Breaker.OpenFor = orDefault(cfg.Breaker.OpenFor, DefaultBreakerOpenFor)
+	limits, err := NewAdaptiveLimits("http:", cfg.Adaptive, cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("http task: %w", err)
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -151,6 +165,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		maxResponse: cfg.MaxResponseBytes,
 		openFor:     cfg.Breaker.OpenFor,
 		breakers:    newBreakers("http_host", "", cfg.Breaker, cfg.Metrics),
+		limits:      limits,
 	}
 	h.client = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	return h, nil
@@ -193,6 +208,16 @@ func (h *HTTP) BreakerState(tenant, host string) string {
 		host = net.JoinHostPort(normalizeHost(hn), port)
 	}
 	return h.breakers.state(breakerKey{tenant: tenant, name: host}).String()
+}
+
+// AdaptiveLimit returns the adaptive concurrency limit of host, written
+// "host:port" as for BreakerState, and false when it has none (never
+// called, or limits off).
+func (h *HTTP) AdaptiveLimit(host string) (int, bool) {
+	if hn, port, err := net.SplitHostPort(host); err == nil {
+		host = net.JoinHostPort(normalizeHost(hn), port)
+	}
+	return h.limits.Limit(host)
 }
 
 // httpRequest is an http task's request, checked.
@@ -306,7 +331,19 @@ func (h *HTTP) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, err
 		return nil, engine.Deferred(engine.ReasonCircuitOpen, d,
 			fmt.Errorf("circuit breaker for %s is %s; no request sent, next try in %s", key, why, d.Round(time.Millisecond)))
 	}
+	p, err := h.limits.acquire(ctx, key)
+	if err != nil {
+		done(errNotCounted)
+		return nil, err
+	}
 	res := h.do(ctx, r)
+	p.release(res.signal(), res.pause)
+	if res.busy && h.limits != nil {
+		// A host that says it is busy is alive: its adaptive limit backs
+		// off, and a burst of 503s as the limit finds the host's capacity
+		// must not open the breaker and stop every call for OpenFor.
+		res.health = errNotCounted
+	}
 	done(res.health)
 	return res.out, res.err
 }
@@ -324,11 +361,28 @@ func hostPort(u *url.URL) string {
 }
 
 // result is how a request went: the handler's answer, and what it says
-// about the host's health (nil healthy, errHostFailed, errNotCounted).
+// about the host's health (nil healthy, errHostFailed, errNotCounted) and
+// load (overload: a 429, a 503 (busy) or a timeout; pause: its
+// Retry-After).
 type result struct {
-	out    json.RawMessage
-	err    error
-	health error
+	out      json.RawMessage
+	err      error
+	health   error
+	overload bool
+	busy     bool
+	pause    time.Duration
+}
+
+// signal is what r says to the host's adaptive limit: a healthy answer's
+// latency counts, an overload lowers the limit, the rest says nothing.
+func (r *result) signal() signal {
+	switch {
+	case r.overload:
+		return signalOverload
+	case r.health == nil:
+		return signalSample
+	}
+	return signalIgnore
 }
 
 // do sends r and reads the response.

@@ -27,19 +27,20 @@ func statusError(target string, resp *http.Response, snippet []byte, explicit bo
 	if s := strings.TrimSpace(string(snippet)); s != "" {
 		msg += ": " + s
 	}
+	// 429 and 503 say the target is overloaded: they lower its adaptive
+	// limit, and their Retry-After pauses it.
+	overload := status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 	switch {
-	case status >= 500:
-		te := &engine.TaskError{Code: "http_5xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status == http.StatusServiceUnavailable {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
+	case status >= 500, status == http.StatusTooManyRequests:
+		code := "http_5xx"
+		if status < 500 {
+			code = "http_4xx"
 		}
-		return result{err: te, health: errHostFailed}
-	case status == http.StatusTooManyRequests:
-		te := &engine.TaskError{Code: "http_4xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
+		te := &engine.TaskError{Code: code, Message: msg}
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && overload {
+			return result{err: engine.RetryAfter(te, d), health: errHostFailed, overload: true, busy: true, pause: d}
 		}
-		return result{err: te, health: errHostFailed}
+		return result{err: te, health: errHostFailed, overload: overload, busy: overload}
 	case status >= 400:
 		return result{err: engine.Permanent(&engine.TaskError{Code: "http_4xx", Message: msg})}
 	}
@@ -86,9 +87,9 @@ func transportError(ctx, rctx context.Context, target string, timeout time.Durat
 	case errors.Is(ctx.Err(), context.Canceled):
 		return result{err: fmt.Errorf("%s: %w", target, ctx.Err()), health: errNotCounted}
 	case ctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": the attempt's timeout expired during the request"}, health: errHostFailed}
+		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": the attempt's timeout expired during the request"}, health: errHostFailed, overload: true}
 	case rctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: fmt.Sprintf("%s: no complete response within %s", target, timeout)}, health: errHostFailed}
+		return result{err: &engine.TaskError{Code: "timeout", Message: fmt.Sprintf("%s: no complete response within %s", target, timeout)}, health: errHostFailed, overload: true}
 	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
 		return result{err: engine.Permanent(&engine.TaskError{Code: "tls_error", Message: target + ": " + cause.Error()}), health: errNotCounted}
 	}
@@ -102,7 +103,7 @@ func transportError(ctx, rctx context.Context, target string, timeout time.Durat
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed}
+		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed, overload: true}
 	}
 	return result{err: &engine.TaskError{Code: "connection_error", Message: target + ": " + cause.Error()}, health: errHostFailed}
 }
