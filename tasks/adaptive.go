@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,13 +15,15 @@ import (
 // the http task, per tenant and task type for WithAdaptiveLimit. Each key
 // gets its own limit, which an AIMD rule moves after each window of
 // answered calls (at least ten, and two of the fastest answers long): it
-// shrinks by a tenth when the window's mean latency rose over Tolerance
-// times the lowest latency of the recent windows, grows by one when the
-// window used the whole limit and its mean stayed within a quarter of that
+// shrinks by a tenth when the window's median latency rose over Tolerance
+// times the lowest latency of the recent windows (and the window used at
+// least half the limit), grows by one when the
+// window used the whole limit and its median stayed within a quarter of that
 // margin (1.1 times the lowest latency for a Tolerance of 1.4), and holds
 // in between. A call
 // reporting overload (HTTP 429 or 503, a timeout) shrinks it at once, once
-// for all the calls started under the same limit. A Retry-After stops every
+// for all the calls started under the same limit, and to no more than the
+// calls still in flight (within a halving). A Retry-After stops every
 // call of the key until it has passed.
 type AdaptiveConfig struct {
 	// Enabled turns the limits on; the zero value leaves calls unlimited.
@@ -29,9 +32,9 @@ type AdaptiveConfig struct {
 	// set where it starts; defaults DefaultAdaptiveMin, DefaultAdaptiveMax
 	// and DefaultAdaptiveInitial.
 	MinLimit, MaxLimit, InitialLimit int
-	// Tolerance is how many times its lowest latency a key's mean latency
+	// Tolerance is how many times its lowest latency a key's median latency
 	// may reach before the limit shrinks; default DefaultAdaptiveTolerance.
-	// The limit grows only while the mean stays within a quarter of that
+	// The limit grows only while the median stays within a quarter of that
 	// margin. A target whose latency varies widely at low load needs more.
 	Tolerance float64
 	// MaxWait bounds how long an attempt waits for a slot, or for a
@@ -64,6 +67,8 @@ const (
 	// remembered for, so that a target that became slower for good is
 	// measured again rather than compared forever with its old self.
 	adaptiveBaselineWindows = 64
+	// adaptiveMaxSamples bounds the latencies a window keeps.
+	adaptiveMaxSamples = 256
 	// adaptiveMaxWindow bounds a window's length in time.
 	adaptiveMaxWindow = time.Second
 )
@@ -144,7 +149,7 @@ type limiter struct {
 	// The current window of answered calls.
 	winStart       time.Time
 	winN           int
-	winSum         time.Duration
+	winRTTs        []time.Duration // the first adaptiveMaxSamples latencies, for the median
 	winMin         time.Duration
 	winMaxInflight int
 	// mins holds the lowest latency of the last windows; baseline is their
@@ -269,6 +274,11 @@ func (p *permit) release(s signal, retryAfter time.Duration) {
 		if p.epoch == l.epoch { // calls started before the last decrease already paid for it
 			l.decreaseLocked(now)
 		}
+		// The target refused while this many calls of ours were still in
+		// flight: let no more through until they end (within a halving),
+		// or the slot this call frees goes at once to a waiter the target
+		// refuses in turn.
+		l.limit = max(float64(l.cfg.MinLimit), l.limit/2, min(l.limit, float64(l.inflight)))
 	}
 	if retryAfter > 0 {
 		l.pauseLocked(now, retryAfter)
@@ -286,7 +296,7 @@ func (l *limiter) decreaseLocked(now time.Time) {
 
 // resetWindowLocked starts a new window. Called with l.mu held.
 func (l *limiter) resetWindowLocked(now time.Time) {
-	l.winStart, l.winN, l.winSum, l.winMin, l.winMaxInflight = now, 0, 0, 0, l.inflight
+	l.winStart, l.winN, l.winRTTs, l.winMin, l.winMaxInflight = now, 0, l.winRTTs[:0], 0, l.inflight
 }
 
 // baselineLocked is the lowest latency of the last windows, 0 before the
@@ -309,7 +319,9 @@ func (l *limiter) sampleLocked(now time.Time, rtt time.Duration) {
 		l.winMin = rtt
 	}
 	l.winN++
-	l.winSum += rtt
+	if len(l.winRTTs) < adaptiveMaxSamples {
+		l.winRTTs = append(l.winRTTs, rtt)
+	}
 	base := l.baselineLocked()
 	if base == 0 || l.winMin < base {
 		base = l.winMin
@@ -322,12 +334,15 @@ func (l *limiter) sampleLocked(now time.Time, rtt time.Duration) {
 	l.mins[l.minsI] = l.winMin
 	l.minsI = (l.minsI + 1) % len(l.mins)
 	l.minsN = min(l.minsN+1, len(l.mins))
-	mean := l.winSum / time.Duration(l.winN)
+	slices.Sort(l.winRTTs)
+	median := l.winRTTs[len(l.winRTTs)/2] // the median: a few calls slowed by our own process do not move it
 	switch {
-	case float64(mean) > l.cfg.Tolerance*float64(base):
+	case float64(median) > l.cfg.Tolerance*float64(base) && 2*l.winMaxInflight >= l.slots():
+		// Shrinking a limit the calls do not come near would change
+		// nothing now and starve them later.
 		l.decreaseLocked(now)
 		return
-	case l.winMaxInflight >= l.slots() && float64(mean) <= (1+(l.cfg.Tolerance-1)/4)*float64(base):
+	case l.winMaxInflight >= l.slots() && float64(median) <= (1+(l.cfg.Tolerance-1)/4)*float64(base):
 		l.limit = min(float64(l.cfg.MaxLimit), l.limit+1)
 	}
 	l.resetWindowLocked(now)

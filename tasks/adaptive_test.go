@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -217,5 +218,207 @@ func TestAdaptiveLimit_RetryAfterPausesTheHost(t *testing.T) {
 		is.Equal(n.Load(), int64(1))                                 // without a request
 		is.True(engine.Refunded(engine.ReasonThrottled))             // the engine gives the attempt back
 		is.True(errors.Is(err, err) && codeOf(err) == CodeThrottled) // with the code throttled
+	})
+}
+
+// testLimiter is a limiter with the defaults but for the initial limit.
+func testLimiter(initial int) *limiter {
+	return newLimiter(AdaptiveConfig{Enabled: true, InitialLimit: initial}.withDefaults(), time.Now)
+}
+
+func TestLimiter(t *testing.T) {
+	t.Parallel()
+
+	t.Run("overload shrinks the limit once for all the calls started under it", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		l := testLimiter(10)
+		var ps []*permit
+		for range 10 {
+			p, err := l.acquire(context.Background(), time.Second)
+			is.NoErr(err) // within the limit
+			ps = append(ps, p)
+		}
+		ps[0].release(signalOverload, 0)
+		limit, inflight, _, drops := l.state()
+		is.Equal(limit, 9)    // a decrease of a tenth
+		is.Equal(inflight, 9) // the slot came back
+		for _, p := range ps[1:5] {
+			p.release(signalOverload, 0)
+		}
+		limit, inflight, _, drops = l.state()
+		is.Equal(inflight, 5)      // the slots came back
+		is.Equal(limit, 5)         // no more than the calls still in flight, no further tenth
+		is.Equal(drops, uint64(5)) // every overload is counted
+		ps[5].release(signalSample, 0)
+		p, err := l.acquire(context.Background(), time.Second)
+		is.NoErr(err)
+		p.release(signalOverload, 0)
+		limit, _, _, _ = l.state()
+		is.Equal(limit, 4) // a call started under the new limit shrinks it again
+	})
+
+	t.Run("answered calls at low latency that use the whole limit raise it", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		l := testLimiter(2)
+		for range 3 * adaptiveWindowSamples {
+			p1, err := l.acquire(context.Background(), time.Second)
+			is.NoErr(err)
+			p2, err := l.acquire(context.Background(), time.Second)
+			is.NoErr(err)
+			time.Sleep(time.Millisecond)
+			p1.release(signalSample, 0)
+			p2.release(signalSample, 0)
+		}
+		limit, _, _, _ := l.state()
+		is.True(limit > 2) // grew
+	})
+
+	t.Run("a waiter gets the next free slot, first come first served", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		l := testLimiter(1)
+		p, err := l.acquire(context.Background(), time.Second)
+		is.NoErr(err)
+		order := make(chan int, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				q, err := l.acquire(context.Background(), 10*time.Second)
+				is.NoErr(err) // waited for the slot
+				order <- i
+				q.release(signalIgnore, 0)
+			})
+			is.True(waitFor(t, 5*time.Second, func() bool { _, _, w, _ := l.state(); return w == i+1 })) // in line
+		}
+		p.release(signalIgnore, 0)
+		wg.Wait()
+		is.Equal(<-order, 0) // the first in line went first
+		is.Equal(<-order, 1)
+		_, inflight, waiting, _ := l.state()
+		is.Equal(inflight, 0) // every slot given back
+		is.Equal(waiting, 0)
+	})
+
+	t.Run("a waiter leaves the line when its wait or its context ends", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		l := testLimiter(1)
+		p, err := l.acquire(context.Background(), time.Second)
+		is.NoErr(err)
+		_, err = l.acquire(context.Background(), 20*time.Millisecond)
+		var we *waitError
+		is.True(errors.As(err, &we) && !we.paused) // no slot within the wait
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			waitFor(t, 5*time.Second, func() bool { _, _, w, _ := l.state(); return w == 1 })
+			cancel()
+		}()
+		_, err = l.acquire(ctx, time.Minute)
+		is.True(errors.Is(err, context.Canceled)) // the context ended the wait
+		_, _, waiting, _ := l.state()
+		is.Equal(waiting, 0) // nobody left in line
+		p.release(signalIgnore, 0)
+		q, err := l.acquire(context.Background(), time.Second)
+		is.NoErr(err) // the slot is free again
+		q.release(signalIgnore, 0)
+	})
+}
+
+func TestAdaptiveConfig_Validate(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	is.NoErr(AdaptiveConfig{}.Validate())                                     // the defaults are valid
+	is.True(AdaptiveConfig{MinLimit: 5, MaxLimit: 4}.Validate() != nil)       // min over max
+	is.True(AdaptiveConfig{InitialLimit: 2000}.Validate() != nil)             // initial over the default max
+	is.True(AdaptiveConfig{MaxLimit: MaxAdaptiveLimit + 1}.Validate() != nil) // max over its bound
+	is.True(AdaptiveConfig{Tolerance: 1}.Validate() != nil)                   // no margin
+	is.True(AdaptiveConfig{MaxWait: 2 * MaxAdaptiveWait}.Validate() != nil)   // wait over its bound
+	is.True(AdaptiveConfig{MinLimit: -1}.Validate() != nil)                   // negative
+	is.Equal(AdaptiveConfig{MinLimit: 50}.withDefaults().InitialLimit, 50)    // the initial limit follows a higher min
+}
+
+func TestWithAdaptiveLimit(t *testing.T) {
+	t.Parallel()
+	newLimits := func(t *testing.T, cfg AdaptiveConfig) *AdaptiveLimits {
+		cfg.Enabled = true
+		a, err := NewAdaptiveLimits("task_type:", cfg, metrics.NewSet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	att := func(tenant string) *engine.Attempt {
+		return &engine.Attempt{TenantID: tenant, RunID: "r", TaskID: "t", Type: "work", Attempt: 1}
+	}
+
+	t.Run("one tenant's full limit does not hold back another's attempts", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		release := make(chan struct{})
+		h := WithAdaptiveLimit("work", engine.HandlerFunc(func(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
+			if a.TenantID == "a" {
+				<-release
+			}
+			return nil, nil
+		}), newLimits(t, AdaptiveConfig{InitialLimit: 1, MaxWait: 20 * time.Millisecond}))
+		done := make(chan error, 1)
+		go func() { _, err := h.Run(context.Background(), att("a")); done <- err }()
+		lim := h.(*typeLimit).limits
+		is.True(waitFor(t, 5*time.Second, func() bool { l := lim.get("a/work"); _, n, _, _ := l.state(); return n == 1 })) // a's slot taken
+		_, err := h.Run(context.Background(), att("a"))
+		reason, _, ok := deferredOf(t, err)
+		is.True(ok && reason == engine.ReasonThrottled) // a's next attempt is deferred after the wait
+		_, err = h.Run(context.Background(), att("b"))
+		is.NoErr(err) // b runs meanwhile
+		close(release)
+		is.NoErr(<-done)
+	})
+
+	t.Run("a panicking handler gives its slot back", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		h := WithAdaptiveLimit("work", engine.HandlerFunc(func(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
+			panic("boom")
+		}), newLimits(t, AdaptiveConfig{InitialLimit: 1}))
+		func() {
+			defer func() { recover() }()
+			h.Run(context.Background(), att("a"))
+		}()
+		_, n, _, _ := h.(*typeLimit).limits.get("a/work").state()
+		is.Equal(n, 0) // nothing left in flight
+	})
+
+	t.Run("a handler's RetryAfter lowers the limit and pauses its tenant's type", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		var calls atomic.Int32
+		h := WithAdaptiveLimit("work", engine.HandlerFunc(func(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) {
+			calls.Add(1)
+			return nil, engine.RetryAfter(errors.New("busy"), time.Minute)
+		}), newLimits(t, AdaptiveConfig{MaxWait: 10 * time.Millisecond}))
+		_, err := h.Run(context.Background(), att("a"))
+		_, ok := retryAfterOf(t, err)
+		is.True(ok) // the handler's own answer goes to the engine
+		_, err = h.Run(context.Background(), att("a"))
+		reason, d, ok := deferredOf(t, err)
+		is.True(ok && reason == engine.ReasonThrottled && d > 59*time.Second) // paused for the wait asked
+		is.Equal(calls.Load(), int32(1))                                      // without calling the handler
+		limit, _ := h.(*typeLimit).limits.Limit("a/work")
+		is.Equal(limit, DefaultAdaptiveInitial*9/10/2) // lowered by a tenth, then halved: nothing else was in flight
+		_, err = h.Run(context.Background(), att("b"))
+		_, ok = retryAfterOf(t, err)
+		is.True(ok) // another tenant is not paused
+	})
+
+	t.Run("limits off return the handler itself", func(t *testing.T) {
+		is := is.New(t)
+		inner := engine.HandlerFunc(func(ctx context.Context, a *engine.Attempt) (json.RawMessage, error) { return nil, nil })
+		a, err := NewAdaptiveLimits("task_type:", AdaptiveConfig{}, nil)
+		is.NoErr(err)
+		is.True(a == nil) // disabled
+		_, wrapped := WithAdaptiveLimit("work", inner, a).(*typeLimit)
+		is.True(!wrapped) // not wrapped
 	})
 }
