@@ -15,9 +15,9 @@ import (
 // the http task, per tenant and task type for WithAdaptiveLimit. Each key
 // gets its own limit, which an AIMD rule moves after each window of
 // answered calls (at least ten, and two of the fastest answers long): it
-// shrinks by a tenth when the median latency of two windows in a row rose
-// over Tolerance times the lowest latency of the recent windows (and they
-// used at least half the limit), grows by one when the
+// shrinks by a tenth when the window's median latency rose over Tolerance
+// times the lowest latency of the recent windows (and the window used at
+// least half the limit), grows by one when the
 // window used the whole limit and its median stayed within a quarter of that
 // margin (1.1 times the lowest latency for a Tolerance of 1.4), and holds
 // in between. A call
@@ -66,7 +66,7 @@ const (
 	// adaptiveBaselineWindows is how many windows the lowest latency is
 	// remembered for, so that a target that became slower for good is
 	// measured again rather than compared forever with its old self.
-	adaptiveBaselineWindows = 256
+	adaptiveBaselineWindows = 64
 	// adaptiveMaxSamples bounds the latencies a window keeps.
 	adaptiveMaxSamples = 256
 	// adaptiveMaxWindow bounds a window's length in time.
@@ -152,7 +152,6 @@ type limiter struct {
 	winRTTs        []time.Duration // the first adaptiveMaxSamples latencies, for the median
 	winMin         time.Duration
 	winMaxInflight int
-	slowWindows    int // windows in a row over Tolerance
 	// mins holds the lowest latency of the last windows; baseline is their
 	// minimum.
 	mins  [adaptiveBaselineWindows]time.Duration
@@ -292,7 +291,6 @@ func (p *permit) release(s signal, retryAfter time.Duration) {
 func (l *limiter) decreaseLocked(now time.Time) {
 	l.limit = max(float64(l.cfg.MinLimit), l.limit*adaptiveBackoff)
 	l.epoch++
-	l.slowWindows = 0
 	l.resetWindowLocked(now)
 }
 
@@ -341,16 +339,10 @@ func (l *limiter) sampleLocked(now time.Time, rtt time.Duration) {
 	switch {
 	case float64(median) > l.cfg.Tolerance*float64(base) && 2*l.winMaxInflight >= l.slots():
 		// Shrinking a limit the calls do not come near would change
-		// nothing now and starve them later; one slow window alone may be
-		// a pause of our own process rather than the target's queue.
-		if l.slowWindows++; l.slowWindows >= 2 {
-			l.decreaseLocked(now)
-			return
-		}
-	default:
-		l.slowWindows = 0
-	}
-	if l.winMaxInflight >= l.slots() && float64(median) <= (1+(l.cfg.Tolerance-1)/4)*float64(base) {
+		// nothing now and starve them later.
+		l.decreaseLocked(now)
+		return
+	case l.winMaxInflight >= l.slots() && float64(median) <= (1+(l.cfg.Tolerance-1)/4)*float64(base):
 		l.limit = min(float64(l.cfg.MaxLimit), l.limit+1)
 	}
 	l.resetWindowLocked(now)

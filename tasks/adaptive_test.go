@@ -93,7 +93,7 @@ func TestAdaptiveLimit_HTTPHostConvergesOnTheServersCapacity(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	const capacity = 8
-	srv := newCapacityServer(t, capacity, 10*time.Millisecond)
+	srv := newCapacityServer(t, capacity, 40*time.Millisecond) // well above what our own process adds to a call
 	set := metrics.NewSet()
 	h := newHTTP(t, HTTPConfig{Adaptive: AdaptiveConfig{Enabled: true}, Metrics: set})
 	host := srv.host(t)
@@ -261,13 +261,23 @@ func TestLimiter(t *testing.T) {
 	t.Run("answered calls at low latency that use the whole limit raise it", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
-		l := testLimiter(2)
+		// A clock the test moves: every call takes a millisecond,
+		// whatever the machine's load.
+		var mu sync.Mutex
+		clock := time.Now()
+		l := newLimiter(AdaptiveConfig{Enabled: true, InitialLimit: 2}.withDefaults(), func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return clock
+		})
 		for range 3 * adaptiveWindowSamples {
 			p1, err := l.acquire(context.Background(), time.Second)
 			is.NoErr(err)
 			p2, err := l.acquire(context.Background(), time.Second)
 			is.NoErr(err)
-			time.Sleep(time.Millisecond)
+			mu.Lock()
+			clock = clock.Add(time.Millisecond)
+			mu.Unlock()
 			p1.release(signalSample, 0)
 			p2.release(signalSample, 0)
 		}
