@@ -15,16 +15,17 @@ import (
 // the http task, per tenant and task type for WithAdaptiveLimit. Each key
 // gets its own limit, which an AIMD rule moves after each window of
 // answered calls (at least ten, and two of the fastest answers long): it
-// shrinks by a tenth when the window's median latency rose over Tolerance
-// times the lowest latency of the recent windows (and the window used at
-// least half the limit), grows by one when the
-// window used the whole limit and its median stayed within a quarter of that
-// margin (1.1 times the lowest latency for a Tolerance of 1.4), and holds
-// in between. A call
-// reporting overload (HTTP 429 or 503, a timeout) shrinks it at once, once
-// for all the calls started under the same limit, and to no more than the
-// calls still in flight (within a halving). A Retry-After stops every
-// call of the key until it has passed.
+// shrinks by a tenth when the median latency of two windows in a row rose
+// over Tolerance times the lowest latency of the recent windows (their
+// tenth percentiles) and they used at least half the limit; it grows by
+// one when a window used the whole limit and its median stayed within half
+// of that margin (1.2 times the lowest for a Tolerance of 1.4);
+// it holds in between. Every 32nd window runs at half the limit, so that
+// the lowest latency is measured again at low load. A call reporting
+// overload (HTTP 429 or 503, a timeout) shrinks the limit at once, once for
+// all the calls started under the same limit, and to no more than the calls
+// still in flight (within a halving). A Retry-After stops every call of the
+// key until it has passed.
 type AdaptiveConfig struct {
 	// Enabled turns the limits on; the zero value leaves calls unlimited.
 	Enabled bool
@@ -34,7 +35,7 @@ type AdaptiveConfig struct {
 	MinLimit, MaxLimit, InitialLimit int
 	// Tolerance is how many times its lowest latency a key's median latency
 	// may reach before the limit shrinks; default DefaultAdaptiveTolerance.
-	// The limit grows only while the median stays within a quarter of that
+	// The limit grows only while the median stays within half of that
 	// margin. A target whose latency varies widely at low load needs more.
 	Tolerance float64
 	// MaxWait bounds how long an attempt waits for a slot, or for a
@@ -67,6 +68,9 @@ const (
 	// remembered for, so that a target that became slower for good is
 	// measured again rather than compared forever with its old self.
 	adaptiveBaselineWindows = 64
+	// adaptiveProbeEvery is how many windows pass between two windows at
+	// half the limit.
+	adaptiveProbeEvery = 32
 	// adaptiveMaxSamples bounds the latencies a window keeps.
 	adaptiveMaxSamples = 256
 	// adaptiveMaxWindow bounds a window's length in time.
@@ -152,8 +156,11 @@ type limiter struct {
 	winRTTs        []time.Duration // the first adaptiveMaxSamples latencies, for the median
 	winMin         time.Duration
 	winMaxInflight int
-	// mins holds the lowest latency of the last windows; baseline is their
-	// minimum.
+	slowWindows    int  // windows in a row over Tolerance
+	probing        bool // this window runs at half the limit to measure the low-load latency
+	sinceProbe     int  // windows since the last probe
+	// mins holds the low (tenth percentile) latency of the last windows;
+	// baseline is their minimum.
 	mins  [adaptiveBaselineWindows]time.Duration
 	minsN int
 	minsI int
@@ -181,7 +188,12 @@ type permit struct {
 
 // slots is the whole number of calls the limit lets through. Called with
 // l.mu held.
-func (l *limiter) slots() int { return max(1, int(l.limit)) }
+func (l *limiter) slots() int {
+	if l.probing {
+		return max(1, int(l.limit)/2)
+	}
+	return max(1, int(l.limit))
+}
 
 // acquire takes a slot, waiting in line at most maxWait and while ctx
 // lasts. It returns ctx's error when ctx ends first, or a *waitError.
@@ -291,6 +303,7 @@ func (p *permit) release(s signal, retryAfter time.Duration) {
 func (l *limiter) decreaseLocked(now time.Time) {
 	l.limit = max(float64(l.cfg.MinLimit), l.limit*adaptiveBackoff)
 	l.epoch++
+	l.slowWindows, l.probing, l.sinceProbe = 0, false, 0
 	l.resetWindowLocked(now)
 }
 
@@ -331,19 +344,43 @@ func (l *limiter) sampleLocked(now time.Time, rtt time.Duration) {
 	if l.winN < adaptiveWindowSamples || now.Sub(l.winStart) < min(2*base, adaptiveMaxWindow) {
 		return
 	}
-	l.mins[l.minsI] = l.winMin
+	slices.Sort(l.winRTTs)
+	// The tenth percentile is the window's low latency (a lucky call
+	// alone does not set it), the median its typical latency (a few calls
+	// slowed by our own process do not move it).
+	low, median := l.winRTTs[len(l.winRTTs)/10], l.winRTTs[len(l.winRTTs)/2]
+	l.mins[l.minsI] = low
 	l.minsI = (l.minsI + 1) % len(l.mins)
 	l.minsN = min(l.minsN+1, len(l.mins))
-	slices.Sort(l.winRTTs)
-	median := l.winRTTs[len(l.winRTTs)/2] // the median: a few calls slowed by our own process do not move it
+	if l.probing {
+		// The window at half the limit measured the target's latency at
+		// low load as it is now; it judges nothing.
+		l.probing, l.sinceProbe = false, 0
+		l.resetWindowLocked(now)
+		return
+	}
+	base = l.baselineLocked()
 	switch {
 	case float64(median) > l.cfg.Tolerance*float64(base) && 2*l.winMaxInflight >= l.slots():
 		// Shrinking a limit the calls do not come near would change
-		// nothing now and starve them later.
-		l.decreaseLocked(now)
-		return
-	case l.winMaxInflight >= l.slots() && float64(median) <= (1+(l.cfg.Tolerance-1)/4)*float64(base):
+		// nothing now and starve them later; one slow window alone may be
+		// a pause of our own process rather than the target's queue.
+		if l.slowWindows++; l.slowWindows >= 2 {
+			l.decreaseLocked(now)
+			return
+		}
+	case l.winMaxInflight >= l.slots() && float64(median) <= (1+(l.cfg.Tolerance-1)/2)*float64(base):
 		l.limit = min(float64(l.cfg.MaxLimit), l.limit+1)
+		l.slowWindows = 0
+	default:
+		l.slowWindows = 0
+	}
+	// Now and then a window runs at half the limit, so that the lowest
+	// latency stays that of the target at low load rather than creeping up
+	// to its latency at the limit, or lagging behind our own process's
+	// delays as the machine gets busy.
+	if l.sinceProbe++; l.sinceProbe >= adaptiveProbeEvery && l.slots() >= 4 {
+		l.probing = true
 	}
 	l.resetWindowLocked(now)
 }
@@ -392,5 +429,5 @@ func (l *limiter) idle() bool {
 func (l *limiter) state() (limit, inflight, waiting int, drops uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.slots(), l.inflight, l.waiters.Len(), l.drops
+	return max(1, int(l.limit)), l.inflight, l.waiters.Len(), l.drops
 }
