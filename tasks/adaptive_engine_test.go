@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -126,4 +127,72 @@ func TestAdaptiveLimit_EngineRunsHTTPTasksWithinTheHostsCapacity(t *testing.T) {
 	is.True(final <= 1.2*capacity)                 // and never ended above it
 	is.True(share < 0.01)                          // fewer than 1% of the requests saw a 503
 	is.Equal(srv.served.Load(), int64(runs*width)) // every task got its answer once
+}
+
+func TestAdaptiveLimit_EngineDefersAThrottledAttemptWithoutChargingIt(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var pausedAt time.Time
+	var after []time.Time // arrivals after the 429
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/first" && pausedAt.IsZero() {
+			pausedAt = time.Now()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		after = append(after, time.Now())
+	})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "throttled.db"), store.Options{})
+	is.NoErr(err) // open store
+	t.Cleanup(func() { db.Close() })
+	e, err := engine.New(engine.Config{Store: db})
+	is.NoErr(err) // new engine
+	// A wait far shorter than the pause: the second task is deferred,
+	// not left holding its worker for the whole second.
+	is.NoErr(e.Register(TypeHTTP, newHTTP(t, HTTPConfig{Adaptive: AdaptiveConfig{Enabled: true, MaxWait: 20 * time.Millisecond}})))
+	is.NoErr(e.Start(ctx)) // start engine
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		e.Stop(sctx)
+	})
+	// One attempt each: a charged failure would fail the task.
+	_, _, err = e.RegisterDefinition(ctx, "default", []byte(`{"name":"one","tasks":[{"id":"get","type":"http","input":{"url":"${workflow.input.url}"}}]}`))
+	is.NoErr(err) // register definition
+	start := func(path string) string {
+		input, _ := json.Marshal(map[string]string{"url": srv.URL + path})
+		run, err := e.StartRun(ctx, engine.StartRequest{TenantID: "default", Workflow: "one", Input: input})
+		is.NoErr(err) // start run
+		return run.ID
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	first := start("/first")
+	run, err := e.Wait(wctx, "default", first)
+	is.NoErr(err)
+	is.Equal(run.State, engine.RunFailed) // the 429 failed its own task: one attempt
+	second := start("/second")
+	run, err = e.Wait(wctx, "default", second)
+	is.NoErr(err)
+	is.Equal(run.State, engine.RunCompleted) // the other task waited out the pause and completed
+	events, err := db.RunEvents(ctx, "default", second, 0, 0)
+	is.NoErr(err)
+	throttled := 0
+	for _, ev := range events {
+		var d engine.EventData
+		if ev.Type == engine.EventTaskAttemptFailed && json.Unmarshal(ev.Data, &d) == nil && d.Reason == engine.ReasonThrottled {
+			throttled++
+		}
+	}
+	is.True(throttled >= 1)                                // its attempts were deferred as throttled, not charged
+	is.NoErr(engine.VerifyRun(ctx, db, "default", second)) // the projection folds from the events, reason and all
+	mu.Lock()
+	defer mu.Unlock()
+	is.Equal(len(after), 1)                        // the host got one more request
+	is.True(after[0].Sub(pausedAt) >= time.Second) // and not before the Retry-After had passed
 }
