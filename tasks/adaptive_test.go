@@ -293,6 +293,50 @@ func TestLimiter(t *testing.T) {
 		is.True(limit > 2) // grew
 	})
 
+	t.Run("the limit follows the target's capacity down and back up", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		// Rounds of calls on a clock the test moves: each round takes every
+		// free slot, and all its calls take the target's latency at that
+		// concurrency, base*max(1, n/capacity)^2.
+		var mu sync.Mutex
+		clock := time.Now()
+		l := newLimiter(AdaptiveConfig{Enabled: true}.withDefaults(), func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return clock
+		})
+		const base = 10 * time.Millisecond
+		rounds := func(capacity, n int) int {
+			for range n {
+				var ps []*permit
+				for {
+					p, err := l.acquire(context.Background(), 0)
+					if err != nil {
+						break
+					}
+					ps = append(ps, p)
+				}
+				f := max(1, float64(len(ps))/float64(capacity))
+				mu.Lock()
+				clock = clock.Add(time.Duration(float64(base) * f * f))
+				mu.Unlock()
+				for _, p := range ps {
+					p.release(signalSample, 0)
+				}
+			}
+			limit, _, _, _ := l.state()
+			return limit
+		}
+		limit := rounds(8, 300)
+		is.True(limit >= 7 && limit <= 9) // within 20% of a capacity of 8
+		limit = rounds(4, 300)
+		is.True(limit >= 3 && limit <= 5) // down with the capacity
+		limit = rounds(8, 300)
+		is.True(limit >= 7 && limit <= 9) // and back up when it recovers
+		t.Logf("after the capacity came back: limit %d", limit)
+	})
+
 	t.Run("a waiter gets the next free slot, first come first served", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
