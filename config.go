@@ -40,11 +40,12 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
-	breakerTargets bool   // per-breaker gauges naming tenants and targets
-	authMode       string // AUTH: local or required
-	metricsPublic  bool   // METRICS_PUBLIC: /metrics without a key
-	policyFile     string // POLICY_FILE: a .rego file or a directory of them
-	databasePath   string // from databaseURL
+	breakerTargets bool                 // per-breaker gauges naming tenants and targets
+	adaptive       tasks.AdaptiveConfig // ADAPTIVE_*: adaptive concurrency limits
+	authMode       string               // AUTH: local or required
+	metricsPublic  bool                 // METRICS_PUBLIC: /metrics without a key
+	policyFile     string               // POLICY_FILE: a .rego file or a directory of them
+	databasePath   string               // from databaseURL
 	logger         *slog.Logger
 
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
@@ -117,6 +118,10 @@ func (c *config) envDuration(flagName, env string, def time.Duration) time.Durat
 	return envValue(c, flagName, env, def, `a duration like "30s" or "1m30s"`, time.ParseDuration)
 }
 
+func (c *config) envFloat(flagName, env string, def float64) float64 {
+	return envValue(c, flagName, env, def, "a number", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+}
+
 func (c *config) envBool(flagName, env string, def bool) bool {
 	return envValue(c, flagName, env, def, "true or false", strconv.ParseBool)
 }
@@ -172,6 +177,18 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"an OPA policy (a .rego file or a directory of them) asked after the role check on every request acting on a tenant; reloaded on SIGHUP (env POLICY_FILE)")
 	fs.BoolVar(&c.breakerTargets, "metrics-breaker-targets", c.envBool("metrics-breaker-targets", "METRICS_BREAKER_TARGETS", false),
 		"a /metrics gauge per circuit breaker, labelled with its tenant and target host or task type (env METRICS_BREAKER_TARGETS)")
+	fs.BoolVar(&c.adaptive.Enabled, "adaptive", c.envBool("adaptive", "ADAPTIVE", true),
+		"adaptive concurrency limits per http target host and per tenant and task type (env ADAPTIVE)")
+	fs.IntVar(&c.adaptive.MinLimit, "adaptive-min", c.envInt("adaptive-min", "ADAPTIVE_MIN", tasks.DefaultAdaptiveMin),
+		"lowest adaptive concurrency limit (env ADAPTIVE_MIN)")
+	fs.IntVar(&c.adaptive.MaxLimit, "adaptive-max", c.envInt("adaptive-max", "ADAPTIVE_MAX", tasks.DefaultAdaptiveMax),
+		"highest adaptive concurrency limit (env ADAPTIVE_MAX)")
+	fs.IntVar(&c.adaptive.InitialLimit, "adaptive-initial", c.envInt("adaptive-initial", "ADAPTIVE_INITIAL", tasks.DefaultAdaptiveInitial),
+		"adaptive concurrency limit of a host or task type not called yet (env ADAPTIVE_INITIAL)")
+	fs.Float64Var(&c.adaptive.Tolerance, "adaptive-tolerance", c.envFloat("adaptive-tolerance", "ADAPTIVE_TOLERANCE", tasks.DefaultAdaptiveTolerance),
+		"how many times its lowest latency a target's median latency may reach before its limit shrinks (env ADAPTIVE_TOLERANCE)")
+	fs.DurationVar(&c.adaptive.MaxWait, "adaptive-max-wait", c.envDuration("adaptive-max-wait", "ADAPTIVE_MAX_WAIT", tasks.DefaultAdaptiveMaxWait),
+		"how long an attempt waits for a slot, holding its worker, before it is deferred as throttled (env ADAPTIVE_MAX_WAIT)")
 	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
 		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
 	checkpointKeyFlag(fs, &c.checkpointKey)
@@ -262,6 +279,9 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
+	}
+	if err := c.adaptive.Validate(); err != nil {
+		return fmt.Errorf("adaptive settings: %w (env ADAPTIVE_MIN, ADAPTIVE_MAX, ADAPTIVE_INITIAL, ADAPTIVE_TOLERANCE, ADAPTIVE_MAX_WAIT)", err)
 	}
 	if c.policyFile != "" {
 		if _, err := os.Stat(c.policyFile); err != nil {

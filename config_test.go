@@ -36,6 +36,10 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 		{"AUTH", "open"},
 		{"AUTH", "Required"},
 		{"CHECKPOINT_INTERVAL", "hourly"},
+		{"ADAPTIVE", "yes"},
+		{"ADAPTIVE_MIN", "one"},
+		{"ADAPTIVE_TOLERANCE", "50%"},
+		{"ADAPTIVE_MAX_WAIT", "10"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			is := is.New(t)
@@ -58,6 +62,17 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
 		is.Equal(code, 2)                                                             // the server does not start
 		is.True(strings.Contains(stderr.String(), "checkpoint-interval -1m0s: want")) // saying why
+	})
+
+	t.Run("adaptive limits out of order are refused", func(t *testing.T) {
+		is := is.New(t)
+		t.Setenv("ADAPTIVE_MIN", "50")
+		t.Setenv("ADAPTIVE_MAX", "10")
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
+			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
+		is.Equal(code, 2)                                                                            // the server does not start
+		is.True(strings.Contains(stderr.String(), "adaptive min limit 50 is over the max limit 10")) // saying why
 	})
 
 	t.Run("a flag wins over a bad environment value", func(t *testing.T) {

@@ -191,9 +191,13 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		builtins[typ] = h
 	}
 	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor, TargetMetrics: c.breakerTargets}
+	limits, err := tasks.NewAdaptiveLimits("task_type:", c.adaptive, set)
+	if err != nil {
+		return err
+	}
 	for typ, h := range builtins {
-		if typ != tasks.TypeHTTP { // http has a breaker per tenant and host instead
-			h = tasks.WithBreaker(typ, h, breaker, set)
+		if typ != tasks.TypeHTTP { // http has a breaker and an adaptive limit per host instead
+			h = tasks.WithBreaker(typ, tasks.WithAdaptiveLimit(typ, h, limits), breaker, set)
 		}
 		if err := eng.Register(typ, h); err != nil {
 			return err
@@ -336,7 +340,7 @@ func builtinHandlers(c *config, set *metrics.Set) (map[string]engine.Handler, er
 		return nil, fmt.Errorf("http-task-deny: %w", err)
 	}
 	breaker := tasks.BreakerConfig{Failures: uint32(c.breakerFails), OpenFor: c.breakerOpenFor, TargetMetrics: c.breakerTargets}
-	h, err := tasks.NewHTTP(tasks.HTTPConfig{Allow: allow, Deny: deny, Breaker: breaker, Metrics: set})
+	h, err := tasks.NewHTTP(tasks.HTTPConfig{Allow: allow, Deny: deny, Breaker: breaker, Adaptive: c.adaptive, Metrics: set})
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,7 @@ const (
 	ReasonAbandoned      = "abandoned"       // the process running the attempt stopped; not charged to the retry budget
 	ReasonInterrupted    = "interrupted"     // the engine stopped during the attempt; not charged to the retry budget
 	ReasonCircuitOpen    = "circuit_open"    // a circuit breaker held the attempt back; not charged to the retry budget
+	ReasonThrottled      = "throttled"       // an adaptive concurrency limit held the attempt back; not charged to the retry budget
 	ReasonPermanent      = "permanent"       // the handler said retrying cannot help
 	ReasonLeaseExpired   = "lease_expired"   // an external worker stopped heartbeating
 	ReasonPanic          = "panic"           // the handler panicked
@@ -65,7 +66,7 @@ const (
 // Refunded reports whether a failure for this reason gives the attempt back to
 // the retry budget: the task did not fail, the process running it stopped.
 func Refunded(reason string) bool {
-	return reason == ReasonAbandoned || reason == ReasonInterrupted || reason == ReasonCircuitOpen
+	return reason == ReasonAbandoned || reason == ReasonInterrupted || reason == ReasonCircuitOpen || reason == ReasonThrottled
 }
 
 // Actors recorded on events the engine decides by itself.

@@ -292,13 +292,14 @@ func (v *RunView) applyTask(ev *Event, d *EventData) error {
 
 // abandonedAfter counts the attempts in a row lost to the process stopping:
 // one more for an abandoned attempt, unchanged by attempts that did not run
-// to an outcome of their own (interrupted by a shutdown, held by a breaker),
+// to an outcome of their own (interrupted by a shutdown, held by a breaker
+// or an adaptive limit),
 // back to zero for any other outcome.
 func abandonedAfter(n int, reason string) int {
 	switch reason {
 	case ReasonAbandoned:
 		return n + 1
-	case ReasonInterrupted, ReasonCircuitOpen:
+	case ReasonInterrupted, ReasonCircuitOpen, ReasonThrottled:
 		return n
 	}
 	return 0

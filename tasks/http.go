@@ -3,8 +3,6 @@ package tasks
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,12 +65,18 @@ type HTTPConfig struct {
 	MaxResponseBytes int64
 	// Breaker configures the circuit breakers, one per tenant and host:port.
 	Breaker BreakerConfig
+	// Adaptive configures the adaptive concurrency limits, one per
+	// host:port over all tenants (key "http:host:port"): a request waits
+	// for a slot of its host's limit; a 429, a 503 or a timeout lowers it,
+	// and their Retry-After pauses the host. Off unless Adaptive.Enabled.
+	Adaptive AdaptiveConfig
 	// Transport sends the requests; nil is a transport whose dialer enforces
 	// Allow and Deny and which ignores proxy environment variables. A
 	// Transport given here is used as is: only its own dialer decides which
 	// addresses it connects to.
 	Transport http.RoundTripper
-	// Metrics receives the gauge of open breakers,
+	// Metrics receives the adaptive limits' series (see
+	// NewAdaptiveLimits), the gauge of open breakers,
 	// orchestrator_circuit_breakers_open{kind="http_host"}, and with
 	// Breaker.TargetMetrics one per breaker,
 	// orchestrator_circuit_breaker_state{kind="http_host",tenant,name="host:port"};
@@ -99,7 +102,10 @@ type HTTPConfig struct {
 // certificate errors ("tls_error"), redirect loops ("too_many_redirects") and
 // bad requests ("invalid_request") fail the task at once. While a tenant's
 // circuit breaker for a host is open, that tenant's attempts calling the
-// host are deferred without a request.
+// host are deferred without a request. With HTTPConfig.Adaptive, a request
+// first takes a slot of its host's adaptive concurrency limit (see
+// AdaptiveConfig), waiting for one; an attempt that cannot get one in time
+// is deferred (reason throttled).
 //
 // HTTP is safe for concurrent use.
 type HTTP struct {
@@ -108,6 +114,7 @@ type HTTP struct {
 	maxResponse int64
 	openFor     time.Duration
 	breakers    *breakers
+	limits      *AdaptiveLimits // nil: requests are not limited
 }
 
 var (
@@ -141,6 +148,10 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	cfg.MaxResponseBytes = orDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes)
 	cfg.Breaker.Failures = orDefault(cfg.Breaker.Failures, DefaultBreakerFailures)
 	cfg.Breaker.OpenFor = orDefault(cfg.Breaker.OpenFor, DefaultBreakerOpenFor)
+	limits, err := NewAdaptiveLimits("http:", cfg.Adaptive, cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("http task: %w", err)
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -154,6 +165,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		maxResponse: cfg.MaxResponseBytes,
 		openFor:     cfg.Breaker.OpenFor,
 		breakers:    newBreakers("http_host", "", cfg.Breaker, cfg.Metrics),
+		limits:      limits,
 	}
 	h.client = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	return h, nil
@@ -196,6 +208,16 @@ func (h *HTTP) BreakerState(tenant, host string) string {
 		host = net.JoinHostPort(normalizeHost(hn), port)
 	}
 	return h.breakers.state(breakerKey{tenant: tenant, name: host}).String()
+}
+
+// AdaptiveLimit returns the adaptive concurrency limit of host, written
+// "host:port" as for BreakerState, and false when it has none (never
+// called, or limits off).
+func (h *HTTP) AdaptiveLimit(host string) (int, bool) {
+	if hn, port, err := net.SplitHostPort(host); err == nil {
+		host = net.JoinHostPort(normalizeHost(hn), port)
+	}
+	return h.limits.Limit(host)
 }
 
 // httpRequest is an http task's request, checked.
@@ -309,7 +331,19 @@ func (h *HTTP) Run(ctx context.Context, a *engine.Attempt) (json.RawMessage, err
 		return nil, engine.Deferred(engine.ReasonCircuitOpen, d,
 			fmt.Errorf("circuit breaker for %s is %s; no request sent, next try in %s", key, why, d.Round(time.Millisecond)))
 	}
+	p, err := h.limits.acquire(ctx, key)
+	if err != nil {
+		done(errNotCounted)
+		return nil, err
+	}
 	res := h.do(ctx, r)
+	p.release(res.signal(), res.pause)
+	if res.busy && h.limits != nil {
+		// A host that says it is busy is alive: its adaptive limit backs
+		// off, and a burst of 503s as the limit finds the host's capacity
+		// must not open the breaker and stop every call for OpenFor.
+		res.health = errNotCounted
+	}
 	done(res.health)
 	return res.out, res.err
 }
@@ -327,11 +361,28 @@ func hostPort(u *url.URL) string {
 }
 
 // result is how a request went: the handler's answer, and what it says
-// about the host's health (nil healthy, errHostFailed, errNotCounted).
+// about the host's health (nil healthy, errHostFailed, errNotCounted) and
+// load (overload: a 429, a 503 (busy) or a timeout; pause: its
+// Retry-After).
 type result struct {
-	out    json.RawMessage
-	err    error
-	health error
+	out      json.RawMessage
+	err      error
+	health   error
+	overload bool
+	busy     bool
+	pause    time.Duration
+}
+
+// signal is what r says to the host's adaptive limit: a healthy answer's
+// latency counts, an overload lowers the limit, the rest says nothing.
+func (r *result) signal() signal {
+	switch {
+	case r.overload:
+		return signalOverload
+	case r.health == nil:
+		return signalSample
+	}
+	return signalIgnore
 }
 
 // do sends r and reads the response.
@@ -456,112 +507,4 @@ func safeURL(u *url.URL) string {
 	c := *u
 	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
 	return c.String()
-}
-
-// statusError classifies a response whose status was not expected.
-func statusError(target string, resp *http.Response, snippet []byte, explicit bool) result {
-	status := resp.StatusCode
-	msg := fmt.Sprintf("%s: %s", target, resp.Status)
-	if explicit {
-		msg += " (not in expect_status)"
-	}
-	if s := strings.TrimSpace(string(snippet)); s != "" {
-		msg += ": " + s
-	}
-	switch {
-	case status >= 500:
-		te := &engine.TaskError{Code: "http_5xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status == http.StatusServiceUnavailable {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
-		}
-		return result{err: te, health: errHostFailed}
-	case status == http.StatusTooManyRequests:
-		te := &engine.TaskError{Code: "http_4xx", Message: msg}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return result{err: engine.RetryAfter(te, d), health: errHostFailed}
-		}
-		return result{err: te, health: errHostFailed}
-	case status >= 400:
-		return result{err: engine.Permanent(&engine.TaskError{Code: "http_4xx", Message: msg})}
-	}
-	return result{err: engine.Permanent(&engine.TaskError{Code: "unexpected_status", Message: msg})}
-}
-
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		return time.Duration(min(n, int64(definition.MaxDurationLimit/time.Second))) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return min(max(t.Sub(now), 0), definition.MaxDurationLimit), true
-}
-
-// transportError classifies an error sending a request or reading its
-// response. ctx is the attempt's context, rctx the request's.
-func transportError(ctx, rctx context.Context, target string, timeout time.Duration, err error) result {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err // url.Error repeats the URL, query included
-	}
-	var refused *refusedError
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidCert x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &refused):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "target_refused", Message: target + ": " + refused.Error()}), health: errNotCounted}
-	case errors.Is(err, errTooManyRedirects):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "too_many_redirects", Message: target + ": " + errTooManyRedirects.Error()}), health: errNotCounted}
-	case errors.Is(ctx.Err(), context.Canceled):
-		return result{err: fmt.Errorf("%s: %w", target, ctx.Err()), health: errNotCounted}
-	case ctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": the attempt's timeout expired during the request"}, health: errHostFailed}
-	case rctx.Err() != nil:
-		return result{err: &engine.TaskError{Code: "timeout", Message: fmt.Sprintf("%s: no complete response within %s", target, timeout)}, health: errHostFailed}
-	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		return result{err: engine.Permanent(&engine.TaskError{Code: "tls_error", Message: target + ": " + cause.Error()}), health: errNotCounted}
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		code := "connection_error"
-		if dnsErr.IsTimeout {
-			code = "timeout"
-		}
-		return result{err: &engine.TaskError{Code: code, Message: target + ": " + dnsMessage(dnsErr)}, health: errHostFailed}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return result{err: &engine.TaskError{Code: "timeout", Message: target + ": " + cause.Error()}, health: errHostFailed}
-	}
-	return result{err: &engine.TaskError{Code: "connection_error", Message: target + ": " + cause.Error()}, health: errHostFailed}
-}
-
-// dnsMessage says why a lookup failed without naming the server's resolver
-// ("lookup x on 10.0.0.2:53: no such host"): task errors are recorded in the
-// event log and shown to the tenant, and the resolver is the server's own
-// business.
-func dnsMessage(e *net.DNSError) string {
-	why := e.Err
-	switch {
-	case e.IsNotFound:
-		why = "no such host"
-	case e.IsTimeout:
-		why = "the DNS lookup timed out"
-	case e.Server != "" && strings.Contains(why, hostOf(e.Server)):
-		// Such as "read udp 10.0.0.5:41234->10.0.0.2:53: connection refused".
-		why = "the DNS lookup failed"
-	}
-	return "lookup " + e.Name + ": " + why
 }
