@@ -112,10 +112,10 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
-	fails     commitFailures             // failed commits in a row, for the reload backoff
-	subs      subscribers                // Subscribe callers, Wait among them
-	lanes     map[string]*lane           // external ready tasks by tenant and type
-	resolveQ  []resolution               // templates waiting for a resolver
+	fails     commitFailures   // failed commits in a row, for the reload backoff
+	subs      subscribers      // Subscribe callers, Wait among them
+	lanes     map[string]*lane // external ready tasks by tenant and type
+	resolveQ  []resolution     // templates waiting for a resolver
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
