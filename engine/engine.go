@@ -540,10 +540,10 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 
 // Wait blocks until the run is in a terminal state and that state is durable,
 // and returns it. A run that is paused keeps Wait waiting. Errors:
-// ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken by
-// each of its commits and when it leaves memory.
+// ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken
+// when the run leaves memory.
 func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
-	sub := e.Subscribe(tenantID, runID, 1) // one pending wake-up is enough
+	sub := e.subscribeGone(tenantID, runID)
 	defer sub.Close()
 	for {
 		e.mu.Lock()

@@ -33,6 +33,8 @@ type Subscription struct {
 	e      *Engine
 	tenant string
 	run    string // "" = every run of the tenant
+	// gone: told only when the run leaves memory (Wait), not of each commit.
+	gone   bool
 	c      chan RunChange
 	lagged atomic.Bool
 	closed bool // protected by Engine.mu
@@ -79,7 +81,18 @@ func (e *Engine) Subscribe(tenantID, runID string, buffer int) *Subscription {
 	if buffer <= 0 {
 		buffer = DefaultSubscriptionBuffer
 	}
-	s := &Subscription{e: e, tenant: tenantID, run: runID, c: make(chan RunChange, buffer)}
+	return e.subscribe(&Subscription{e: e, tenant: tenantID, run: runID, c: make(chan RunChange, buffer)})
+}
+
+// subscribeGone is a subscription to one run told only when the run leaves
+// memory: it ended and is durable, or it is being loaded again. Wait needs
+// no more, and is not woken by every commit of the run.
+func (e *Engine) subscribeGone(tenantID, runID string) *Subscription {
+	return e.subscribe(&Subscription{e: e, tenant: tenantID, run: runID, gone: true, c: make(chan RunChange, 1)})
+}
+
+func (e *Engine) subscribe(s *Subscription) *Subscription {
+	runID, tenantID := s.run, s.tenant
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key, m := runID, e.subs.byRun
@@ -107,7 +120,7 @@ type subscribers struct {
 // commit. Called with Engine.mu held; it never blocks.
 func (e *Engine) publish(c RunChange) {
 	for s := range e.subs.byRun[c.RunID] {
-		if s.tenant == c.TenantID {
+		if s.tenant == c.TenantID && !s.gone {
 			s.send(c)
 		}
 	}
