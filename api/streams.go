@@ -25,8 +25,8 @@ import (
 
 // Stream defaults.
 const (
-	DefaultMaxStreams          = 1000
-	DefaultMaxStreamsPerTenant = 100
+	DefaultMaxStreams          = 256
+	DefaultMaxStreamsPerTenant = 64
 	DefaultStreamKeepAlive     = 15 * time.Second
 	// streamPage is how many events one store read of a stream takes.
 	streamPage = 500
