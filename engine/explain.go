@@ -128,6 +128,10 @@ func explain(v *RunView, f *waitFacts) *Explanation {
 					w.Dependencies = append(w.Dependencies, DependencyState{Task: v.Tasks[d].TaskID, State: ds})
 				}
 			}
+			if len(w.Dependencies) == 0 && r.State == RunPending {
+				w.Reason, w.Detail = WaitQueued, "the run is pending: queued"
+				break
+			}
 			if len(w.Dependencies) == 0 {
 				w.Reason, w.Detail = WaitBecomingReady, "every dependency completed; its input is being resolved"
 				progressing = true
