@@ -127,11 +127,12 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
-	fails     commitFailures       // failed commits in a row, for the reload backoff
-	subs      subscribers          // Subscribe callers, Wait among them
-	lanes     map[string]*lane     // external ready tasks by tenant and type
-	polls     map[string]time.Time // the last poll of each (tenant, type), by laneKey
-	resolveQ  []resolution         // templates waiting for a resolver
+	fails     commitFailures                  // failed commits in a row, for the reload backoff
+	subs      subscribers                     // Subscribe callers, Wait among them
+	lanes     map[string]*lane                // external ready tasks by tenant and type
+	polls     map[string]map[string]time.Time // the last poll of each task type, by tenant
+	npolls    int                             // (tenant, type) pairs in polls
+	resolveQ  []resolution                    // templates waiting for a resolver
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
@@ -189,7 +190,7 @@ func New(cfg Config) (*Engine, error) {
 		reloading:    map[string]bool{},
 		subs:         subscribers{byRun: map[string]map[*Subscription]struct{}{}, byTenant: map[string]map[*Subscription]struct{}{}},
 		lanes:        map[string]*lane{},
-		polls:        map[string]time.Time{},
+		polls:        map[string]map[string]time.Time{},
 		stuckAfter:   cfg.StuckAfter,
 		stuckEvery:   cfg.StuckCheckInterval,
 		wake:         make(chan struct{}, cfg.Workers),

@@ -247,21 +247,16 @@ func (e *Engine) waitFacts(tenantID string) *waitFacts {
 	return e.waitFactsLocked(tenantID)
 }
 
-// waitFactsLocked is waitFacts with Engine.mu held. The poll times are
-// copied, so that the answer does not hold the lock.
+// waitFactsLocked is waitFacts with Engine.mu held. The tenant's poll
+// times are copied, so that the answer does not hold the lock.
 func (e *Engine) waitFactsLocked(tenantID string) *waitFacts {
-	polls := map[string]time.Time{}
-	prefix := tenantID + "\x00"
-	for k, at := range e.polls {
-		if strings.HasPrefix(k, prefix) {
-			polls[k[len(prefix):]] = at
-		}
-	}
-	// A poller waiting now is polling now.
 	now := e.now()
-	for k, l := range e.lanes {
-		if len(l.waiters) > 0 && strings.HasPrefix(k, prefix) {
-			polls[k[len(prefix):]] = now
+	polls := make(map[string]time.Time, len(e.polls[tenantID]))
+	for typ, at := range e.polls[tenantID] {
+		polls[typ] = at
+		// A poller waiting now is polling now.
+		if l := e.lanes[laneKey(tenantID, typ)]; l != nil && len(l.waiters) > 0 {
+			polls[typ] = now
 		}
 	}
 	return &waitFacts{
@@ -280,18 +275,36 @@ const maxPollMarks = 10_000
 // Engine.mu held.
 func (e *Engine) notePoll(tenantID string, types []string) {
 	now := e.now()
+	m := e.polls[tenantID]
 	for _, typ := range types {
-		k := laneKey(tenantID, typ)
-		if _, ok := e.polls[k]; !ok && len(e.polls) >= maxPollMarks {
-			for k, at := range e.polls { // make room: forget polls long past
-				if now.Sub(at) > time.Hour {
-					delete(e.polls, k)
-				}
-			}
-			if len(e.polls) >= maxPollMarks {
+		if _, ok := m[typ]; !ok && e.npolls >= maxPollMarks {
+			e.forgetPolls(now.Add(-time.Hour)) // make room: forget polls long past
+			if e.npolls >= maxPollMarks {
 				continue
 			}
 		}
-		e.polls[k] = now
+		if m == nil {
+			m = map[string]time.Time{}
+			e.polls[tenantID] = m
+		}
+		if _, ok := m[typ]; !ok {
+			e.npolls++
+		}
+		m[typ] = now
+	}
+}
+
+// forgetPolls forgets the polls before t.
+func (e *Engine) forgetPolls(t time.Time) {
+	for tenant, m := range e.polls {
+		for typ, at := range m {
+			if at.Before(t) {
+				delete(m, typ)
+				e.npolls--
+			}
+		}
+		if len(m) == 0 {
+			delete(e.polls, tenant)
+		}
 	}
 }

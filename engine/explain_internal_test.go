@@ -62,3 +62,20 @@ func TestExplain_StalledNeedsIdleTimeAndNothingMoving(t *testing.T) {
 	f.lastPoll = func(string) time.Time { return time.Time{} }
 	is.True(!explain(h.view, f).Stalled) // detection off
 }
+
+func TestNotePoll_Bounded(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := &Engine{polls: map[string]map[string]time.Time{}, now: func() time.Time { return now }}
+	for i := range maxPollMarks + 10 {
+		e.notePoll("t", []string{"type" + time.Duration(i).String()})
+	}
+	is.Equal(e.npolls, maxPollMarks) // made-up type names cannot grow the map past its bound
+	now = now.Add(2 * time.Hour)
+	e.notePoll("t", []string{"fresh"})
+	is.Equal(e.npolls, 1)                // polls long past make room
+	is.Equal(e.polls["t"]["fresh"], now) // for the new one
+	e.notePoll("t", []string{"fresh"})
+	is.Equal(e.npolls, 1) // a type polled again counts once
+}
