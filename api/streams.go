@@ -234,31 +234,32 @@ func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p httprouter.
 		if sw.flush() != nil {
 			return nil
 		}
-	wait:
-		select {
-		case c := <-sub.C():
-			if c.LastSeq >= stateSeq {
-				state, stateSeq = c.State, c.LastSeq
-			}
-			if sub.Lagged() {
-				// Changes were dropped: the latest state is the store's.
-				if run, err := s.Engine.GetRunRow(r.Context(), tenant, id); err == nil && run.LastSeq >= stateSeq {
-					state, stateSeq = run.State, run.LastSeq
+	waiting:
+		for {
+			select {
+			case c := <-sub.C():
+				if c.LastSeq >= stateSeq {
+					state, stateSeq = c.State, c.LastSeq
 				}
-			}
-			if c.LastSeq <= after && !state.Terminal() {
-				goto wait // nothing new to read
-			}
-		case <-ticker.C:
-			sw.comment("keepalive")
-			if sw.flush() != nil {
+				if sub.Lagged() {
+					// Changes were dropped: the latest state is the store's.
+					if run, err := s.Engine.GetRunRow(r.Context(), tenant, id); err == nil && run.LastSeq >= stateSeq {
+						state, stateSeq = run.State, run.LastSeq
+					}
+				}
+				if c.LastSeq > after || state.Terminal() {
+					break waiting // something to read, or an end to send
+				}
+			case <-ticker.C:
+				sw.comment("keepalive")
+				if sw.flush() != nil {
+					return nil
+				}
+			case <-r.Context().Done():
+				return nil
+			case <-sub.Done():
 				return nil
 			}
-			goto wait
-		case <-r.Context().Done():
-			return nil
-		case <-sub.Done():
-			return nil
 		}
 	}
 }
