@@ -382,9 +382,13 @@ func (s *Server) tenantReplay(r *http.Request, tenant string, cursor int64, sw *
 	last := map[string]int64{} // run -> id of its last state change
 	var order []string
 	scanned := 0
-	f := engine.EventFilter{TenantID: tenant, After: &engine.EventCursor{ID: cursor}, Limit: maxTenantReplay + 1}
+	limit := maxTenantReplay
+	if s.replayMax > 0 {
+		limit = s.replayMax
+	}
+	f := engine.EventFilter{TenantID: tenant, After: &engine.EventCursor{ID: cursor}, Limit: limit + 1}
 	err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
-		if scanned++; scanned > maxTenantReplay {
+		if scanned++; scanned > limit {
 			return errPageFull
 		}
 		if _, ok := runStateAfter(e.Type); !ok || e.TaskID != "" {
