@@ -124,6 +124,12 @@ func (sw *sseWriter) event(id, typ string, data []byte) {
 	_, sw.err = sw.bw.WriteString("\n\n")
 }
 
+// resync writes a resync event: runs changed that the stream did not send.
+func (sw *sseWriter) resync(reason string) {
+	b, _ := json.Marshal(wire.StreamResync{Reason: reason})
+	sw.event("", "resync", b)
+}
+
 // comment writes a comment line, which clients ignore: a keepalive.
 func (sw *sseWriter) comment(text string) {
 	if sw.err == nil {
@@ -343,7 +349,7 @@ func (s *Server) tenantStream(w http.ResponseWriter, r *http.Request, p httprout
 		select {
 		case c := <-sub.C():
 			if sub.Lagged() {
-				sw.event("", "resync", []byte(`{"reason":"lagged"}`)) // wire.StreamResync
+				sw.resync("lagged")
 			}
 			if c.Moved() {
 				evs, err := s.Engine.RunEvents(ctx, tenant, c.RunID, c.LastSeq-1, 1)
@@ -401,7 +407,7 @@ func (s *Server) tenantReplay(r *http.Request, tenant string, cursor int64, sw *
 		return nil
 	})
 	if err == errPageFull {
-		sw.event("", "resync", []byte(`{"reason":"too_far_behind"}`)) // wire.StreamResync
+		sw.resync("too_far_behind")
 		return nil
 	}
 	if err != nil {
