@@ -55,6 +55,10 @@ type config struct {
 	retentionEvery   time.Duration // RETENTION_INTERVAL: between retention passes
 	archiveDir       string        // ARCHIVE_DIR: where retention archives go; "" = archives/ beside the database
 
+	stuckAfter          time.Duration // STUCK_AFTER: idle time before run.stalled; 0 = off
+	maxStreams          int           // STREAM_MAX: event streams open at once
+	maxStreamsPerTenant int           // STREAM_MAX_PER_TENANT
+
 	envErrs []envError      // environment values that did not parse
 	given   map[string]bool // flags given on the command line
 }
@@ -197,6 +201,12 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	retentionFlags(fs, c)
 	fs.DurationVar(&c.retentionEvery, "retention-interval", c.envDuration("retention-interval", "RETENTION_INTERVAL", time.Hour),
 		"time between retention passes, the first at start (env RETENTION_INTERVAL)")
+	fs.DurationVar(&c.stuckAfter, "stuck-after", c.envDuration("stuck-after", "STUCK_AFTER", engine.DefaultStuckAfter),
+		"record run.stalled for a running run with no event for this long that nothing it waits for will move; 0 = never (env STUCK_AFTER)")
+	fs.IntVar(&c.maxStreams, "stream-max", c.envInt("stream-max", "STREAM_MAX", api.DefaultMaxStreams),
+		"Server-Sent Event streams open at once; more are refused with 429 (env STREAM_MAX)")
+	fs.IntVar(&c.maxStreamsPerTenant, "stream-max-per-tenant", c.envInt("stream-max-per-tenant", "STREAM_MAX_PER_TENANT", api.DefaultMaxStreamsPerTenant),
+		"Server-Sent Event streams one tenant may have open at once (env STREAM_MAX_PER_TENANT)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -277,6 +287,10 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("retention %s, retention-interval %s: want a retention of 0 (forever) or more and an interval above 0", c.retention, c.retentionEvery)
 	case c.checkpointsEvery < 0:
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
+	case c.stuckAfter < 0:
+		return fmt.Errorf("stuck-after %s: want 0 (never) or more", c.stuckAfter)
+	case c.maxStreams < 1 || c.maxStreamsPerTenant < 1:
+		return fmt.Errorf("stream-max %d, stream-max-per-tenant %d: want 1 or more", c.maxStreams, c.maxStreamsPerTenant)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
 	}

@@ -72,6 +72,12 @@ type serverOptions struct {
 	AuthMode      api.AuthMode
 	MetricsPublic bool
 	Policy        *policy.Engine
+	// Streams: the API's stream bounds and keepalive (0: its defaults).
+	MaxStreams, MaxStreamsPerTenant int
+	StreamKeepAlive                 time.Duration
+	TenantReplayMax                 int // 0: the API's bound
+	// EngineNow is the engine's clock (nil: time.Now).
+	EngineNow func() time.Time
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -88,7 +94,7 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	t.Cleanup(func() { db.Close() })
 	var keys *engine.Keys
 	var admin *engine.Admin
-	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set}
+	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set, NowFunc: opts.EngineNow}
 	if opts.Access {
 		if keys, err = engine.NewKeys(engine.KeysConfig{Store: db, NowFunc: opts.KeysNow}); err != nil {
 			t.Fatalf("new keys: %v", err)
@@ -114,9 +120,14 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	h := (&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
+	srv := &api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
 		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
-		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy}).Handler()
+		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
+		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}
+	if opts.TenantReplayMax > 0 {
+		srv.SetTenantReplayMax(opts.TenantReplayMax)
+	}
+	h := srv.Handler()
 	ts := serve(t, h, db, eng)
 	ts.Keys, ts.Admin, ts.Handler = keys, admin, h
 	return ts

@@ -23,3 +23,7 @@ func HoldBackup(s *Server) (release func()) {
 	s.backingUp.Store(true)
 	return func() { s.backingUp.Store(false) }
 }
+
+// SetTenantReplayMax bounds the events a resumed tenant stream reads to
+// catch up, for the tests of its resync; call it before Handler.
+func (s *Server) SetTenantReplayMax(n int) { s.replayMax = n }

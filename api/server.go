@@ -84,10 +84,20 @@ type Server struct {
 	// checkpoints_off.
 	Checkpointer *engine.Checkpointer
 	Checkpoints  engine.CheckpointLog
+	// MaxStreams and MaxStreamsPerTenant bound the event streams open at
+	// once (defaults DefaultMaxStreams, DefaultMaxStreamsPerTenant); one
+	// more is refused with 429. StreamKeepAlive is the interval of a
+	// stream's keepalive comments (default DefaultStreamKeepAlive).
+	MaxStreams          int
+	MaxStreamsPerTenant int
+	StreamKeepAlive     time.Duration
 
 	allowAll    bool        // no Authorizer and no Policy: decide asks nothing
 	backingUp   atomic.Bool // a backup is being taken
 	httpMetrics httpMetrics // answers by route and status
+	streams     streamSlots // the open event streams
+	// replayMax overrides maxTenantReplay (tests).
+	replayMax int
 }
 
 // Handler returns the router with every route and the middleware.
@@ -169,7 +179,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // routes is the route table: the core routes here, each further resource's
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.operationsRoutes())
+	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.operationsRoutes(), s.streamRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

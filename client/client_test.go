@@ -261,10 +261,14 @@ func TestError(t *testing.T) {
 			{wire.CodeInternal, "internal"},
 			{wire.CodeUnavailable, "unavailable"},
 			{wire.CodeStorageUnavailable, "storage_unavailable"},
+			{wire.CodeTooManyStreams, "too_many_streams"},
+			{wire.CodeBackupInProgress, "backup_in_progress"},
+			{wire.CodeCheckpointsOff, "checkpoints_off"},
+			{wire.CodeRunArchived, "run_archived"},
 		} {
 			is.Equal(c[0], c[1])                         // same code
 			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
-		is.Equal(len(wire.Codes()), 20) // no code is left out above
+		is.Equal(len(wire.Codes()), 24) // no code is left out above
 	})
 }

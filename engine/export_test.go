@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/orchestrator/orchestrator/engine/definition"
+import (
+	"context"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
+)
 
 // PlanCacheStats returns how many compiled plans the engine keeps and their
 // counted size, for the tests of the cache's bounds in package engine_test.
@@ -39,11 +43,12 @@ func (e *Engine) RunTimers(runID string) int {
 // FireTimers fires every timer that is due by the engine's clock.
 func (e *Engine) FireTimers() { e.fireTimers() }
 
-// Waiters returns how many Wait channels are registered for runID.
+// Waiters returns how many subscriptions (Wait callers among them) are
+// open for runID.
 func (e *Engine) Waiters(runID string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.waiters[runID])
+	return len(e.subs.byRun[runID])
 }
 
 // LaneWaiters returns how many poll channels wait in the lane of
@@ -93,3 +98,6 @@ func (e *Engine) CommitRefusedDecision(tenantID, runID string, plan *definition.
 	b.commit(func(got error) { ran, err = true, got })
 	return ran, err
 }
+
+// CheckStuck runs one stuck check and returns how many run.stalled it recorded.
+func (e *Engine) CheckStuck() int { return e.checkStuck(context.Background()) }

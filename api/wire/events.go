@@ -48,6 +48,8 @@ type EventData struct {
 	// chosen by.
 	Origin *Origin `json:"origin,omitempty"`
 	Alias  string  `json:"alias,omitempty"`
+	// Waiting is why each task waited, on run.stalled (as explain says).
+	Waiting []WaitingTask `json:"waiting,omitempty"`
 }
 
 // RunEventsPage is one page of a run's history in seq order:
