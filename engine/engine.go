@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,10 @@ type Config struct {
 	// settings that decide the task types a TenantGate guards. nil: there is
 	// no tenant registry and every tenant may use every registered type.
 	TenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	// DefaultQuotas are the tenant quotas of every tenant that sets none
+	// of its own (field by field); 0 is unlimited. The zero value limits
+	// nothing.
+	DefaultQuotas TenantQuotas
 }
 
 // Validate reports a configuration the engine cannot run with.
@@ -80,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRunBytes < 0 || c.MaxAbandoned < 0 || c.MaxPlans < 0 || c.MaxPlanBytes < 0 {
 		return errors.New("engine config: limits must not be negative")
+	}
+	if err := c.DefaultQuotas.Validate("", true); err != nil {
+		return fmt.Errorf("engine config: default quotas: %w", err)
 	}
 	return nil
 }
@@ -96,6 +104,8 @@ type Engine struct {
 	m       *engineMetrics
 
 	tenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	defQuotas  TenantQuotas // Config.DefaultQuotas in force
+	limits     limiterBook  // start buckets by tenant
 
 	maxRunBytes  int64
 	maxAbandoned int
@@ -117,10 +127,19 @@ type Engine struct {
 	waiters   map[string][]chan struct{} // Wait callers by run id
 	lanes     map[string]*lane           // external ready tasks by tenant and type
 	resolveQ  []resolution               // templates waiting for a resolver
+	// Admission (admission.go): active and waiting runs by tenant and by
+	// concurrency key, the keys with runs waiting, and how many wait.
+	tslots     map[string]*tenantSlots
+	kslots     map[keyID]*keySlots
+	kwait      map[keyID]*keySlots
+	npending   int
+	lastParked time.Time // creation time of the last run that waited
+	admitRound uint64
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
 	resolveWake chan struct{} // a template waits for a resolver
+	admitWake   chan struct{} // a slot freed, or a run waits
 	quit        chan struct{} // closed by Stop: no new work starts
 	hctx        context.Context
 	hcancel     context.CancelFunc // interrupts running handlers
@@ -159,6 +178,7 @@ func New(cfg Config) (*Engine, error) {
 		now:        cfg.NowFunc,
 		ext:        cfg.ExternalTypes,
 		tenantFunc: cfg.TenantFunc,
+		defQuotas:  TenantQuotas{}.Over(cfg.DefaultQuotas),
 		handlers:   map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
 		plans:      newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
 
@@ -168,6 +188,10 @@ func New(cfg Config) (*Engine, error) {
 		reloading:    map[string]bool{},
 		waiters:      map[string][]chan struct{}{},
 		lanes:        map[string]*lane{},
+		tslots:       map[string]*tenantSlots{},
+		kslots:       map[keyID]*keySlots{},
+		kwait:        map[keyID]*keySlots{},
+		admitWake:    make(chan struct{}, 1),
 		wake:         make(chan struct{}, cfg.Workers),
 		timerWake:    make(chan struct{}, 1),
 		resolveWake:  make(chan struct{}, 1),
@@ -226,11 +250,16 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 
 	var wait []chan error
+	var pending []*RunView // waiting runs: in line once every active run is counted
 	err := e.store.LoadActiveRuns(ctx, func(run *Run, tasks []Task) error {
 		v, err := e.restore(ctx, run, tasks)
 		if err != nil {
 			e.log.Error("recover run", logRun, run.ID, logErr, err)
 			return nil // one broken run must not stop the others
+		}
+		if run.State == RunPending {
+			pending = append(pending, v)
+			return nil
 		}
 		done := make(chan error, 1)
 		e.mu.Lock()
@@ -242,6 +271,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover runs: %w", err)
 	}
+	slices.SortFunc(pending, func(a, b *RunView) int {
+		if c := a.Run.CreatedAt.Compare(b.Run.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Run.ID, b.Run.ID)
+	})
+	e.mu.Lock()
+	for _, v := range pending {
+		if v.Run.CreatedAt.After(e.lastParked) {
+			e.lastParked = v.Run.CreatedAt
+		}
+		e.activate(v, nil)
+	}
+	e.mu.Unlock()
 	for _, ch := range wait {
 		select {
 		case err := <-ch:
@@ -262,6 +305,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.goTracked(e.workerLoop)
 	}
 	e.goTracked(e.timerLoop)
+	e.goTracked(e.admitLoop)
+	e.kickAdmit()
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -479,6 +524,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if err := strictjson.CheckDepth(req.Input); err != nil {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: err.Error()}}}
 	}
+	quotas, err := e.quotasFor(ctx, req.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	if quotas.MaxInputBytes > 0 && int64(len(req.Input)) > quotas.MaxInputBytes {
+		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
+			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
+	}
 	var plan *definition.Plan
 	var version int
 	var toStore *StoredDefinition
@@ -500,23 +553,55 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if isNullJSON(req.Input) {
 		req.Input = nil
 	}
+	var key string
+	if c := plan.Concurrency; c != nil {
+		if key, err = definition.RenderKey(c.Key, req.Input); err != nil {
+			return nil, &FieldError{Field: "input", Reason: err.Error()}
+		}
+	}
+	// The start rate is charged last, so that a request refused for what
+	// it holds costs no token; a start refused below gives it back.
+	reservation, err := e.limits.take(req.TenantID, quotas, e.now())
+	if err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	if e.stopping {
 		e.mu.Unlock()
+		e.limits.giveBack(reservation)
 		return nil, ErrClosed
 	}
 	now := e.clock()
 	id := NewRunID(now)
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
+	rs.view.Run.Workflow, rs.ckey = plan.Def.Name, key
+	adm, err := e.admit(rs, quotas)
+	if err != nil {
+		e.mu.Unlock()
+		e.limits.giveBack(reservation)
+		return nil, err
+	}
 	b := e.newBatchBy(rs, req.By)
+	if !adm.start {
+		b.now = e.parkedAt(b.now)
+	}
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.definition = toStore
-	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input}) {
+	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input, ConcurrencyKey: key}) {
 		e.mu.Unlock()
+		e.limits.giveBack(reservation)
 		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
 	}
-	e.startRun(b, EventRunStarted)
+	if adm.victim != nil {
+		// Its cancellation commits first: the writer keeps the order.
+		e.supersede(adm.victim, id)
+	}
+	if adm.start {
+		e.startRun(b, EventRunStarted)
+	} else {
+		e.park(rs)
+	}
 	e.runs[id] = rs
 	done := make(chan error, 1)
 	b.commit(func(err error) { done <- err })
@@ -524,6 +609,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	select {
 	case err := <-done:
 		if err != nil {
+			e.limits.giveBack(reservation)
 			return nil, err
 		}
 	case <-ctx.Done():
