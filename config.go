@@ -40,11 +40,12 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
-	breakerTargets bool   // per-breaker gauges naming tenants and targets
-	authMode       string // AUTH: local or required
-	metricsPublic  bool   // METRICS_PUBLIC: /metrics without a key
-	policyFile     string // POLICY_FILE: a .rego file or a directory of them
-	databasePath   string // from databaseURL
+	quotas         engine.TenantQuotas // TENANT_*: every tenant's quotas unless it sets its own
+	breakerTargets bool                // per-breaker gauges naming tenants and targets
+	authMode       string              // AUTH: local or required
+	metricsPublic  bool                // METRICS_PUBLIC: /metrics without a key
+	policyFile     string              // POLICY_FILE: a .rego file or a directory of them
+	databasePath   string              // from databaseURL
 	logger         *slog.Logger
 
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
@@ -113,6 +114,10 @@ func (c *config) envDuration(flagName, env string, def time.Duration) time.Durat
 	return envValue(c, flagName, env, def, `a duration like "30s" or "1m30s"`, time.ParseDuration)
 }
 
+func (c *config) envFloat(flagName, env string, def float64) float64 {
+	return envValue(c, flagName, env, def, "a number", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+}
+
 func (c *config) envBool(flagName, env string, def bool) bool {
 	return envValue(c, flagName, env, def, "true or false", strconv.ParseBool)
 }
@@ -160,6 +165,7 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
 	fs.IntVar(&c.maxAbandoned, "max-abandoned", c.envInt("max-abandoned", "MAX_ABANDONED", engine.DefaultMaxAbandoned),
 		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
+	c.quotaFlags(fs)
 	fs.StringVar(&c.authMode, "auth", envOr("AUTH", string(api.AuthLocal)),
 		"local: callers on this host without a key act as the admin \"local\", others need an API key; required: every request but GET /health needs a key (env AUTH)")
 	fs.BoolVar(&c.metricsPublic, "metrics-public", c.envBool("metrics-public", "METRICS_PUBLIC", false),
@@ -171,6 +177,24 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
 		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
 	checkpointKeyFlag(fs, &c.checkpointKey)
+}
+
+// quotaFlags declares the server's default tenant quotas: they apply to
+// every tenant that leaves the quota 0 in its settings; 0 is unlimited.
+func (c *config) quotaFlags(fs *flag.FlagSet) {
+	q := &c.quotas
+	fs.Float64Var(&q.StartRate, "tenant-start-rate", c.envFloat("tenant-start-rate", "TENANT_START_RATE", 0),
+		"runs a tenant may start per second, on average; 0 = unlimited (env TENANT_START_RATE)")
+	fs.IntVar(&q.StartBurst, "tenant-start-burst", c.envInt("tenant-start-burst", "TENANT_START_BURST", 0),
+		"runs a tenant may start at once; 0 = the rate rounded up (env TENANT_START_BURST)")
+	fs.IntVar(&q.MaxActiveRuns, "tenant-max-active-runs", c.envInt("tenant-max-active-runs", "TENANT_MAX_ACTIVE_RUNS", 0),
+		"runs of a tenant running or paused at once; 0 = unlimited (env TENANT_MAX_ACTIVE_RUNS)")
+	fs.IntVar(&q.MaxPendingRuns, "tenant-max-pending-runs", c.envInt("tenant-max-pending-runs", "TENANT_MAX_PENDING_RUNS", 0),
+		"runs of a tenant waiting for a slot; 0 = unlimited (env TENANT_MAX_PENDING_RUNS)")
+	fs.Int64Var(&q.MaxInputBytes, "tenant-max-input-bytes", c.envInt64("tenant-max-input-bytes", "TENANT_MAX_INPUT_BYTES", 0),
+		"bytes of one run's input; 0 = unlimited (MAX_BODY_BYTES still bounds the request) (env TENANT_MAX_INPUT_BYTES)")
+	fs.StringVar(&q.OnActiveLimit, "tenant-on-active-limit", envOr("TENANT_ON_ACTIVE_LIMIT", engine.OnActiveReject),
+		"what a start at the active-run cap gets: reject (429) or queue (pending until a slot frees) (env TENANT_ON_ACTIVE_LIMIT)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -251,6 +275,9 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
+	}
+	if err := c.quotas.Validate("tenant_", true); err != nil {
+		return fmt.Errorf("default tenant quotas (env TENANT_*, flags --tenant-*): %w", err)
 	}
 	if c.policyFile != "" {
 		if _, err := os.Stat(c.policyFile); err != nil {

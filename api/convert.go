@@ -14,7 +14,8 @@ import (
 func wireRun(r *engine.Run) wire.Run {
 	return wire.Run{ID: r.ID, TenantID: r.TenantID, Workflow: r.Workflow, Version: r.Version, State: wire.RunState(r.State),
 		Input: r.Input, Output: r.Output, Error: wireTaskError(r.Error), CreatedAt: r.CreatedAt, StartedAt: r.StartedAt,
-		EndedAt: r.EndedAt, Deadline: r.Deadline, UpdatedAt: r.UpdatedAt, LastSeq: r.LastSeq, DataBytes: r.DataBytes}
+		EndedAt: r.EndedAt, Deadline: r.Deadline, UpdatedAt: r.UpdatedAt, LastSeq: r.LastSeq, DataBytes: r.DataBytes,
+		ConcurrencyKey: r.ConcurrencyKey}
 }
 
 func wireTaskError(e *engine.TaskError) *wire.TaskError {

@@ -43,6 +43,9 @@ type Run struct {
 	// DataBytes is the size of the data of every event of the run so far:
 	// what the server's per-run byte limit bounds.
 	DataBytes int64 `json:"data_bytes"`
+	// ConcurrencyKey is the value of its definition's concurrency key,
+	// rendered from the input when the run was created.
+	ConcurrencyKey string `json:"concurrency_key,omitempty"`
 }
 
 // TaskError is why a task attempt, a task or a run failed.
