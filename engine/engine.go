@@ -529,6 +529,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		return nil, err
 	}
 	if quotas.MaxInputBytes > 0 && int64(len(req.Input)) > quotas.MaxInputBytes {
+		e.m.startRefused(&QuotaError{Quota: QuotaMaxInputBytes})
 		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
 			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
 	}
@@ -563,6 +564,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	// it holds costs no token; a start refused below gives it back.
 	reservation, err := e.limits.take(req.TenantID, quotas, e.now())
 	if err != nil {
+		e.m.startRefused(err)
 		return nil, err
 	}
 	e.mu.Lock()
@@ -577,6 +579,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	rs.view.Run.Workflow, rs.ckey = plan.Def.Name, key
 	adm, err := e.admit(rs, quotas)
 	if err != nil {
+		e.m.startRefused(err)
 		e.mu.Unlock()
 		e.limits.giveBack(reservation)
 		return nil, err

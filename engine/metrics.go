@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+
 	"github.com/VictoriaMetrics/metrics"
 )
 
@@ -29,7 +31,19 @@ func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	set.GetOrCreateGauge(`orchestrator_tasks_ready`, locked(func() float64 { return float64(m.queued) }))
 	set.GetOrCreateGauge(`orchestrator_tasks_running`, locked(func() float64 { return float64(m.running) }))
 	set.GetOrCreateGauge(`orchestrator_runs_active`, locked(func() float64 { return float64(len(e.runs)) }))
+	set.GetOrCreateGauge(`orchestrator_runs_waiting`, locked(func() float64 { return float64(e.npending) }))
 	return m
+}
+
+// startRefused counts a start a quota or a concurrency key refused.
+func (m *engineMetrics) startRefused(err error) {
+	var qe *QuotaError
+	switch {
+	case errors.As(err, &qe):
+		m.set.GetOrCreateCounter(`orchestrator_starts_refused_total{reason="` + qe.Quota + `"}`).Inc()
+	case errors.Is(err, ErrConcurrencyLimited):
+		m.set.GetOrCreateCounter(`orchestrator_starts_refused_total{reason="concurrency_key"}`).Inc()
+	}
 }
 
 // taskMoved counts a task's change of state.
