@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,93 +348,6 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return nil
 }
 
-// plan returns the compiled plan of a definition version (0 = latest) and the
-// exact version.
-func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*definition.Plan, int, error) {
-	if version > 0 {
-		if p := e.plans.get(tenantID, name, version); p != nil {
-			return p, version, nil
-		}
-	}
-	sd, err := e.store.GetDefinition(ctx, tenantID, name, version)
-	if err != nil {
-		return nil, 0, err
-	}
-	if p := e.plans.get(tenantID, sd.Name, sd.Version); p != nil {
-		return p, sd.Version, nil
-	}
-	def, problems := definition.ParseDefinition(sd.Definition)
-	var p *definition.Plan
-	if len(problems) == 0 {
-		// A stored definition passed validation once; handlers registered now
-		// may differ, which execution reports per task instead.
-		p, problems = definition.Compile(def, definition.ValidateOptions{})
-	}
-	if len(problems) > 0 {
-		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &definition.ValidationError{Problems: problems})
-	}
-	e.plans.put(tenantID, sd.Name, sd.Version, p, len(sd.Definition))
-	return p, sd.Version, nil
-}
-
-// RegisterDefinition validates a definition and stores it as the next version
-// of its name; an unchanged definition returns the latest version with created
-// false. Invalid definitions return a *ValidationError, as do task types the
-// tenant may not use (TenantGate); an unregistered tenant, when types are
-// gated, an error wrapping ErrTenantNotFound.
-func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
-	sd, _, err := e.compileDefinition(ctx, tenantID, data)
-	if err != nil {
-		return nil, false, err
-	}
-	return e.store.PutDefinition(ctx, sd)
-}
-
-// compileDefinition validates a definition, the task types the tenant may
-// use included (TenantGate), and returns it as it would be stored
-// (canonical JSON and its hash; no version yet) with its plan.
-func (e *Engine) compileDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, *definition.Plan, error) {
-	def, plan, problems := definition.CompileJSON(data, e.ValidateOptions())
-	if len(problems) > 0 {
-		return nil, nil, &definition.ValidationError{Problems: problems}
-	}
-	if problems, err := e.gates(ctx, tenantID, def); err != nil {
-		return nil, nil, err
-	} else if len(problems) > 0 {
-		return nil, nil, &definition.ValidationError{Problems: problems}
-	}
-	canonical, err := json.Marshal(def)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode definition: %w", err)
-	}
-	sum := sha256.Sum256(canonical)
-	return &StoredDefinition{
-		TenantID:   tenantID,
-		Name:       def.Name,
-		Definition: canonical,
-		Hash:       hex.EncodeToString(sum[:]),
-		CreatedAt:  e.clock(),
-	}, plan, nil
-}
-
-// inlineVersion decides the version a run of an inline definition pins: the
-// latest stored one when it is the same definition, else the next, which
-// the run's own commit stores (returned as toStore).
-func (e *Engine) inlineVersion(ctx context.Context, sd *StoredDefinition) (version int, toStore *StoredDefinition, err error) {
-	latest, err := e.store.GetDefinition(ctx, sd.TenantID, sd.Name, 0)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		latest = &StoredDefinition{}
-	case err != nil:
-		return 0, nil, err
-	case latest.Hash == sd.Hash:
-		return latest.Version, nil, nil
-	}
-	next := *sd
-	next.Version = latest.Version + 1
-	return next.Version, &next, nil
-}
-
 // clock returns the engine's time at the precision the store keeps.
 func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Microsecond) }
 
@@ -626,48 +537,4 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	run := rs.view.Run
 	e.mu.Unlock()
 	return &run, nil
-}
-
-// Wait blocks until the run is in a terminal state and that state is durable,
-// and returns it. A run that is paused keeps Wait waiting. Errors:
-// ErrNotFound, ctx.Err().
-func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
-	for {
-		e.mu.Lock()
-		var ch chan struct{}
-		if rs := e.runs[runID]; rs != nil && rs.tenant == tenantID {
-			ch = make(chan struct{})
-			e.waiters[runID] = append(e.waiters[runID], ch)
-		}
-		e.mu.Unlock()
-		if ch == nil {
-			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
-			if err != nil {
-				return nil, err
-			}
-			if run.State.Terminal() {
-				return run, nil
-			}
-			// Active but not in memory: being reloaded. Look again shortly.
-			select {
-			case <-time.After(10 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			e.mu.Lock()
-			ws := slices.DeleteFunc(e.waiters[runID], func(c chan struct{}) bool { return c == ch })
-			if len(ws) == 0 {
-				delete(e.waiters, runID)
-			} else {
-				e.waiters[runID] = ws
-			}
-			e.mu.Unlock()
-			return nil, ctx.Err()
-		}
-	}
 }
