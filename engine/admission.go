@@ -154,8 +154,8 @@ func (e *Engine) setCounted(rs *runState, on bool) {
 		return
 	}
 	ts.active--
-	ts.freedBy = rs.id
 	if ts.pending > 0 {
+		ts.freedBy = rs.id
 		e.kickAdmit()
 	}
 	e.tidyTenant(rs.tenant, ts)
@@ -179,8 +179,8 @@ func (e *Engine) setHolding(rs *runState, on bool) {
 			break
 		}
 	}
-	ks.freedBy = rs.id
 	if ks.queue.Len() > 0 {
+		ks.freedBy = rs.id
 		e.kickAdmit()
 	}
 	e.tidyKey(id, ks)
