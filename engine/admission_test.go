@@ -383,3 +383,33 @@ func TestAdmission_LinesSurviveARestart(t *testing.T) {
 	waitRun(t, db, b.ID, engine.RunRunning)
 	is.Equal(mustLoad(t, db, f.ID).State, engine.RunPending)
 }
+
+func TestAdmission_RaisedQuotaStartsWaitingRuns(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	var mu sync.Mutex
+	settings := engine.TenantSettings{Quotas: engine.TenantQuotas{MaxActiveRuns: 1, OnActiveLimit: engine.OnActiveQueue}}
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true,
+		TenantFunc: func(_ context.Context, id string) (*engine.Tenant, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return &engine.Tenant{ID: id, Settings: settings}, nil
+		}}, nil)
+	_, _, err := e.RegisterDefinition(context.Background(), "default", []byte(heldDef))
+	is.NoErr(err)
+	mustStart(t, e, "held", "")
+	b := mustStart(t, e, "held", "")
+	c := mustStart(t, e, "held", "")
+	is.Equal(b.State, engine.RunPending)
+	mu.Lock()
+	settings.Quotas.MaxActiveRuns = 2 // an admin raises the cap
+	mu.Unlock()
+	waitRun(t, db, b.ID, engine.RunRunning) // the oldest waiting run starts without a slot freeing
+	is.Equal(reasonOf(t, runEvent(t, db, b.ID, engine.EventRunStarted)), "tenant_active_runs: slot freed")
+	is.Equal(mustLoad(t, db, c.ID).State, engine.RunPending) // the cap holds
+	mu.Lock()
+	settings.Quotas.MaxActiveRuns = engine.Unlimited
+	mu.Unlock()
+	waitRun(t, db, c.ID, engine.RunRunning)
+}
