@@ -413,3 +413,25 @@ func TestAdmission_RaisedQuotaStartsWaitingRuns(t *testing.T) {
 	mu.Unlock()
 	waitRun(t, db, c.ID, engine.RunRunning)
 }
+
+func TestAdmission_CancelInProgressSupersedesAWaitingRun(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := quotaEngine(t, db, engine.TenantQuotas{MaxActiveRuns: 1, OnActiveLimit: engine.OnActiveQueue}, heldDef, keyedDef("cancel_in_progress"))
+	a := mustStart(t, e, "held", "")
+	b := mustStart(t, e, "keyed", `{"customer":"c1"}`) // waits for the tenant, holding c1
+	c := mustStart(t, e, "keyed", `{"customer":"c1"}`) // supersedes b, and waits in its place
+	is.Equal(b.State, engine.RunPending)
+	is.Equal(c.State, engine.RunPending)
+	is.Equal(mustLoad(t, db, b.ID).State, engine.RunCancelled)
+	is.Equal(reasonOf(t, runEvent(t, db, b.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+c.ID)
+	_, pos, ok := e.QueuedReason("default", c.ID)
+	is.True(ok)
+	is.Equal(pos, 1) // first in line: b left it
+	_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+	is.NoErr(err)
+	waitRun(t, db, c.ID, engine.RunRunning)
+	is.NoErr(engine.VerifyRun(ctx, db, "default", b.ID))
+}
