@@ -40,6 +40,7 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
+	quotas         engine.TenantQuotas  // TENANT_*: every tenant's quotas unless it sets its own
 	breakerTargets bool                 // per-breaker gauges naming tenants and targets
 	adaptive       tasks.AdaptiveConfig // ADAPTIVE_*: adaptive concurrency limits
 	authMode       string               // AUTH: local or required
@@ -173,6 +174,7 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"payload bytes (inputs, outputs, errors) one run may record before it fails with run_too_large (env MAX_RUN_BYTES)")
 	fs.IntVar(&c.maxAbandoned, "max-abandoned", c.envInt("max-abandoned", "MAX_ABANDONED", engine.DefaultMaxAbandoned),
 		"attempts in a row a task may lose to the process dying before it fails (env MAX_ABANDONED)")
+	c.quotaFlags(fs)
 	fs.StringVar(&c.authMode, "auth", envOr("AUTH", string(api.AuthLocal)),
 		"local: callers on this host without a key act as the admin \"local\", others need an API key; required: every request but GET /health needs a key (env AUTH)")
 	fs.BoolVar(&c.metricsPublic, "metrics-public", c.envBool("metrics-public", "METRICS_PUBLIC", false),
@@ -207,6 +209,24 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"Server-Sent Event streams open at once; more are refused with 429 (env STREAM_MAX)")
 	fs.IntVar(&c.maxStreamsPerTenant, "stream-max-per-tenant", c.envInt("stream-max-per-tenant", "STREAM_MAX_PER_TENANT", api.DefaultMaxStreamsPerTenant),
 		"Server-Sent Event streams one tenant may have open at once (env STREAM_MAX_PER_TENANT)")
+}
+
+// quotaFlags declares the server's default tenant quotas: they apply to
+// every tenant that leaves the quota 0 in its settings; 0 is unlimited.
+func (c *config) quotaFlags(fs *flag.FlagSet) {
+	q := &c.quotas
+	fs.Float64Var(&q.StartRate, "tenant-start-rate", c.envFloat("tenant-start-rate", "TENANT_START_RATE", 0),
+		"runs a tenant may start per second, on average; 0 = unlimited (env TENANT_START_RATE)")
+	fs.IntVar(&q.StartBurst, "tenant-start-burst", c.envInt("tenant-start-burst", "TENANT_START_BURST", 0),
+		"runs a tenant may start at once; 0 = the rate rounded up (env TENANT_START_BURST)")
+	fs.IntVar(&q.MaxActiveRuns, "tenant-max-active-runs", c.envInt("tenant-max-active-runs", "TENANT_MAX_ACTIVE_RUNS", 0),
+		"runs of a tenant running or paused at once; 0 = unlimited (env TENANT_MAX_ACTIVE_RUNS)")
+	fs.IntVar(&q.MaxPendingRuns, "tenant-max-pending-runs", c.envInt("tenant-max-pending-runs", "TENANT_MAX_PENDING_RUNS", 0),
+		"runs of a tenant waiting for a slot; 0 = unlimited (env TENANT_MAX_PENDING_RUNS)")
+	fs.Int64Var(&q.MaxInputBytes, "tenant-max-input-bytes", c.envInt64("tenant-max-input-bytes", "TENANT_MAX_INPUT_BYTES", 0),
+		"bytes of one run's input; 0 = unlimited (MAX_BODY_BYTES still bounds the request) (env TENANT_MAX_INPUT_BYTES)")
+	fs.StringVar(&q.OnActiveLimit, "tenant-on-active-limit", envOr("TENANT_ON_ACTIVE_LIMIT", engine.OnActiveReject),
+		"what a start at the active-run cap gets: reject (429) or queue (pending until a slot frees) (env TENANT_ON_ACTIVE_LIMIT)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -296,6 +316,9 @@ func (c *config) validate(stderr io.Writer) error {
 	}
 	if err := c.adaptive.Validate(); err != nil {
 		return fmt.Errorf("adaptive settings: %w (env ADAPTIVE_MIN, ADAPTIVE_MAX, ADAPTIVE_INITIAL, ADAPTIVE_TOLERANCE, ADAPTIVE_MAX_WAIT)", err)
+	}
+	if err := c.quotas.Validate("tenant_", true); err != nil {
+		return fmt.Errorf("default tenant quotas (env TENANT_*, flags --tenant-*): %w", err)
 	}
 	if c.policyFile != "" {
 		if _, err := os.Stat(c.policyFile); err != nil {

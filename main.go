@@ -179,7 +179,8 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}
 	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
-		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant, StuckAfter: stuckAfter(c.stuckAfter)})
+		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant, StuckAfter: stuckAfter(c.stuckAfter),
+		DefaultQuotas: c.quotas})
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ func wireRun(r *engine.Run) wire.Run {
 	return wire.Run{ID: r.ID, TenantID: r.TenantID, Workflow: r.Workflow, Version: r.Version, State: wire.RunState(r.State),
 		Input: r.Input, Output: r.Output, Error: wireTaskError(r.Error), CreatedAt: r.CreatedAt, StartedAt: r.StartedAt,
 		EndedAt: r.EndedAt, Deadline: r.Deadline, UpdatedAt: r.UpdatedAt, LastSeq: r.LastSeq, DataBytes: r.DataBytes,
-		Origin: wireOrigin(r.Origin), Alias: r.Alias}
+		Origin: wireOrigin(r.Origin), Alias: r.Alias, ConcurrencyKey: r.ConcurrencyKey}
 }
 
 func wireOrigin(o *engine.Origin) *wire.Origin {

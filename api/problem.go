@@ -51,9 +51,25 @@ func problemFor(err error) *Problem {
 	var oe *engine.OutputError
 	var fe *engine.ForbiddenError
 	var fld *engine.FieldError
+	var qe *engine.QuotaError
+	var cle *engine.ConcurrencyLimitedError
 	switch {
 	case errors.As(err, &p):
 		return p
+	case errors.As(err, &qe):
+		if qe.Quota == engine.QuotaMaxInputBytes {
+			q := newProblem(http.StatusRequestEntityTooLarge, wire.CodeQuotaExceeded, qe.Message)
+			q.Errors = []wire.FieldError{{Field: "input", Message: qe.Message}}
+			q.Quota = qe.Quota
+			return q
+		}
+		q := newProblem(http.StatusTooManyRequests, wire.CodeQuotaExceeded, qe.Message+"; nothing was recorded")
+		q.Quota, q.RetryAfter = qe.Quota, max(qe.RetryAfter, time.Millisecond)
+		return q
+	case errors.As(err, &cle):
+		q := newProblem(http.StatusConflict, wire.CodeConcurrencyLimited, cle.Error()+"; nothing was recorded")
+		q.Key = cle.Key
+		return q
 	case errors.Is(err, engine.ErrUnauthenticated):
 		return unauthenticated("invalid API key", true)
 	case errors.Is(err, engine.ErrTenantSuspended):

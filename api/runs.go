@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -76,6 +77,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		start.RequestHash = hash
 	}
 	run, replayed, err := s.Engine.StartRunIdempotent(r.Context(), start)
+	s.rateLimitHeaders(w, tenant, err)
 	switch {
 	case errors.Is(err, engine.ErrIdempotencyMismatch):
 		return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
@@ -104,6 +106,28 @@ func (s *Server) answerStarted(w http.ResponseWriter, p httprouter.Params, tenan
 	}
 	writeJSON(w, http.StatusCreated, wireRun(run))
 	return nil
+}
+
+// rateLimitHeaders sends the tenant's start bucket, when it has one, as
+// the RateLimit-Limit, -Remaining and -Reset headers (IETF draft
+// "RateLimit header fields for HTTP": the burst, the starts allowed now,
+// and the seconds until the bucket is full again).
+func (s *Server) rateLimitHeaders(w http.ResponseWriter, tenant string, err error) {
+	var qe *engine.QuotaError
+	var rl engine.RateLimit
+	var ok bool
+	if errors.As(err, &qe) && qe.RateLimit != nil {
+		rl, ok = *qe.RateLimit, true
+	} else {
+		rl, ok = s.Engine.StartRateLimit(tenant)
+	}
+	if !ok {
+		return
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(rl.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(rl.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(int((rl.Reset+time.Second-1)/time.Second)))
 }
 
 // requestHash identifies what an execute request asked for, so that an

@@ -36,9 +36,38 @@ func principalOf(r *http.Request) *engine.Principal {
 }
 
 func wireTenant(t *engine.Tenant) wire.Tenant {
+	q := t.Settings.Quotas
 	return wire.Tenant{ID: t.ID, Name: t.Name, State: wire.TenantState(t.State),
-		Settings: wire.TenantSettings{AllowExec: t.Settings.AllowExec}, Version: t.Version,
-		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+		Settings: wire.TenantSettings{AllowExec: t.Settings.AllowExec, Quotas: wire.TenantQuotas{
+			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
+			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}},
+		Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+}
+
+// changeQuotas applies the fields c gives to q.
+func changeQuotas(q engine.TenantQuotas, c *wire.QuotasChange) engine.TenantQuotas {
+	if c == nil {
+		return q
+	}
+	if c.StartRate != nil {
+		q.StartRate = *c.StartRate
+	}
+	if c.StartBurst != nil {
+		q.StartBurst = *c.StartBurst
+	}
+	if c.MaxActiveRuns != nil {
+		q.MaxActiveRuns = *c.MaxActiveRuns
+	}
+	if c.MaxPendingRuns != nil {
+		q.MaxPendingRuns = *c.MaxPendingRuns
+	}
+	if c.MaxInputBytes != nil {
+		q.MaxInputBytes = *c.MaxInputBytes
+	}
+	if c.OnActiveLimit != nil {
+		q.OnActiveLimit = *c.OnActiveLimit
+	}
+	return q
 }
 
 func wireKey(k *engine.APIKey, now time.Time) wire.APIKey {
@@ -95,7 +124,10 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	var settings engine.TenantSettings
 	if req.Settings != nil {
-		settings.AllowExec = req.Settings.AllowExec
+		q := req.Settings.Quotas
+		settings = engine.TenantSettings{AllowExec: req.Settings.AllowExec, Quotas: engine.TenantQuotas{
+			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
+			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}}
 	}
 	t, err := a.CreateTenant(r.Context(), principalOf(r), req.ID, req.Name, settings)
 	if errors.Is(err, engine.ErrConflict) {
@@ -142,19 +174,23 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p httprout
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
-	if req.Name == nil && (req.Settings == nil || req.Settings.AllowExec == nil) {
+	settingsChange := req.Settings != nil && (req.Settings.AllowExec != nil || req.Settings.Quotas != nil)
+	if req.Name == nil && !settingsChange {
 		return fieldProblem("name", "give name or settings: nothing to change")
 	}
 	id := p.ByName("tenantId")
 	by := principalOf(r)
 	c := engine.TenantChange{Name: req.Name}
-	if req.Settings != nil && req.Settings.AllowExec != nil {
+	if settingsChange {
 		cur, err := a.GetTenant(r.Context(), by, id)
 		if err != nil {
 			return tenantNotFound(err, id)
 		}
 		settings := cur.Settings
-		settings.AllowExec = *req.Settings.AllowExec
+		if req.Settings.AllowExec != nil {
+			settings.AllowExec = *req.Settings.AllowExec
+		}
+		settings.Quotas = changeQuotas(settings.Quotas, req.Settings.Quotas)
 		c.Settings = &settings
 	}
 	t, err := a.UpdateTenant(r.Context(), by, id, c)

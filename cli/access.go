@@ -141,6 +141,9 @@ func cliPrincipal() *engine.Principal {
 
 // flagOf names the flag that sets a request field.
 func flagOf(field string) string {
+	if f, ok := quotaFlagOf(field); ok {
+		return f
+	}
 	switch {
 	case field == "id":
 		return "ID"
@@ -155,8 +158,11 @@ func flagOf(field string) string {
 func tenantCreateCmd(a *accessEnv) func([]string) error {
 	name := a.fs.String("name", "", "display name (default the id)")
 	exec := a.fs.Bool("allow-exec", false, "allow the tenant's definitions to use exec tasks (the server's ENABLE_EXEC must be on too)")
+	quotas := newQuotaFlags(a.fs)
 	return func(args []string) error {
-		t, err := a.admin.CreateTenant(a.ctx, a.by, args[0], *name, engine.TenantSettings{AllowExec: *exec})
+		s := engine.TenantSettings{AllowExec: *exec}
+		quotas.apply(a.fs, &s.Quotas)
+		t, err := a.admin.CreateTenant(a.ctx, a.by, args[0], *name, s)
 		if err != nil {
 			return err
 		}
@@ -198,13 +204,19 @@ func tenantGetCmd(a *accessEnv) func([]string) error {
 		if err != nil {
 			return err
 		}
-		return a.print(t, func(w *tabwriter.Writer) { tenantTable(w, *t) })
+		return a.print(t, func(w *tabwriter.Writer) {
+			tenantTable(w, *t)
+			if q := quotaLine(t.Settings.Quotas); q != "" {
+				fmt.Fprintf(w, "\nquotas: %s\n", q)
+			}
+		})
 	}
 }
 
 func tenantUpdateCmd(a *accessEnv) func([]string) error {
 	name := a.fs.String("name", "", "new display name")
 	exec := a.fs.Bool("allow-exec", false, "allow (true) or forbid (false) exec tasks")
+	quotas := newQuotaFlags(a.fs)
 	return func(args []string) error {
 		var c engine.TenantChange
 		a.fs.Visit(func(f *flag.Flag) {
@@ -214,9 +226,12 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 			case "allow-exec":
 				c.Settings = &engine.TenantSettings{}
 			}
+			if isQuotaFlag(f.Name) {
+				c.Settings = &engine.TenantSettings{}
+			}
 		})
 		if c.Name == nil && c.Settings == nil {
-			return &engine.FieldError{Field: "name", Reason: "give --name or --allow-exec: nothing to change"}
+			return &engine.FieldError{Field: "name", Reason: "give --name, --allow-exec or a quota flag: nothing to change"}
 		}
 		if c.Settings != nil {
 			cur, err := a.admin.GetTenant(a.ctx, a.by, args[0])
@@ -224,7 +239,12 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 				return err
 			}
 			s := cur.Settings
-			s.AllowExec = *exec
+			a.fs.Visit(func(f *flag.Flag) {
+				if f.Name == "allow-exec" {
+					s.AllowExec = *exec
+				}
+			})
+			quotas.apply(a.fs, &s.Quotas)
 			c.Settings = &s
 		}
 		t, err := a.admin.UpdateTenant(a.ctx, a.by, args[0], c)

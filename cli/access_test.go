@@ -140,10 +140,23 @@ func TestAccessCommands_Tenants(t *testing.T) {
 	is.NoErr(json.Unmarshal([]byte(mustOffline(t, path, "tenants", "update", "acme", "--name", "Acme", "-o", "json")), &tn))
 	is.Equal(tn.Name, "Acme")      // renamed
 	is.True(tn.Settings.AllowExec) // the settings stay
+	is.NoErr(json.Unmarshal([]byte(mustOffline(t, path, "tenants", "update", "acme", "--max-active-runs", "5",
+		"--on-active-limit", "queue", "--start-rate", "2.5", "-o", "json")), &tn))
+	is.Equal(tn.Settings.Quotas, engine.TenantQuotas{MaxActiveRuns: 5, OnActiveLimit: "queue", StartRate: 2.5}) // quotas set
+	is.True(tn.Settings.AllowExec)                                                                              // the rest stays
+	is.NoErr(json.Unmarshal([]byte(mustOffline(t, path, "tenants", "update", "acme", "--max-active-runs", "-1", "-o", "json")), &tn))
+	is.Equal(tn.Settings.Quotas.MaxActiveRuns, engine.Unlimited) // one quota changed
+	is.Equal(tn.Settings.Quotas.StartRate, 2.5)                  // the others stay
+	is.True(strings.Contains(mustOffline(t, path, "tenants", "get", "acme"), "quotas: start_rate=2.5 max_active_runs=unlimited on_active_limit=queue"))
+	code, _, errOut := offline(path, "tenants", "update", "acme", "--max-pending-runs", "-3")
+	is.Equal(code, 2)                                        // refused
+	is.True(strings.Contains(errOut, "--max-pending-runs:")) // naming the flag
+	is.NoErr(json.Unmarshal([]byte(mustOffline(t, path, "tenants", "create", "beta", "--max-input-bytes", "1024", "-o", "json")), &tn))
+	is.Equal(tn.Settings.Quotas.MaxInputBytes, int64(1024)) // set at creation
 	out := mustOffline(t, path, "tenants", "list")
 	is.True(strings.Contains(out, "acme")) // listed
 	is.True(strings.Contains(out, "default"))
-	code, _, errOut := offline(path, "tenants", "suspend", "acme")
+	code, _, errOut = offline(path, "tenants", "suspend", "acme")
 	is.Equal(code, 0)
 	code, _, errOut = offline(path, "tenants", "suspend", "acme")
 	is.Equal(code, 1)                                    // suspending twice is refused

@@ -265,10 +265,12 @@ func TestError(t *testing.T) {
 			{wire.CodeBackupInProgress, "backup_in_progress"},
 			{wire.CodeCheckpointsOff, "checkpoints_off"},
 			{wire.CodeRunArchived, "run_archived"},
+			{wire.CodeQuotaExceeded, "quota_exceeded"},
+			{wire.CodeConcurrencyLimited, "concurrency_limited"},
 		} {
 			is.Equal(c[0], c[1])                         // same code
 			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
-		is.Equal(len(wire.Codes()), 24) // no code is left out above
+		is.Equal(len(wire.Codes()), 26) // no code is left out above
 	})
 }

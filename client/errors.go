@@ -7,7 +7,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orchestrator/orchestrator/api/wire"
 )
@@ -25,6 +27,12 @@ type Error struct {
 	State string
 	// Errors names each field or definition problem of a 400.
 	Errors []wire.FieldError
+	// Quota is the tenant quota a quota_exceeded refused the start with;
+	// Key the concurrency key's value of a concurrency_limited.
+	Quota, Key string
+	// RetryAfter is the answer's Retry-After (a 429 or a 503): how long to
+	// wait before trying again; 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 // Error returns the status, code, detail, the refusing state and the named
@@ -83,7 +91,10 @@ func decodeError(res *http.Response, cl call) error {
 	mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
 	var p wire.Problem
 	if (mt == "application/problem+json" || mt == "application/json") && json.Unmarshal(data, &p) == nil && p.Code != "" {
-		e.Code, e.Detail, e.State, e.Errors = p.Code, p.Detail, p.State, p.Errors
+		e.Code, e.Detail, e.State, e.Errors, e.Quota, e.Key = p.Code, p.Detail, p.State, p.Errors, p.Quota, p.Key
+		if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
 		if p.Title != "" {
 			e.Title = p.Title
 		}

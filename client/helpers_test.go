@@ -52,7 +52,8 @@ type testEnv struct {
 
 // envOptions change what newEnv builds.
 type envOptions struct {
-	MaxBodyBytes int64 // 0: the API's default
+	MaxBodyBytes int64               // 0: the API's default
+	Quotas       engine.TenantQuotas // every tenant's default quotas
 }
 
 // newEnv starts a server for one test.
@@ -65,7 +66,7 @@ func newEnv(t *testing.T, opts envOptions) *testEnv {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	eng, err := engine.New(engine.Config{Store: db, ExternalTypes: true, Metrics: set})
+	eng, err := engine.New(engine.Config{Store: db, ExternalTypes: true, Metrics: set, DefaultQuotas: opts.Quotas})
 	if err != nil {
 		t.Fatalf("new engine: %v", err)
 	}

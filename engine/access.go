@@ -74,6 +74,9 @@ type TenantSettings struct {
 	// AllowExec lets the tenant's definitions use exec tasks, which run
 	// commands on the server's host (the server's ENABLE_EXEC must be on too).
 	AllowExec bool `json:"allow_exec"`
+	// Quotas bound the tenant's starts and runs; a field left 0 takes the
+	// server's default (Config.DefaultQuotas).
+	Quotas TenantQuotas `json:"quotas,omitzero"`
 }
 
 // Tenant is a registered tenant. Everything stored carries a tenant id.

@@ -125,6 +125,9 @@ func (a *Admin) CreateTenant(ctx context.Context, by *Principal, id, name string
 	if err := validTenantName(name); err != nil {
 		return nil, err
 	}
+	if err := s.Quotas.Validate("settings.quotas.", false); err != nil {
+		return nil, err
+	}
 	now := a.now()
 	t := &Tenant{ID: id, Name: name, State: TenantActive, Settings: s, Version: 1, CreatedAt: now, UpdatedAt: now}
 	ev, err := a.event(by, AdminTenantCreated, id, map[string]any{"name": name, "settings": s}, now)
@@ -175,7 +178,8 @@ type TenantChange struct {
 
 // UpdateTenant changes a tenant and records it in one admin entry:
 // tenant.suspended or tenant.resumed when the state changes, else
-// tenant.updated; its data names the name and settings changed. Errors:
+// tenant.updated; its data names the name and settings changed (the
+// settings with their previous values, quotas included). Errors:
 // *ForbiddenError, *FieldError, ErrTenantNotFound, *TransitionError (suspend
 // a suspended tenant, resume an active one).
 func (a *Admin) UpdateTenant(ctx context.Context, by *Principal, id string, c TenantChange) (*Tenant, error) {
@@ -184,6 +188,11 @@ func (a *Admin) UpdateTenant(ctx context.Context, by *Principal, id string, c Te
 	}
 	if c.Name != nil {
 		if err := validTenantName(*c.Name); err != nil {
+			return nil, err
+		}
+	}
+	if c.Settings != nil {
+		if err := c.Settings.Quotas.Validate("settings.quotas.", false); err != nil {
 			return nil, err
 		}
 	}
@@ -221,6 +230,7 @@ func (a *Admin) UpdateTenant(ctx context.Context, by *Principal, id string, c Te
 		if c.Settings != nil && *c.Settings != t.Settings {
 			next.Settings = *c.Settings
 			data["settings"] = next.Settings
+			data["previous_settings"] = t.Settings // a quota change shows both sides
 		}
 		if action == AdminTenantUpdated && len(data) == 0 {
 			return t, nil // nothing changes, nothing to record

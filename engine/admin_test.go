@@ -53,11 +53,42 @@ func TestAdmin_Tenants(t *testing.T) {
 		}
 		is.Equal(actions, []engine.AdminAction{engine.AdminTenantCreated, engine.AdminTenantUpdated, engine.AdminTenantSuspended})
 		var data map[string]any
-		is.NoErr(json.Unmarshal(log[1].Data, &data))                                                 // the update's data
-		is.Equal(data, map[string]any{"name": name, "settings": map[string]any{"allow_exec": true}}) // names what changed
+		is.NoErr(json.Unmarshal(log[1].Data, &data)) // the update's data
+		is.Equal(data, map[string]any{"name": name, "settings": map[string]any{"allow_exec": true},
+			"previous_settings": map[string]any{"allow_exec": false}}) // names what changed, and from what
 		n, err := f.db.VerifyAdminLog(ctx)
 		is.NoErr(err)  // the log verifies
 		is.Equal(n, 3) // every entry
+	})
+
+	t.Run("a quota change is recorded with its old and new values", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		f := newAccessFixture(t, 0)
+		_, err := f.admin.CreateTenant(ctx, engine.LocalAdmin(), "quota", "", engine.TenantSettings{
+			Quotas: engine.TenantQuotas{MaxActiveRuns: 5}})
+		is.NoErr(err)
+		_, err = f.admin.UpdateTenant(ctx, engine.LocalAdmin(), "quota", engine.TenantChange{Settings: &engine.TenantSettings{
+			Quotas: engine.TenantQuotas{MaxActiveRuns: 2, StartRate: 1.5, OnActiveLimit: engine.OnActiveQueue}}})
+		is.NoErr(err)
+		log := adminLog(t, f)
+		var data map[string]any
+		is.NoErr(json.Unmarshal(log[len(log)-1].Data, &data))
+		is.Equal(data["settings"], map[string]any{"allow_exec": false, "quotas": map[string]any{
+			"max_active_runs": 2.0, "start_rate": 1.5, "on_active_limit": "queue"}}) // the new values
+		is.Equal(data["previous_settings"], map[string]any{"allow_exec": false, "quotas": map[string]any{
+			"max_active_runs": 5.0}}) // and the old
+
+		_, err = f.admin.UpdateTenant(ctx, engine.LocalAdmin(), "quota", engine.TenantChange{Settings: &engine.TenantSettings{
+			Quotas: engine.TenantQuotas{MaxActiveRuns: -2}}})
+		var field *engine.FieldError
+		is.True(errors.As(err, &field))                          // out of bounds
+		is.Equal(field.Field, "settings.quotas.max_active_runs") // named
+		is.Equal(len(adminLog(t, f)), len(log))                  // nothing recorded
+		_, err = f.admin.CreateTenant(ctx, engine.LocalAdmin(), "beta", "", engine.TenantSettings{
+			Quotas: engine.TenantQuotas{OnActiveLimit: "drop"}})
+		is.True(errors.As(err, &field))
+		is.Equal(field.Field, "settings.quotas.on_active_limit")
 	})
 
 	t.Run("a refused change writes nothing", func(t *testing.T) {

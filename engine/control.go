@@ -244,10 +244,12 @@ func (e *Engine) activateLost(v *RunView, lost *outcome, done func(error)) {
 	rs.recount()
 	e.runs[rs.id] = rs
 	e.m.running += v.Count(TaskRunning)
+	e.runMoved(rs)
 	b := e.newBatch(rs, ActorEngine)
 	switch v.Run.State {
 	case RunPending:
-		e.startRun(b, EventRunStarted)
+		// It waits its turn: admission starts it when a slot is free.
+		e.park(rs)
 	case RunRunning, RunPaused:
 		for i := range v.Tasks {
 			t := &v.Tasks[i]

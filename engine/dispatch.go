@@ -377,9 +377,12 @@ func runError(rs *runState) *TaskError {
 
 // startRun records the run becoming running (started, resumed or retried)
 // and arms its deadline.
-func (e *Engine) startRun(b *batch, typ EventType) {
+func (e *Engine) startRun(b *batch, typ EventType) { e.startRunWhy(b, typ, "") }
+
+// startRunWhy is startRun recording reason (why a waiting run starts now).
+func (e *Engine) startRunWhy(b *batch, typ EventType, reason string) {
 	rs := b.rs
-	d := &EventData{}
+	d := &EventData{Reason: reason}
 	if typ != EventRunResumed && rs.plan.Timeout > 0 {
 		d.Deadline = b.now.Add(rs.plan.Timeout)
 	}

@@ -2,12 +2,12 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +76,10 @@ type Config struct {
 	// StuckCheckInterval is how often runs are checked for being stuck;
 	// 0: StuckAfter/4, at most a minute and at least a second.
 	StuckCheckInterval time.Duration
+	// DefaultQuotas are the tenant quotas of every tenant that sets none
+	// of its own (field by field); 0 is unlimited. The zero value limits
+	// nothing.
+	DefaultQuotas TenantQuotas
 }
 
 // DefaultStuckAfter is the default of Config.StuckAfter.
@@ -92,6 +96,9 @@ func (c *Config) Validate() error {
 	if c.MaxRunBytes < 0 || c.MaxAbandoned < 0 || c.MaxPlans < 0 || c.MaxPlanBytes < 0 {
 		return errors.New("engine config: limits must not be negative")
 	}
+	if err := c.DefaultQuotas.Validate("", true); err != nil {
+		return fmt.Errorf("engine config: default quotas: %w", err)
+	}
 	return nil
 }
 
@@ -107,6 +114,8 @@ type Engine struct {
 	m       *engineMetrics
 
 	tenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	defQuotas  TenantQuotas // Config.DefaultQuotas in force
+	limits     limiterBook  // start buckets by tenant
 
 	maxRunBytes  int64
 	maxAbandoned int
@@ -133,10 +142,19 @@ type Engine struct {
 	polls     map[string]map[string]time.Time // the last poll of each task type, by tenant
 	npolls    int                             // (tenant, type) pairs in polls
 	resolveQ  []resolution                    // templates waiting for a resolver
+	// Admission (admission.go): active and waiting runs by tenant and by
+	// concurrency key, the keys with runs waiting, and how many wait.
+	tslots     map[string]*tenantSlots
+	kslots     map[keyID]*keySlots
+	kwait      map[keyID]*keySlots
+	npending   int
+	lastParked time.Time // creation time of the last run that waited
+	admitRound uint64
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
 	resolveWake chan struct{} // a template waits for a resolver
+	admitWake   chan struct{} // a slot freed, or a run waits
 	quit        chan struct{} // closed by Stop: no new work starts
 	hctx        context.Context
 	hcancel     context.CancelFunc // interrupts running handlers
@@ -181,6 +199,7 @@ func New(cfg Config) (*Engine, error) {
 		now:        cfg.NowFunc,
 		ext:        cfg.ExternalTypes,
 		tenantFunc: cfg.TenantFunc,
+		defQuotas:  TenantQuotas{}.Over(cfg.DefaultQuotas),
 		handlers:   map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
 		plans:      newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
 
@@ -193,6 +212,10 @@ func New(cfg Config) (*Engine, error) {
 		polls:        map[string]map[string]time.Time{},
 		stuckAfter:   cfg.StuckAfter,
 		stuckEvery:   cfg.StuckCheckInterval,
+		tslots:       map[string]*tenantSlots{},
+		kslots:       map[keyID]*keySlots{},
+		kwait:        map[keyID]*keySlots{},
+		admitWake:    make(chan struct{}, 1),
 		wake:         make(chan struct{}, cfg.Workers),
 		timerWake:    make(chan struct{}, 1),
 		resolveWake:  make(chan struct{}, 1),
@@ -251,11 +274,16 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 
 	var wait []chan error
+	var pending []*RunView // waiting runs: in line once every active run is counted
 	err := e.store.LoadActiveRuns(ctx, func(run *Run, tasks []Task) error {
 		v, err := e.restore(ctx, run, tasks)
 		if err != nil {
 			e.log.Error("recover run", logRun, run.ID, logErr, err)
 			return nil // one broken run must not stop the others
+		}
+		if run.State == RunPending {
+			pending = append(pending, v)
+			return nil
 		}
 		done := make(chan error, 1)
 		e.mu.Lock()
@@ -267,6 +295,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover runs: %w", err)
 	}
+	slices.SortFunc(pending, func(a, b *RunView) int {
+		if c := a.Run.CreatedAt.Compare(b.Run.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Run.ID, b.Run.ID)
+	})
+	e.mu.Lock()
+	for _, v := range pending {
+		if v.Run.CreatedAt.After(e.lastParked) {
+			e.lastParked = v.Run.CreatedAt
+		}
+		e.activate(v, nil)
+	}
+	e.mu.Unlock()
 	for _, ch := range wait {
 		select {
 		case err := <-ch:
@@ -290,6 +332,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.stuckAfter > 0 {
 		e.goTracked(e.stuckLoop)
 	}
+	e.goTracked(e.admitLoop)
+	e.kickAdmit()
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -331,100 +375,6 @@ func (e *Engine) Stop(ctx context.Context) error {
 		e.commitWG.Wait()
 	})
 	return nil
-}
-
-// plan returns the compiled plan of a definition version (0 = latest) and the
-// exact version.
-func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (*definition.Plan, int, error) {
-	if version > 0 {
-		if p := e.plans.get(tenantID, name, version); p != nil {
-			return p, version, nil
-		}
-	}
-	sd, err := e.store.GetDefinition(ctx, tenantID, name, version)
-	if err != nil {
-		return nil, 0, err
-	}
-	if p := e.plans.get(tenantID, sd.Name, sd.Version); p != nil {
-		return p, sd.Version, nil
-	}
-	def, problems := definition.ParseDefinition(sd.Definition)
-	var p *definition.Plan
-	if len(problems) == 0 {
-		// A stored definition passed validation once; handlers registered now
-		// may differ, which execution reports per task instead.
-		p, problems = definition.Compile(def, definition.ValidateOptions{})
-	}
-	if len(problems) > 0 {
-		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &definition.ValidationError{Problems: problems})
-	}
-	e.plans.put(tenantID, sd.Name, sd.Version, p, len(sd.Definition))
-	return p, sd.Version, nil
-}
-
-// RegisterDefinition validates a definition and stores it as the next version
-// of its name; an unchanged definition returns the latest version with created
-// false. Invalid definitions return a *ValidationError, as do task types the
-// tenant may not use (TenantGate); an unregistered tenant, when types are
-// gated, an error wrapping ErrTenantNotFound.
-func (e *Engine) RegisterDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, bool, error) {
-	return e.RegisterDefinitionBy(ctx, tenantID, data, Caller{})
-}
-
-// RegisterDefinitionBy is RegisterDefinition recording who asks: a new
-// version keeps its caller, whom they acted for and the policy's decision.
-func (e *Engine) RegisterDefinitionBy(ctx context.Context, tenantID string, data []byte, by Caller) (*StoredDefinition, bool, error) {
-	sd, _, err := e.compileDefinition(ctx, tenantID, data)
-	if err != nil {
-		return nil, false, err
-	}
-	sd.CreatedBy, sd.OnBehalf, sd.Policy = by.Actor, by.OnBehalf, by.Policy
-	return e.store.PutDefinition(ctx, sd)
-}
-
-// compileDefinition validates a definition, the task types the tenant may
-// use included (TenantGate), and returns it as it would be stored
-// (canonical JSON and its hash; no version yet) with its plan.
-func (e *Engine) compileDefinition(ctx context.Context, tenantID string, data []byte) (*StoredDefinition, *definition.Plan, error) {
-	def, plan, problems := definition.CompileJSON(data, e.ValidateOptions())
-	if len(problems) > 0 {
-		return nil, nil, &definition.ValidationError{Problems: problems}
-	}
-	if problems, err := e.gates(ctx, tenantID, def); err != nil {
-		return nil, nil, err
-	} else if len(problems) > 0 {
-		return nil, nil, &definition.ValidationError{Problems: problems}
-	}
-	canonical, err := json.Marshal(def)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode definition: %w", err)
-	}
-	sum := sha256.Sum256(canonical)
-	return &StoredDefinition{
-		TenantID:   tenantID,
-		Name:       def.Name,
-		Definition: canonical,
-		Hash:       hex.EncodeToString(sum[:]),
-		CreatedAt:  e.clock(),
-	}, plan, nil
-}
-
-// inlineVersion decides the version a run of an inline definition pins: the
-// latest stored one when it is the same definition, else the next, which
-// the run's own commit stores (returned as toStore).
-func (e *Engine) inlineVersion(ctx context.Context, sd *StoredDefinition) (version int, toStore *StoredDefinition, err error) {
-	latest, err := e.store.GetDefinition(ctx, sd.TenantID, sd.Name, 0)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		latest = &StoredDefinition{}
-	case err != nil:
-		return 0, nil, err
-	case latest.Hash == sd.Hash:
-		return latest.Version, nil, nil
-	}
-	next := *sd
-	next.Version = latest.Version + 1
-	return next.Version, &next, nil
 }
 
 // clock returns the engine's time at the precision the store keeps.
@@ -527,6 +477,15 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if req.Alias != "" && !definition.ValidName(req.Alias) {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "alias", Message: "must match [A-Za-z0-9_.-]{1,64}"}}}
 	}
+	quotas, err := e.quotasFor(ctx, req.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	if quotas.MaxInputBytes > 0 && int64(len(req.Input)) > quotas.MaxInputBytes {
+		e.m.startRefused(&QuotaError{Quota: QuotaMaxInputBytes})
+		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
+			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
+	}
 	var plan *definition.Plan
 	var version int
 	var toStore *StoredDefinition
@@ -549,24 +508,58 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if isNullJSON(req.Input) {
 		req.Input = nil
 	}
+	var key string
+	if c := plan.Concurrency; c != nil {
+		if key, err = definition.RenderKey(c.Key, req.Input); err != nil {
+			return nil, &FieldError{Field: "input", Reason: err.Error()}
+		}
+	}
+	// The start rate is charged last, so that a request refused for what
+	// it holds costs no token; a start refused below gives it back.
+	reservation, err := e.limits.take(req.TenantID, quotas, e.now())
+	if err != nil {
+		e.m.startRefused(err)
+		return nil, err
+	}
 	e.mu.Lock()
 	if e.stopping {
 		e.mu.Unlock()
+		e.limits.giveBack(reservation)
 		return nil, ErrClosed
 	}
 	now := e.clock()
 	id := NewRunID(now)
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
+	rs.view.Run.Workflow, rs.ckey = plan.Def.Name, key
+	adm, err := e.admit(rs, quotas)
+	if err != nil {
+		e.m.startRefused(err)
+		e.mu.Unlock()
+		e.limits.giveBack(reservation)
+		return nil, err
+	}
 	b := e.newBatchBy(rs, req.By)
+	if !adm.start {
+		b.now = e.parkedAt(b.now)
+	}
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.definition = toStore
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input,
-		Origin: req.Origin, Alias: req.Alias}) {
+		Origin: req.Origin, Alias: req.Alias, ConcurrencyKey: key}) {
 		e.mu.Unlock()
+		e.limits.giveBack(reservation)
 		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
 	}
-	e.startRun(b, EventRunStarted)
+	if adm.victim != nil {
+		// Its cancellation commits first: the writer keeps the order.
+		e.supersede(adm.victim, id)
+	}
+	if adm.start {
+		e.startRun(b, EventRunStarted)
+	} else {
+		e.park(rs)
+	}
 	e.runs[id] = rs
 	done := make(chan error, 1)
 	b.commit(func(err error) { done <- err })
@@ -574,6 +567,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	select {
 	case err := <-done:
 		if err != nil {
+			e.limits.giveBack(reservation)
 			return nil, err
 		}
 	case <-ctx.Done():

@@ -135,6 +135,9 @@ type EventData struct {
 	Deadline  time.Time       `json:"deadline,omitzero"`
 	WakeAt    time.Time       `json:"wake_at,omitzero"`
 	Tasks     []string        `json:"tasks,omitempty"` // run.retried: the tasks put back to pending
+	// ConcurrencyKey is, in run.created, the value of the definition's
+	// concurrency key for this run.
+	ConcurrencyKey string `json:"concurrency_key,omitempty"`
 	// External attempts: who holds the lease, until when, and the SHA-256 of
 	// its token (the token itself is never stored).
 	WorkerID       string    `json:"worker_id,omitempty"`

@@ -17,7 +17,7 @@ const (
 	WaitCircuitOpen   = "circuit_open"       // ready, not before Until: a circuit breaker held the last attempt back
 	WaitSleep         = "sleep"              // a sleep task, running until Until
 	WaitPaused        = "paused"             // the run is paused
-	WaitQueued        = "queued"             // the run is pending: it waits for its tenant's quota
+	WaitQueued        = "queued"             // the run is pending (a queued run says tenant_active_runs or concurrency_key)
 	WaitNoWorker      = "no_worker"          // an external type no worker polled within WorkerAbsentAfter
 	WaitWorker        = "waiting_for_worker" // an external type a worker polls: the next poll takes it
 	WaitMaxParallel   = "max_parallel"       // the run has max_parallel tasks running
@@ -78,6 +78,7 @@ type waitFacts struct {
 	lastPoll   func(typ string) time.Time // zero: never since the process started
 	poolBusy   bool
 	queued     string // why a pending run waits, when known
+	queuedCode string // its reason code: tenant_active_runs, concurrency_key
 	pausedBy   string
 	pausedAt   time.Time
 }
@@ -94,12 +95,11 @@ func explain(v *RunView, f *waitFacts) *Explanation {
 			x.Run.Detail = fmt.Sprintf("the run was paused by %s at %s", f.pausedBy, FormatTime(f.pausedAt))
 		}
 	case RunPending:
-		// HOOK(quota): Engine.QueuedReason, once it exists, says what a
-		// queued run waits for (tenant quota, concurrency key); until then
-		// a pending run is queued for a reason not known here.
+		// Engine.QueuedReason says what a queued run waits for (its
+		// tenant's active-run quota, its concurrency key).
 		x.Run.Reason, x.Run.Detail = WaitQueued, "the run is pending: queued"
 		if f.queued != "" {
-			x.Run.Detail = f.queued
+			x.Run.Reason, x.Run.Detail = f.queuedCode, f.queued
 		}
 	}
 	if r.State.Terminal() {
@@ -213,6 +213,16 @@ func (e *Engine) Explain(ctx context.Context, tenantID, runID string) (*Explanat
 	f := e.waitFacts(tenantID)
 	if run.State == RunPaused {
 		e.pausedBy(ctx, run, f)
+	}
+	if run.State == RunPending {
+		if why, pos, ok := e.QueuedReason(tenantID, runID); ok {
+			code, key, _ := strings.Cut(why, ":")
+			f.queuedCode = code
+			f.queued = fmt.Sprintf("the run is pending: %d in line for a slot of its tenant's max_active_runs", pos)
+			if code == WaitConcurrencyKey {
+				f.queued = fmt.Sprintf("the run is pending: %d in line for a slot of its concurrency key %q", pos, key)
+			}
+		}
 	}
 	x := explain(v, f)
 	if x.stuck && !x.Stalled && f.stuckAfter > 0 {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+
 	"github.com/VictoriaMetrics/metrics"
 )
 
@@ -39,7 +41,19 @@ func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	set.GetOrCreateGauge(`orchestrator_runs_active`, locked(func() float64 { return float64(len(e.runs)) }))
 	set.GetOrCreateGauge(`orchestrator_runs_stalled`, locked(func() float64 { return float64(m.stalled) }))
 	set.GetOrCreateCounter(`orchestrator_runs_stalled_total`) // run.stalled events recorded: 0 from the start
+	set.GetOrCreateGauge(`orchestrator_runs_waiting`, locked(func() float64 { return float64(e.npending) }))
 	return m
+}
+
+// startRefused counts a start a quota or a concurrency key refused.
+func (m *engineMetrics) startRefused(err error) {
+	var qe *QuotaError
+	switch {
+	case errors.As(err, &qe):
+		m.set.GetOrCreateCounter(`orchestrator_starts_refused_total{reason="` + qe.Quota + `"}`).Inc()
+	case errors.Is(err, ErrConcurrencyLimited):
+		m.set.GetOrCreateCounter(`orchestrator_starts_refused_total{reason="concurrency_key"}`).Inc()
+	}
 }
 
 // taskMoved counts a task's change of state.

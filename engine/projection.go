@@ -34,6 +34,9 @@ type Run struct {
 	// alias of the definition name its version was chosen by, if any.
 	Origin *Origin `json:"origin,omitempty"`
 	Alias  string  `json:"alias,omitempty"`
+	// ConcurrencyKey is the value of its definition's concurrency key,
+	// rendered from the input when it was created; "" when it has none.
+	ConcurrencyKey string `json:"concurrency_key,omitempty"`
 }
 
 // Task is the projection of one task of a run.
@@ -160,7 +163,7 @@ func (v *RunView) applyRun(ev *Event, d *EventData) error {
 			return &TransitionError{Subject: "run", Event: ev.Type, From: string(r.State)}
 		}
 		*r = Run{ID: ev.RunID, TenantID: ev.TenantID, Workflow: d.Workflow, Version: d.Version,
-			State: RunPending, Input: d.Input, CreatedAt: ev.At, Origin: d.Origin, Alias: d.Alias}
+			State: RunPending, Input: d.Input, CreatedAt: ev.At, Origin: d.Origin, Alias: d.Alias, ConcurrencyKey: d.ConcurrencyKey}
 		v.Tasks = make([]Task, len(v.plan.Tasks))
 		for i, pt := range v.plan.Tasks {
 			v.Tasks[i] = Task{RunID: ev.RunID, TaskID: pt.ID, Pos: i, Type: pt.Type, State: TaskPending}
@@ -313,7 +316,7 @@ func EqualRun(a, b *Run) bool {
 		a.State == b.State && jsonEqual(a.Input, b.Input) && jsonEqual(a.Output, b.Output) &&
 		errEqual(a.Error, b.Error) && timeEqual(a.CreatedAt, b.CreatedAt) && timeEqual(a.StartedAt, b.StartedAt) &&
 		timeEqual(a.EndedAt, b.EndedAt) && timeEqual(a.Deadline, b.Deadline) && timeEqual(a.UpdatedAt, b.UpdatedAt) &&
-		a.LastSeq == b.LastSeq && a.LastHash == b.LastHash && a.DataBytes == b.DataBytes
+		a.LastSeq == b.LastSeq && a.LastHash == b.LastHash && a.DataBytes == b.DataBytes && a.ConcurrencyKey == b.ConcurrencyKey
 }
 
 // EqualTask reports whether two task projections hold the same values.

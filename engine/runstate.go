@@ -39,6 +39,17 @@ type runState struct {
 	stalledSeq int64
 	commits    int  // commits queued and not yet acknowledged
 	broken     bool // a commit failed: memory no longer matches the store
+	// Admission (admission.go): the rendered concurrency key ("" none),
+	// whether the run is counted among its tenant's active runs and holds
+	// a slot of its key, and the line it waits in while pending.
+	ckey       string
+	counted    bool
+	holding    bool
+	waitq      *runQueue
+	qidx       int
+	waitFor    string // WaitTenantActiveRuns or WaitConcurrencyKey
+	freedBy    string // the slot its key freed, for the reason of its start
+	freedRound uint64
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
@@ -46,7 +57,7 @@ func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
 	n := len(v.plan.Tasks)
 	rs := &runState{tenant: tenant, id: id, view: v, plan: v.plan, order: e.order,
 		waiting: make([]int32, n), queued: make([]bool, n), heapIdx: -1, cancels: map[int]attemptCancel{}, timers: map[*timer]struct{}{}, watch: map[int]*timer{},
-		lanes: map[string]*laneRun{}}
+		lanes: map[string]*laneRun{}, ckey: v.Run.ConcurrencyKey, qidx: -1}
 	rs.queue.rs = rs
 	for i := range v.plan.Tasks {
 		rs.waiting[i] = int32(len(v.plan.Tasks[i].Deps))
@@ -209,6 +220,7 @@ func (e *Engine) forget(rs *runState) {
 		heap.Remove(&e.ready, rs.heapIdx)
 	}
 	e.dropLanes(rs)
+	e.dropSlots(rs)
 	if e.runs[rs.id] == rs {
 		delete(e.runs, rs.id)
 		e.poke(rs)
@@ -293,6 +305,7 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 	if pos >= 0 {
 		from = v.Tasks[pos].State
 	}
+	fromRun := v.Run.State
 	if err := v.apply(&ev, d); err != nil {
 		b.e.log.Error("refused event", logRun, b.rs.id, logTask, ev.TaskID, "type", typ, logErr, err)
 		b.failed = true
@@ -300,6 +313,8 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 	}
 	if pos >= 0 {
 		b.e.m.taskMoved(&ev, from, v.Tasks[pos].State)
+	} else if v.Run.State != fromRun {
+		b.e.runMoved(b.rs)
 	}
 	b.events = append(b.events, ev)
 	if pos >= 0 {

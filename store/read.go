@@ -18,7 +18,8 @@ const sqlInsertDefinition = `INSERT INTO workflows (tenant_id, name, version, de
 
 const (
 	runColumns = `id, tenant_id, workflow, version, state, input, output, error, created_at, started_at,
-	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes, origin_kind, origin_id, origin_slot, origin_ref, alias`
+	ended_at, deadline, updated_at, last_seq, last_hash, data_bytes, origin_kind, origin_id, origin_slot, origin_ref, alias,
+	concurrency_key`
 	taskColumns = `run_id, task_id, pos, type, state, attempt, charged, ready_at, not_before, started_at,
 	ended_at, wake_at, error, output, input, worker_id, lease_expires_at, lease_hash, abandoned`
 	eventColumns = `id, tenant_id, run_id, seq, type, task_id, attempt, actor, on_behalf, data, at, hash`
@@ -129,14 +130,15 @@ func scanRun(s scanner) (*engine.Run, error) {
 	var r engine.Run
 	var state string
 	var input, output, errText, started, ended, deadline sql.NullString
-	var originKind, originID, originSlot, originRef, alias sql.NullString
+	var originKind, originID, originSlot, originRef, alias, key sql.NullString
 	var created, updated string
 	if err := s.Scan(&r.ID, &r.TenantID, &r.Workflow, &r.Version, &state, &input, &output, &errText,
 		&created, &started, &ended, &deadline, &updated, &r.LastSeq, &r.LastHash, &r.DataBytes,
-		&originKind, &originID, &originSlot, &originRef, &alias); err != nil {
+		&originKind, &originID, &originSlot, &originRef, &alias, &key); err != nil {
 		return nil, err
 	}
 	r.Alias = alias.String
+	r.ConcurrencyKey = key.String
 	if originKind.Valid {
 		slot, err := engine.ParseTime(originSlot.String)
 		if err != nil {

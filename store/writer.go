@@ -16,8 +16,8 @@ import (
 const (
 	sqlInsertRun = `INSERT INTO runs (id, tenant_id, workflow, version, state, input, output, error,
 	created_at, started_at, ended_at, deadline, updated_at, last_seq, last_hash, data_bytes,
-	origin_kind, origin_id, origin_slot, origin_ref, alias)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	origin_kind, origin_id, origin_slot, origin_ref, alias, concurrency_key)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlUpdateRun = `UPDATE runs SET state = ?, output = ?, error = ?, started_at = ?, ended_at = ?,
 	deadline = ?, updated_at = ?, last_seq = ?, last_hash = ?, data_bytes = ? WHERE id = ? AND last_seq = ?`
 	// Most changes of a run leave its state as it was (a task moved on):
@@ -373,7 +373,7 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 		_, err := ts.get(stInsertRun).Exec(append([]any{run.ID, run.TenantID, run.Workflow, run.Version, string(run.State),
 			jsonArg(run.Input), jsonArg(run.Output), errArg(run.Error), timeArg(run.CreatedAt), timeArg(run.StartedAt),
 			timeArg(run.EndedAt), timeArg(run.Deadline), timeArg(run.UpdatedAt), run.LastSeq, run.LastHash, run.DataBytes},
-			originArgs(run.Origin, run.Alias)...)...)
+			append(originArgs(run.Origin, run.Alias), strArg(run.ConcurrencyKey))...)...)
 		if err != nil {
 			return constraintErr(fmt.Sprintf("insert run %s", run.ID), err)
 		}

@@ -23,6 +23,29 @@ type TenantSettings struct {
 	// AllowExec lets the tenant's definitions use exec tasks (the server's
 	// ENABLE_EXEC must be on too).
 	AllowExec bool `json:"allow_exec"`
+	// Quotas bound the tenant's starts and runs (see TenantQuotas).
+	Quotas TenantQuotas `json:"quotas"`
+}
+
+// TenantQuotas are a tenant's quotas. A field left out or 0 takes the
+// server's default (TENANT_* settings); -1 lifts that limit for the tenant.
+type TenantQuotas struct {
+	StartRate      float64 `json:"start_rate,omitempty"`       // runs started per second, on average (token bucket)
+	StartBurst     int     `json:"start_burst,omitempty"`      // runs started at once (default the rate, at least 1)
+	MaxActiveRuns  int     `json:"max_active_runs,omitempty"`  // runs running or paused at once
+	MaxPendingRuns int     `json:"max_pending_runs,omitempty"` // runs waiting for a slot
+	MaxInputBytes  int64   `json:"max_input_bytes,omitempty"`  // bytes of one run's input
+	OnActiveLimit  string  `json:"on_active_limit,omitempty"`  // reject (default) or queue
+}
+
+// QuotasChange changes some of a tenant's quotas; fields left out stay.
+type QuotasChange struct {
+	StartRate      *float64 `json:"start_rate,omitempty"`
+	StartBurst     *int     `json:"start_burst,omitempty"`
+	MaxActiveRuns  *int     `json:"max_active_runs,omitempty"`
+	MaxPendingRuns *int     `json:"max_pending_runs,omitempty"`
+	MaxInputBytes  *int64   `json:"max_input_bytes,omitempty"`
+	OnActiveLimit  *string  `json:"on_active_limit,omitempty"`
 }
 
 // Tenant is a registered tenant.
@@ -57,7 +80,8 @@ type UpdateTenantRequest struct {
 
 // SettingsChange changes some of a tenant's settings; fields left out stay.
 type SettingsChange struct {
-	AllowExec *bool `json:"allow_exec,omitempty"`
+	AllowExec *bool         `json:"allow_exec,omitempty"`
+	Quotas    *QuotasChange `json:"quotas,omitempty"`
 }
 
 // Role is what a key may do.

@@ -18,6 +18,12 @@ type Problem struct {
 	// Permission is the permission a 403 forbidden found missing, e.g.
 	// runs.start.
 	Permission string `json:"permission,omitempty"`
+	// Quota names the tenant quota a quota_exceeded refusal hit:
+	// start_rate, max_active_runs, max_pending_runs or max_input_bytes.
+	Quota string `json:"quota,omitempty"`
+	// Key is the concurrency key's value a concurrency_limited refusal
+	// found taken.
+	Key string `json:"key,omitempty"`
 }
 
 // FieldError is one thing wrong with a request: the field it is in ("lease",
@@ -43,12 +49,14 @@ const (
 	CodeInvalidTransition   = "invalid_transition"     // 409: State is the run's (or task's) current state
 	CodeConflict            = "conflict"               // 409: changed concurrently; try again
 	CodeLeaseLost           = "lease_lost"             // 409: the lease token does not hold the attempt; State is the task's
+	CodeConcurrencyLimited  = "concurrency_limited"    // 409: every slot of the run's concurrency key is taken (strategy cancel_newest); Key names it
 	CodeBodyTooLarge        = "body_too_large"         // 413
 	CodeOutputTooLarge      = "output_too_large"       // 413: a completion's output is too large; nothing was recorded, the lease holds
 	CodeUnsupportedMedia    = "unsupported_media_type" // 415
 	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
 	CodeInvalidPolicy       = "invalid_policy"         // 422: the policy files do not compile (the detail names file and line); the policy in force stays
 	CodeTooManyStreams      = "too_many_streams"       // 429 with Retry-After: the server or the tenant has as many event streams open as it allows
+	CodeQuotaExceeded       = "quota_exceeded"         // 429 with Retry-After: a tenant quota (Quota names it) refused the start; 413 for max_input_bytes (errors[0].field input)
 	CodeInternal            = "internal"               // 500
 	CodeUnavailable         = "unavailable"            // 503: shutting down
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
@@ -71,12 +79,14 @@ var titles = map[string]string{
 	CodeInvalidTransition:   "State does not allow this",
 	CodeConflict:            "Conflict",
 	CodeLeaseLost:           "The lease does not hold this attempt",
+	CodeConcurrencyLimited:  "Concurrency key limit reached",
 	CodeBodyTooLarge:        "Request body too large",
 	CodeOutputTooLarge:      "Task output too large",
 	CodeUnsupportedMedia:    "Unsupported media type",
 	CodeIdempotencyMismatch: "Idempotency key reused",
 	CodeInvalidPolicy:       "Invalid policy",
 	CodeTooManyStreams:      "Too many event streams",
+	CodeQuotaExceeded:       "Quota exceeded",
 	CodeInternal:            "Internal error",
 	CodeUnavailable:         "Service unavailable",
 	CodeStorageUnavailable:  "Storage unavailable",
@@ -91,7 +101,7 @@ func Codes() []string {
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
 		CodeInvalidPolicy, CodeTooManyStreams, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeBackupInProgress,
-		CodeCheckpointsOff, CodeRunArchived}
+		CodeCheckpointsOff, CodeRunArchived, CodeQuotaExceeded, CodeConcurrencyLimited}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is

@@ -47,6 +47,9 @@ type Run struct {
 	// the alias its version was chosen by.
 	Origin *Origin `json:"origin,omitempty"`
 	Alias  string  `json:"alias,omitempty"`
+	// ConcurrencyKey is the value of its definition's concurrency key,
+	// rendered from the input when the run was created.
+	ConcurrencyKey string `json:"concurrency_key,omitempty"`
 }
 
 // Origin is what started a run: a schedule's slot, a webhook delivery, a

@@ -110,6 +110,7 @@ func compile(def *Definition, opts ValidateOptions) (*Plan, problemList) {
 	if def.MaxParallel < 0 || def.MaxParallel > MaxTasks {
 		addDef("max_parallel", fmt.Sprintf("must be between 0 and %d (0 means no cap), got %d", MaxTasks, def.MaxParallel))
 	}
+	conc := checkConcurrency(def.Concurrency, addDef)
 	if len(def.Output) > 0 && !json.Valid(def.Output) {
 		addDef("output", "must be valid JSON")
 	}
@@ -235,5 +236,6 @@ func compile(def *Definition, opts ValidateOptions) (*Plan, problemList) {
 	if len(ps) > 0 {
 		return nil, ps
 	}
+	plan.Concurrency = conc
 	return plan, ps
 }

@@ -33,6 +33,9 @@ type Definition struct {
 	Timeout     string          `json:"timeout,omitempty"`      // run timeout, a Go duration ("10m")
 	MaxParallel int             `json:"max_parallel,omitempty"` // tasks of one run running at once; 0 = no cap
 	Output      json.RawMessage `json:"output,omitempty"`
+	// Concurrency bounds the active runs per value of a key rendered from
+	// the run's input (see Concurrency).
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
 }
 
 // TaskDef is one node of the DAG.
@@ -107,6 +110,9 @@ type Plan struct {
 	Levels      [][]string     // topological levels, ids sorted within a level
 	Timeout     time.Duration  // 0 = none
 	MaxParallel int            // 0 = no cap
+	// Concurrency is the definition's concurrency key with its defaults
+	// filled in; nil when it has none.
+	Concurrency *Concurrency
 	// OutputRefTasks are the tasks the definition's output references, each once.
 	OutputRefTasks []string
 }

@@ -28,6 +28,8 @@ func FuzzValidate(f *testing.F) {
 		`{"name":"wf","tasks":[{"id":"a","type":"noop"}]} trailing`,
 		`{"name":"wf","name":"again","tasks":[{"id":"a","id":"b","type":"sleep","config":{"duration":"1s","duration":"2s"}}]}`,
 		`{"name":"wf","tasks":[1,"two",null,[],{}]}`,
+		`{"name":"conc","concurrency":{"key":"c-${workflow.input.customer}","max":2,"strategy":"cancel_in_progress"},"tasks":[{"id":"a","type":"noop"}]}`,
+		`{"name":"conc","concurrency":{"key":"${a.output.x","max":0,"strategy":7,"extra":1},"tasks":[{"id":"a","type":"noop"}]}`,
 		`{"name":"esc\"aped","tasks":[{"id":"a\\b","type":"no\nop","timeout":"\u0031s"}]}`,
 		`[{"name":"wf"}]`,
 		`{"name":"wf","tasks":null,"output":{"a":"{{tasks.a.output}}"}}`,

@@ -93,6 +93,8 @@ func parseDefinition(data []byte) (*Definition, *parser) {
 			def.MaxParallel = p.integer(rankDefinition, "", field, m.Value)
 		case "output":
 			def.Output = p.nested(rankDefinition, "", field, m.Value, 1)
+		case "concurrency":
+			def.Concurrency = p.concurrency(m.Value)
 		default:
 			p.problems.add(rankDefinition, "", field, "unknown field "+quote(m.Key))
 		}

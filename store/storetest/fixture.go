@@ -215,7 +215,7 @@ func fullChanges(tenant string) (insert, update engine.Change) {
 	at := func(ms int) time.Time { return base.Add(time.Duration(ms)*time.Millisecond + 987*time.Nanosecond) }
 	evs := []engine.Event{
 		{TenantID: tenant, RunID: "r1", Seq: 1, Type: engine.EventRunCreated, Actor: "key:alice",
-			Data: json.RawMessage(`{"workflow":"wf","version":1,"input":{"n": 1}}`), At: at(0)},
+			Data: json.RawMessage(`{"workflow":"wf","version":1,"input":{"n": 1},"concurrency_key":"customer-1"}`), At: at(0)},
 		{TenantID: tenant, RunID: "r1", Seq: 2, Type: engine.EventRunStarted, Actor: "engine", At: at(1)},
 		{TenantID: tenant, RunID: "r1", Seq: 3, Type: engine.EventTaskStarted, TaskID: "a", Attempt: 2, Actor: "key:fleet", OnBehalf: "worker-7",
 			Data: json.RawMessage(`{"wake_at":"2024-05-06T08:00:00Z"}`), At: at(2)},
@@ -229,7 +229,7 @@ func fullChanges(tenant string) (insert, update engine.Change) {
 	}
 	run := engine.Run{ID: "r1", TenantID: tenant, Workflow: "wf", Version: 1, State: engine.RunRunning,
 		Input: json.RawMessage(`{"n": 1}`), CreatedAt: at(0), StartedAt: at(1), Deadline: at(60_000),
-		UpdatedAt: at(1), LastSeq: 2, LastHash: evs[1].Hash, DataBytes: 42}
+		UpdatedAt: at(1), LastSeq: 2, LastHash: evs[1].Hash, DataBytes: 42, ConcurrencyKey: "customer-1"}
 	taskA := engine.Task{RunID: "r1", TaskID: "a", Pos: 0, Type: "noop", State: engine.TaskReady,
 		ReadyAt: at(1), NotBefore: at(500)}
 	taskB := engine.Task{RunID: "r1", TaskID: "b", Pos: 1, Type: "noop", State: engine.TaskPending}

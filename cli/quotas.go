@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// quotaFlags are the quota flags of tenants create and update: each sets
+// one field of the tenant's quotas (0 the server's default, -1 unlimited).
+type quotaFlags struct {
+	startRate                 *float64
+	startBurst, active, queue *int
+	inputBytes                *int64
+	onActive                  *string
+}
+
+func newQuotaFlags(fs *flag.FlagSet) *quotaFlags {
+	return &quotaFlags{
+		startRate:  fs.Float64("start-rate", 0, "runs the tenant may start per second, on average (0: the server's default, -1: unlimited)"),
+		startBurst: fs.Int("start-burst", 0, "runs the tenant may start at once (0: the rate rounded up)"),
+		active:     fs.Int("max-active-runs", 0, "runs running or paused at once (0: the server's default, -1: unlimited)"),
+		queue:      fs.Int("max-pending-runs", 0, "runs waiting for a slot (0: the server's default, -1: unlimited)"),
+		inputBytes: fs.Int64("max-input-bytes", 0, "bytes of one run's input (0: the server's default, -1: unlimited)"),
+		onActive:   fs.String("on-active-limit", "", "at max-active-runs: reject (429) or queue (pending until a slot frees)"),
+	}
+}
+
+// apply sets in q the quotas whose flags fs was given, and reports whether
+// there was one.
+func (f *quotaFlags) apply(fs *flag.FlagSet, q *engine.TenantQuotas) bool {
+	given := false
+	fs.Visit(func(fl *flag.Flag) {
+		given = given || isQuotaFlag(fl.Name)
+		switch fl.Name {
+		case "start-rate":
+			q.StartRate = *f.startRate
+		case "start-burst":
+			q.StartBurst = *f.startBurst
+		case "max-active-runs":
+			q.MaxActiveRuns = *f.active
+		case "max-pending-runs":
+			q.MaxPendingRuns = *f.queue
+		case "max-input-bytes":
+			q.MaxInputBytes = *f.inputBytes
+		case "on-active-limit":
+			q.OnActiveLimit = *f.onActive
+		}
+	})
+	return given
+}
+
+func isQuotaFlag(name string) bool {
+	switch name {
+	case "start-rate", "start-burst", "max-active-runs", "max-pending-runs", "max-input-bytes", "on-active-limit":
+		return true
+	}
+	return false
+}
+
+// quotaFlagOf names the flag of a quota field ("settings.quotas.max_active_runs").
+func quotaFlagOf(field string) (string, bool) {
+	name, ok := strings.CutPrefix(field, "settings.quotas.")
+	if !ok {
+		return "", false
+	}
+	return "--" + strings.ReplaceAll(name, "_", "-"), true
+}
+
+// quotaLine describes a tenant's quotas, "" when it sets none.
+func quotaLine(q engine.TenantQuotas) string {
+	var parts []string
+	add := func(name string, v float64) {
+		switch {
+		case v == engine.Unlimited:
+			parts = append(parts, name+"=unlimited")
+		case v != 0:
+			parts = append(parts, fmt.Sprintf("%s=%g", name, v))
+		}
+	}
+	add("start_rate", q.StartRate)
+	add("start_burst", float64(q.StartBurst))
+	add("max_active_runs", float64(q.MaxActiveRuns))
+	add("max_pending_runs", float64(q.MaxPendingRuns))
+	add("max_input_bytes", float64(q.MaxInputBytes))
+	if q.OnActiveLimit != "" {
+		parts = append(parts, "on_active_limit="+q.OnActiveLimit)
+	}
+	return strings.Join(parts, " ")
+}
