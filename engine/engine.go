@@ -68,6 +68,15 @@ type Config struct {
 	// settings that decide the task types a TenantGate guards. nil: there is
 	// no tenant registry and every tenant may use every registered type.
 	TenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	// ScheduleStore keeps schedules; default Store when it implements
+	// ScheduleStore, else schedules are not available.
+	ScheduleStore ScheduleStore
+	// AliasFunc resolves the name@alias of a schedule's workflow; nil:
+	// such slots are recorded as failed.
+	AliasFunc AliasFunc
+	// NoScheduleLoop starts no scheduler loop: tests decide schedules with
+	// RunSchedules.
+	NoScheduleLoop bool
 }
 
 // Validate reports a configuration the engine cannot run with.
@@ -104,6 +113,7 @@ type Engine struct {
 	handlers map[string]Handler // fixed at Start
 
 	plans *planCache
+	sched *scheduler
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
@@ -175,6 +185,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics(cfg.Metrics, e)
+	e.sched = newScheduler(e, &cfg)
 	return e, nil
 }
 
@@ -264,6 +275,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.goTracked(e.timerLoop)
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
+	}
+	if e.sched.store != nil && !e.sched.manual {
+		e.goTracked(e.sched.loop)
 	}
 	return nil
 }
@@ -418,6 +432,9 @@ type StartRequest struct {
 	// alias Version was chosen by. run.created records both.
 	Origin *Origin
 	Alias  string
+	// scheduleFunc, for a schedule's run, makes the schedule's change the
+	// run's commit writes too (the slot recorded as fired).
+	scheduleFunc func(runID string) (*ScheduleChange, error)
 }
 
 // ErrIdempotencyMismatch: an idempotency key was used before for a different request.
@@ -525,6 +542,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.definition = toStore
+	if req.scheduleFunc != nil {
+		sch, err := req.scheduleFunc(id)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		b.schedule = sch
+	}
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input,
 		Origin: req.Origin, Alias: req.Alias}) {
 		e.mu.Unlock()
