@@ -335,6 +335,17 @@ var wireSchemas = []struct {
 	{"UpdateTenantRequest", reflect.TypeFor[wire.UpdateTenantRequest](), true},
 	{"SettingsChange", reflect.TypeFor[wire.SettingsChange](), true},
 	{"CreateKeyRequest", reflect.TypeFor[wire.CreateKeyRequest](), true},
+	{"ScheduleSpec", reflect.TypeFor[wire.ScheduleSpec](), false},
+	{"CreateScheduleRequest", reflect.TypeFor[wire.CreateScheduleRequest](), true},
+	{"UpdateScheduleRequest", reflect.TypeFor[wire.UpdateScheduleRequest](), true},
+	{"Schedule", reflect.TypeFor[wire.Schedule](), false},
+	{"FireTime", reflect.TypeFor[wire.FireTime](), false},
+	{"SchedulesPage", reflect.TypeFor[wire.SchedulesPage](), false},
+	{"ScheduleEvent", reflect.TypeFor[wire.ScheduleEvent](), false},
+	{"ScheduleEventsPage", reflect.TypeFor[wire.ScheduleEventsPage](), false},
+	{"BackfillRequest", reflect.TypeFor[wire.BackfillRequest](), true},
+	{"BackfillSlot", reflect.TypeFor[wire.BackfillSlot](), false},
+	{"Backfill", reflect.TypeFor[wire.Backfill](), false},
 }
 
 // jsonField is one member of a Go type's JSON object.
