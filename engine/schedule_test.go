@@ -460,3 +460,51 @@ func TestSchedule_ReplayedSlotIsRecordedAsFiredByItsRun(t *testing.T) {
 	is.True(s.Cursor.Equal(t0.Add(time.Second))) // the slot is decided...
 	is.Equal(s.Fired, int64(1))                  // ...as fired, once
 }
+
+func TestScheduler_LoopFiresOnTimeAndStopsWithTheEngine(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	e, err := engine.New(engine.Config{Store: db})
+	is.NoErr(err)
+	is.NoErr(e.Start(t.Context()))
+	_, _, err = e.RegisterDefinition(t.Context(), "default", []byte(`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`))
+	is.NoErr(err)
+	_, err = e.CreateSchedule(t.Context(), engine.Caller{}, "default", "loop", engine.ScheduleSpec{Cron: "@every 1s", Workflow: "wf",
+		Overlap: engine.OverlapAllowAll})
+	is.NoErr(err)
+	env := &schedEnv{e: e, db: db}
+	waitFor(t, "two slots fired by the loop", func() bool { return len(env.runs(t, "loop")) >= 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	is.NoErr(e.Stop(ctx)) // the loop and its goroutines end
+	is.NoErr(e.Stop(ctx)) // twice is fine
+	n := len(env.runs(t, "loop"))
+	s, err := db.GetSchedule(t.Context(), "default", "loop")
+	is.NoErr(err)
+	is.Equal(s.Fired, int64(n)) // every run recorded as its slot's
+}
+
+func TestScheduler_BufferedSlotFiresWhenThePreviousRunEnds(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
+	_, _, err := e.RegisterDefinition(t.Context(), "default", []byte(`{"name":"slow","tasks":[{"id":"a","type":"ext"}]}`))
+	is.NoErr(err)
+	_, err = e.CreateSchedule(t.Context(), engine.Caller{}, "default", "buf", engine.ScheduleSpec{
+		Cron: "@every 1s", Workflow: "slow", Overlap: engine.OverlapBufferOne})
+	is.NoErr(err)
+	env := &schedEnv{e: e, db: db}
+	waitFor(t, "the first slot fired", func() bool { return len(env.runs(t, "buf")) == 1 })
+	waitFor(t, "a slot buffered", func() bool { return len(env.get(t, "buf").Buffered) == 1 })
+	first := env.runs(t, "buf")[0]
+	buffered := env.get(t, "buf").Buffered[0]
+	_, err = e.Cancel(t.Context(), "default", first.ID, engine.Caller{})
+	is.NoErr(err)
+	// No slot is due for the loop's timer before the next second: the
+	// buffered slot fires because the run it waited for ended.
+	waitFor(t, "the buffered slot fired", func() bool { return len(env.runs(t, "buf")) >= 2 })
+	runs := env.runs(t, "buf")
+	is.True(runs[1].Origin.Slot.Equal(buffered)) // the buffered slot, not a later one
+}
