@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"math/rand/v2"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +156,41 @@ func TestScheduleTorture(t *testing.T) {
 	if long {
 		is.True(len(missed) > 0) // a downtime past the window left misses
 	}
+}
+
+// TestCommand_VerifyChecksScheduleLogs: verify folds every schedule's log
+// and reports one whose row was changed behind the engine's back.
+func TestCommand_VerifyChecksScheduleLogs(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := store.Open(ctx, path, store.Options{})
+	is.NoErr(err)
+	e, err := engine.New(engine.Config{Store: db, NoScheduleLoop: true})
+	is.NoErr(err)
+	is.NoErr(e.Start(ctx))
+	_, _, err = e.RegisterDefinition(ctx, "default", []byte(`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`))
+	is.NoErr(err)
+	for _, id := range []string{"s1", "s2"} {
+		_, err = e.CreateSchedule(ctx, engine.By("tester"), "default", id, engine.ScheduleSpec{Cron: "@daily", Workflow: "wf"})
+		is.NoErr(err)
+	}
+	_, err = e.PauseSchedule(ctx, engine.By("tester"), "default", "s2")
+	is.NoErr(err)
+	is.NoErr(e.Stop(ctx))
+	is.NoErr(db.Close())
+
+	code, out, _ := runCmd("verify", "--database-url", path)
+	is.Equal(code, 0)                                                      // a clean log verifies
+	is.True(strings.Contains(out, "verified 2 schedules: 2 ok, 0 differ")) // every schedule
+
+	raw, err := sql.Open("sqlite", "file:"+path)
+	is.NoErr(err)
+	_, err = raw.Exec(`UPDATE schedules SET missed = 7 WHERE id = 's2'`)
+	is.NoErr(err)
+	is.NoErr(raw.Close())
+	code, out, _ = runCmd("verify", "--database-url", path)
+	is.Equal(code, 1)                                              // a changed row fails
+	is.True(strings.Contains(out, "MISMATCH schedule default/s2")) // naming the schedule
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 )
 
@@ -209,21 +211,32 @@ func (e *ScheduleEvent) ComputeHash(prev string) string {
 }
 
 // VerifyScheduleLog checks a schedule's whole log against its row: seqs
-// 1..n, each hash chained to the one before, and the head the row holds.
+// 1..n, each hash chained to the one before, and the row equal to the fold
+// of the events through applyScheduleEvent.
 func VerifyScheduleLog(s *Schedule, events []ScheduleEvent) error {
-	prev := ""
+	fold := &Schedule{TenantID: s.TenantID, ID: s.ID}
 	for i := range events {
 		ev := &events[i]
 		if ev.Seq != int64(i+1) {
 			return fmt.Errorf("schedule %s: event %d has seq %d", s.ID, i+1, ev.Seq)
 		}
-		if want := ev.ComputeHash(prev); ev.Hash != want {
+		if want := ev.ComputeHash(fold.LastHash); ev.Hash != want {
 			return fmt.Errorf("schedule %s: event %d: hash %s, want %s", s.ID, ev.Seq, ev.Hash, want)
 		}
-		prev = ev.Hash
+		var d ScheduleEventData
+		if len(ev.Data) > 0 {
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				return fmt.Errorf("schedule %s: event %d: %w", s.ID, ev.Seq, err)
+			}
+		}
+		next, err := applyScheduleEvent(fold, ev, &d)
+		if err != nil {
+			return fmt.Errorf("schedule %s: event %d: %w", s.ID, ev.Seq, err)
+		}
+		fold = next
 	}
-	if s.Seq != int64(len(events)) || s.LastHash != prev {
-		return fmt.Errorf("schedule %s: row at seq %d hash %s, log at %d hash %s", s.ID, s.Seq, s.LastHash, len(events), prev)
+	if !reflect.DeepEqual(fold, s) {
+		return fmt.Errorf("schedule %s: the row differs from the fold of its %d events:\n row  %+v\n fold %+v", s.ID, len(events), *s, *fold)
 	}
 	return nil
 }
@@ -261,10 +274,119 @@ type ScheduleStore interface {
 	// ListSchedules returns one page of a tenant's schedules that are not
 	// deleted, by id.
 	ListSchedules(ctx context.Context, f ScheduleFilter) ([]Schedule, error)
-	// EachActiveSchedule calls fn with the tenant and id of every schedule
-	// of every tenant in state active, and stops at fn's first error.
-	EachActiveSchedule(ctx context.Context, fn func(tenantID, id string) error) error
+	// EachSchedule calls fn with the tenant and id of every schedule of
+	// every tenant (only those in state active when active is set), by
+	// tenant and id, and stops at fn's first error. fn may read the store.
+	EachSchedule(ctx context.Context, active bool, fn func(tenantID, id string) error) error
 	// ScheduleEvents returns up to limit events of a tenant's schedule with
 	// seq > afterSeq, in seq order, only those of type typ unless it is "".
 	ScheduleEvents(ctx context.Context, tenantID, id string, afterSeq int64, typ ScheduleEventType, limit int) ([]ScheduleEvent, error)
+}
+
+// applyScheduleEvent returns the schedule row after ev, whose decoded data
+// is d: the one function that changes a schedule, on the live path and when
+// its log is replayed (VerifyScheduleLog). It refuses an event the
+// schedule's state does not allow.
+func applyScheduleEvent(prev *Schedule, ev *ScheduleEvent, d *ScheduleEventData) (*Schedule, error) {
+	s := *prev
+	s.Buffered = slices.Clone(prev.Buffered)
+	refuse := func() (*Schedule, error) {
+		return nil, &TransitionError{Subject: "schedule", Event: EventType(ev.Type), From: string(prev.State)}
+	}
+	if (prev.Seq == 0) != (ev.Type == ScheduleCreated) || (prev.State == ScheduleDeleted && ev.Type != ScheduleBackfilled) {
+		return refuse()
+	}
+	later := func(t time.Time) {
+		if t.After(s.Cursor) {
+			s.Cursor = t
+		}
+	}
+	popOrMove := func() {
+		switch {
+		case d.Backfill:
+		case d.Buffered && len(s.Buffered) > 0:
+			s.Buffered = s.Buffered[1:]
+		default:
+			s.Cursor = d.Slot
+		}
+	}
+	switch ev.Type {
+	case ScheduleCreated:
+		if d.Spec == nil {
+			return refuse()
+		}
+		s = Schedule{TenantID: ev.TenantID, ID: ev.ScheduleID, Spec: *d.Spec, State: ScheduleActive, Version: 1,
+			Cursor: ev.At, CreatedAt: ev.At}
+	case ScheduleUpdated:
+		if d.Spec == nil {
+			return refuse()
+		}
+		s.Spec, s.Version = *d.Spec, s.Version+1
+		later(ev.At)
+	case SchedulePausedEv:
+		if prev.State != ScheduleActive {
+			return refuse()
+		}
+		s.State, s.Version = SchedulePaused, s.Version+1
+	case ScheduleUnpaused:
+		if prev.State != SchedulePaused {
+			return refuse()
+		}
+		s.State, s.Version = ScheduleActive, s.Version+1
+		later(ev.At)
+	case ScheduleDeletedEv:
+		s.State, s.Version, s.Buffered = ScheduleDeleted, s.Version+1, nil
+	case ScheduleSlotFired:
+		popOrMove()
+		s.Fired++
+		if !d.Backfill {
+			s.LastRunID = d.RunID
+		}
+	case ScheduleSlotFailed:
+		popOrMove()
+		s.Failed++
+	case ScheduleSlotSkipped:
+		s.Cursor = d.Slot
+		s.Skipped++
+	case ScheduleSlotBuffered:
+		s.Cursor = d.Slot
+		s.Buffered = append(s.Buffered, d.Slot)
+	case ScheduleSlotsMissed:
+		s.Cursor = d.Last
+		s.Missed += d.Count
+	case ScheduleTriggered:
+		s.LastRunID = d.RunID
+		s.Fired++
+	case ScheduleBackfilled:
+	default:
+		return refuse()
+	}
+	if len(s.Buffered) == 0 {
+		s.Buffered = nil
+	}
+	s.Seq, s.LastHash, s.UpdatedAt = ev.Seq, ev.Hash, ev.At
+	return &s, nil
+}
+
+// VerifySchedules checks the log of every schedule of every tenant
+// (VerifyScheduleLog) and calls bad for each that fails. It returns how many
+// it checked, or the first error reading the store.
+func VerifySchedules(ctx context.Context, st ScheduleStore, bad func(tenantID, id string, err error)) (int, error) {
+	n := 0
+	err := st.EachSchedule(ctx, false, func(tenantID, id string) error {
+		s, err := st.GetSchedule(ctx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		evs, err := st.ScheduleEvents(ctx, tenantID, id, 0, "", 0)
+		if err != nil {
+			return err
+		}
+		n++
+		if err := VerifyScheduleLog(s, evs); err != nil {
+			bad(tenantID, id, err)
+		}
+		return nil
+	})
+	return n, err
 }

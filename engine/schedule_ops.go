@@ -46,10 +46,7 @@ func (e *Engine) CreateSchedule(ctx context.Context, by Caller, tenantID, id str
 	if err := e.checkWorkflow(ctx, tenantID, sp.spec.Workflow); err != nil {
 		return nil, err
 	}
-	now := e.clock()
-	s := Schedule{TenantID: tenantID, ID: id, Spec: sp.spec, State: ScheduleActive, Version: 1, Cursor: now,
-		CreatedAt: now}
-	ch, err := scheduleChange(&Schedule{}, s, by, now, ScheduleCreated, &ScheduleEventData{Spec: &sp.spec})
+	ch, err := scheduleChange(&Schedule{TenantID: tenantID, ID: id}, by, e.clock(), ScheduleCreated, &ScheduleEventData{Spec: &sp.spec})
 	if err != nil {
 		return nil, err
 	}
@@ -100,10 +97,11 @@ func (e *VersionError) Error() string {
 
 func (e *VersionError) Unwrap() error { return ErrConflict }
 
-// change applies one caller's change to a schedule under its lock:
-// mutate returns the row after, or an error that writes nothing.
+// changeSchedule records one caller's change of a schedule under its
+// lock; check, when set, refuses it for the stored schedule, writing
+// nothing.
 func (e *Engine) changeSchedule(ctx context.Context, by Caller, tenantID, id string, version int64, typ ScheduleEventType,
-	d *ScheduleEventData, mutate func(s *Schedule, next *Schedule, now time.Time) error) (*Schedule, error) {
+	d *ScheduleEventData, check func(s *Schedule) error) (*Schedule, error) {
 	st, err := e.scheduleStore()
 	if err != nil {
 		return nil, err
@@ -118,13 +116,12 @@ func (e *Engine) changeSchedule(ctx context.Context, by Caller, tenantID, id str
 	if version != 0 && version != s.Version {
 		return nil, &VersionError{Want: version, Have: s.Version}
 	}
-	now := e.clock()
-	next := *s
-	next.Version++
-	if err := mutate(s, &next, now); err != nil {
-		return nil, err
+	if check != nil {
+		if err := check(s); err != nil {
+			return nil, err
+		}
 	}
-	ch, err := scheduleChange(s, next, by, now, typ, d)
+	ch, err := scheduleChange(s, by, e.clock(), typ, d)
 	if err != nil {
 		return nil, err
 	}
@@ -146,24 +143,16 @@ func (e *Engine) UpdateSchedule(ctx context.Context, by Caller, tenantID, id str
 	if err := e.checkWorkflow(ctx, tenantID, sp.spec.Workflow); err != nil {
 		return nil, err
 	}
-	return e.changeSchedule(ctx, by, tenantID, id, version, ScheduleUpdated, &ScheduleEventData{Spec: &sp.spec},
-		func(s, next *Schedule, now time.Time) error {
-			next.Spec = sp.spec
-			if now.After(s.Cursor) {
-				next.Cursor = now
-			}
-			return nil
-		})
+	return e.changeSchedule(ctx, by, tenantID, id, version, ScheduleUpdated, &ScheduleEventData{Spec: &sp.spec}, nil)
 }
 
 // PauseSchedule stops a schedule's slots from firing. Errors: ErrNotFound,
 // *TransitionError when it is paused already.
 func (e *Engine) PauseSchedule(ctx context.Context, by Caller, tenantID, id string) (*Schedule, error) {
-	return e.changeSchedule(ctx, by, tenantID, id, 0, SchedulePausedEv, nil, func(s, next *Schedule, _ time.Time) error {
+	return e.changeSchedule(ctx, by, tenantID, id, 0, SchedulePausedEv, nil, func(s *Schedule) error {
 		if s.State != ScheduleActive {
 			return &TransitionError{Subject: "schedule", Event: EventType(SchedulePausedEv), From: string(s.State)}
 		}
-		next.State = SchedulePaused
 		return nil
 	})
 }
@@ -172,13 +161,9 @@ func (e *Engine) PauseSchedule(ctx context.Context, by Caller, tenantID, id stri
 // now: the slots of the pause neither fire nor count as missed. Errors:
 // ErrNotFound, *TransitionError when it is not paused.
 func (e *Engine) UnpauseSchedule(ctx context.Context, by Caller, tenantID, id string) (*Schedule, error) {
-	return e.changeSchedule(ctx, by, tenantID, id, 0, ScheduleUnpaused, nil, func(s, next *Schedule, now time.Time) error {
+	return e.changeSchedule(ctx, by, tenantID, id, 0, ScheduleUnpaused, nil, func(s *Schedule) error {
 		if s.State != SchedulePaused {
 			return &TransitionError{Subject: "schedule", Event: EventType(ScheduleUnpaused), From: string(s.State)}
-		}
-		next.State = ScheduleActive
-		if now.After(s.Cursor) {
-			next.Cursor = now
 		}
 		return nil
 	})
@@ -187,11 +172,7 @@ func (e *Engine) UnpauseSchedule(ctx context.Context, by Caller, tenantID, id st
 // DeleteSchedule deletes a schedule: no slot fires any more; its log stays.
 // Errors: ErrNotFound.
 func (e *Engine) DeleteSchedule(ctx context.Context, by Caller, tenantID, id string) error {
-	_, err := e.changeSchedule(ctx, by, tenantID, id, 0, ScheduleDeletedEv, nil, func(_, next *Schedule, _ time.Time) error {
-		next.State = ScheduleDeleted
-		next.Buffered = nil
-		return nil
-	})
+	_, err := e.changeSchedule(ctx, by, tenantID, id, 0, ScheduleDeletedEv, nil, nil)
 	return err
 }
 
@@ -223,10 +204,7 @@ func (e *Engine) TriggerSchedule(ctx context.Context, by Caller, tenantID, id, t
 	key := "schedule:" + id + ":trigger:" + token
 	origin := &Origin{Kind: OriginSchedule, ID: id, Slot: now, Ref: "trigger"}
 	run, replayed, err := e.sched.start(ctx, s, sp, now, key, origin, by, func(runID string) (*ScheduleChange, error) {
-		next := *s
-		next.LastRunID = runID
-		next.Fired++
-		return scheduleChange(s, next, by, e.clock(), ScheduleTriggered, &ScheduleEventData{Slot: now, RunID: runID})
+		return scheduleChange(s, by, e.clock(), ScheduleTriggered, &ScheduleEventData{Slot: now, RunID: runID})
 	})
 	if err != nil {
 		return nil, false, err
@@ -287,8 +265,7 @@ func (e *Engine) BackfillSchedule(ctx context.Context, by Caller, tenantID, id s
 		out = append(out, bs)
 	}
 	_, err = e.changeSchedule(ctx, by, tenantID, id, 0, ScheduleBackfilled,
-		&ScheduleEventData{From: from.UTC(), To: to.UTC(), Count: int64(len(out))},
-		func(s, next *Schedule, _ time.Time) error { next.Version = s.Version; return nil })
+		&ScheduleEventData{From: from.UTC(), To: to.UTC(), Count: int64(len(out))}, nil)
 	return out, err
 }
 

@@ -203,6 +203,7 @@ func TestSchedule_OverlapPolicies(t *testing.T) {
 		is.Equal(len(runs), 2)
 		is.True(runs[1].Origin.Slot.Equal(t0.Add(2 * time.Second))) // the buffered slot fired
 		is.Equal(len(env.get(t, "s").Buffered), 0)
+		env.verify(t, "s")
 	})
 	t.Run("buffer_all fires every buffered slot in order", func(t *testing.T) {
 		t.Parallel()
@@ -220,6 +221,7 @@ func TestSchedule_OverlapPolicies(t *testing.T) {
 			is.True(runs[want-1].Origin.Slot.Equal(t0.Add(time.Duration(want) * time.Second))) // in slot order
 		}
 		is.Equal(env.get(t, "s").Skipped, int64(0))
+		env.verify(t, "s") // the log folds to the row, buffer included
 	})
 	t.Run("cancel_other cancels the previous run and fires", func(t *testing.T) {
 		t.Parallel()
@@ -230,6 +232,7 @@ func TestSchedule_OverlapPolicies(t *testing.T) {
 		runs := env.runs(t, "s")
 		is.Equal(len(runs), 2) // slot 2 fired
 		waitRun(t, env.db, first, engine.RunCancelled)
+		env.verify(t, "s")
 	})
 	t.Run("allow_all fires whatever runs", func(t *testing.T) {
 		t.Parallel()

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
-	"slices"
 	"sync"
 	"time"
 
@@ -103,7 +102,7 @@ func (sc *scheduler) poke(k schedKey, t time.Time) {
 // time or a poke, and decides what is due.
 func (sc *scheduler) loop() {
 	defer sc.cancel()
-	err := sc.store.EachActiveSchedule(sc.ctx, func(tenantID, id string) error {
+	err := sc.store.EachSchedule(sc.ctx, true, func(tenantID, id string) error {
 		sc.poke(schedKey{tenantID, id}, time.Time{})
 		return nil
 	})
@@ -178,7 +177,7 @@ func (e *Engine) RunSchedules(ctx context.Context) error {
 		return ErrSchedulesUnavailable
 	}
 	var keys []schedKey
-	if err := e.sched.store.EachActiveSchedule(ctx, func(tenantID, id string) error {
+	if err := e.sched.store.EachSchedule(ctx, true, func(tenantID, id string) error {
 		keys = append(keys, schedKey{tenantID, id})
 		return nil
 	}); err != nil {
@@ -335,9 +334,7 @@ func (sc *scheduler) missed(ctx context.Context, s *Schedule, sp *slotSpec, firs
 		}
 		last, n = c, n+1
 	}
-	next := *s
-	next.Cursor, next.Missed = last, s.Missed+n
-	ch, err := scheduleChange(s, next, Caller{}, now, ScheduleSlotsMissed, &ScheduleEventData{First: first, Last: last, Count: n})
+	ch, err := scheduleChange(s, Caller{}, now, ScheduleSlotsMissed, &ScheduleEventData{First: first, Last: last, Count: n})
 	if err != nil {
 		return err
 	}
@@ -347,14 +344,7 @@ func (sc *scheduler) missed(ctx context.Context, s *Schedule, sp *slotSpec, firs
 // hold records a slot that does not fire now: skipped, or buffered until
 // the previous run ends.
 func (sc *scheduler) hold(ctx context.Context, s *Schedule, slot time.Time, typ ScheduleEventType) error {
-	next := *s
-	next.Cursor = slot
-	if typ == ScheduleSlotBuffered {
-		next.Buffered = append(slices.Clone(s.Buffered), slot)
-	} else {
-		next.Skipped++
-	}
-	ch, err := scheduleChange(s, next, Caller{}, sc.e.clock(), typ, &ScheduleEventData{Slot: slot, RunID: s.LastRunID})
+	ch, err := scheduleChange(s, Caller{}, sc.e.clock(), typ, &ScheduleEventData{Slot: slot, RunID: s.LastRunID})
 	if err != nil {
 		return err
 	}
@@ -391,28 +381,10 @@ func keyHash(key string) string {
 func (sc *scheduler) fire(ctx context.Context, s *Schedule, sp *slotSpec, slot time.Time, kind fireKind) error {
 	key := SlotKey(s.ID, slot)
 	d := &ScheduleEventData{Slot: slot, Backfill: kind == fireBackfill, Buffered: kind == fireBuffered}
-	after := func(runID string, failed bool) Schedule {
-		next := *s
-		switch kind {
-		case fireNext:
-			next.Cursor = slot
-		case fireBuffered:
-			next.Buffered = slices.Clone(s.Buffered[1:])
-		}
-		if failed {
-			next.Failed++
-			return next
-		}
-		next.Fired++
-		if kind != fireBackfill {
-			next.LastRunID = runID
-		}
-		return next
-	}
 	origin := &Origin{Kind: OriginSchedule, ID: s.ID, Slot: slot}
 	run, replayed, err := sc.start(ctx, s, sp, slot, key, origin, Caller{}, func(runID string) (*ScheduleChange, error) {
 		d.RunID = runID
-		return scheduleChange(s, after(runID, false), Caller{}, sc.e.clock(), ScheduleSlotFired, d)
+		return scheduleChange(s, Caller{}, sc.e.clock(), ScheduleSlotFired, d)
 	})
 	typ := ScheduleSlotFired
 	switch {
@@ -421,11 +393,11 @@ func (sc *scheduler) fire(ctx context.Context, s *Schedule, sp *slotSpec, slot t
 	case err == nil:
 		d.RunID, d.Replayed = run.ID, true
 	case slotRefused(err):
-		d.Error, typ = err.Error(), ScheduleSlotFailed
+		d.RunID, d.Error, typ = "", err.Error(), ScheduleSlotFailed
 	default:
 		return err
 	}
-	ch, err := scheduleChange(s, after(d.RunID, typ == ScheduleSlotFailed), Caller{}, sc.e.clock(), typ, d)
+	ch, err := scheduleChange(s, Caller{}, sc.e.clock(), typ, d)
 	if err != nil {
 		return err
 	}
@@ -458,25 +430,31 @@ func slotRefused(err error) bool {
 		errors.As(err, &fe) || errors.As(err, &ve)
 }
 
-// scheduleChange makes the change that moves prev to next with one event.
-func scheduleChange(prev *Schedule, next Schedule, by Caller, now time.Time, typ ScheduleEventType, d *ScheduleEventData) (*ScheduleChange, error) {
-	ev := ScheduleEvent{TenantID: next.TenantID, ScheduleID: next.ID, Seq: prev.Seq + 1, Type: typ,
+// scheduleChange makes the change of one event of a schedule: the event,
+// chained to prev, and the row it produces (applyScheduleEvent, the same
+// function that replays the log).
+func scheduleChange(prev *Schedule, by Caller, now time.Time, typ ScheduleEventType, d *ScheduleEventData) (*ScheduleChange, error) {
+	if d == nil {
+		d = &ScheduleEventData{}
+	}
+	ev := ScheduleEvent{TenantID: prev.TenantID, ScheduleID: prev.ID, Seq: prev.Seq + 1, Type: typ,
 		Actor: by.actor(), OnBehalf: by.OnBehalf, At: now}
-	if d != nil {
-		if by.Policy != nil {
-			d.Policy = by.Policy
-		}
-		data, err := json.Marshal(d)
-		if err != nil {
-			return nil, err
-		}
-		if string(data) != "{}" {
-			ev.Data = data
-		}
+	if by.Policy != nil {
+		d.Policy = by.Policy
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	if string(data) != "{}" {
+		ev.Data = data
 	}
 	ev.Hash = ev.ComputeHash(prev.LastHash)
-	next.Seq, next.LastHash, next.UpdatedAt = ev.Seq, ev.Hash, now
-	return &ScheduleChange{Schedule: next, Insert: prev.Seq == 0, PrevSeq: prev.Seq, Events: []ScheduleEvent{ev}}, nil
+	next, err := applyScheduleEvent(prev, &ev, d)
+	if err != nil {
+		return nil, err
+	}
+	return &ScheduleChange{Schedule: *next, Insert: prev.Seq == 0, PrevSeq: prev.Seq, Events: []ScheduleEvent{ev}}, nil
 }
 
 // wakeEntry is a schedule to decide at a time.

@@ -27,7 +27,7 @@ const (
 	sqlGetSchedule         = `SELECT ` + scheduleColumns + ` FROM schedules WHERE tenant_id = ? AND id = ?`
 	sqlListSchedules       = `SELECT ` + scheduleColumns + ` FROM schedules
 	WHERE tenant_id = ? AND state <> 'deleted' AND id > ? ORDER BY id LIMIT ?`
-	sqlActiveSchedules = `SELECT tenant_id, id FROM schedules WHERE state = 'active' AND (tenant_id, id) > (?, ?)
+	sqlEachSchedule = `SELECT tenant_id, id FROM schedules WHERE (? = 0 OR state = 'active') AND (tenant_id, id) > (?, ?)
 	ORDER BY tenant_id, id LIMIT 500`
 )
 
@@ -129,28 +129,28 @@ func (db *DB) ListSchedules(ctx context.Context, f engine.ScheduleFilter) ([]eng
 	return out, rows.Err()
 }
 
-// EachActiveSchedule implements engine.ScheduleStore. It reads in pages,
-// so that fn runs with no read open.
-func (db *DB) EachActiveSchedule(ctx context.Context, fn func(tenantID, id string) error) error {
+// EachSchedule implements engine.ScheduleStore. It reads in pages, so that
+// fn runs with no read open.
+func (db *DB) EachSchedule(ctx context.Context, active bool, fn func(tenantID, id string) error) error {
 	var tenant, id string
 	for {
-		rows, err := db.r.QueryContext(ctx, sqlActiveSchedules, tenant, id)
+		rows, err := db.r.QueryContext(ctx, sqlEachSchedule, active, tenant, id)
 		if err != nil {
-			return fmt.Errorf("active schedules: %w", err)
+			return fmt.Errorf("each schedule: %w", err)
 		}
 		var page [][2]string
 		for rows.Next() {
 			var k [2]string
 			if err := rows.Scan(&k[0], &k[1]); err != nil {
 				rows.Close()
-				return fmt.Errorf("active schedules: %w", err)
+				return fmt.Errorf("each schedule: %w", err)
 			}
 			page = append(page, k)
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return fmt.Errorf("active schedules: %w", err)
+			return fmt.Errorf("each schedule: %w", err)
 		}
 		for _, k := range page {
 			if err := fn(k[0], k[1]); err != nil {

@@ -93,11 +93,17 @@ func testSchedules(t *testing.T, open func(t *testing.T) engine.Store) {
 		is.Equal(len(page), 1)
 		is.Equal(page[0].ID, "s3") // s2 is deleted
 		var active []string
-		is.NoErr(ss.EachActiveSchedule(t.Context(), func(tenant, id string) error {
+		is.NoErr(ss.EachSchedule(t.Context(), true, func(tenant, id string) error {
 			active = append(active, tenant+"/"+id)
 			return nil
 		}))
-		is.Equal(active, []string{"a/s1", "a/s3", "b/s1"})
+		is.Equal(active, []string{"a/s1", "a/s3", "b/s1"}) // active ones
+		var all []string
+		is.NoErr(ss.EachSchedule(t.Context(), false, func(tenant, id string) error {
+			all = append(all, tenant+"/"+id)
+			return nil
+		}))
+		is.Equal(all, []string{"a/s1", "a/s2", "a/s3", "b/s1"}) // and every one
 	})
 
 	t.Run("a run commits with its schedule's change or not at all", func(t *testing.T) {
