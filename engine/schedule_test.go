@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
@@ -37,23 +38,25 @@ func (c *fakeClock) Add(d time.Duration) {
 // clock the test moves; wf is a definition of one noop task, slow one of
 // an external task that keeps its run active until cancelled.
 type schedEnv struct {
-	e     *engine.Engine
-	db    *store.DB
-	clock *fakeClock
+	e       *engine.Engine
+	db      *store.DB
+	clock   *fakeClock
+	metrics *metrics.Set
 }
 
 func newSchedEnv(t *testing.T, start time.Time) *schedEnv {
 	t.Helper()
 	db := openTestStore(t)
 	clock := &fakeClock{t: start}
-	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, ExternalTypes: true, NowFunc: clock.Now}, nil)
+	set := metrics.NewSet()
+	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, ExternalTypes: true, NowFunc: clock.Now, Metrics: set}, nil)
 	for _, def := range []string{`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`,
 		`{"name":"slow","tasks":[{"id":"a","type":"ext"}]}`} {
 		if _, _, err := e.RegisterDefinition(t.Context(), "default", []byte(def)); err != nil {
 			t.Fatalf("register: %v", err)
 		}
 	}
-	return &schedEnv{e: e, db: db, clock: clock}
+	return &schedEnv{e: e, db: db, clock: clock, metrics: set}
 }
 
 // tick moves the clock by d and decides every schedule.
@@ -155,6 +158,8 @@ func TestSchedule_CatchupWindowFiresRecentSlotsAndRecordsOlderAsMissed(t *testin
 	is.NoErr(json.Unmarshal(missed[0].Data, &d))
 	is.True(d.First.Equal(t0.Add(time.Second)) && d.Last.Equal(t0.Add(14*time.Second)) && d.Count == 14)
 	env.verify(t, "s1")
+	is.Equal(env.metrics.GetOrCreateCounter(`orchestrator_schedule_slots_total{outcome="missed"}`).Get(), uint64(14)) // counted
+	is.Equal(env.metrics.GetOrCreateCounter(`orchestrator_schedule_slots_total{outcome="fired"}`).Get(), uint64(6))
 }
 
 func TestSchedule_OverlapPolicies(t *testing.T) {

@@ -338,7 +338,11 @@ func (sc *scheduler) missed(ctx context.Context, s *Schedule, sp *slotSpec, firs
 	if err != nil {
 		return err
 	}
-	return sc.store.WriteSchedule(ctx, ch)
+	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
+		return err
+	}
+	sc.counted(ScheduleSlotsMissed, n)
+	return nil
 }
 
 // hold records a slot that does not fire now: skipped, or buffered until
@@ -348,7 +352,11 @@ func (sc *scheduler) hold(ctx context.Context, s *Schedule, slot time.Time, typ 
 	if err != nil {
 		return err
 	}
-	return sc.store.WriteSchedule(ctx, ch)
+	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
+		return err
+	}
+	sc.counted(typ, 1)
+	return nil
 }
 
 // fireKind says where a fired slot comes from.
@@ -389,6 +397,7 @@ func (sc *scheduler) fire(ctx context.Context, s *Schedule, sp *slotSpec, slot t
 	typ := ScheduleSlotFired
 	switch {
 	case err == nil && !replayed:
+		sc.counted(typ, 1)
 		return nil
 	case err == nil:
 		d.RunID, d.Replayed = run.ID, true
@@ -401,7 +410,23 @@ func (sc *scheduler) fire(ctx context.Context, s *Schedule, sp *slotSpec, slot t
 	if err != nil {
 		return err
 	}
-	return sc.store.WriteSchedule(ctx, ch)
+	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
+		return err
+	}
+	sc.counted(typ, 1)
+	return nil
+}
+
+// slotOutcomes names the outcome of a slot each event records, for
+// orchestrator_schedule_slots_total.
+var slotOutcomes = map[ScheduleEventType]string{ScheduleSlotFired: "fired", ScheduleSlotSkipped: "skipped",
+	ScheduleSlotBuffered: "buffered", ScheduleSlotsMissed: "missed", ScheduleSlotFailed: "failed"}
+
+// counted adds n slots of the outcome typ records to the engine's metrics.
+func (sc *scheduler) counted(typ ScheduleEventType, n int64) {
+	if o, ok := slotOutcomes[typ]; ok {
+		sc.e.m.set.GetOrCreateCounter(`orchestrator_schedule_slots_total{outcome="` + o + `"}`).AddInt64(n)
+	}
 }
 
 // start starts a run of a schedule's workflow with an idempotency key;
