@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -515,4 +516,38 @@ func TestScheduler_BufferedSlotFiresWhenThePreviousRunEnds(t *testing.T) {
 	waitFor(t, "the buffered slot fired", func() bool { return len(env.runs(t, "buf")) >= 2 })
 	runs := env.runs(t, "buf")
 	is.True(runs[1].Origin.Slot.Equal(buffered)) // the buffered slot, not a later one
+}
+
+func TestSchedule_SuspendedTenantsSlotsFailAndStartNothing(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	clock := &fakeClock{t: t0}
+	var mu sync.Mutex
+	state := engine.TenantActive
+	tenant := func(_ context.Context, id string) (*engine.Tenant, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return &engine.Tenant{ID: id, State: state}, nil
+	}
+	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, NowFunc: clock.Now, TenantFunc: tenant}, nil)
+	_, _, err := e.RegisterDefinition(t.Context(), "default", []byte(`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`))
+	is.NoErr(err)
+	_, err = e.CreateSchedule(t.Context(), engine.Caller{}, "default", "s", engine.ScheduleSpec{
+		Cron: "@every 1s", Workflow: "wf", Overlap: engine.OverlapAllowAll})
+	is.NoErr(err)
+	env := &schedEnv{e: e, db: db, clock: clock}
+	env.tick(t, time.Second)
+	is.Equal(len(env.runs(t, "s")), 1) // fires while active
+	mu.Lock()
+	state = engine.TenantSuspended
+	mu.Unlock()
+	env.tick(t, time.Second)
+	env.tick(t, time.Second)
+	is.Equal(len(env.runs(t, "s")), 1)         // nothing starts while suspended
+	is.Equal(env.get(t, "s").Failed, int64(2)) // the slots are recorded as failed
+	failed, err := e.ScheduleEvents(t.Context(), "default", "s", 0, engine.ScheduleSlotFailed, 10)
+	is.NoErr(err)
+	is.True(strings.Contains(string(failed[0].Data), "suspended")) // saying why
+	env.verify(t, "s")
 }

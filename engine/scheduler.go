@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -433,6 +434,19 @@ func (sc *scheduler) counted(typ ScheduleEventType, n int64) {
 // change makes the schedule's change its commit writes too.
 func (sc *scheduler) start(ctx context.Context, s *Schedule, sp *slotSpec, slot time.Time, key string, origin *Origin,
 	by Caller, change func(runID string) (*ScheduleChange, error)) (*Run, bool, error) {
+	if sc.e.tenantFunc != nil {
+		// A suspended tenant's calls are refused: so are its schedules'
+		// starts, recorded as failed slots.
+		t, err := sc.e.tenantFunc(ctx, s.TenantID)
+		switch {
+		case errors.Is(err, ErrTenantNotFound):
+			return nil, false, fmt.Errorf("tenant %s: %w", s.TenantID, ErrNotFound)
+		case err != nil:
+			return nil, false, err
+		case t.State == TenantSuspended:
+			return nil, false, fmt.Errorf("tenant %s: %w", s.TenantID, ErrTenantSuspended)
+		}
+	}
 	name, version, alias, err := sc.e.resolveWorkflowRef(ctx, s.TenantID, sp.spec.Workflow, key)
 	if err != nil {
 		return nil, false, err
@@ -452,6 +466,7 @@ func slotRefused(err error) bool {
 	var fe *FieldError
 	var ve *definition.ValidationError
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrAliasUnavailable) || errors.Is(err, ErrIdempotencyMismatch) ||
+		errors.Is(err, ErrTenantSuspended) ||
 		errors.As(err, &fe) || errors.As(err, &ve)
 }
 
