@@ -25,12 +25,18 @@ import (
 // (@daily, @every 90s).
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
+// The times a schedule may bound its slots with.
+var (
+	minSlotTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxSlotTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // slotSpec is a spec ready to compute slots: the parsed cron and zone.
 type slotSpec struct {
 	spec  ScheduleSpec
 	cron  cron.Schedule
 	loc   *time.Location
-	every bool // @every: slots are absolute intervals, not wall-clock times
+	every time.Duration // @every: slots are multiples of it since the Unix epoch, not wall-clock times
 }
 
 // compileSpec checks every field of a spec but the workflow (which needs
@@ -61,6 +67,14 @@ func compileSpec(spec ScheduleSpec) (*slotSpec, error) {
 	if err != nil || spec.TimeZone == "Local" {
 		return nil, bad("time_zone", "%q is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)", spec.TimeZone)
 	}
+	for _, b := range []struct {
+		field string
+		t     time.Time
+	}{{"start_at", spec.StartAt}, {"end_at", spec.EndAt}} {
+		if !b.t.IsZero() && (b.t.Before(minSlotTime) || b.t.After(maxSlotTime)) {
+			return nil, bad(b.field, "%s out of range %d..%d", FormatTime(b.t), minSlotTime.Year(), maxSlotTime.Year())
+		}
+	}
 	if !spec.StartAt.IsZero() && !spec.EndAt.IsZero() && !spec.EndAt.After(spec.StartAt) {
 		return nil, bad("end_at", "%s is not after start_at %s", FormatTime(spec.EndAt), FormatTime(spec.StartAt))
 	}
@@ -89,7 +103,10 @@ func compileSpec(spec ScheduleSpec) (*slotSpec, error) {
 	if isNullJSON(spec.Input) {
 		spec.Input = nil
 	}
-	_, every := sched.(cron.ConstantDelaySchedule)
+	var every time.Duration
+	if d, ok := sched.(cron.ConstantDelaySchedule); ok {
+		every = d.Delay
+	}
 	return &slotSpec{spec: spec, cron: sched, loc: loc, every: every}, nil
 }
 
@@ -100,12 +117,19 @@ func (s *slotSpec) next(t time.Time) time.Time {
 	if !s.spec.StartAt.IsZero() && t.Before(s.spec.StartAt) {
 		t = s.spec.StartAt.Add(-time.Nanosecond)
 	}
-	c := s.cron.Next(t.In(s.loc))
-	if !s.every {
-		after := wall(t.In(s.loc))
-		for i := 0; !c.IsZero() && !wall(c).After(after) && i < maxRepeatedSlots; i++ {
-			c = s.cron.Next(c)
+	if s.every > 0 {
+		// Intervals count from the Unix epoch, so that every slot is the
+		// same whatever the cursor: after an unpause, in a backfill.
+		c := time.Unix(0, (t.UnixNano()/int64(s.every)+1)*int64(s.every)).UTC()
+		if !s.spec.EndAt.IsZero() && c.After(s.spec.EndAt) {
+			return time.Time{}
 		}
+		return c
+	}
+	c := s.cron.Next(t.In(s.loc))
+	after := wall(t.In(s.loc))
+	for i := 0; !c.IsZero() && !wall(c).After(after) && i < maxRepeatedSlots; i++ {
+		c = s.cron.Next(c)
 	}
 	if c.IsZero() || (!s.spec.EndAt.IsZero() && c.After(s.spec.EndAt)) {
 		return time.Time{}

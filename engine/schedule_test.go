@@ -332,6 +332,7 @@ func TestSchedule_BadInputIsRefusedNamingTheFieldAndWritesNothing(t *testing.T) 
 		{"unknown zone", "time_zone", func(s *engine.ScheduleSpec) { s.TimeZone = "Mars/Olympus" }},
 		{"unknown overlap policy", "overlap", func(s *engine.ScheduleSpec) { s.Overlap = "sometimes" }},
 		{"end before start", "end_at", func(s *engine.ScheduleSpec) { s.StartAt, s.EndAt = t0, t0.Add(-time.Hour) }},
+		{"start far in the future", "start_at", func(s *engine.ScheduleSpec) { s.StartAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"negative jitter", "jitter", func(s *engine.ScheduleSpec) { s.Jitter = -time.Second }},
 		{"jitter too large", "jitter", func(s *engine.ScheduleSpec) { s.Jitter = 25 * time.Hour }},
 		{"catch-up window too large", "catchup_window", func(s *engine.ScheduleSpec) { s.CatchupWindow = 30 * 24 * time.Hour }},
@@ -550,4 +551,27 @@ func TestSchedule_SuspendedTenantsSlotsFailAndStartNothing(t *testing.T) {
 	is.NoErr(err)
 	is.True(strings.Contains(string(failed[0].Data), "suspended")) // saying why
 	env.verify(t, "s")
+}
+
+func TestSchedule_EverySlotsCountFromTheEpochWhateverTheCursor(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newSchedEnv(t, t0.Add(123456*time.Microsecond))
+	_, err := env.e.CreateSchedule(t.Context(), engine.Caller{}, "default", "e", engine.ScheduleSpec{
+		Cron: "@every 90s", Workflow: "wf", Overlap: engine.OverlapAllowAll})
+	is.NoErr(err)
+	next, err := env.e.NextFireTimes(t.Context(), "default", "e", 3)
+	is.NoErr(err)
+	for _, f := range next {
+		is.Equal(f.Slot.UnixNano()%int64(90*time.Second), int64(0)) // multiples of 90 s since the epoch
+	}
+	// A backfill of an hour takes the slots the loop takes: the one that
+	// fired on time keeps its run.
+	env.clock.t = next[0].Slot
+	env.tick(t, 0)
+	is.Equal(len(env.runs(t, "e")), 1)
+	out, err := env.e.BackfillSchedule(t.Context(), engine.Caller{}, "default", "e", next[0].Slot.Add(-time.Hour), next[0].Slot)
+	is.NoErr(err)
+	is.Equal(len(out), 41)    // 40 slots of 90 s in the hour before, and the one that fired
+	is.True(out[40].Replayed) // the same slot, the same run
 }
