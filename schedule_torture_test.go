@@ -74,8 +74,24 @@ func TestScheduleTorture(t *testing.T) {
 		time.Sleep(down)
 		c = startChild(t, dbPath)
 	}
-	// Let the last life decide what is due, then stop the slots.
-	time.Sleep(1500 * time.Millisecond)
+	// Wait until the last life has decided what its downtime left due,
+	// then stop the slots.
+	restarted := time.Now()
+	deadline := restarted.Add(30 * time.Second)
+	for {
+		resp, err := client.Get(c.url("/api/v1/tenants/default/schedules/every"))
+		is.NoErr(err)
+		var s struct{ Cursor time.Time }
+		is.NoErr(json.NewDecoder(resp.Body).Decode(&s))
+		resp.Body.Close()
+		if s.Cursor.After(restarted) {
+			break // a slot after the restart is decided: the backlog is
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule's cursor stays at %s after a restart at %s", s.Cursor, restarted)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	code, body, err = postJSON(client, c.url("/api/v1/tenants/default/schedules/every/pause"), `{}`)
 	is.NoErr(err)
 	is.Equal(code, http.StatusOK) // paused
