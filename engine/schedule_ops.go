@@ -39,11 +39,8 @@ func (e *Engine) CreateSchedule(ctx context.Context, by Caller, tenantID, id str
 	if !definition.ValidName(id) {
 		return nil, &FieldError{Field: "id", Reason: fmt.Sprintf("%q must match [A-Za-z0-9_.-]{1,64}", id)}
 	}
-	sp, err := compileSpec(spec)
+	sp, err := e.compileNewSpec(ctx, tenantID, spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := e.checkWorkflow(ctx, tenantID, sp.spec.Workflow); err != nil {
 		return nil, err
 	}
 	ch, err := scheduleChange(&Schedule{TenantID: tenantID, ID: id}, by, e.clock(), ScheduleCreated, &ScheduleEventData{Spec: &sp.spec})
@@ -55,6 +52,25 @@ func (e *Engine) CreateSchedule(ctx context.Context, by Caller, tenantID, id str
 	}
 	e.sched.poke(schedKey{tenantID, id}, time.Time{})
 	return &ch.Schedule, nil
+}
+
+// compileNewSpec checks a spec a caller sets: every field, the workflow,
+// and that it has a slot to come.
+func (e *Engine) compileNewSpec(ctx context.Context, tenantID string, spec ScheduleSpec) (*slotSpec, error) {
+	sp, err := compileSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if sp.next(e.clock()).IsZero() {
+		if !sp.spec.EndAt.IsZero() && sp.spec.EndAt.Before(e.clock()) {
+			return nil, &FieldError{Field: "end_at", Reason: "is in the past: the schedule would never fire"}
+		}
+		return nil, &FieldError{Field: "cron", Reason: fmt.Sprintf("%q matches no time to come", sp.spec.Cron)}
+	}
+	if err := e.checkWorkflow(ctx, tenantID, sp.spec.Workflow); err != nil {
+		return nil, err
+	}
+	return sp, nil
 }
 
 // GetSchedule returns a schedule that is not deleted, or ErrNotFound.
@@ -136,11 +152,8 @@ func (e *Engine) changeSchedule(ctx context.Context, by Caller, tenantID, id str
 // the stored one. The new spec applies to slots after the update. Errors:
 // *FieldError, ErrNotFound, *VersionError (ErrConflict).
 func (e *Engine) UpdateSchedule(ctx context.Context, by Caller, tenantID, id string, version int64, spec ScheduleSpec) (*Schedule, error) {
-	sp, err := compileSpec(spec)
+	sp, err := e.compileNewSpec(ctx, tenantID, spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := e.checkWorkflow(ctx, tenantID, sp.spec.Workflow); err != nil {
 		return nil, err
 	}
 	return e.changeSchedule(ctx, by, tenantID, id, version, ScheduleUpdated, &ScheduleEventData{Spec: &sp.spec}, nil)

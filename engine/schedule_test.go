@@ -333,6 +333,8 @@ func TestSchedule_BadInputIsRefusedNamingTheFieldAndWritesNothing(t *testing.T) 
 		{"unknown overlap policy", "overlap", func(s *engine.ScheduleSpec) { s.Overlap = "sometimes" }},
 		{"end before start", "end_at", func(s *engine.ScheduleSpec) { s.StartAt, s.EndAt = t0, t0.Add(-time.Hour) }},
 		{"start far in the future", "start_at", func(s *engine.ScheduleSpec) { s.StartAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"a date that never comes", "cron", func(s *engine.ScheduleSpec) { s.Cron = "0 0 30 2 *" }},
+		{"an end in the past", "end_at", func(s *engine.ScheduleSpec) { s.EndAt = t0.Add(-time.Hour) }},
 		{"negative jitter", "jitter", func(s *engine.ScheduleSpec) { s.Jitter = -time.Second }},
 		{"jitter too large", "jitter", func(s *engine.ScheduleSpec) { s.Jitter = 25 * time.Hour }},
 		{"catch-up window too large", "catchup_window", func(s *engine.ScheduleSpec) { s.CatchupWindow = 30 * 24 * time.Hour }},
