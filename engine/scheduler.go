@@ -80,6 +80,9 @@ func (sc *scheduler) lock(k schedKey) func() {
 
 // poke asks the loop to decide a schedule at t (zero: now).
 func (sc *scheduler) poke(k schedKey, t time.Time) {
+	if sc.manual {
+		return // no loop: RunSchedules decides
+	}
 	sc.mu.Lock()
 	s := k.String()
 	if cur, ok := sc.due[s]; !ok || !cur.Equal(t) {
