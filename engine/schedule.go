@@ -214,29 +214,52 @@ func (e *ScheduleEvent) ComputeHash(prev string) string {
 // 1..n, each hash chained to the one before, and the row equal to the fold
 // of the events through applyScheduleEvent.
 func VerifyScheduleLog(s *Schedule, events []ScheduleEvent) error {
-	fold := &Schedule{TenantID: s.TenantID, ID: s.ID}
+	f := newScheduleFold(s)
 	for i := range events {
-		ev := &events[i]
-		if ev.Seq != int64(i+1) {
-			return fmt.Errorf("schedule %s: event %d has seq %d", s.ID, i+1, ev.Seq)
+		if err := f.add(&events[i]); err != nil {
+			return err
 		}
-		if want := ev.ComputeHash(fold.LastHash); ev.Hash != want {
-			return fmt.Errorf("schedule %s: event %d: hash %s, want %s", s.ID, ev.Seq, ev.Hash, want)
-		}
-		var d ScheduleEventData
-		if len(ev.Data) > 0 {
-			if err := json.Unmarshal(ev.Data, &d); err != nil {
-				return fmt.Errorf("schedule %s: event %d: %w", s.ID, ev.Seq, err)
-			}
-		}
-		next, err := applyScheduleEvent(fold, ev, &d)
-		if err != nil {
-			return fmt.Errorf("schedule %s: event %d: %w", s.ID, ev.Seq, err)
-		}
-		fold = next
 	}
-	if !reflect.DeepEqual(fold, s) {
-		return fmt.Errorf("schedule %s: the row differs from the fold of its %d events:\n row  %+v\n fold %+v", s.ID, len(events), *s, *fold)
+	return f.check(s)
+}
+
+// scheduleFold replays a schedule's log one event at a time.
+type scheduleFold struct {
+	s *Schedule
+	n int64
+}
+
+func newScheduleFold(row *Schedule) *scheduleFold {
+	return &scheduleFold{s: &Schedule{TenantID: row.TenantID, ID: row.ID}}
+}
+
+// add checks that ev follows the events before it and applies it.
+func (f *scheduleFold) add(ev *ScheduleEvent) error {
+	f.n++
+	if ev.Seq != f.n {
+		return fmt.Errorf("schedule %s: event %d has seq %d", f.s.ID, f.n, ev.Seq)
+	}
+	if want := ev.ComputeHash(f.s.LastHash); ev.Hash != want {
+		return fmt.Errorf("schedule %s: event %d: hash %s, want %s", f.s.ID, ev.Seq, ev.Hash, want)
+	}
+	var d ScheduleEventData
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return fmt.Errorf("schedule %s: event %d: %w", f.s.ID, ev.Seq, err)
+		}
+	}
+	next, err := applyScheduleEvent(f.s, ev, &d)
+	if err != nil {
+		return fmt.Errorf("schedule %s: event %d: %w", f.s.ID, ev.Seq, err)
+	}
+	f.s = next
+	return nil
+}
+
+// check compares the fold with the stored row.
+func (f *scheduleFold) check(row *Schedule) error {
+	if !reflect.DeepEqual(f.s, row) {
+		return fmt.Errorf("schedule %s: the row differs from the fold of its %d events:\n row  %+v\n fold %+v", row.ID, f.n, *row, *f.s)
 	}
 	return nil
 }
@@ -369,8 +392,9 @@ func applyScheduleEvent(prev *Schedule, ev *ScheduleEvent, d *ScheduleEventData)
 }
 
 // VerifySchedules checks the log of every schedule of every tenant
-// (VerifyScheduleLog) and calls bad for each that fails. It returns how many
-// it checked, or the first error reading the store.
+// (VerifyScheduleLog), reading each log in pages, and calls bad for each
+// that fails. It returns how many it checked, or the first error reading
+// the store.
 func VerifySchedules(ctx context.Context, st ScheduleStore, bad func(tenantID, id string, err error)) (int, error) {
 	n := 0
 	err := st.EachSchedule(ctx, false, func(tenantID, id string) error {
@@ -378,12 +402,26 @@ func VerifySchedules(ctx context.Context, st ScheduleStore, bad func(tenantID, i
 		if err != nil {
 			return err
 		}
-		evs, err := st.ScheduleEvents(ctx, tenantID, id, 0, "", 0)
-		if err != nil {
-			return err
-		}
 		n++
-		if err := VerifyScheduleLog(s, evs); err != nil {
+		// Up to the row's head only: a running server may append meanwhile.
+		f := newScheduleFold(s)
+		for after := int64(0); after < s.Seq; {
+			evs, err := st.ScheduleEvents(ctx, tenantID, id, after, "", min(MaxPage, int(s.Seq-after)))
+			if err != nil {
+				return err
+			}
+			for i := range evs {
+				if err := f.add(&evs[i]); err != nil {
+					bad(tenantID, id, err)
+					return nil
+				}
+			}
+			if len(evs) == 0 {
+				break
+			}
+			after = evs[len(evs)-1].Seq
+		}
+		if err := f.check(s); err != nil {
 			bad(tenantID, id, err)
 		}
 		return nil
