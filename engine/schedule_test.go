@@ -577,3 +577,32 @@ func TestSchedule_EverySlotsCountFromTheEpochWhateverTheCursor(t *testing.T) {
 	is.Equal(len(out), 41)    // 40 slots of 90 s in the hour before, and the one that fired
 	is.True(out[40].Replayed) // the same slot, the same run
 }
+
+func TestSchedule_CatchupSlotsFireUnderTheOverlapPolicy(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newSchedEnv(t, t0)
+	_, err := env.e.CreateSchedule(t.Context(), engine.Caller{}, "default", "c", engine.ScheduleSpec{
+		Cron: "@every 1s", Workflow: "slow", CatchupWindow: 10 * time.Second})
+	is.NoErr(err)
+	env.tick(t, 5*time.Second)         // downtime: 5 slots within the window
+	is.Equal(len(env.runs(t, "c")), 1) // the first fires...
+	s := env.get(t, "c")
+	is.Equal(s.Skipped, int64(4)) // ...the others find its run active and skip
+	is.Equal(s.Missed, int64(0))
+}
+
+func TestSchedule_DSTSpringForwardSkipsTheTimeThatDoesNotExist(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ny, err := time.LoadLocation("America/New_York")
+	is.NoErr(err)
+	env := newSchedEnv(t, time.Date(2026, 3, 7, 12, 0, 0, 0, ny).UTC())
+	_, err = env.e.CreateSchedule(t.Context(), engine.Caller{}, "default", "d", engine.ScheduleSpec{
+		Cron: "30 2 * * *", TimeZone: "America/New_York", Workflow: "wf"})
+	is.NoErr(err)
+	next, err := env.e.NextFireTimes(t.Context(), "default", "d", 2)
+	is.NoErr(err)
+	is.Equal(next[0].Slot.In(ny).Format("2006-01-02 15:04 MST"), "2026-03-09 02:30 EDT") // 2026-03-08 02:30 does not exist
+	is.Equal(next[1].Slot.In(ny).Format("2006-01-02 15:04 MST"), "2026-03-10 02:30 EDT")
+}
