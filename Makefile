@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/orchestrator
 
-.PHONY: run test build lint fuzz bench bench-http crash torture docker docker-check litestream-check clean
+.PHONY: run test build lint fuzz bench bench-http crash schedule-torture torture docker docker-check litestream-check clean
 
 run:
 	$(GO) run . serve
@@ -27,6 +27,9 @@ bench:
 
 crash:
 	$(GO) test -race -count=1 -run TestCrashRecovery -v .
+
+schedule-torture:
+	SCHEDULE_TORTURE_SECONDS=60 $(GO) test -count=1 -run TestScheduleTorture -v .
 
 torture:
 	scripts/torture

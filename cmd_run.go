@@ -58,7 +58,7 @@ func runFile(ctx context.Context, c *config, path, input string, explicitDB bool
 		return fail(err)
 	}
 	defer db.Close()
-	eng, err := engine.New(engine.Config{Store: db, Logger: c.logger})
+	eng, err := engine.New(engine.Config{Store: db, Logger: c.logger, NoScheduleLoop: true}) // a one-off run fires no schedule
 	if err != nil {
 		return fail(err)
 	}

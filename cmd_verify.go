@@ -20,8 +20,8 @@ func openReadOnly(ctx context.Context, c *config) (*store.DB, error) {
 	return store.Open(ctx, c.databasePath, store.Options{ReadOnly: true})
 }
 
-// verify checks every run and the admin log; the exit code is 1 when any
-// run differs or the admin log does not chain.
+// verify checks every run, the admin log and every schedule's log; the
+// exit code is 1 when any run or schedule differs or a log does not chain.
 func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
 	db, err := openReadOnly(ctx, c)
 	if err != nil {
@@ -45,7 +45,17 @@ func verify(ctx context.Context, c *config, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "verified the admin log: %d entries chain\n", entries)
 	}
-	if len(bad) > 0 || aerr != nil {
+	var badSchedules int
+	schedules, serr := engine.VerifySchedules(ctx, db, func(tenantID, id string, err error) {
+		badSchedules++
+		fmt.Fprintf(stdout, "MISMATCH schedule %s/%s: %v\n", tenantID, id, err)
+	})
+	if serr != nil {
+		fmt.Fprintln(stderr, "orchestrator:", serr)
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified %d schedules: %d ok, %d differ\n", schedules, schedules-badSchedules, badSchedules)
+	if len(bad) > 0 || aerr != nil || badSchedules > 0 {
 		return 1
 	}
 	return 0

@@ -91,6 +91,17 @@ var accessRules = map[string]accessRule{
 	"GET /api/v1/tenants/:tenantId/keys":                                {roles: owners},
 	"POST /api/v1/tenants/:tenantId/keys/:keyId/revoke":                 {roles: owners},
 	"GET /api/v1/tenants/:tenantId/admin/log":                           {roles: owners},
+
+	"POST /api/v1/tenants/:tenantId/schedules":                      {roles: operators},
+	"GET /api/v1/tenants/:tenantId/schedules":                       {roles: readers},
+	"GET /api/v1/tenants/:tenantId/schedules/:scheduleId":           {roles: readers},
+	"PUT /api/v1/tenants/:tenantId/schedules/:scheduleId":           {roles: operators},
+	"DELETE /api/v1/tenants/:tenantId/schedules/:scheduleId":        {roles: operators},
+	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/pause":    {roles: operators},
+	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/unpause":  {roles: operators},
+	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/trigger":  {roles: operators},
+	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/backfill": {roles: operators},
+	"GET /api/v1/tenants/:tenantId/schedules/:scheduleId/events":    {roles: readers},
 }
 
 // outcome is what the matrix expects of one request.
@@ -128,6 +139,8 @@ func fillPath(path, tenant string) string {
 			segs[i] = "d1"
 		case ":version":
 			segs[i] = "1"
+		case ":scheduleId":
+			segs[i] = "s1"
 		case ":keyId":
 			segs[i] = "0123456789abcdef"
 		}

@@ -179,6 +179,8 @@ const (
 	PermEventsRead       = Permission(engine.ActionEventsRead)       // a run's history, the tenant's audit query
 	PermMetricsRead      = Permission(engine.ActionMetricsRead)      // a run's metrics
 	PermWorkersPoll      = Permission(engine.ActionWorkersPoll)      // poll, heartbeat, complete, fail as an external worker
+	PermSchedulesWrite   = Permission(engine.ActionSchedulesWrite)   // create, change, pause, trigger, backfill, delete schedules
+	PermSchedulesRead    = Permission(engine.ActionSchedulesRead)    // list and read schedules and their logs
 )
 
 // Permissions lists every permission a route may need: PermPublic,

@@ -349,6 +349,17 @@ var wireSchemas = []struct {
 	{"Checkpoint", reflect.TypeFor[wire.Checkpoint](), false},
 	{"RunHead", reflect.TypeFor[wire.RunHead](), false},
 	{"Checkpoints", reflect.TypeFor[wire.Checkpoints](), false},
+	{"ScheduleSpec", reflect.TypeFor[wire.ScheduleSpec](), false},
+	{"CreateScheduleRequest", reflect.TypeFor[wire.CreateScheduleRequest](), true},
+	{"UpdateScheduleRequest", reflect.TypeFor[wire.UpdateScheduleRequest](), true},
+	{"Schedule", reflect.TypeFor[wire.Schedule](), false},
+	{"FireTime", reflect.TypeFor[wire.FireTime](), false},
+	{"SchedulesPage", reflect.TypeFor[wire.SchedulesPage](), false},
+	{"ScheduleEvent", reflect.TypeFor[wire.ScheduleEvent](), false},
+	{"ScheduleEventsPage", reflect.TypeFor[wire.ScheduleEventsPage](), false},
+	{"BackfillRequest", reflect.TypeFor[wire.BackfillRequest](), true},
+	{"BackfillSlot", reflect.TypeFor[wire.BackfillSlot](), false},
+	{"Backfill", reflect.TypeFor[wire.Backfill](), false},
 }
 
 // jsonField is one member of a Go type's JSON object.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -180,6 +181,14 @@ func shapeOf(t reflect.Type) *shape {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if !f.IsExported() || name == "-" {
 				continue
+			}
+			if f.Anonymous && name == "" {
+				// An embedded struct's fields are the outer object's, as
+				// encoding/json decodes them.
+				if sub := shapeOf(f.Type); sub != nil && sub.fields != nil {
+					maps.Copy(sh.fields, sub.fields)
+					continue
+				}
 			}
 			if name == "" {
 				name = f.Name

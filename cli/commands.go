@@ -34,6 +34,15 @@ var commands = map[string]command{
 	"events ":              {"RUN_ID", 1, "Print a run's history as a timeline and check its hash chain.", eventsCmd},
 	"dag validate":         {"FILE", 1, "Validate a definition on the server without storing it; prints every problem or the levels.", validateCmd},
 	"health ":              {"", 0, "Exit 0 when the server and its database answer GET /health, 1 otherwise (a container health check).", healthCmd},
+	"schedules create":     {"ID", 1, "Create a schedule (--cron, --workflow, ...); every slot starts one run.", scheduleCreateCmd},
+	"schedules list":       {"", 0, "List schedules, by id.", scheduleListCmd},
+	"schedules get":        {"ID", 1, "Show a schedule and its next fire times.", scheduleGetCmd},
+	"schedules update":     {"ID", 1, "Replace a schedule's spec (--version the one read).", scheduleUpdateCmd},
+	"schedules delete":     {"ID", 1, "Delete a schedule; its log stays.", scheduleDeleteCmd},
+	"schedules pause":      {"ID", 1, "Pause a schedule: its slots neither fire nor count as missed.", schedulePauseCmd(true)},
+	"schedules unpause":    {"ID", 1, "Unpause a schedule: slots from now on fire.", schedulePauseCmd(false)},
+	"schedules trigger":    {"ID", 1, "Start a run of a schedule now.", scheduleTriggerCmd},
+	"schedules backfill":   {"ID", 1, "Fire every slot in --from..--to that has not fired.", scheduleBackfillCmd},
 }
 
 func startCmd(e *env) func([]string) error {

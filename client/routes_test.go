@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
 
@@ -153,6 +154,25 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"Checkpoints":       func() error { _, err := c.Checkpoints(ctx); return err },
 			"CreateCheckpoints": func() error { _, err := c.CreateCheckpoints(ctx); return err },
 			"ExportCheckpoints": func() error { _, err := c.ExportCheckpoints(ctx, io.Discard); return err },
+			"CreateSchedule": func() error {
+				_, err := c.CreateSchedule(ctx, wire.CreateScheduleRequest{ID: "s1"})
+				return err
+			},
+			"ListSchedules": func() error { _, err := c.ListSchedules(ctx, 0, ""); return err },
+			"GetSchedule":   func() error { _, err := c.GetSchedule(ctx, "s1", 3); return err },
+			"UpdateSchedule": func() error {
+				_, err := c.UpdateSchedule(ctx, "s1", wire.UpdateScheduleRequest{Version: 1})
+				return err
+			},
+			"DeleteSchedule":  func() error { return c.DeleteSchedule(ctx, "s1") },
+			"PauseSchedule":   func() error { _, err := c.PauseSchedule(ctx, "s1"); return err },
+			"UnpauseSchedule": func() error { _, err := c.UnpauseSchedule(ctx, "s1"); return err },
+			"TriggerSchedule": func() error { _, err := c.TriggerSchedule(ctx, "s1", "k"); return err },
+			"BackfillSchedule": func() error {
+				_, err := c.BackfillSchedule(ctx, "s1", time.Now().Add(-time.Hour), time.Now())
+				return err
+			},
+			"ScheduleEvents": func() error { _, err := c.ScheduleEvents(ctx, "s1", "", 0, ""); return err },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)

@@ -80,6 +80,15 @@ type Config struct {
 	// of its own (field by field); 0 is unlimited. The zero value limits
 	// nothing.
 	DefaultQuotas TenantQuotas
+	// ScheduleStore keeps schedules; default Store when it implements
+	// ScheduleStore, else schedules are not available.
+	ScheduleStore ScheduleStore
+	// AliasFunc resolves the name@alias of a schedule's workflow; nil:
+	// such slots are recorded as failed.
+	AliasFunc AliasFunc
+	// NoScheduleLoop starts no scheduler loop: tests decide schedules with
+	// RunSchedules.
+	NoScheduleLoop bool
 }
 
 // DefaultStuckAfter is the default of Config.StuckAfter.
@@ -127,6 +136,7 @@ type Engine struct {
 	handlers map[string]Handler // fixed at Start
 
 	plans *planCache
+	sched *scheduler
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
@@ -223,6 +233,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics(cfg.Metrics, e)
+	e.sched = newScheduler(e, &cfg)
 	return e, nil
 }
 
@@ -337,6 +348,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
+	if e.sched.store != nil && !e.sched.manual {
+		e.goTracked(e.sched.loop)
+	}
 	return nil
 }
 
@@ -403,6 +417,9 @@ type StartRequest struct {
 	// alias Version was chosen by. run.created records both.
 	Origin *Origin
 	Alias  string
+	// scheduleFunc, for a schedule's run, makes the schedule's change the
+	// run's commit writes too (the slot recorded as fired).
+	scheduleFunc func(runID string) (*ScheduleChange, error)
 }
 
 // ErrIdempotencyMismatch: an idempotency key was used before for a different request.
@@ -545,6 +562,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	b.insert = true
 	b.idemKey, b.idemHash = req.IdempotencyKey, req.RequestHash
 	b.definition = toStore
+	if req.scheduleFunc != nil {
+		sch, err := req.scheduleFunc(id)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		b.schedule = sch
+	}
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input,
 		Origin: req.Origin, Alias: req.Alias, ConcurrencyKey: key}) {
 		e.mu.Unlock()

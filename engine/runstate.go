@@ -256,6 +256,7 @@ type batch struct {
 	// inline definition version to store with the run.
 	idemKey, idemHash string
 	definition        *StoredDefinition
+	schedule          *ScheduleChange // with insert: the schedule's change, in the same commit
 }
 
 func (e *Engine) newBatch(rs *runState, actor string) *batch {
@@ -354,7 +355,7 @@ func (b *batch) commit(done func(error)) {
 	}
 	rs, e := b.rs, b.e
 	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, PrevState: b.prevState, Events: b.events,
-		IdempotencyKey: b.idemKey, RequestHash: b.idemHash, Definition: b.definition}
+		IdempotencyKey: b.idemKey, RequestHash: b.idemHash, Definition: b.definition, Schedule: b.schedule}
 	if b.insert {
 		ch.Tasks = append([]Task(nil), rs.view.Tasks...)
 	} else {

@@ -150,6 +150,10 @@ type Change struct {
 	// run started with an inline definition); a version already stored
 	// under its name fails the change with ErrConflict.
 	Definition *StoredDefinition
+	// With Insert: a schedule's change written in the same transaction (a
+	// slot recorded as fired by this run), under the rules of
+	// ScheduleStore.WriteSchedule: a conflict fails the whole change.
+	Schedule *ScheduleChange
 }
 
 // StoredDefinition is a definition version as the store keeps it.

@@ -383,6 +383,11 @@ func (db *DB) applyChange(ts *txStmts, ch *engine.Change) error {
 				return constraintErr("idempotency key", err)
 			}
 		}
+		if ch.Schedule != nil {
+			if err := writeSchedule(ts.tx, ch.Schedule); err != nil {
+				return err
+			}
+		}
 		st := ts.get(stInsertTask)
 		for i := range ch.Tasks {
 			t := &ch.Tasks[i]
