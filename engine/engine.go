@@ -105,6 +105,9 @@ type Engine struct {
 
 	plans *planCache
 
+	aliases  *aliasCache    // alias lookups of "name@alias" starts
+	rollback *rollbackWatch // outcomes of aliased runs, for automatic rollback
+
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
 	ready     runHeap
@@ -161,6 +164,8 @@ func New(cfg Config) (*Engine, error) {
 		tenantFunc: cfg.TenantFunc,
 		handlers:   map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
 		plans:      newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
+		aliases:    newAliasCache(),
+		rollback:   newRollbackWatch(),
 
 		maxRunBytes:  cfg.MaxRunBytes,
 		maxAbandoned: cfg.MaxAbandoned,
@@ -262,6 +267,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.goTracked(e.workerLoop)
 	}
 	e.goTracked(e.timerLoop)
+	e.goTracked(e.rollbackLoop)
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -492,6 +498,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if req.Alias != "" && !definition.ValidName(req.Alias) {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "alias", Message: "must match [A-Za-z0-9_.-]{1,64}"}}}
 	}
+	id := NewRunID(e.clock())
+	if len(req.Definition) == 0 && isWorkflowRef(req.Workflow) {
+		// "name@alias", "name@N": the alias picks by the run's id unless
+		// it has a sticky key.
+		if err := e.resolveStart(ctx, &req, id); err != nil {
+			return nil, err
+		}
+	}
 	var plan *definition.Plan
 	var version int
 	var toStore *StoredDefinition
@@ -518,8 +532,6 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		e.mu.Unlock()
 		return nil, ErrClosed
 	}
-	now := e.clock()
-	id := NewRunID(now)
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
 	b := e.newBatchBy(rs, req.By)
 	b.insert = true
