@@ -55,7 +55,9 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	case req.Version < 0:
 		return fieldProblem("version", "must be a version number; 0 or omitted means the latest")
 	}
-	res := policy.Resource{Workflow: req.Workflow, Version: req.Version, InputSize: int64(len(req.Input))}
+	// A policy sees the definition's name; "wf@live" is a version of wf.
+	name, _, _ := strings.Cut(req.Workflow, "@")
+	res := policy.Resource{Workflow: name, Version: req.Version, InputSize: int64(len(req.Input))}
 	if hasDef {
 		res.Workflow = definitionName(req.Definition)
 	}
@@ -79,6 +81,11 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	case errors.Is(err, engine.ErrIdempotencyMismatch):
 		return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
 			"this Idempotency-Key was used for a different request; use a new key")
+	case errors.Is(err, engine.ErrAliasNotFound):
+		name, alias, _ := strings.Cut(workflow, "@")
+		q := newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no alias %q", name, alias))
+		q.Errors = []wire.FieldError{{Field: "workflow", Message: fmt.Sprintf("no alias %q of %s", alias, name)}}
+		return q
 	case errors.Is(err, engine.ErrNotFound):
 		if version > 0 {
 			return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no version %d", workflow, version))
