@@ -117,7 +117,7 @@ func (e *Engine) countOutcome(ctx context.Context, f finishedRun) error {
 	k := aliasKey{f.tenant, f.name, f.alias}
 	w := e.rollback
 	a, err := e.lookupAlias(ctx, f.tenant, f.name, f.alias)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrAliasesUnsupported) {
 		delete(w.windows, k)
 		return nil
 	}
