@@ -1,13 +1,18 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 const defs = "/api/v1/tenants/default/definitions/hello"
@@ -145,4 +150,47 @@ func TestAliases_BadInputIsRefusedAndWritesNothing(t *testing.T) {
 			is.Equal(ts.writes(t), before) // nothing written, nothing started
 		})
 	}
+}
+
+func TestAliases_AutomaticRollbackShowsItsFigures(t *testing.T) {
+	is := is.New(t)
+	boom := engine.HandlerFunc(func(context.Context, *engine.Attempt) (json.RawMessage, error) {
+		return nil, &engine.TaskError{Code: "boom", Message: "broken"}
+	})
+	ts := newServer(t, serverOptions{Handlers: map[string]engine.Handler{"boom": boom}})
+	ts.register(t, `{"name":"hello","tasks":[{"id":"a","type":"noop"}]}`)
+	ts.register(t, `{"name":"hello","tasks":[{"id":"a","type":"boom"}]}`)
+	decodeJSON(t, ts.do(t, http.MethodPut, defs+"/aliases/canary", typeJSON,
+		`{"versions":[{"version":1,"weight":50},{"version":2,"weight":50}],"sticky_key":"${workflow.input.k}",
+		  "rollback":{"window":5,"margin":0.5,"min_runs":3}}`), http.StatusCreated, &wire.Alias{})
+	pick := &engine.Alias{TenantID: "default", Name: "hello", Alias: "canary",
+		Versions: []engine.AliasTarget{{Version: 1, Weight: 50}, {Version: 2, Weight: 50}}}
+	sent := map[int]int{}
+	for i := 0; sent[1] < 3 || sent[2] < 3; i++ {
+		k := fmt.Sprintf("k%d", i)
+		v := pick.Pick([]byte(strconv.Quote(k)))
+		if sent[v] == 3 {
+			continue
+		}
+		sent[v]++
+		run := ts.startRun(t, fmt.Sprintf(`{"workflow":"hello@canary","input":{"k":%q}}`, k))
+		is.Equal(run.Version, v) // the version the key picks
+		ts.waitRun(t, run.ID, "the end", func(r *runJSON) bool { return r.State.Terminal() })
+	}
+	var a wire.Alias
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ts.getJSON(t, defs+"/aliases/canary", &a)
+		if len(a.Versions) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	is.Equal(a.Versions, []wire.AliasTarget{{Version: 1, Weight: 100}}) // rolled back to v1
+	is.Equal(a.UpdatedBy, "engine")                                     // by the engine
+	is.True(a.Rollback == nil)                                          // the policy is spent
+	is.True(a.RolledBack != nil)                                        // the figures are shown
+	is.Equal(a.RolledBack.Newer, wire.VersionOutcomes{Version: 2, Runs: 3, Failed: 3, FailureRate: 1})
+	is.Equal(a.RolledBack.Older, wire.VersionOutcomes{Version: 1, Runs: 3, Failed: 0, FailureRate: 0})
+	is.Equal(len(a.RolledBack.From), 2) // what it pointed at
 }
