@@ -180,6 +180,7 @@ func TestAliases_AutomaticRollbackShowsItsFigures(t *testing.T) {
 	var a wire.Alias
 	deadline := time.Now().Add(waitTimeout)
 	for {
+		a = wire.Alias{}
 		ts.getJSON(t, defs+"/aliases/canary", &a)
 		if len(a.Versions) == 1 || time.Now().After(deadline) {
 			break
