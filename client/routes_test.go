@@ -128,6 +128,15 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"AdminLog":       func() error { _, err := c.AdminLog(ctx, client.AdminLogQuery{Verify: true}); return err },
 			"TenantAdminLog": func() error { _, err := c.TenantAdminLog(ctx, tenant, client.AdminLogQuery{}); return err },
 			"ReloadPolicy":   func() error { _, err := c.ReloadPolicy(ctx); return err },
+			"ListVersions":   func() error { _, err := c.ListVersions(ctx, "w", 1, 10); return err },
+			"DiffVersions":   func() error { _, err := c.DiffVersions(ctx, "w", 1, 2); return err },
+			"SetAlias": func() error {
+				_, err := c.SetAlias(ctx, "w", "live", client.SetAliasRequest{Version: 1})
+				return err
+			},
+			"GetAlias":    func() error { _, err := c.GetAlias(ctx, "w", "live"); return err },
+			"ListAliases": func() error { _, err := c.ListAliases(ctx, "w"); return err },
+			"DeleteAlias": func() error { return c.DeleteAlias(ctx, "w", "live", 1) },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)
