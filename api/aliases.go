@@ -57,15 +57,11 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request, p httprout
 		return err
 	}
 	name := p.ByName("name")
-	vs, err := s.Engine.ListVersions(r.Context(), tenant, name, after, limit+1)
+	vs, next, err := s.Engine.ListVersions(r.Context(), tenant, name, after, limit)
 	if err != nil {
 		return aliasProblem(err, name, "")
 	}
-	page := wire.VersionsPage{Versions: []wire.DefinitionVersion{}}
-	if len(vs) > limit {
-		vs = vs[:limit]
-		page.NextAfter = vs[limit-1].Version
-	}
+	page := wire.VersionsPage{Versions: []wire.DefinitionVersion{}, NextAfter: next}
 	for _, d := range vs {
 		page.Versions = append(page.Versions, wire.DefinitionVersion{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
 	}

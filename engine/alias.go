@@ -312,7 +312,7 @@ func (e *Engine) SetAlias(ctx context.Context, by Caller, tenantID, name, alias 
 		a := &Alias{TenantID: tenantID, Name: name, Alias: alias, Versions: spec.Versions, StickyKey: spec.StickyKey,
 			Rollback: spec.Rollback, Revision: prev + 1, CreatedAt: now, UpdatedAt: now, UpdatedBy: by.actor()}
 		if cur != nil {
-			a.CreatedAt = cur.CreatedAt
+			a.CreatedAt, a.RolledBack = cur.CreatedAt, cur.RolledBack
 		}
 		if spec.StickyKey != "" {
 			data["sticky_key"] = spec.StickyKey

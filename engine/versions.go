@@ -17,27 +17,32 @@ import (
 const MaxVersionsPage = 1000
 
 // ListVersions returns up to limit versions of a definition name after
-// version after, oldest first, with their hashes and times but without
-// their JSON. Errors: ErrNotFound (no version of that name at all),
-// ErrAliasesUnsupported.
-func (e *Engine) ListVersions(ctx context.Context, tenantID, name string, after, limit int) ([]StoredDefinition, error) {
+// version after (limit 0 or over MaxVersionsPage: MaxVersionsPage), oldest
+// first, with their hashes and times but without their JSON, and the after
+// of the next page (0 on the last). Errors: ErrNotFound (no version of that
+// name at all), ErrAliasesUnsupported.
+func (e *Engine) ListVersions(ctx context.Context, tenantID, name string, after, limit int) (versions []StoredDefinition, nextAfter int, err error) {
 	as, err := e.aliasStore()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if limit <= 0 || limit > MaxVersionsPage {
 		limit = MaxVersionsPage
 	}
-	out, err := as.ListDefinitionVersions(ctx, tenantID, name, after, limit)
+	out, err := as.ListDefinitionVersions(ctx, tenantID, name, after, limit+1)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(out) == 0 {
 		if _, err := e.store.GetDefinition(ctx, tenantID, name, 0); err != nil {
-			return nil, fmt.Errorf("definition %s: %w", name, err)
+			return nil, 0, fmt.Errorf("definition %s: %w", name, err)
 		}
 	}
-	return out, nil
+	if len(out) > limit {
+		out = out[:limit]
+		nextAfter = out[limit-1].Version
+	}
+	return out, nextAfter, nil
 }
 
 // FieldChange is one field that differs between two versions, with its

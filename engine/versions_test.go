@@ -28,18 +28,23 @@ func TestVersions_ListAndDiff(t *testing.T) {
 		_, _, err := e.RegisterDefinition(ctx, tenant, []byte(d))
 		is.NoErr(err)
 	}
-	vs, err := e.ListVersions(ctx, tenant, "wf", 0, 0)
+	vs, next, err := e.ListVersions(ctx, tenant, "wf", 0, 0)
 	is.NoErr(err)
+	is.Equal(next, 0)                  // one page
 	is.Equal(len(vs), 2)               // both versions
 	is.Equal(vs[0].Version, 1)         // oldest first
 	is.True(len(vs[0].Hash) == 64)     // with its hash
 	is.True(vs[0].Hash != vs[1].Hash)  // which differ
 	is.True(!vs[1].CreatedAt.IsZero()) // and its time
 	is.Equal(len(vs[0].Definition), 0) // without the JSON
-	vs, err = e.ListVersions(ctx, tenant, "wf", 1, 10)
+	vs, next, err = e.ListVersions(ctx, tenant, "wf", 0, 1)
+	is.NoErr(err)
+	is.Equal(len(vs), 1) // a page of one
+	is.Equal(next, 1)    // the next starts after version 1
+	vs, _, err = e.ListVersions(ctx, tenant, "wf", 1, 10)
 	is.NoErr(err)
 	is.Equal(len(vs), 1) // after version 1: the next page
-	_, err = e.ListVersions(ctx, tenant, "nope", 0, 0)
+	_, _, err = e.ListVersions(ctx, tenant, "nope", 0, 0)
 	is.True(errors.Is(err, engine.ErrNotFound)) // an unknown name
 
 	d, err := e.DiffVersions(ctx, tenant, "wf", 1, 2)
