@@ -325,8 +325,9 @@ func (e *Engine) SetAlias(ctx context.Context, by Caller, tenantID, name, alias 
 		if err != nil {
 			return nil, err
 		}
+		e.aliases.begin(tenantID, name, alias)
 		err = as.PutAlias(ctx, a, prev, ev)
-		e.aliases.forget(tenantID, name, alias)
+		e.aliases.end(tenantID, name, alias)
 		if errors.Is(err, ErrConflict) && spec.Revision == 0 && try < 3 {
 			continue // a concurrent change: decide again on what it left
 		}
@@ -394,8 +395,9 @@ func (e *Engine) DeleteAlias(ctx context.Context, by Caller, tenantID, name, ali
 	if err != nil {
 		return err
 	}
+	e.aliases.begin(tenantID, name, alias)
 	err = as.DeleteAlias(ctx, tenantID, name, alias, cur.Revision, ev)
-	e.aliases.forget(tenantID, name, alias)
+	e.aliases.end(tenantID, name, alias)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/matryer/is"
@@ -259,4 +260,36 @@ func TestAlias_BadInputIsRefusedAndWritesNothing(t *testing.T) {
 	log, err := db.ListAdmin(ctx, engine.AdminFilter{TenantID: tenant})
 	is.NoErr(err)
 	is.Equal(len(log), 0) // nothing recorded
+}
+
+func FuzzParseWorkflowRef(f *testing.F) {
+	for _, s := range []string{"wf", "wf@3", "wf@latest", "wf@live", "wf@", "@x", "wf@0", "wf@a@b", "w f@x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := engine.ParseWorkflowRef("workflow", s)
+		if err != nil {
+			var fe *engine.FieldError
+			if !errors.As(err, &fe) || fe.Field != "workflow" {
+				t.Fatalf("%q: %v, want a field error naming workflow", s, err)
+			}
+			return
+		}
+		if r.Version < 0 || (r.Version > 0 && r.Alias != "") {
+			t.Fatalf("%q: version %d and alias %q", s, r.Version, r.Alias)
+		}
+		if r.Alias != "" && engine.ValidAliasName(r.Alias) != "" {
+			t.Fatalf("%q: alias %q is not a valid alias name", s, r.Alias)
+		}
+		want := r.Name
+		switch {
+		case r.Alias != "":
+			want += "@" + r.Alias
+		case r.Version > 0:
+			want += fmt.Sprintf("@%d", r.Version)
+		}
+		if want != s && want+"@latest" != s && (r.Version == 0 || !strings.HasPrefix(s, r.Name+"@0")) {
+			t.Fatalf("%q parsed as %+v", s, r)
+		}
+	})
 }

@@ -32,17 +32,34 @@ type aliasEntry struct {
 	at time.Time
 }
 
-// aliasCache caches alias lookups. It is safe for concurrent use.
+// aliasCache caches alias lookups. It is safe for concurrent use. A change
+// of an alias runs between begin and end: meanwhile lookups of it read the
+// store, and no lookup that read the store before the change ends caches
+// what it read, so that once a change is durable no start gets the alias as
+// it was before.
 type aliasCache struct {
-	mu sync.Mutex // protects m
-	m  map[aliasKey]aliasEntry
+	mu       sync.Mutex // protects the fields below
+	m        map[aliasKey]aliasEntry
+	gen      uint64 // bumped when a change begins and ends
+	changing int    // changes begun and not ended
 }
 
 func newAliasCache() *aliasCache { return &aliasCache{m: map[aliasKey]aliasEntry{}} }
 
-// forget drops what the cache holds of an alias.
-func (c *aliasCache) forget(tenant, name, alias string) {
+// begin marks a change of an alias as under way.
+func (c *aliasCache) begin(tenant, name, alias string) {
 	c.mu.Lock()
+	c.changing++
+	c.gen++
+	delete(c.m, aliasKey{tenant, name, alias})
+	c.mu.Unlock()
+}
+
+// end marks the change begin marked as over, whatever its outcome.
+func (c *aliasCache) end(tenant, name, alias string) {
+	c.mu.Lock()
+	c.changing--
+	c.gen++
 	delete(c.m, aliasKey{tenant, name, alias})
 	c.mu.Unlock()
 }
@@ -52,9 +69,11 @@ func (c *aliasCache) forget(tenant, name, alias string) {
 func (e *Engine) lookupAlias(ctx context.Context, tenantID, name, alias string) (*Alias, error) {
 	k := aliasKey{tenantID, name, alias}
 	now := time.Now()
-	e.aliases.mu.Lock()
-	ent, ok := e.aliases.m[k]
-	e.aliases.mu.Unlock()
+	c := e.aliases
+	c.mu.Lock()
+	ent, ok := c.m[k]
+	gen := c.gen
+	c.mu.Unlock()
 	if !ok || now.Sub(ent.at) > aliasCacheTTL {
 		as, err := e.aliasStore()
 		if err != nil {
@@ -65,12 +84,14 @@ func (e *Engine) lookupAlias(ctx context.Context, tenantID, name, alias string) 
 			return nil, err
 		}
 		ent = aliasEntry{a: a, at: now}
-		e.aliases.mu.Lock()
-		if len(e.aliases.m) >= maxAliasCache {
-			clear(e.aliases.m)
+		c.mu.Lock()
+		if c.gen == gen && c.changing == 0 {
+			if len(c.m) >= maxAliasCache {
+				clear(c.m)
+			}
+			c.m[k] = ent
 		}
-		e.aliases.m[k] = ent
-		e.aliases.mu.Unlock()
+		c.mu.Unlock()
 	}
 	if ent.a == nil {
 		return nil, fmt.Errorf("%s@%s: %w", name, alias, ErrAliasNotFound)

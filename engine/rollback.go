@@ -210,8 +210,9 @@ func (e *Engine) rollBack(ctx context.Context, a *Alias, newer, older VersionOut
 	if err != nil {
 		return err
 	}
+	e.aliases.begin(a.TenantID, a.Name, a.Alias)
 	err = as.PutAlias(ctx, &next, a.Revision, ev)
-	e.aliases.forget(a.TenantID, a.Name, a.Alias)
+	e.aliases.end(a.TenantID, a.Name, a.Alias)
 	delete(e.rollback.windows, aliasKey{a.TenantID, a.Name, a.Alias})
 	if errors.Is(err, ErrConflict) {
 		return nil // changed meanwhile: the new setting counts afresh
