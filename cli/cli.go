@@ -27,7 +27,7 @@ var Commands = []string{"workflows", "definitions", "events", "dag", "health", "
 // Usage is the one-line summary of each command, for the binary's help.
 var Usage = map[string]string{
 	"workflows":   "workflows start|list|get|watch|explain|pause|resume|cancel|retry: runs on a server",
-	"definitions": "definitions register|list: workflow definitions on a server",
+	"definitions": "definitions register|list|versions|diff|alias set|alias get|alias list|alias delete: workflow definitions, their versions and aliases on a server",
 	"events":      "events RUN_ID: a run's history as a timeline",
 	"dag":         "dag validate FILE: validate a definition on a server",
 	"health":      "health: exit 0 when the server and its database answer (a container health check)",
@@ -67,6 +67,9 @@ func Run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 			return 2
 		}
 		sub, args = args[0], args[1:]
+		if cmd == "definitions" && sub == "alias" && len(args) > 0 {
+			sub, args = "alias "+args[0], args[1:] // definitions alias set|get|list|delete
+		}
 	}
 	c, ok := commands[cmd+" "+sub]
 	if !ok {

@@ -173,6 +173,15 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 				return err
 			},
 			"ScheduleEvents": func() error { _, err := c.ScheduleEvents(ctx, "s1", "", 0, ""); return err },
+			"ListVersions":   func() error { _, err := c.ListVersions(ctx, "w", 1, 10); return err },
+			"DiffVersions":   func() error { _, err := c.DiffVersions(ctx, "w", 1, 2); return err },
+			"SetAlias": func() error {
+				_, err := c.SetAlias(ctx, "w", "live", client.SetAliasRequest{Version: 1})
+				return err
+			},
+			"GetAlias":    func() error { _, err := c.GetAlias(ctx, "w", "live"); return err },
+			"ListAliases": func() error { _, err := c.ListAliases(ctx, "w"); return err },
+			"DeleteAlias": func() error { return c.DeleteAlias(ctx, "w", "live", 1) },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)

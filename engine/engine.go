@@ -138,6 +138,9 @@ type Engine struct {
 	plans *planCache
 	sched *scheduler
 
+	aliases  *aliasCache    // alias lookups of "name@alias" starts
+	rollback *rollbackWatch // outcomes of aliased runs, for automatic rollback
+
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
 	ready     runHeap
@@ -212,6 +215,8 @@ func New(cfg Config) (*Engine, error) {
 		defQuotas:  TenantQuotas{}.Over(cfg.DefaultQuotas),
 		handlers:   map[string]Handler{definition.TypeNoop: HandlerFunc(noop)},
 		plans:      newPlanCache(cfg.MaxPlans, cfg.MaxPlanBytes),
+		aliases:    newAliasCache(),
+		rollback:   newRollbackWatch(),
 
 		maxRunBytes:  cfg.MaxRunBytes,
 		maxAbandoned: cfg.MaxAbandoned,
@@ -345,6 +350,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.goTracked(e.admitLoop)
 	e.kickAdmit()
+	e.goTracked(e.rollbackLoop)
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -503,6 +509,14 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
 			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
 	}
+	id := NewRunID(e.clock())
+	if len(req.Definition) == 0 && isWorkflowRef(req.Workflow) {
+		// "name@alias", "name@N": the alias picks by the run's id unless
+		// it has a sticky key.
+		if err := e.resolveStart(ctx, &req, id); err != nil {
+			return nil, err
+		}
+	}
 	var plan *definition.Plan
 	var version int
 	var toStore *StoredDefinition
@@ -544,8 +558,6 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		e.limits.giveBack(reservation)
 		return nil, ErrClosed
 	}
-	now := e.clock()
-	id := NewRunID(now)
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
 	rs.view.Run.Workflow, rs.ckey = plan.Def.Name, key
 	adm, err := e.admit(rs, quotas)
@@ -566,6 +578,7 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		sch, err := req.scheduleFunc(id)
 		if err != nil {
 			e.mu.Unlock()
+			e.limits.giveBack(reservation)
 			return nil, err
 		}
 		b.schedule = sch

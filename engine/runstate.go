@@ -397,6 +397,7 @@ func (b *batch) commit(done func(error)) {
 // release forgets a finished run once nothing about it is in flight.
 func (e *Engine) release(rs *runState) {
 	if rs.view.Run.State.Terminal() && rs.commits == 0 && e.runs[rs.id] == rs {
+		e.aliasRunEnded(&rs.view.Run)
 		e.forget(rs)
 		delete(e.fails.runs, rs.id)
 	}

@@ -252,9 +252,10 @@ var ErrAliasUnavailable = errors.New("aliases cannot be resolved on this server"
 
 // resolveWorkflowRef turns a schedule's workflow reference into the
 // definition version a run starts with (0 = the latest) and the alias it
-// was chosen by. It is the one place schedules resolve references: aliases
-// go through the engine's alias resolution (AliasFunc). Errors: ErrNotFound
-// for a name or version not stored, ErrAliasUnavailable.
+// was chosen by. It is the one place schedules resolve references: an
+// alias goes through AliasFunc when one is set, else it is left to the
+// start (StartRun resolves name@alias itself). Errors: ErrNotFound for a
+// name or version not stored.
 func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref, runKey string) (name string, version int, alias string, err error) {
 	name, version, alias, err = parseWorkflowRef(ref)
 	if err != nil {
@@ -262,7 +263,9 @@ func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref, runKey s
 	}
 	if alias != "" {
 		if e.sched.aliasFunc == nil {
-			return "", 0, "", fmt.Errorf("workflow %q: %w", ref, ErrAliasUnavailable)
+			// The start resolves "name@alias" itself (StartRun), by the
+			// run's id or the alias's sticky key over the rendered input.
+			return ref, 0, "", nil
 		}
 		if version, err = e.sched.aliasFunc(ctx, tenantID, name, alias, runKey); err != nil {
 			return "", 0, "", fmt.Errorf("workflow %q: %w", ref, err)

@@ -606,3 +606,22 @@ func TestSchedule_DSTSpringForwardSkipsTheTimeThatDoesNotExist(t *testing.T) {
 	is.Equal(next[0].Slot.In(ny).Format("2006-01-02 15:04 MST"), "2026-03-09 02:30 EDT") // 2026-03-08 02:30 does not exist
 	is.Equal(next[1].Slot.In(ny).Format("2006-01-02 15:04 MST"), "2026-03-10 02:30 EDT")
 }
+
+// A schedule naming wf@alias starts each slot's run with the version the
+// alias picks, and the run records the alias.
+func TestSchedule_WorkflowByAlias(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newSchedEnv(t, t0)
+	_, _, err := env.e.RegisterDefinition(t.Context(), "default", []byte(`{"name":"wf","tasks":[{"id":"b","type":"noop"}]}`))
+	is.NoErr(err) // wf v2
+	_, err = env.e.SetAlias(t.Context(), engine.Caller{}, "default", "wf", "live", engine.AliasSpec{Versions: []engine.AliasTarget{{Version: 1, Weight: 100}}})
+	is.NoErr(err)
+	_, err = env.e.CreateSchedule(t.Context(), engine.Caller{}, "default", "al", engine.ScheduleSpec{Cron: "*/10 * * * * *", Workflow: "wf@live"})
+	is.NoErr(err)
+	env.tick(t, 10*time.Second)
+	runs := env.runs(t, "al")
+	is.Equal(len(runs), 1)          // the slot fired
+	is.Equal(runs[0].Version, 1)    // the alias's version, not the latest
+	is.Equal(runs[0].Alias, "live") // recorded
+}
