@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,12 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/retention"
 	"github.com/orchestrator/orchestrator/store"
 )
 
 const (
-	archiveUsage = "archive run|verify FILE: remove finished runs older than RETENTION into archives, or check an archive (against the database unless --offline)"
+	archiveUsage = "archive run|verify FILE: remove finished runs past their tenant's retention_days or RETENTION into archives, or check an archive (against the database unless --offline)"
 	// archiveDirName is the archive directory beside the database unless
 	// ARCHIVE_DIR names another.
 	archiveDirName = "archives"
@@ -39,22 +41,32 @@ func archiveDir(c *config) string {
 	return filepath.Join(filepath.Dir(c.databasePath), archiveDirName)
 }
 
-// newRetention is the retention service of the settings on db: RETENTION
-// for every tenant.
-func newRetention(c *config, db *store.DB, interval time.Duration) (*retention.Service, error) {
+// newRetention is the retention service of the settings on db: each
+// tenant's retention_days, else RETENTION. tenant reads a tenant (nil: from
+// db).
+func newRetention(c *config, db *store.DB, interval time.Duration,
+	tenant func(ctx context.Context, id string) (*engine.Tenant, error)) (*retention.Service, error) {
 	keep := c.retention
+	if tenant == nil {
+		tenant = db.GetTenant
+	}
 	return retention.New(retention.Config{Store: db, Dir: archiveDir(c), Interval: interval, Logger: c.logger,
-		Retention: func(context.Context, string) (time.Duration, error) { return keep, nil }})
+		Retention: func(ctx context.Context, id string) (time.Duration, error) {
+			t, err := tenant(ctx, id)
+			if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrTenantNotFound) {
+				return keep, nil // runs of a tenant never registered: the server's retention
+			}
+			if err != nil {
+				return 0, err
+			}
+			return t.Settings.Retention(keep), nil
+		}})
 }
 
-// startRetention starts the server's periodic retention, or returns nil when
-// RETENTION is 0 (runs are kept forever).
-func startRetention(c *config, db *store.DB) (*retention.Service, error) {
-	if c.retention == 0 {
-		c.logger.Info("retention off: finished runs are kept")
-		return nil, nil
-	}
-	s, err := newRetention(c, db, c.retentionEvery)
+// startRetention starts the server's periodic retention. With RETENTION 0
+// only tenants that set their own retention_days lose runs.
+func startRetention(c *config, db *store.DB, tenant func(ctx context.Context, id string) (*engine.Tenant, error)) (*retention.Service, error) {
+	s, err := newRetention(c, db, c.retentionEvery, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -76,15 +88,12 @@ func archiveCmd(fs *flag.FlagSet) func(context.Context, *config, []string, io.Wr
 		}
 		switch {
 		case len(args) == 1 && args[0] == "run":
-			if c.retention == 0 {
-				return usageError(stderr, archiveUsage, "RETENTION (--retention) is 0: nothing would be removed")
-			}
 			db, err := openForWrite(ctx, c)
 			if err != nil {
 				return fail(err)
 			}
 			defer db.Close()
-			s, err := newRetention(c, db, 0)
+			s, err := newRetention(c, db, 0, nil)
 			if err != nil {
 				return fail(err)
 			}

@@ -18,9 +18,18 @@ func TestCommand_ArchiveRunAndVerify(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
 	ids := makeRuns(t, db, 4)
-	code, out, errOut := runCmd("archive", "run", "--database-url", db)
-	is.Equal(code, 2) // without a retention nothing would go: refused
-	is.True(strings.Contains(errOut, "RETENTION"))
+	code, out, _ := runCmd("archive", "run", "--database-url", db)
+	is.Equal(code, 0)
+	is.True(strings.Contains(out, "0 runs removed")) // without a retention nothing goes
+
+	code, _, errOut := runCmd("tenants", "update", "default", "--retention-days", "-1", "--database-url", db)
+	is.Equal(errOut, "")
+	is.Equal(code, 0)
+	code, out, _ = runCmd("archive", "run", "--database-url", db, "--retention", "1ns")
+	is.Equal(code, 0)
+	is.True(strings.Contains(out, "0 runs removed")) // the tenant keeps its runs forever, whatever RETENTION says
+	code, _, _ = runCmd("tenants", "update", "default", "--retention-days", "0", "--database-url", db)
+	is.Equal(code, 0) // back to the server's retention
 
 	code, out, errOut = runCmd("archive", "run", "--database-url", db, "--retention", "1ns")
 	is.Equal(errOut, "")

@@ -215,7 +215,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		return err
 	}
 	defer checkpoints.Stop()
-	retainer, err := startRetention(c, db)
+	retainer, err := startRetention(c, db, keys.Tenant)
 	if err != nil {
 		eng.Stop(context.Background())
 		return err

@@ -165,3 +165,23 @@ func TestQuotasAPI_PatchChangesOnlyTheQuotasGiven(t *testing.T) {
 	is.True(strings.Contains(string(data["previous_settings"]), `"max_active_runs":3`)) // the old value
 	is.True(strings.Contains(string(data["settings"]), `"max_active_runs":-1`))         // and the new
 }
+
+// A tenant's retention_days is set and changed alone, and a value out of
+// range is refused naming it.
+func TestTenantsAPI_RetentionDays(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := quotaServer(t, `{"max_active_runs":3}`, "queue")
+	hdr := map[string]string{"Content-Type": typeJSON}
+	var tn wire.Tenant
+	decodeJSON(t, ts.request(t, "PATCH", "/api/v1/tenants/acme", `{"settings":{"retention_days":90}}`, hdr), http.StatusOK, &tn)
+	is.Equal(tn.Settings.RetentionDays, 90)       // set
+	is.Equal(tn.Settings.Quotas.MaxActiveRuns, 3) // and the quotas stay
+	for _, bad := range []string{"-2", "36501"} {
+		p := problemOf(t, ts.request(t, "PATCH", "/api/v1/tenants/acme", `{"settings":{"retention_days":`+bad+`}}`, hdr),
+			http.StatusBadRequest, wire.CodeInvalidRequest)
+		is.Equal(fieldOf(t, p), "settings.retention_days") // named
+	}
+	ts.getJSON(t, "/api/v1/tenants/acme", &tn)
+	is.Equal(tn.Settings.RetentionDays, 90) // nothing changed by the refusals
+}

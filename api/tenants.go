@@ -40,7 +40,7 @@ func wireTenant(t *engine.Tenant) wire.Tenant {
 	return wire.Tenant{ID: t.ID, Name: t.Name, State: wire.TenantState(t.State),
 		Settings: wire.TenantSettings{AllowExec: t.Settings.AllowExec, Quotas: wire.TenantQuotas{
 			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
-			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}},
+			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}, RetentionDays: t.Settings.RetentionDays},
 		Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 }
 
@@ -127,7 +127,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ httprout
 		q := req.Settings.Quotas
 		settings = engine.TenantSettings{AllowExec: req.Settings.AllowExec, Quotas: engine.TenantQuotas{
 			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
-			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}}
+			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}, RetentionDays: req.Settings.RetentionDays}
 	}
 	t, err := a.CreateTenant(r.Context(), principalOf(r), req.ID, req.Name, settings)
 	if errors.Is(err, engine.ErrConflict) {
@@ -174,7 +174,8 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p httprout
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
-	settingsChange := req.Settings != nil && (req.Settings.AllowExec != nil || req.Settings.Quotas != nil)
+	settingsChange := req.Settings != nil && (req.Settings.AllowExec != nil || req.Settings.Quotas != nil ||
+		req.Settings.RetentionDays != nil)
 	if req.Name == nil && !settingsChange {
 		return fieldProblem("name", "give name or settings: nothing to change")
 	}
@@ -191,6 +192,9 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p httprout
 			settings.AllowExec = *req.Settings.AllowExec
 		}
 		settings.Quotas = changeQuotas(settings.Quotas, req.Settings.Quotas)
+		if req.Settings.RetentionDays != nil {
+			settings.RetentionDays = *req.Settings.RetentionDays
+		}
 		c.Settings = &settings
 	}
 	t, err := a.UpdateTenant(r.Context(), by, id, c)

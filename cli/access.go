@@ -159,8 +159,9 @@ func tenantCreateCmd(a *accessEnv) func([]string) error {
 	name := a.fs.String("name", "", "display name (default the id)")
 	exec := a.fs.Bool("allow-exec", false, "allow the tenant's definitions to use exec tasks (the server's ENABLE_EXEC must be on too)")
 	quotas := newQuotaFlags(a.fs)
+	retention := a.fs.Int("retention-days", 0, "days the tenant's finished runs stay live before they are archived (0: the server's RETENTION, -1: forever)")
 	return func(args []string) error {
-		s := engine.TenantSettings{AllowExec: *exec}
+		s := engine.TenantSettings{AllowExec: *exec, RetentionDays: *retention}
 		quotas.apply(a.fs, &s.Quotas)
 		t, err := a.admin.CreateTenant(a.ctx, a.by, args[0], *name, s)
 		if err != nil {
@@ -209,6 +210,9 @@ func tenantGetCmd(a *accessEnv) func([]string) error {
 			if q := quotaLine(t.Settings.Quotas); q != "" {
 				fmt.Fprintf(w, "\nquotas: %s\n", q)
 			}
+			if d := t.Settings.RetentionDays; d != 0 {
+				fmt.Fprintf(w, "retention_days: %d\n", d)
+			}
 		})
 	}
 }
@@ -217,13 +221,14 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 	name := a.fs.String("name", "", "new display name")
 	exec := a.fs.Bool("allow-exec", false, "allow (true) or forbid (false) exec tasks")
 	quotas := newQuotaFlags(a.fs)
+	retention := a.fs.Int("retention-days", 0, "days the tenant's finished runs stay live (0: the server's RETENTION, -1: forever)")
 	return func(args []string) error {
 		var c engine.TenantChange
 		a.fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
 			case "name":
 				c.Name = name
-			case "allow-exec":
+			case "allow-exec", "retention-days":
 				c.Settings = &engine.TenantSettings{}
 			}
 			if isQuotaFlag(f.Name) {
@@ -231,7 +236,7 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 			}
 		})
 		if c.Name == nil && c.Settings == nil {
-			return &engine.FieldError{Field: "name", Reason: "give --name, --allow-exec or a quota flag: nothing to change"}
+			return &engine.FieldError{Field: "name", Reason: "give --name, --allow-exec, --retention-days or a quota flag: nothing to change"}
 		}
 		if c.Settings != nil {
 			cur, err := a.admin.GetTenant(a.ctx, a.by, args[0])
@@ -240,8 +245,11 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 			}
 			s := cur.Settings
 			a.fs.Visit(func(f *flag.Flag) {
-				if f.Name == "allow-exec" {
+				switch f.Name {
+				case "allow-exec":
 					s.AllowExec = *exec
+				case "retention-days":
+					s.RetentionDays = *retention
 				}
 			})
 			quotas.apply(a.fs, &s.Quotas)

@@ -77,6 +77,38 @@ type TenantSettings struct {
 	// Quotas bound the tenant's starts and runs; a field left 0 takes the
 	// server's default (Config.DefaultQuotas).
 	Quotas TenantQuotas `json:"quotas,omitzero"`
+	// RetentionDays is how long the tenant's finished runs stay live
+	// before retention archives and removes them: 0 takes the server's
+	// RETENTION, Unlimited (-1) keeps them forever.
+	RetentionDays int `json:"retention_days,omitempty"`
+}
+
+// MaxRetentionDays bounds TenantSettings.RetentionDays: about a hundred
+// years.
+const MaxRetentionDays = 36_500
+
+// Validate reports settings a tenant cannot have, naming the field under
+// prefix (e.g. "settings.").
+func (s *TenantSettings) Validate(prefix string) error {
+	if err := s.Quotas.Validate(prefix+"quotas.", false); err != nil {
+		return err
+	}
+	if s.RetentionDays < Unlimited || s.RetentionDays > MaxRetentionDays {
+		return &FieldError{Field: prefix + "retention_days", Reason: fmt.Sprintf("%d: want 1..%d days, 0 for the server's retention or -1 to keep runs forever", s.RetentionDays, MaxRetentionDays)}
+	}
+	return nil
+}
+
+// Retention is how long the tenant's finished runs stay live, given the
+// server's default: 0 keeps them forever.
+func (s *TenantSettings) Retention(serverDefault time.Duration) time.Duration {
+	switch {
+	case s.RetentionDays == Unlimited:
+		return 0
+	case s.RetentionDays > 0:
+		return time.Duration(s.RetentionDays) * 24 * time.Hour
+	}
+	return serverDefault
 }
 
 // Tenant is a registered tenant. Everything stored carries a tenant id.

@@ -125,7 +125,7 @@ func (a *Admin) CreateTenant(ctx context.Context, by *Principal, id, name string
 	if err := validTenantName(name); err != nil {
 		return nil, err
 	}
-	if err := s.Quotas.Validate("settings.quotas.", false); err != nil {
+	if err := s.Validate("settings."); err != nil {
 		return nil, err
 	}
 	now := a.now()
@@ -192,7 +192,7 @@ func (a *Admin) UpdateTenant(ctx context.Context, by *Principal, id string, c Te
 		}
 	}
 	if c.Settings != nil {
-		if err := c.Settings.Quotas.Validate("settings.quotas.", false); err != nil {
+		if err := c.Settings.Validate("settings."); err != nil {
 			return nil, err
 		}
 	}

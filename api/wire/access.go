@@ -25,6 +25,9 @@ type TenantSettings struct {
 	AllowExec bool `json:"allow_exec"`
 	// Quotas bound the tenant's starts and runs (see TenantQuotas).
 	Quotas TenantQuotas `json:"quotas"`
+	// RetentionDays is how long the tenant's finished runs stay live: 0
+	// takes the server's RETENTION, -1 keeps them forever.
+	RetentionDays int `json:"retention_days,omitempty"`
 }
 
 // TenantQuotas are a tenant's quotas. A field left out or 0 takes the
@@ -80,8 +83,9 @@ type UpdateTenantRequest struct {
 
 // SettingsChange changes some of a tenant's settings; fields left out stay.
 type SettingsChange struct {
-	AllowExec *bool         `json:"allow_exec,omitempty"`
-	Quotas    *QuotasChange `json:"quotas,omitempty"`
+	AllowExec     *bool         `json:"allow_exec,omitempty"`
+	Quotas        *QuotasChange `json:"quotas,omitempty"`
+	RetentionDays *int          `json:"retention_days,omitempty"`
 }
 
 // Role is what a key may do.
