@@ -223,8 +223,9 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
+	trig := &engine.Triggers{Store: db, Engine: eng}
 	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
-		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
+		Keys: keys, Admin: admin, Triggers: trig, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
 	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
 		eng.Stop(context.Background())
 		return err

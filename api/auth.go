@@ -162,6 +162,10 @@ type Permission string
 const (
 	PermPublic        Permission = "public"        // no key needed: GET /health
 	PermAuthenticated Permission = "authenticated" // any valid key, any role: the OpenAPI document
+	// PermSigned: no key is asked for or read (an Authorization header is
+	// the webhook's own bearer secret); the webhook's signature is the
+	// credential, which the handler verifies before it writes anything.
+	PermSigned Permission = "signed"
 
 	PermServerMetrics    = Permission(engine.ActionServerMetrics)    // GET /metrics (public with MetricsPublic)
 	PermTenantsManage    = Permission(engine.ActionTenantsManage)    // create, list, update, suspend, resume tenants
@@ -177,12 +181,14 @@ const (
 	PermEventsRead       = Permission(engine.ActionEventsRead)       // a run's history, the tenant's audit query
 	PermMetricsRead      = Permission(engine.ActionMetricsRead)      // a run's metrics
 	PermWorkersPoll      = Permission(engine.ActionWorkersPoll)      // poll, heartbeat, complete, fail as an external worker
+	PermTriggersWrite    = Permission(engine.ActionTriggersWrite)    // create, change, delete webhooks and stream triggers
+	PermTriggersRead     = Permission(engine.ActionTriggersRead)     // read webhooks and stream triggers
 )
 
 // Permissions lists every permission a route may need: PermPublic,
 // PermAuthenticated and every action of the role table.
 func Permissions() []Permission {
-	out := []Permission{PermPublic, PermAuthenticated}
+	out := []Permission{PermPublic, PermAuthenticated, PermSigned}
 	for _, a := range engine.Actions() {
 		out = append(out, Permission(a))
 	}

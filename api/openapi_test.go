@@ -335,6 +335,15 @@ var wireSchemas = []struct {
 	{"UpdateTenantRequest", reflect.TypeFor[wire.UpdateTenantRequest](), true},
 	{"SettingsChange", reflect.TypeFor[wire.SettingsChange](), true},
 	{"CreateKeyRequest", reflect.TypeFor[wire.CreateKeyRequest](), true},
+	{"Trigger", reflect.TypeFor[wire.Trigger](), false},
+	{"TriggersPage", reflect.TypeFor[wire.TriggersPage](), false},
+	{"TriggerStatus", reflect.TypeFor[wire.TriggerStatus](), false},
+	{"Delivery", reflect.TypeFor[wire.Delivery](), false},
+	{"WebhookConfig", reflect.TypeFor[wire.WebhookConfig](), true},
+	{"NATSConfig", reflect.TypeFor[wire.NATSConfig](), true},
+	{"KafkaConfig", reflect.TypeFor[wire.KafkaConfig](), true},
+	{"CreateTriggerRequest", reflect.TypeFor[wire.CreateTriggerRequest](), true},
+	{"UpdateTriggerRequest", reflect.TypeFor[wire.UpdateTriggerRequest](), true},
 }
 
 // jsonField is one member of a Go type's JSON object.

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	t.Run("ListEvents", func(t *testing.T) { t.Parallel(); testListEvents(t, open) })
 	t.Run("StreamEvents", func(t *testing.T) { t.Parallel(); testStreamEvents(t, open) })
 	t.Run("Audit", func(t *testing.T) { t.Parallel(); testAudit(t, open) })
+	t.Run("Triggers", func(t *testing.T) { t.Parallel(); testTriggers(t, open) })
 	t.Run("PingAndHealth", func(t *testing.T) { t.Parallel(); testPingAndHealth(t, open) })
 }
 
