@@ -223,7 +223,14 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
-	trig := &engine.Triggers{Store: db, Engine: eng}
+	trig, consumers, err := startTriggers(ctx, db, eng, set, log)
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	// Consumers stop before the engine: a message whose run is not durable
+	// is not acknowledged, and is redelivered to the next start.
+	defer consumers.Stop()
 	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
 		Keys: keys, Admin: admin, Triggers: trig, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
 	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
@@ -270,6 +277,7 @@ wait:
 	// is for running attempts and must not be spent waiting on HTTP.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Shutdown(grace) }()
+	consumers.Stop()
 	if err := eng.Stop(grace); err != nil {
 		log.Warn("engine stop", "err", err)
 	}

@@ -79,7 +79,7 @@ func (s *Server) wireTrigger(t *engine.Trigger, secret string) wire.Trigger {
 	if t.Kind.Stream() {
 		if st := s.Triggers.Status(t.TenantID, t.Name); st != nil {
 			w.Status = &wire.TriggerStatus{Connected: st.Connected, Lag: st.Lag, LastError: st.LastError,
-				LastErrorAt: st.LastErrorAt, Messages: st.Messages, RunsStarted: st.RunsStarted}
+				LastErrorAt: st.LastErrorAt, Messages: st.Messages, RunsStarted: st.RunsStarted, Errors: st.Errors}
 		}
 	}
 	return w

@@ -164,6 +164,7 @@ type TriggerStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Messages    int64     `json:"messages"`     // messages consumed since the process started
 	RunsStarted int64     `json:"runs_started"` // of which started a run (not a repeat)
+	Errors      int64     `json:"errors"`       // failures: of the connection, and messages refused
 }
 
 // TriggerStore keeps triggers. Every change takes the AdminEvent that

@@ -39,6 +39,7 @@ type TriggerStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Messages    int64     `json:"messages"`     // consumed since the server started
 	RunsStarted int64     `json:"runs_started"` // of which started a run (not a repeat)
+	Errors      int64     `json:"errors"`       // failures of the connection, and messages refused
 }
 
 // Trigger is a webhook or stream trigger as the API shows it. Its secret

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/triggers"
+	"github.com/orchestrator/orchestrator/triggers/natstrigger"
+)
+
+// startTriggers wires webhooks and stream triggers: engine.Triggers over the
+// store, and the manager that runs a consumer per enabled NATS or Kafka
+// trigger, told of every change at once.
+func startTriggers(ctx context.Context, db *store.DB, eng *engine.Engine, set *metrics.Set, log *slog.Logger) (*engine.Triggers, *triggers.Manager, error) {
+	trig := &engine.Triggers{Store: db, Engine: eng}
+	m := &triggers.Manager{Triggers: trig, Logger: log, Metrics: set, Consumers: map[engine.TriggerKind]triggers.Consumer{
+		engine.TriggerNATS: &natstrigger.Consumer{},
+	}}
+	trig.StatusFunc, trig.ChangedFunc = m.Status, m.Nudge
+	if err := m.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	return trig, m, nil
+}
