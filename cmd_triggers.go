@@ -9,6 +9,7 @@ import (
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/triggers"
+	"github.com/orchestrator/orchestrator/triggers/kafkatrigger"
 	"github.com/orchestrator/orchestrator/triggers/natstrigger"
 )
 
@@ -18,7 +19,8 @@ import (
 func startTriggers(ctx context.Context, db *store.DB, eng *engine.Engine, set *metrics.Set, log *slog.Logger) (*engine.Triggers, *triggers.Manager, error) {
 	trig := &engine.Triggers{Store: db, Engine: eng}
 	m := &triggers.Manager{Triggers: trig, Logger: log, Metrics: set, Consumers: map[engine.TriggerKind]triggers.Consumer{
-		engine.TriggerNATS: &natstrigger.Consumer{},
+		engine.TriggerNATS:  &natstrigger.Consumer{},
+		engine.TriggerKafka: &kafkatrigger.Consumer{},
 	}}
 	trig.StatusFunc, trig.ChangedFunc = m.Status, m.Nudge
 	if err := m.Start(ctx); err != nil {

@@ -3,7 +3,6 @@ package natstrigger_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/orchestrator/orchestrator/store"
 	"github.com/orchestrator/orchestrator/triggers"
 	"github.com/orchestrator/orchestrator/triggers/natstrigger"
+	"github.com/orchestrator/orchestrator/triggers/triggertest"
 )
 
 // startNATS runs a nats-server with JetStream on a temporary directory,
@@ -35,68 +35,23 @@ func startNATS(t testing.TB) *server.Server {
 	return ns
 }
 
-// world is a store, an engine and its triggers, with the definition onmsg.
-type world struct {
-	db  *store.DB
-	eng *engine.Engine
-	ts  *engine.Triggers
-}
-
 func newWorld(t testing.TB) *world {
-	t.Helper()
-	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "t.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	eng, err := engine.New(engine.Config{Store: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Stop(context.Background()) })
-	if _, _, err := eng.RegisterDefinition(ctx, "default", []byte(`{"name":"onmsg","tasks":[{"id":"a","type":"noop"}]}`)); err != nil {
-		t.Fatal(err)
-	}
-	return &world{db: db, eng: eng, ts: &engine.Triggers{Store: db, Engine: eng}}
+	w := triggertest.NewWorld(t)
+	return &world{db: w.DB, ts: w.Triggers}
 }
 
-// runs returns the inputs of every run the trigger started, by origin ref.
+type world struct {
+	db *store.DB
+	ts *engine.Triggers
+}
+
 func (w *world) runs(t testing.TB, name string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	f := engine.RunFilter{TenantID: "default", OriginKind: engine.OriginNATS, OriginID: name, Limit: engine.MaxPage}
-	for {
-		page, next, err := w.db.ListRuns(context.Background(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range page {
-			if _, dup := out[r.Origin.Ref]; dup {
-				t.Errorf("two runs of message %s", r.Origin.Ref)
-			}
-			out[r.Origin.Ref] = r.ID
-		}
-		if next == nil {
-			return out
-		}
-		f.Cursor = next
-	}
+	return triggertest.Runs(t, w.db, engine.OriginNATS, name)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	triggertest.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func TestNATS_OneRunPerMessageAckedOnlyOnceDurable(t *testing.T) {
