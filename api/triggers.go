@@ -71,7 +71,7 @@ func (s *Server) wireTrigger(t *engine.Trigger, secret string) wire.Trigger {
 		w.URL = "/api/v1/tenants/" + t.TenantID + "/webhooks/" + t.Name + "/deliveries"
 	}
 	if c := t.Config.NATS; c != nil {
-		w.NATS = &wire.NATSConfig{Servers: c.Servers, Stream: c.Stream, Subject: c.Subject, Durable: c.Durable}
+		w.NATS = &wire.NATSConfig{Servers: c.Servers, Stream: c.Stream, Subject: c.Subject, Durable: c.Durable, AckWait: c.AckWait}
 	}
 	if c := t.Config.Kafka; c != nil {
 		w.Kafka = &wire.KafkaConfig{Brokers: c.Brokers, Topic: c.Topic, Group: c.Group}
@@ -96,7 +96,7 @@ func engineNATS(c *wire.NATSConfig) *engine.NATSConfig {
 	if c == nil {
 		return nil
 	}
-	return &engine.NATSConfig{Servers: c.Servers, Stream: c.Stream, Subject: c.Subject, Durable: c.Durable}
+	return &engine.NATSConfig{Servers: c.Servers, Stream: c.Stream, Subject: c.Subject, Durable: c.Durable, AckWait: c.AckWait}
 }
 
 func engineKafka(c *wire.KafkaConfig) *engine.KafkaConfig {

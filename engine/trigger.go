@@ -113,6 +113,18 @@ type NATSConfig struct {
 	Stream  string   `json:"stream"`            // the JetStream stream
 	Subject string   `json:"subject,omitempty"` // a filter subject within it; "" every subject
 	Durable string   `json:"durable,omitempty"` // the durable consumer's name; default orch_<tenant>_<trigger>
+	// AckWait is how long JetStream waits for an ack before it delivers a
+	// message again (after a crash: the messages in flight); default 30s,
+	// 1s to 1h.
+	AckWait string `json:"ack_wait,omitempty"`
+}
+
+// AckWaitDuration is the NATS consumer's ack wait: AckWait, or 30 s.
+func (n *NATSConfig) AckWaitDuration() time.Duration {
+	if d, err := time.ParseDuration(n.AckWait); err == nil && n.AckWait != "" {
+		return d
+	}
+	return 30 * time.Second
 }
 
 // KafkaConfig is what a Kafka trigger consumes.
@@ -280,6 +292,11 @@ func (n *NATSConfig) validate() error {
 	}
 	if n.Subject != "" && !validSubject(n.Subject) {
 		return &FieldError{Field: "nats.subject", Reason: fmt.Sprintf("%q: tokens of visible ASCII separated by dots, * and > as wildcards", n.Subject)}
+	}
+	if n.AckWait != "" {
+		if d, err := time.ParseDuration(n.AckWait); err != nil || d < time.Second || d > time.Hour {
+			return &FieldError{Field: "nats.ack_wait", Reason: fmt.Sprintf("%q: a duration from 1s to 1h", n.AckWait)}
+		}
 	}
 	if n.Durable != "" && !validNATSName(n.Durable) {
 		return &FieldError{Field: "nats.durable", Reason: fmt.Sprintf("%q: 1 to 256 of [A-Za-z0-9_-]", n.Durable)}

@@ -18,10 +18,11 @@ type WebhookConfig struct {
 
 // NATSConfig is what a NATS trigger consumes.
 type NATSConfig struct {
-	Servers []string `json:"servers"`           // nats://host:port
-	Stream  string   `json:"stream"`            // the JetStream stream
-	Subject string   `json:"subject,omitempty"` // a filter subject; "" every subject of the stream
-	Durable string   `json:"durable,omitempty"` // default orch_<tenant>_<name>
+	Servers []string `json:"servers"`            // nats://host:port
+	Stream  string   `json:"stream"`             // the JetStream stream
+	Subject string   `json:"subject,omitempty"`  // a filter subject; "" every subject of the stream
+	Durable string   `json:"durable,omitempty"`  // default orch_<tenant>_<name>
+	AckWait string   `json:"ack_wait,omitempty"` // before an unacknowledged message is delivered again; default 30s
 }
 
 // KafkaConfig is what a Kafka trigger consumes.

@@ -25,16 +25,14 @@ import (
 
 // Defaults of a Consumer.
 const (
-	DefaultBatch   = 64               // messages fetched, and fired at once
-	DefaultAckWait = 30 * time.Second // before JetStream redelivers an unacknowledged message
-	fetchWait      = time.Second      // a fetch waits this long for messages
-	retryDelay     = time.Second      // before a message whose run could not be recorded is redelivered
+	DefaultBatch = 64          // messages fetched, and fired at once
+	fetchWait    = time.Second // a fetch waits this long for messages
+	retryDelay   = time.Second // before a message whose run could not be recorded is redelivered
 )
 
 // Consumer consumes NATS triggers. The zero value works.
 type Consumer struct {
-	Batch   int           // default DefaultBatch
-	AckWait time.Duration // default DefaultAckWait
+	Batch int // default DefaultBatch
 }
 
 var _ triggers.Consumer = (*Consumer)(nil)
@@ -56,12 +54,9 @@ func (c *Consumer) Consume(ctx context.Context, t *engine.Trigger, s *triggers.S
 	if cfg == nil {
 		return errors.New("nats trigger without nats config")
 	}
-	batch, ackWait := c.Batch, c.AckWait
+	batch, ackWait := c.Batch, cfg.AckWaitDuration()
 	if batch <= 0 {
 		batch = DefaultBatch
-	}
-	if ackWait <= 0 {
-		ackWait = DefaultAckWait
 	}
 	closed := make(chan struct{})
 	var once sync.Once
