@@ -14,9 +14,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
+	"github.com/orchestrator/orchestrator/triggers/kafkatrigger"
 	"github.com/orchestrator/orchestrator/triggers/natstrigger"
 	"github.com/orchestrator/orchestrator/triggers/triggertest"
 )
@@ -107,4 +110,71 @@ func TestTriggers_NATSKilledMidStreamStartsEachMessageOnce(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages, %d kills, %d runs", n, kills, len(runs))
+}
+
+// TestTriggers_KafkaKilledMidStreamStartsEachRecordOnce is the Kafka
+// counterpart: records produced to franz-go's in-process cluster while the
+// consuming server is killed with SIGKILL and started again; exactly one run
+// per record in the end, however many were delivered again past the last
+// committed offset.
+func TestTriggers_KafkaKilledMidStreamStartsEachRecordOnce(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"))
+	is.NoErr(err) // the broker
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	is.NoErr(err)
+	defer prod.Close()
+
+	dbPath := filepath.Join(t.TempDir(), "kafka.db")
+	client := newClient()
+	c := startChild(t, dbPath)
+	code, _, err := postJSON(client, c.url("/v1/workflows"), triggertest.Definition)
+	is.NoErr(err)
+	is.Equal(code, http.StatusCreated) // the workflow
+	code, _, err = postJSON(client, c.url("/api/v1/tenants/default/triggers"), fmt.Sprintf(
+		`{"name":"events","kind":"kafka","workflow":"onmsg","input":{"n":"${/body/n}"},"kafka":{"brokers":[%q],"topic":"events"}}`, brokers[0]))
+	is.NoErr(err)
+	is.Equal(code, http.StatusCreated) // the trigger
+
+	const n = 1500
+	refs := make([]string, n)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // produced while the consumer is killed
+		defer wg.Done()
+		for i := range n {
+			r := &kgo.Record{Topic: "events", Partition: int32(i % 3), Value: fmt.Appendf(nil, `{"n":%d}`, i)}
+			if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Errorf("produce %d: %v", i, err)
+				return
+			}
+			refs[i] = kafkatrigger.Ref(r.Topic, r.Partition, r.Offset)
+		}
+	}()
+	kills := 0
+	for kills < 6 {
+		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond)
+		c.kill(t)
+		kills++
+		c = startChild(t, dbPath)
+	}
+	wg.Wait()
+	db, err := store.Open(ctx, dbPath, store.Options{ReadOnly: true})
+	is.NoErr(err)
+	defer db.Close()
+	triggertest.WaitFor(t, 90*time.Second, "a run of every record", func() bool {
+		return len(triggertest.Runs(t, db, engine.OriginKafka, "events")) >= n
+	})
+	c.kill(t)
+	runs := triggertest.Runs(t, db, engine.OriginKafka, "events") // fails on a record with two runs
+	is.Equal(len(runs), n)                                        // exactly n runs
+	for i, ref := range refs {
+		if _, ok := runs[ref]; !ok {
+			t.Errorf("record %d (%s) has no run", i, ref)
+		}
+	}
+	t.Logf("%d records, %d kills, %d runs", n, kills, len(runs))
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"os"
 	"sync"
 	"time"
 
@@ -55,8 +56,13 @@ func (c *Consumer) Consume(ctx context.Context, t *engine.Trigger, s *triggers.S
 	if batch <= 0 {
 		batch = DefaultBatch
 	}
+	// A static member (KIP-345) named by the host: a server started again
+	// after a crash takes its partitions back at once instead of waiting
+	// for the dead member's session to time out.
+	host, _ := os.Hostname()
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumerGroup(t.GroupName()), kgo.ConsumeTopics(cfg.Topic),
+		kgo.InstanceID("orchestrator-" + host),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ClientID("orchestrator"), kgo.FetchMaxWait(time.Second),
 	}, c.Opts...)
