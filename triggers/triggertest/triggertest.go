@@ -16,6 +16,11 @@ import (
 // Definition is the workflow World registers: one noop task.
 const Definition = `{"name":"onmsg","tasks":[{"id":"a","type":"noop"}]}`
 
+// IdleDefinition is a workflow whose runs wait an hour once started:
+// benchmarks of starts register it, so that running the runs does not
+// compete with starting them.
+const IdleDefinition = `{"name":"idle","tasks":[{"id":"a","type":"sleep","config":{"duration":"1h"}}]}`
+
 // World is a store in t.TempDir(), an engine on it and its triggers, with
 // Definition registered in tenant default; all closed at cleanup.
 type World struct {
