@@ -128,6 +128,29 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"AdminLog":       func() error { _, err := c.AdminLog(ctx, client.AdminLogQuery{Verify: true}); return err },
 			"TenantAdminLog": func() error { _, err := c.TenantAdminLog(ctx, tenant, client.AdminLogQuery{}); return err },
 			"ReloadPolicy":   func() error { _, err := c.ReloadPolicy(ctx); return err },
+			"CreateWebhook": func() error {
+				_, err := c.CreateWebhook(ctx, wire.CreateTriggerRequest{Name: "h", Workflow: "w"})
+				return err
+			},
+			"ListWebhooks": func() error { _, err := c.ListWebhooks(ctx); return err },
+			"GetWebhook":   func() error { _, err := c.GetWebhook(ctx, "h"); return err },
+			"UpdateWebhook": func() error {
+				_, err := c.UpdateWebhook(ctx, "h", wire.UpdateTriggerRequest{State: "disabled"})
+				return err
+			},
+			"DeleteWebhook": func() error { return c.DeleteWebhook(ctx, "h") },
+			"Deliver":       func() error { _, err := c.Deliver(ctx, "h", []byte(`{}`), nil); return err },
+			"CreateTrigger": func() error {
+				_, err := c.CreateTrigger(ctx, wire.CreateTriggerRequest{Name: "s", Kind: "nats", Workflow: "w"})
+				return err
+			},
+			"ListTriggers": func() error { _, err := c.ListTriggers(ctx); return err },
+			"GetTrigger":   func() error { _, err := c.GetTrigger(ctx, "s"); return err },
+			"UpdateTrigger": func() error {
+				_, err := c.UpdateTrigger(ctx, "s", wire.UpdateTriggerRequest{State: "enabled"})
+				return err
+			},
+			"DeleteTrigger": func() error { return c.DeleteTrigger(ctx, "s") },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)

@@ -27,13 +27,16 @@ func BenchmarkKafka_RecordsToDurableRuns(b *testing.B) {
 		c := startKafka(b, "b", 3)
 		brokers := c.ListenAddrs()
 		w := triggertest.NewWorld(b)
+		if _, _, err := w.Engine.RegisterDefinition(ctx, "default", []byte(triggertest.IdleDefinition)); err != nil {
+			b.Fatal(err)
+		}
 		recs := make([]*kgo.Record, n)
 		for j := range recs {
 			recs[j] = &kgo.Record{Topic: "b", Partition: int32(j % 3), Value: fmt.Appendf(nil, `{"n":%d}`, j)}
 		}
 		produce(b, brokers, recs...)
 		if _, _, err := w.Triggers.Create(ctx, engine.LocalAdmin(), engine.TriggerRequest{TenantID: "default", Name: "b", Kind: engine.TriggerKafka,
-			Workflow: "onmsg", Config: engine.TriggerConfig{Kafka: &engine.KafkaConfig{Brokers: brokers, Topic: "b"}}}); err != nil {
+			Workflow: "idle", Config: engine.TriggerConfig{Kafka: &engine.KafkaConfig{Brokers: brokers, Topic: "b"}}}); err != nil {
 			b.Fatal(err)
 		}
 		m := &triggers.Manager{Triggers: w.Triggers, PollInterval: -1,
