@@ -275,3 +275,60 @@ func TestWebhooks_BearerSecretIsStoredHashedAndChecked(t *testing.T) {
 	problemOf(t, ts.deliver(t, tr.URL, `{"a":1}`, bearer(ts.ownerKey(t))), 401, wire.CodeUnauthenticated)                                          // an API key is no webhook secret
 	is.Equal(ts.writes(t)-1, before)                                                                                                               // nothing but the key made for the test
 }
+
+func TestTriggers_StreamTriggersAreCheckedAndListedApartFromWebhooks(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newHookServer(t, serverOptions{})
+	ts.Triggers.StatusFunc = func(tenant, name string) *engine.TriggerStatus {
+		return &engine.TriggerStatus{Connected: true, Lag: 7, Messages: 3, RunsStarted: 2, Errors: 1, LastError: "body: must be JSON"}
+	}
+	var tr wire.Trigger
+	decodeJSON(t, ts.postJSON(t, "/api/v1/tenants/default/triggers", `{"name":"orders","kind":"nats","workflow":"onpush",
+		"nats":{"servers":["nats://127.0.0.1:4222"],"stream":"ORDERS","subject":"orders.*","ack_wait":"5s"}}`), http.StatusCreated, &tr)
+	is.Equal(tr.Secret, "")                                                                                                                    // streams have no secret
+	is.Equal(tr.NATS.AckWait, "5s")                                                                                                            //
+	is.Equal(*tr.Status, wire.TriggerStatus{Connected: true, Lag: 7, Messages: 3, RunsStarted: 2, Errors: 1, LastError: "body: must be JSON"}) // the consumer's state
+	decodeJSON(t, ts.postJSON(t, "/api/v1/tenants/default/triggers", `{"name":"clicks","kind":"kafka","workflow":"onpush",
+		"kafka":{"brokers":["127.0.0.1:9092"],"topic":"clicks"}}`), http.StatusCreated, &tr)
+	var page wire.TriggersPage
+	ts.getJSON(t, "/api/v1/tenants/default/triggers", &page)
+	is.Equal(len(page.Triggers), 2)                                                                                      // both
+	is.Equal(page.Triggers[0].Name, "clicks")                                                                            // by name
+	ts.getJSON(t, "/api/v1/tenants/default/webhooks", &page)                                                             //
+	is.Equal(len(page.Triggers), 0)                                                                                      // no webhook among them
+	problemOf(t, ts.get(t, "/api/v1/tenants/default/webhooks/orders"), 404, wire.CodeNotFound)                           // nor under webhooks
+	problemOf(t, ts.deliver(t, "/api/v1/tenants/default/webhooks/orders/deliveries", `{}`, nil), 404, wire.CodeNotFound) // nor deliverable
+
+	for _, c := range []struct{ name, body, field string }{
+		{"no kind", `{"name":"a","workflow":"onpush","nats":{"servers":["nats://h:1"],"stream":"S"}}`, "kind"},
+		{"the webhook kind", `{"name":"a","kind":"webhook","workflow":"onpush","webhook":{"verify":"github"}}`, "kind"},
+		{"an unknown kind", `{"name":"a","kind":"sqs","workflow":"onpush"}`, "kind"},
+		{"no servers", `{"name":"a","kind":"nats","workflow":"onpush","nats":{"servers":[],"stream":"S"}}`, "nats.servers"},
+		{"an http server", `{"name":"a","kind":"nats","workflow":"onpush","nats":{"servers":["http://h:1"],"stream":"S"}}`, "nats.servers[0]"},
+		{"no stream", `{"name":"a","kind":"nats","workflow":"onpush","nats":{"servers":["nats://h:1"]}}`, "nats.stream"},
+		{"a bad subject", `{"name":"a","kind":"nats","workflow":"onpush","nats":{"servers":["nats://h:1"],"stream":"S","subject":"a..b"}}`, "nats.subject"},
+		{"a bad ack wait", `{"name":"a","kind":"nats","workflow":"onpush","nats":{"servers":["nats://h:1"],"stream":"S","ack_wait":"2h"}}`, "nats.ack_wait"},
+		{"a broker without port", `{"name":"a","kind":"kafka","workflow":"onpush","kafka":{"brokers":["h"],"topic":"t"}}`, "kafka.brokers[0]"},
+		{"a bad topic", `{"name":"a","kind":"kafka","workflow":"onpush","kafka":{"brokers":["h:1"],"topic":"a b"}}`, "kafka.topic"},
+		{"a query reference", `{"name":"a","kind":"kafka","workflow":"onpush","input":{"q":"${/query/x}"},"kafka":{"brokers":["h:1"],"topic":"t"}}`, "input.q"},
+		{"a secret", `{"name":"a","kind":"kafka","workflow":"onpush","secret":"0123456789abcdef0","kafka":{"brokers":["h:1"],"topic":"t"}}`, "secret"},
+		{"an unknown workflow", `{"name":"a","kind":"kafka","workflow":"nope@2","kafka":{"brokers":["h:1"],"topic":"t"}}`, "workflow"},
+		{"an alias (not served yet)", `{"name":"a","kind":"kafka","workflow":"onpush@blue","kafka":{"brokers":["h:1"],"topic":"t"}}`, "workflow"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			before := ts.writes(t)
+			p := problemOf(t, ts.postJSON(t, "/api/v1/tenants/default/triggers", c.body), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.Equal(fieldOf(t, p), c.field) // names the field
+			is.Equal(ts.writes(t), before)   // and writes nothing
+		})
+	}
+	p := problemOf(t, ts.request(t, "PATCH", "/api/v1/tenants/default/triggers/clicks", `{"rotate_secret":true}`,
+		map[string]string{"Content-Type": typeJSON}), http.StatusBadRequest, wire.CodeInvalidRequest)
+	is.Equal(fieldOf(t, p), "rotate_secret") // a stream trigger has no secret to rotate
+	decodeJSON(t, ts.request(t, "PATCH", "/api/v1/tenants/default/triggers/clicks", `{"kafka":{"brokers":["h:2"],"topic":"t2"}}`,
+		map[string]string{"Content-Type": typeJSON}), http.StatusOK, &tr)
+	is.Equal(tr.Kafka.Topic, "t2") // the block replaced
+	is.Equal(tr.Version, int64(2)) //
+}

@@ -284,7 +284,7 @@ func (w *WebhookConfig) validate() error {
 }
 
 func (n *NATSConfig) validate() error {
-	if err := validAddrs("config.nats.servers", n.Servers, true); err != nil {
+	if err := validAddrs("nats.servers", n.Servers, true); err != nil {
 		return err
 	}
 	if !validNATSName(n.Stream) {
@@ -305,7 +305,7 @@ func (n *NATSConfig) validate() error {
 }
 
 func (k *KafkaConfig) validate() error {
-	if err := validAddrs("config.kafka.brokers", k.Brokers, false); err != nil {
+	if err := validAddrs("kafka.brokers", k.Brokers, false); err != nil {
 		return err
 	}
 	if !validKafkaName(k.Topic) {

@@ -234,13 +234,13 @@ func (ts *Triggers) Update(ctx context.Context, by *Principal, tenantID, name st
 			changed = append(changed, "input")
 		}
 		if c.Webhook != nil {
-			next.Config.Webhook, changed = c.Webhook, append(changed, "config.webhook")
+			next.Config.Webhook, changed = c.Webhook, append(changed, "webhook")
 		}
 		if c.NATS != nil {
-			next.Config.NATS, changed = c.NATS, append(changed, "config.nats")
+			next.Config.NATS, changed = c.NATS, append(changed, "nats")
 		}
 		if c.Kafka != nil {
-			next.Config.Kafka, changed = c.Kafka, append(changed, "config.kafka")
+			next.Config.Kafka, changed = c.Kafka, append(changed, "kafka")
 		}
 		if c.State != "" && c.State != t.State {
 			next.State, changed = c.State, append(changed, "state")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/matryer/is"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -158,8 +159,14 @@ func TestNATS_ManagerFollowsTriggerChanges(t *testing.T) {
 	is.NoErr(err)
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s"}})
 	is.NoErr(err)
+	set := metrics.NewSet()
 	m := &triggers.Manager{Triggers: w.ts, Consumers: map[engine.TriggerKind]triggers.Consumer{engine.TriggerNATS: &natstrigger.Consumer{}},
-		PollInterval: -1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+		PollInterval: -1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Metrics: set}
+	exposed := func() string {
+		var b strings.Builder
+		set.WritePrometheus(&b)
+		return b.String()
+	}
 	w.ts.StatusFunc, w.ts.ChangedFunc = m.Status, m.Nudge
 	is.NoErr(m.Start(ctx))
 	defer m.Stop()
@@ -181,6 +188,12 @@ func TestNATS_ManagerFollowsTriggerChanges(t *testing.T) {
 	is.NoErr(err)
 	waitFor(t, "the run", func() bool { return len(w.runs(t, "t")) == 1 })
 	is.True(w.ts.Status("default", "t").Connected) // connected
+	waitFor(t, "the gauges", func() bool {
+		text := exposed()
+		return strings.Contains(text, `orchestrator_trigger_connected{tenant="default",trigger="t",kind="nats"} 1`) &&
+			strings.Contains(text, `orchestrator_trigger_runs_started{tenant="default",trigger="t",kind="nats"} 1`) &&
+			strings.Contains(text, `orchestrator_trigger_lag{tenant="default",trigger="t",kind="nats"} 0`)
+	})
 	// Disabled, the consumer stops.
 	_, _, err = w.ts.Update(ctx, engine.LocalAdmin(), "default", "t", engine.TriggerChange{State: engine.TriggerDisabled})
 	is.NoErr(err)
@@ -193,4 +206,5 @@ func TestNATS_ManagerFollowsTriggerChanges(t *testing.T) {
 	waitFor(t, "the second run", func() bool { return len(w.runs(t, "t")) == 2 })
 	is.NoErr(w.ts.Delete(ctx, engine.LocalAdmin(), "default", "t"))
 	waitFor(t, "the consumer to stop", func() bool { return w.ts.Status("default", "t") == nil })
+	is.True(!strings.Contains(exposed(), `trigger="t"`)) // its gauges are gone with it
 }

@@ -1,0 +1,83 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/matryer/is"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+func TestParseWorkflowRef(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		ref, name, alias string
+		version          int
+		bad              bool
+	}{
+		{ref: "deploy", name: "deploy"},
+		{ref: "deploy@3", name: "deploy", version: 3},
+		{ref: "deploy@blue", name: "deploy", alias: "blue"},
+		{ref: "deploy@03", name: "deploy", alias: "03"}, // not a version: a leading zero
+		{ref: "deploy@", bad: true},
+		{ref: "@3", bad: true},
+		{ref: "de ploy", bad: true},
+		{ref: "deploy@a@b", bad: true},
+	} {
+		name, version, alias, err := engine.ParseWorkflowRef(c.ref)
+		if c.bad {
+			if err == nil {
+				t.Errorf("%q: parsed, want an error", c.ref)
+			}
+			continue
+		}
+		if err != nil || name != c.name || version != c.version || alias != c.alias {
+			t.Errorf("%q: %q %d %q %v, want %q %d %q", c.ref, name, version, alias, err, c.name, c.version, c.alias)
+		}
+	}
+}
+
+func TestTrigger_BuildInput(t *testing.T) {
+	t.Parallel()
+	msg := &engine.TriggerMessage{
+		Body:    json.RawMessage(`{"a":{"b/c":[10,{"d~e":true}]},"big":123456789012345678901234567890}`),
+		Headers: map[string][]string{"X-Event": {"push", "other"}},
+		Query:   map[string][]string{"env": {"prod"}},
+	}
+	for _, c := range []struct {
+		name, tpl, want, field string
+	}{
+		{"no template: the body", ``, string(msg.Body), ""},
+		{"the whole body", `{"all":"${/body}"}`, `{"all":` + string(msg.Body) + `}`, ""},
+		{"escaped pointers, arrays, exact numbers", `{"x":"${/body/a/b~1c/1/d~0e}","y":["${/body/a/b~1c/0}","${/body/big}"]}`,
+			`{"x":true,"y":[10,123456789012345678901234567890]}`, ""},
+		{"headers by any case, query", `{"h":"${/headers/x-event}","q":"${/query/env}","lit":"${not a ref","n":1}`,
+			`{"h":"push","lit":"${not a ref","n":1,"q":"prod"}`, ""},
+		{"a missing body field", `{"x":{"y":"${/body/nope}"}}`, "", "input.x.y"},
+		{"an index out of range", `{"x":"${/body/a/b~1c/5}"}`, "", "input.x"},
+		{"a missing header", `["${/headers/X-None}"]`, "", "input[0]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			tr := &engine.Trigger{Name: "t", Config: engine.TriggerConfig{Input: json.RawMessage(c.tpl)}}
+			if c.tpl == "" {
+				tr.Config.Input = nil
+			}
+			got, err := tr.BuildInput(msg)
+			if c.field != "" {
+				var fe *engine.FieldError
+				is.True(errors.As(err, &fe)) // refused
+				is.Equal(fe.Field, c.field)  // naming the template field
+				return
+			}
+			is.NoErr(err)
+			is.Equal(string(got), c.want) // built
+		})
+	}
+	is := is.New(t)
+	_, err := (&engine.Trigger{}).BuildInput(&engine.TriggerMessage{Body: []byte("not json")})
+	var fe *engine.FieldError
+	is.True(errors.As(err, &fe) && fe.Field == "body") // a payload that is not JSON names the body
+}
