@@ -93,3 +93,6 @@ func (e *Engine) CommitRefusedDecision(tenantID, runID string, plan *definition.
 	b.commit(func(got error) { ran, err = true, got })
 	return ran, err
 }
+
+// ValidateTriggerForTest exposes Trigger.validate to the fuzz test.
+func ValidateTriggerForTest(t *Trigger) error { return t.validate() }

@@ -81,3 +81,31 @@ func TestTrigger_BuildInput(t *testing.T) {
 	var fe *engine.FieldError
 	is.True(errors.As(err, &fe) && fe.Field == "body") // a payload that is not JSON names the body
 }
+
+// FuzzTrigger_BuildInput: any template that validates and any message
+// build an input that is JSON, or a refusal naming a field; never a panic.
+func FuzzTrigger_BuildInput(f *testing.F) {
+	f.Add(`{"a":"${/body/a/0}","h":"${/headers/X}"}`, `{"a":[1,2]}`)
+	f.Add(`["${/body}","${/query/q}"]`, `null`)
+	f.Add(`"${/body/~1/~0}"`, `{"/":{"~":3}}`)
+	f.Add(`{}`, `not json`)
+	f.Fuzz(func(t *testing.T, tpl, body string) {
+		tr := &engine.Trigger{Name: "f", Kind: engine.TriggerWebhook, State: engine.TriggerEnabled,
+			Config: engine.TriggerConfig{Input: json.RawMessage(tpl), Webhook: &engine.WebhookConfig{Verify: engine.VerifyGitHub}}}
+		if err := engine.ValidateTriggerForTest(tr); err != nil {
+			return
+		}
+		out, err := tr.BuildInput(&engine.TriggerMessage{Body: []byte(body), Headers: map[string][]string{"X": {"v"}},
+			Query: map[string][]string{"q": {"w"}}})
+		if err != nil {
+			var fe *engine.FieldError
+			if !errors.As(err, &fe) || fe.Field == "" {
+				t.Fatalf("template %q body %q: %v, want a *FieldError naming a field", tpl, body, err)
+			}
+			return
+		}
+		if len(out) > 0 && !json.Valid(out) {
+			t.Fatalf("template %q body %q: input %q is not JSON", tpl, body, out)
+		}
+	})
+}
