@@ -332,3 +332,21 @@ func TestTriggers_StreamTriggersAreCheckedAndListedApartFromWebhooks(t *testing.
 	is.Equal(tr.Kafka.Topic, "t2") // the block replaced
 	is.Equal(tr.Version, int64(2)) //
 }
+
+func TestWebhooks_DeliveryToAWorkflowNotStoredIsRefusedNamingIt(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newHookServer(t, serverOptions{})
+	// A trigger as an older server could have left it: its version is not stored.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	is.NoErr(ts.DB.CreateTrigger(context.Background(), &engine.Trigger{ID: "x1", TenantID: "default", Name: "old", Kind: engine.TriggerWebhook,
+		Workflow: "onpush@9", Config: engine.TriggerConfig{Webhook: &engine.WebhookConfig{Verify: engine.VerifyBearer}},
+		Secret: engine.HashBearer("0123456789abcdef"), State: engine.TriggerEnabled, Version: 1, CreatedAt: now, UpdatedAt: now},
+		&engine.AdminEvent{At: now, Actor: "test", TenantID: "default", Action: engine.AdminTriggerCreated}))
+	before := ts.writes(t)
+	p := problemOf(t, ts.deliver(t, "/api/v1/tenants/default/webhooks/old/deliveries", `{}`,
+		map[string]string{"Authorization": "Bearer 0123456789abcdef"}), http.StatusBadRequest, wire.CodeInvalidRequest)
+	is.Equal(fieldOf(t, p), "workflow")                 // names the workflow
+	is.True(strings.Contains(p.Detail, "no version 9")) // and what is missing
+	is.Equal(ts.writes(t), before)                      // nothing started
+}

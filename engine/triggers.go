@@ -324,10 +324,10 @@ func (ts *Triggers) Lookup(ctx context.Context, tenantID, name string, kind Trig
 	return t, nil
 }
 
-// resolve turns a trigger's workflow reference into what a start names,
-// checking that it exists: the one place a reference is resolved, so that
-// aliases plug in here. Errors: *FieldError naming workflow.
-func (ts *Triggers) resolve(ctx context.Context, tenantID, ref string) (name string, version int, alias string, err error) {
+// resolveRef turns a trigger's workflow reference into what a start
+// names: the one place a reference is resolved, so that aliases plug in
+// here. Errors: *FieldError naming workflow.
+func (ts *Triggers) resolveRef(ref string) (name string, version int, alias string, err error) {
 	name, version, alias, err = ParseWorkflowRef(ref)
 	if err != nil {
 		return "", 0, "", &FieldError{Field: "workflow", Reason: err.Error()}
@@ -335,12 +335,27 @@ func (ts *Triggers) resolve(ctx context.Context, tenantID, ref string) (name str
 	if alias != "" {
 		return "", 0, "", &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: aliases are not served yet; name a version (name@N) or the latest (name)", ref)}
 	}
+	return name, version, alias, nil
+}
+
+// unknownWorkflow is the refusal of a reference to a workflow (version)
+// that is not stored.
+func unknownWorkflow(ref, name string, version int) error {
+	what := "no workflow " + name
+	if version > 0 {
+		what = fmt.Sprintf("workflow %s has no version %d", name, version)
+	}
+	return &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: %s", ref, what)}
+}
+
+// resolve is resolveRef that also checks that the workflow exists, for a
+// trigger being made or changed. Errors: *FieldError naming workflow.
+func (ts *Triggers) resolve(ctx context.Context, tenantID, ref string) (name string, version int, alias string, err error) {
+	if name, version, alias, err = ts.resolveRef(ref); err != nil {
+		return "", 0, "", err
+	}
 	if _, err := ts.Engine.store.GetDefinition(ctx, tenantID, name, version); errors.Is(err, ErrNotFound) {
-		what := "no workflow " + name
-		if version > 0 {
-			what = fmt.Sprintf("workflow %s has no version %d", name, version)
-		}
-		return "", 0, "", &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: %s", ref, what)}
+		return "", 0, "", unknownWorkflow(ref, name, version)
 	} else if err != nil {
 		return "", 0, "", err
 	}
@@ -368,7 +383,7 @@ func (ts *Triggers) Fire(ctx context.Context, t *Trigger, msg *TriggerMessage) (
 	if err != nil {
 		return nil, false, err
 	}
-	name, version, alias, err := ts.resolve(ctx, t.TenantID, t.Workflow)
+	name, version, alias, err := ts.resolveRef(t.Workflow)
 	if err != nil {
 		return nil, false, err
 	}
@@ -381,5 +396,11 @@ func (ts *Triggers) Fire(ctx context.Context, t *Trigger, msg *TriggerMessage) (
 		req.IdempotencyKey = t.IdempotencyKey(msg.Ref)
 		req.RequestHash = req.IdempotencyKey
 	}
-	return ts.Engine.StartRunIdempotent(ctx, req)
+	run, replayed, err := ts.Engine.StartRunIdempotent(ctx, req)
+	if errors.Is(err, ErrNotFound) {
+		// The start reads the definition anyway: a workflow gone since the
+		// trigger was made is found out there, without a read of its own.
+		return nil, false, unknownWorkflow(t.Workflow, name, version)
+	}
+	return run, replayed, err
 }
