@@ -223,7 +223,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
-	trig, consumers, err := startTriggers(ctx, db, eng, set, log)
+	trig, consumers, err := startTriggers(ctx, c, db, eng, set, log)
 	if err != nil {
 		eng.Stop(context.Background())
 		return err

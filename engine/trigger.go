@@ -157,9 +157,9 @@ type Trigger struct {
 	Kind     TriggerKind   `json:"kind"`
 	Workflow string        `json:"workflow"` // name, name@VERSION or name@ALIAS
 	Config   TriggerConfig `json:"config"`
-	// Secret is a webhook's secret as verification needs it: the HMAC key
-	// itself for github and stripe, the SHA-256 (hex) of the token for
-	// bearer. The API never shows it.
+	// Secret is a webhook's secret as stored: for github and stripe the
+	// HMAC key, sealed when Triggers has a Sealer (Lookup opens it); for
+	// bearer the SHA-256 (hex) of the token. The API never shows it.
 	Secret    string       `json:"-"`
 	State     TriggerState `json:"state"`
 	Version   int64        `json:"version"` // compare-and-set: 1 when created, +1 on each update

@@ -28,6 +28,10 @@ type Triggers struct {
 	// StatusFunc, when set, reports a stream trigger's consumer (the
 	// trigger manager's Status); nil: no status is known.
 	StatusFunc func(tenantID, name string) *TriggerStatus
+	// Sealer, when set, encrypts the HMAC secrets of github and stripe
+	// webhooks before they are stored (a bearer secret is stored as its
+	// SHA-256 either way); nil: they are stored as they are.
+	Sealer *Sealer
 	// ChangedFunc, when set, is called once a change is durable, so that
 	// the trigger manager starts, restarts or stops consumers at once.
 	ChangedFunc func()
@@ -81,10 +85,14 @@ func HashBearer(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// storedSecret is what a webhook keeps of its secret.
-func storedSecret(c *TriggerConfig, secret string) string {
-	if c.Webhook != nil && c.Webhook.Verify == VerifyBearer {
+// storedSecret is what a webhook keeps of its secret: the SHA-256 of a
+// bearer secret, an HMAC key sealed (with a Sealer) or as it is.
+func (ts *Triggers) storedSecret(t *Trigger, secret string) string {
+	if t.Config.Webhook != nil && t.Config.Webhook.Verify == VerifyBearer {
 		return HashBearer(secret)
+	}
+	if ts.Sealer != nil {
+		return ts.Sealer.Seal(secret, t.TenantID+"/"+t.Name)
 	}
 	return secret
 }
@@ -147,7 +155,7 @@ func (ts *Triggers) Create(ctx context.Context, by *Principal, r TriggerRequest)
 		} else if err := validSecret(secret); err != nil {
 			return nil, "", err
 		}
-		t.Secret = storedSecret(&t.Config, secret)
+		t.Secret = ts.storedSecret(t, secret)
 	} else if r.Secret != "" {
 		return nil, "", &FieldError{Field: "secret", Reason: "only webhooks have a secret"}
 	}
@@ -263,7 +271,7 @@ func (ts *Triggers) Update(ctx context.Context, by *Principal, tenantID, name st
 			} else if err := validSecret(secret); err != nil {
 				return nil, "", err
 			}
-			next.Secret = storedSecret(&next.Config, secret)
+			next.Secret = ts.storedSecret(&next, secret)
 			changed = append(changed, "secret")
 		}
 		if len(changed) == 0 {
@@ -320,6 +328,9 @@ func (ts *Triggers) Lookup(ctx context.Context, tenantID, name string, kind Trig
 	}
 	if t.Kind != kind || t.State != TriggerEnabled {
 		return nil, fmt.Errorf("%s %s: %w", kind, name, ErrNotFound)
+	}
+	if t.Secret, err = ts.Sealer.Open(t.Secret, t.TenantID+"/"+t.Name); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	return t, nil
 }
