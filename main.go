@@ -234,8 +234,16 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
+	trig, consumers, err := startTriggers(ctx, c, db, eng, set, log)
+	if err != nil {
+		eng.Stop(context.Background())
+		return err
+	}
+	// Consumers stop before the engine: a message whose run is not durable
+	// is not acknowledged, and is redelivered to the next start.
+	defer consumers.Stop()
 	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
-		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic,
+		Keys: keys, Admin: admin, Triggers: trig, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic,
 		Backups: db, BackupDir: backupDir(c), Checkpointer: checkpoints, Checkpoints: db,
 		MaxStreams: streamsFor(c, log), MaxStreamsPerTenant: c.maxStreamsPerTenant}
 	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
@@ -282,6 +290,7 @@ wait:
 	// is for running attempts and must not be spent waiting on HTTP.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Shutdown(grace) }()
+	consumers.Stop()
 	if err := eng.Stop(grace); err != nil {
 		log.Warn("engine stop", "err", err)
 	}

@@ -19,10 +19,12 @@ import (
 
 // accessRule is who may call a route: anyone (public), any valid key, or
 // the tenant roles listed, in their own tenant. The admin may call every
-// route, in any tenant.
+// route, in any tenant. A signed route (a webhook delivery) reads no key at
+// all: its signature is the credential, which its handler checks, so every
+// caller reaches it, whatever key it sends.
 type accessRule struct {
-	public, anyKey bool
-	roles          []engine.Role
+	public, anyKey, signed bool
+	roles                  []engine.Role
 }
 
 var (
@@ -108,6 +110,17 @@ var accessRules = map[string]accessRule{
 	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/trigger":  {roles: operators},
 	"POST /api/v1/tenants/:tenantId/schedules/:scheduleId/backfill": {roles: operators},
 	"GET /api/v1/tenants/:tenantId/schedules/:scheduleId/events":    {roles: readers},
+	"POST /api/v1/tenants/:tenantId/webhooks":                       {roles: operators},
+	"GET /api/v1/tenants/:tenantId/webhooks":                        {roles: readers},
+	"GET /api/v1/tenants/:tenantId/webhooks/:name":                  {roles: readers},
+	"PATCH /api/v1/tenants/:tenantId/webhooks/:name":                {roles: operators},
+	"DELETE /api/v1/tenants/:tenantId/webhooks/:name":               {roles: operators},
+	"POST /api/v1/tenants/:tenantId/webhooks/:name/deliveries":      {signed: true},
+	"POST /api/v1/tenants/:tenantId/triggers":                       {roles: operators},
+	"GET /api/v1/tenants/:tenantId/triggers":                        {roles: readers},
+	"GET /api/v1/tenants/:tenantId/triggers/:name":                  {roles: readers},
+	"PATCH /api/v1/tenants/:tenantId/triggers/:name":                {roles: operators},
+	"DELETE /api/v1/tenants/:tenantId/triggers/:name":               {roles: operators},
 }
 
 // outcome is what the matrix expects of one request.
@@ -265,7 +278,7 @@ func TestAccess_RoleMatrix(t *testing.T) {
 				for _, role := range engine.Roles()[1:] {
 					want := forbidden
 					switch {
-					case rule.public || rule.anyKey:
+					case rule.public || rule.anyKey || rule.signed:
 						want = served
 					case slices.Contains(rule.roles, role) && tg.name != "other tenant":
 						want = served
@@ -281,7 +294,7 @@ func TestAccess_RoleMatrix(t *testing.T) {
 			path := targets[0].path
 			for what, auth := range badKeys {
 				want := unauthenticated
-				if rule.public && auth == "" {
+				if (rule.public && auth == "") || rule.signed {
 					want = served
 				}
 				t.Run(fmt.Sprintf("%s is %s", what, want), func(t *testing.T) { check(t, rt, path, auth, want) })

@@ -50,6 +50,8 @@ type testServer struct {
 	Engine *engine.Engine
 	Keys   *engine.Keys  // with serverOptions.Access
 	Admin  *engine.Admin // with serverOptions.Access
+	// Triggers keeps webhooks and stream triggers over the store.
+	Triggers *engine.Triggers
 	// Handler is the API itself, for requests that the real server on
 	// 127.0.0.1 cannot send (from another host).
 	Handler http.Handler
@@ -120,16 +122,17 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
+	trig := &engine.Triggers{Store: db, Engine: eng}
 	srv := &api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
 		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
-		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
+		Keys: keys, Admin: admin, Triggers: trig, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
 		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}
 	if opts.TenantReplayMax > 0 {
 		srv.SetTenantReplayMax(opts.TenantReplayMax)
 	}
 	h := srv.Handler()
 	ts := serve(t, h, db, eng)
-	ts.Keys, ts.Admin, ts.Handler = keys, admin, h
+	ts.Keys, ts.Admin, ts.Handler, ts.Triggers = keys, admin, h, trig
 	return ts
 }
 
@@ -389,7 +392,7 @@ func (ts *testServer) writes(t *testing.T) int {
 	defer db.Close()
 	var n int
 	if err := db.QueryRow(`SELECT (SELECT count(*) FROM workflows) + (SELECT count(*) FROM events) +
-		(SELECT count(*) FROM admin_log)`).Scan(&n); err != nil {
+		(SELECT count(*) FROM admin_log) + (SELECT count(*) FROM triggers)`).Scan(&n); err != nil {
 		t.Fatalf("count writes: %v", err)
 	}
 	return n

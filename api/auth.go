@@ -162,6 +162,10 @@ type Permission string
 const (
 	PermPublic        Permission = "public"        // no key needed: GET /health
 	PermAuthenticated Permission = "authenticated" // any valid key, any role: the OpenAPI document
+	// PermSigned: no key is asked for or read (an Authorization header is
+	// the webhook's own bearer secret); the webhook's signature is the
+	// credential, which the handler verifies before it writes anything.
+	PermSigned Permission = "signed"
 
 	PermServerMetrics    = Permission(engine.ActionServerMetrics)    // GET /metrics (public with MetricsPublic)
 	PermServerBackup     = Permission(engine.ActionServerBackup)     // POST /api/v1/admin/backup
@@ -181,12 +185,14 @@ const (
 	PermWorkersPoll      = Permission(engine.ActionWorkersPoll)      // poll, heartbeat, complete, fail as an external worker
 	PermSchedulesWrite   = Permission(engine.ActionSchedulesWrite)   // create, change, pause, trigger, backfill, delete schedules
 	PermSchedulesRead    = Permission(engine.ActionSchedulesRead)    // list and read schedules and their logs
+	PermTriggersWrite    = Permission(engine.ActionTriggersWrite)    // create, change, delete webhooks and stream triggers
+	PermTriggersRead     = Permission(engine.ActionTriggersRead)     // read webhooks and stream triggers
 )
 
 // Permissions lists every permission a route may need: PermPublic,
 // PermAuthenticated and every action of the role table.
 func Permissions() []Permission {
-	out := []Permission{PermPublic, PermAuthenticated}
+	out := []Permission{PermPublic, PermAuthenticated, PermSigned}
 	for _, a := range engine.Actions() {
 		out = append(out, Permission(a))
 	}

@@ -205,6 +205,9 @@ func (s *Server) endpoint(rt route) httprouter.Handle {
 func (s *Server) admit(r *http.Request, p httprouter.Params, rt *route) error {
 	ri := infoFrom(r.Context())
 	ri.perm, ri.op = rt.perm, rt.op
+	if rt.perm == PermSigned {
+		return s.admitSigned(r, p, ri)
+	}
 	principal, err := s.Authenticator.Authenticate(r)
 	if err != nil {
 		return err
@@ -266,6 +269,23 @@ func (s *Server) admit(r *http.Request, p httprouter.Params, rt *route) error {
 		return err
 	}
 	return s.decide(r, res)
+}
+
+// admitSigned admits a request whose credential is its signature (a
+// webhook delivery): no key is read, query parameters are the sender's, and
+// the tenant must be registered and active; the handler verifies the
+// signature before it writes anything.
+func (s *Server) admitSigned(r *http.Request, p httprouter.Params, ri *requestInfo) error {
+	var err error
+	if ri.tenant, err = tenantOf(p); err != nil {
+		return err
+	}
+	if s.Keys != nil {
+		if _, err := s.Keys.CheckTenant(r.Context(), ri.tenant); err != nil {
+			return tenantNotFound(err, ri.tenant)
+		}
+	}
+	return nil
 }
 
 // onBehalf takes the X-Actor header of a request that records events:

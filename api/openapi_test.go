@@ -360,6 +360,15 @@ var wireSchemas = []struct {
 	{"BackfillRequest", reflect.TypeFor[wire.BackfillRequest](), true},
 	{"BackfillSlot", reflect.TypeFor[wire.BackfillSlot](), false},
 	{"Backfill", reflect.TypeFor[wire.Backfill](), false},
+	{"Trigger", reflect.TypeFor[wire.Trigger](), false},
+	{"TriggersPage", reflect.TypeFor[wire.TriggersPage](), false},
+	{"TriggerStatus", reflect.TypeFor[wire.TriggerStatus](), false},
+	{"Delivery", reflect.TypeFor[wire.Delivery](), false},
+	{"WebhookConfig", reflect.TypeFor[wire.WebhookConfig](), true},
+	{"NATSConfig", reflect.TypeFor[wire.NATSConfig](), true},
+	{"KafkaConfig", reflect.TypeFor[wire.KafkaConfig](), true},
+	{"CreateTriggerRequest", reflect.TypeFor[wire.CreateTriggerRequest](), true},
+	{"UpdateTriggerRequest", reflect.TypeFor[wire.UpdateTriggerRequest](), true},
 }
 
 // jsonField is one member of a Go type's JSON object.

@@ -61,6 +61,9 @@ type Server struct {
 	// that acts on a tenant (PolicyAuthorizer), and POST
 	// /api/v1/policy/reload reloads it.
 	Policy *policy.Engine
+	// Triggers keeps webhooks and stream triggers and starts their runs;
+	// nil: the trigger routes answer 404.
+	Triggers *engine.Triggers
 	// AuthMode says which requests need a key; default AuthLocal.
 	AuthMode AuthMode
 	// MetricsPublic serves GET /metrics without a key; otherwise it needs
@@ -180,7 +183,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
 	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.operationsRoutes(), s.streamRoutes(), s.scheduleRoutes(),
-		s.aliasRoutes())
+		s.aliasRoutes(), s.triggerRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

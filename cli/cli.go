@@ -22,7 +22,7 @@ import (
 )
 
 // Commands lists the top-level commands this package runs.
-var Commands = []string{"workflows", "definitions", "events", "dag", "health", "tenants", "keys", "schedules"}
+var Commands = []string{"workflows", "definitions", "events", "dag", "health", "tenants", "keys", "schedules", "webhooks", "triggers"}
 
 // Usage is the one-line summary of each command, for the binary's help.
 var Usage = map[string]string{
@@ -34,6 +34,8 @@ var Usage = map[string]string{
 	"tenants":     "tenants create|list|get|update|suspend|resume: tenants, on the database file (--database-url, DATABASE_URL)",
 	"keys":        "keys create|list|revoke: API keys, on the database file (--database-url, DATABASE_URL)",
 	"schedules":   "schedules create|list|get|update|delete|pause|unpause|trigger|backfill: cron schedules on a server",
+	"webhooks":    "webhooks create|list|get|update|delete: webhooks that start runs, on a server",
+	"triggers":    "triggers create|list|get|update|delete: NATS and Kafka triggers that start runs, on a server",
 }
 
 // DefaultServer is the server the commands talk to unless told otherwise.
@@ -58,7 +60,7 @@ func Run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	}
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
 	sub := ""
-	if cmd == "workflows" || cmd == "definitions" || cmd == "dag" || cmd == "schedules" {
+	if cmd == "workflows" || cmd == "definitions" || cmd == "dag" || cmd == "schedules" || cmd == "webhooks" || cmd == "triggers" {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			fmt.Fprintf(stderr, "usage: orchestrator %s\n", Usage[cmd])
 			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {

@@ -36,7 +36,7 @@ func newServer(t *testing.T) string {
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet()}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: e, Metrics: metrics.NewSet(), Triggers: &engine.Triggers{Store: db, Engine: e}}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(ctx, 5*time.Second)

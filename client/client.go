@@ -156,6 +156,7 @@ type call struct {
 	timeout time.Duration
 	accept  string // default application/json
 	admin   bool   // an administrative call: no X-Actor (the admin log records the key alone)
+	noKey   bool   // a webhook delivery: never the API key (its signature is the credential)
 }
 
 // send performs c and reads the whole answer; a non-2xx answer is a *Error.
@@ -214,10 +215,10 @@ func (c *OrchestratorClient) start(ctx context.Context, cl call) (*http.Response
 		}
 		req.Header.Set("Accept", accept)
 	}
-	if c.actor != "" && req.Header.Get("X-Actor") == "" && cl.method != http.MethodGet && !cl.admin {
+	if c.actor != "" && req.Header.Get("X-Actor") == "" && cl.method != http.MethodGet && !cl.admin && !cl.noKey {
 		req.Header.Set("X-Actor", c.actor)
 	}
-	if c.apiKey != "" && req.Header.Get("Authorization") == "" {
+	if c.apiKey != "" && req.Header.Get("Authorization") == "" && !cl.noKey {
 		req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}
 	res, err := c.hc.Do(req)

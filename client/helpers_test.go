@@ -107,7 +107,8 @@ func newEnv(t *testing.T, opts envOptions) *testEnv {
 		eng.Stop(ctx)
 	})
 	t.Cleanup(env.Release) // runs before Stop: hold attempts end at once
-	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes}).Handler())
+	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes,
+		Triggers: &engine.Triggers{Store: db, Engine: eng}}).Handler())
 	t.Cleanup(srv.Close)
 	env.URL, env.srv = srv.URL, srv
 	return env

@@ -182,6 +182,29 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 			"GetAlias":    func() error { _, err := c.GetAlias(ctx, "w", "live"); return err },
 			"ListAliases": func() error { _, err := c.ListAliases(ctx, "w"); return err },
 			"DeleteAlias": func() error { return c.DeleteAlias(ctx, "w", "live", 1) },
+			"CreateWebhook": func() error {
+				_, err := c.CreateWebhook(ctx, wire.CreateTriggerRequest{Name: "h", Workflow: "w"})
+				return err
+			},
+			"ListWebhooks": func() error { _, err := c.ListWebhooks(ctx); return err },
+			"GetWebhook":   func() error { _, err := c.GetWebhook(ctx, "h"); return err },
+			"UpdateWebhook": func() error {
+				_, err := c.UpdateWebhook(ctx, "h", wire.UpdateTriggerRequest{State: "disabled"})
+				return err
+			},
+			"DeleteWebhook": func() error { return c.DeleteWebhook(ctx, "h") },
+			"Deliver":       func() error { _, err := c.Deliver(ctx, "h", []byte(`{}`), nil); return err },
+			"CreateTrigger": func() error {
+				_, err := c.CreateTrigger(ctx, wire.CreateTriggerRequest{Name: "s", Kind: "nats", Workflow: "w"})
+				return err
+			},
+			"ListTriggers": func() error { _, err := c.ListTriggers(ctx); return err },
+			"GetTrigger":   func() error { _, err := c.GetTrigger(ctx, "s"); return err },
+			"UpdateTrigger": func() error {
+				_, err := c.UpdateTrigger(ctx, "s", wire.UpdateTriggerRequest{State: "enabled"})
+				return err
+			},
+			"DeleteTrigger": func() error { return c.DeleteTrigger(ctx, "s") },
 		} {
 			if err := call(); err != nil {
 				t.Errorf("%s (tenant %s): %v", name, tenant, err)

@@ -184,6 +184,8 @@ const (
 	ActionMetricsRead      = "metrics.read"      // per-run metrics
 	ActionSchedulesWrite   = "schedules.write"   // create, change, delete schedules
 	ActionSchedulesRead    = "schedules.read"    // list and read schedules
+	ActionTriggersWrite    = "triggers.write"    // create, change, delete webhooks and stream triggers
+	ActionTriggersRead     = "triggers.read"     // list and read webhooks and stream triggers, their state
 	ActionWorkersPoll      = "workers.poll"      // poll, heartbeat, complete, fail external attempts
 	ActionActOnBehalf      = "actor.on_behalf"   // name someone (X-Actor) the call is made on behalf of
 )
@@ -209,6 +211,8 @@ var permissions = map[string][]Role{
 	ActionMetricsRead:      {RoleOwner, RoleOperator, RoleViewer},
 	ActionSchedulesWrite:   {RoleOwner, RoleOperator},
 	ActionSchedulesRead:    {RoleOwner, RoleOperator, RoleViewer},
+	ActionTriggersWrite:    {RoleOwner, RoleOperator},
+	ActionTriggersRead:     {RoleOwner, RoleOperator, RoleViewer},
 	ActionWorkersPoll:      {RoleOwner, RoleWorker},
 	ActionActOnBehalf:      {RoleOwner, RoleOperator},
 }
@@ -407,7 +411,7 @@ const (
 // AdminActions lists every administrative action.
 func AdminActions() []AdminAction {
 	return []AdminAction{AdminTenantCreated, AdminTenantUpdated, AdminTenantSuspended, AdminTenantResumed,
-		AdminKeyCreated, AdminKeyRevoked, AdminPolicyLoaded}
+		AdminKeyCreated, AdminKeyRevoked, AdminPolicyLoaded, AdminTriggerCreated, AdminTriggerUpdated, AdminTriggerDeleted}
 }
 
 // AdminEvent is one entry of the admin log: who did what to which tenant.

@@ -30,6 +30,8 @@ var roleMatrix = map[string][]engine.Role{
 	engine.ActionMetricsRead:      {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator, engine.RoleViewer},
 	engine.ActionSchedulesWrite:   {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator},
 	engine.ActionSchedulesRead:    {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator, engine.RoleViewer},
+	engine.ActionTriggersWrite:    {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator},
+	engine.ActionTriggersRead:     {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator, engine.RoleViewer},
 	engine.ActionWorkersPoll:      {engine.RoleAdmin, engine.RoleOwner, engine.RoleWorker},
 	engine.ActionActOnBehalf:      {engine.RoleAdmin, engine.RoleOwner, engine.RoleOperator},
 }

@@ -101,3 +101,6 @@ func (e *Engine) CommitRefusedDecision(tenantID, runID string, plan *definition.
 
 // CheckStuck runs one stuck check and returns how many run.stalled it recorded.
 func (e *Engine) CheckStuck() int { return e.checkStuck(context.Background()) }
+
+// ValidateTriggerForTest exposes Trigger.validate to the fuzz test.
+func ValidateTriggerForTest(t *Trigger) error { return t.validate() }

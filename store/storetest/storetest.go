@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	t.Run("StreamEvents", func(t *testing.T) { t.Parallel(); testStreamEvents(t, open) })
 	t.Run("Audit", func(t *testing.T) { t.Parallel(); testAudit(t, open) })
 	t.Run("Schedules", func(t *testing.T) { t.Parallel(); testSchedules(t, open) })
+	t.Run("Triggers", func(t *testing.T) { t.Parallel(); testTriggers(t, open) })
 	t.Run("PingAndHealth", func(t *testing.T) { t.Parallel(); testPingAndHealth(t, open) })
 	t.Run("Retention", func(t *testing.T) { t.Parallel(); testRetention(t, open) })
 }
