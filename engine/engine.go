@@ -107,7 +107,7 @@ type Engine struct {
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
-	ready     runHeap
+	ready     fairQueue // runs with in-process tasks to dispatch, by tenant
 	timers    timerHeap
 	order     uint64
 	started   bool

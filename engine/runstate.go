@@ -21,7 +21,7 @@ type runState struct {
 	queue   taskQueue             // dispatchable tasks
 	queued  []bool                // per task: in queue or waiting for an external worker
 	nqueued int                   // tasks with queued set
-	heapIdx int                   // index in Engine.ready, -1 when absent
+	heapIdx int                   // index in its tenant's heap in Engine.ready, -1 when absent
 	cancels map[int]attemptCancel // running in-process attempts by position
 	timers  map[*timer]struct{}   // armed timers that refer to this run
 	watch   map[int]*timer        // the attempt timer of each watched task
@@ -106,8 +106,8 @@ func (q *taskQueue) Pop() any {
 	return x
 }
 
-// runHeap orders dispatchable runs by their best task: priority, then the
-// older run, then topological position.
+// runHeap orders one tenant's dispatchable runs by their best task:
+// priority, then the older run, then topological position.
 type runHeap []*runState
 
 func (h runHeap) Len() int { return len(h) }
@@ -146,12 +146,12 @@ func (h *runHeap) Pop() any {
 func (e *Engine) fixRun(rs *runState) {
 	switch want := rs.dispatchable(); {
 	case want && rs.heapIdx < 0:
-		heap.Push(&e.ready, rs)
+		e.ready.push(rs)
 		e.signal()
 	case want:
-		heap.Fix(&e.ready, rs.heapIdx)
+		e.ready.fix(rs)
 	case rs.heapIdx >= 0:
-		heap.Remove(&e.ready, rs.heapIdx)
+		e.ready.remove(rs)
 	}
 	if len(rs.lanes) > 0 {
 		e.fixLanes(rs)
@@ -203,7 +203,7 @@ func (e *Engine) markQueued(rs *runState, pos int, q bool) {
 // forget removes a run from memory and from the dispatch queues.
 func (e *Engine) forget(rs *runState) {
 	if rs.heapIdx >= 0 {
-		heap.Remove(&e.ready, rs.heapIdx)
+		e.ready.remove(rs)
 	}
 	e.dropLanes(rs)
 	if e.runs[rs.id] == rs {
