@@ -40,11 +40,12 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
-	breakerTargets bool   // per-breaker gauges naming tenants and targets
-	authMode       string // AUTH: local or required
-	metricsPublic  bool   // METRICS_PUBLIC: /metrics without a key
-	policyFile     string // POLICY_FILE: a .rego file or a directory of them
-	databasePath   string // from databaseURL
+	overload       engine.OverloadConfig // OVERLOAD_*: when new runs are refused (config_overload.go)
+	breakerTargets bool                  // per-breaker gauges naming tenants and targets
+	authMode       string                // AUTH: local or required
+	metricsPublic  bool                  // METRICS_PUBLIC: /metrics without a key
+	policyFile     string                // POLICY_FILE: a .rego file or a directory of them
+	databasePath   string                // from databaseURL
 	logger         *slog.Logger
 
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
@@ -171,6 +172,7 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
 		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
 	checkpointKeyFlag(fs, &c.checkpointKey)
+	c.overloadFlags(fs)
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -251,6 +253,9 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
+	}
+	if err := c.validateOverload(); err != nil {
+		return err
 	}
 	if c.policyFile != "" {
 		if _, err := os.Stat(c.policyFile); err != nil {

@@ -179,7 +179,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}
 	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
-		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant})
+		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant, Overload: c.overload})
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,7 @@ type serverOptions struct {
 	AuthMode      api.AuthMode
 	MetricsPublic bool
 	Policy        *policy.Engine
+	Overload      engine.OverloadConfig // the zero value: the engine's defaults
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -88,7 +89,7 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	t.Cleanup(func() { db.Close() })
 	var keys *engine.Keys
 	var admin *engine.Admin
-	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set}
+	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set, Overload: opts.Overload}
 	if opts.Access {
 		if keys, err = engine.NewKeys(engine.KeysConfig{Store: db, NowFunc: opts.KeysNow}); err != nil {
 			t.Fatalf("new keys: %v", err)

@@ -68,6 +68,9 @@ type Config struct {
 	// settings that decide the task types a TenantGate guards. nil: there is
 	// no tenant registry and every tenant may use every registered type.
 	TenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	// Overload sets when the engine counts as saturated and refuses new
+	// runs with ErrOverloaded; the zero value takes the defaults.
+	Overload OverloadConfig
 }
 
 // Validate reports a configuration the engine cannot run with.
@@ -80,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRunBytes < 0 || c.MaxAbandoned < 0 || c.MaxPlans < 0 || c.MaxPlanBytes < 0 {
 		return errors.New("engine config: limits must not be negative")
+	}
+	if err := c.Overload.Validate(); err != nil {
+		return fmt.Errorf("engine config: %w", err)
 	}
 	return nil
 }
@@ -104,6 +110,7 @@ type Engine struct {
 	handlers map[string]Handler // fixed at Start
 
 	plans *planCache
+	ov    *overload // whether new runs are refused
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
@@ -117,6 +124,7 @@ type Engine struct {
 	waiters   map[string][]chan struct{} // Wait callers by run id
 	lanes     map[string]*lane           // external ready tasks by tenant and type
 	resolveQ  []resolution               // templates waiting for a resolver
+	heldBytes int64                      // runs.data_bytes of the runs in runs
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
@@ -175,6 +183,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics(cfg.Metrics, e)
+	e.ov = newOverload(cfg.Overload, cfg.Metrics)
 	return e, nil
 }
 
@@ -262,6 +271,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.goTracked(e.workerLoop)
 	}
 	e.goTracked(e.timerLoop)
+	e.goTracked(e.overloadLoop)
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -426,12 +436,17 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
 }
 
 // StartRunIdempotent is StartRun that also reports whether the run was
-// started by an earlier request with the same idempotency key.
+// started by an earlier request with the same idempotency key. While the
+// engine is overloaded it refuses new runs with an *OverloadError (a
+// request whose idempotency key started a run still gets that run).
 func (e *Engine) StartRunIdempotent(ctx context.Context, req StartRequest) (run *Run, replayed bool, err error) {
 	if req.IdempotencyKey != "" {
 		if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
 			return run, err == nil, err
 		}
+	}
+	if err := e.admitStart(); err != nil {
+		return nil, false, err
 	}
 	for try := 0; ; try++ {
 		run, err = e.newRun(ctx, req)

@@ -29,6 +29,7 @@ func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	set.GetOrCreateGauge(`orchestrator_tasks_ready`, locked(func() float64 { return float64(m.queued) }))
 	set.GetOrCreateGauge(`orchestrator_tasks_running`, locked(func() float64 { return float64(m.running) }))
 	set.GetOrCreateGauge(`orchestrator_runs_active`, locked(func() float64 { return float64(len(e.runs)) }))
+	set.GetOrCreateGauge(`orchestrator_runs_active_bytes`, locked(func() float64 { return float64(e.heldBytes) }))
 	return m
 }
 

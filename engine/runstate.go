@@ -34,8 +34,9 @@ type runState struct {
 	// resolving marks the templates queued for a resolver: task positions,
 	// and -1 for the run's output.
 	resolving map[int]bool
-	commits   int  // commits queued and not yet acknowledged
-	broken    bool // a commit failed: memory no longer matches the store
+	commits   int   // commits queued and not yet acknowledged
+	held      int64 // its DataBytes as counted in Engine.heldBytes
+	broken    bool  // a commit failed: memory no longer matches the store
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {
@@ -213,6 +214,7 @@ func (e *Engine) forget(rs *runState) {
 		}
 		delete(e.waiters, rs.id)
 	}
+	e.dropBytes(rs)
 	e.m.queued -= rs.nqueued
 	e.m.running -= rs.view.Count(TaskRunning)
 	rs.nqueued = 0
@@ -347,6 +349,9 @@ func (b *batch) commit(done func(error)) {
 		for i, pos := range b.changed {
 			ch.Tasks[i] = rs.view.Tasks[pos]
 		}
+	}
+	if e.runs[rs.id] == rs {
+		e.holdBytes(rs)
 	}
 	rs.commits++
 	e.commitWG.Add(1)

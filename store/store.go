@@ -62,9 +62,10 @@ type DB struct {
 	max  int
 	st   stmts
 
-	mu     sync.Mutex // protects queue and closed
+	mu     sync.Mutex // protects queue, closed and load.queued
 	queue  []request
 	closed bool
+	load   writerLoad
 	kick   chan struct{}
 
 	g         group         // the writer, and the refusals of commits after Close

@@ -97,6 +97,7 @@ func (db *DB) submit(r request) {
 		return
 	}
 	db.queue = append(db.queue, r)
+	db.load.queued += size(r)
 	db.mu.Unlock()
 	db.wake()
 }
@@ -132,6 +133,7 @@ func (db *DB) writeLoop() {
 		n := 0
 		for len(db.queue) > 0 && (n == 0 || n+size(db.queue[0]) <= db.max) {
 			n += size(db.queue[0])
+			db.load.queued -= size(db.queue[0])
 			batch = append(batch, db.queue[0])
 			db.queue[0] = request{}
 			db.queue = db.queue[1:]
@@ -142,7 +144,9 @@ func (db *DB) writeLoop() {
 		closed := db.closed
 		db.mu.Unlock()
 		if len(batch) > 0 {
+			start := time.Now()
 			db.commitBatch(batch)
+			db.load.committed(time.Since(start))
 			continue
 		}
 		if closed {

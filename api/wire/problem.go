@@ -51,6 +51,7 @@ const (
 	CodeInternal            = "internal"               // 500
 	CodeUnavailable         = "unavailable"            // 503: shutting down
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
+	CodeOverloaded          = "overloaded"             // 503 with Retry-After: the server is saturated and refuses new runs for now; everything else works
 )
 
 // titles is the Title of each code's problems.
@@ -75,6 +76,7 @@ var titles = map[string]string{
 	CodeInternal:            "Internal error",
 	CodeUnavailable:         "Service unavailable",
 	CodeStorageUnavailable:  "Storage unavailable",
+	CodeOverloaded:          "Overloaded",
 }
 
 // Codes lists every problem code.
@@ -82,7 +84,7 @@ func Codes() []string {
 	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeUnauthenticated, CodeForbidden,
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
-		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
+		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeOverloaded}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is
