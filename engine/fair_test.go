@@ -150,7 +150,9 @@ func TestPoll_LargeRunDoesNotStarveOthers(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
 	db := openTestStore(t)
-	e := startEngineWith(t, db, engine.Config{ExternalTypes: true}, nil)
+	// The big run's commit may take seconds under -race on a loaded
+	// machine: commit latency must not refuse the runs that follow it.
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true, Overload: engine.OverloadConfig{MaxCommitLatency: -1}}, nil)
 	_, _, err := e.RegisterDefinition(ctx, "a", parallelDef("big", "py", "b", 10_000))
 	is.NoErr(err) // register the big run
 	_, _, err = e.RegisterDefinition(ctx, "a", parallelDef("small", "py", "s", 10))
