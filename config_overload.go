@@ -17,7 +17,7 @@ func (c *config) overloadFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxWriterQueue, "overload-writer-queue", c.envInt("overload-writer-queue", "OVERLOAD_WRITER_QUEUE", engine.DefaultMaxWriterQueue),
 		"events waiting for the database writer past which new runs are refused; -1 = off (env OVERLOAD_WRITER_QUEUE)")
 	fs.DurationVar(&o.MaxCommitLatency, "overload-commit-latency", c.envDuration("overload-commit-latency", "OVERLOAD_COMMIT_LATENCY", engine.DefaultMaxCommitLatency),
-		"smoothed group-commit latency past which new runs are refused; negative = off (env OVERLOAD_COMMIT_LATENCY)")
+		"how long writes wait until durable (smoothed) past which new runs are refused; negative = off (env OVERLOAD_COMMIT_LATENCY)")
 	fs.IntVar(&o.MaxReadyTasks, "overload-ready-tasks", c.envInt("overload-ready-tasks", "OVERLOAD_READY_TASKS", engine.DefaultMaxReadyTasks),
 		"tasks ready and waiting for a worker past which new runs are refused; -1 = off (env OVERLOAD_READY_TASKS)")
 	fs.IntVar(&o.MaxActiveRuns, "overload-active-runs", c.envInt("overload-active-runs", "OVERLOAD_ACTIVE_RUNS", engine.DefaultMaxActiveRuns),

@@ -14,7 +14,7 @@ import (
 // WriterLoad is how busy a store's writer is.
 type WriterLoad struct {
 	QueuedEvents  int           // events (at least one per write) waiting for the writer
-	CommitLatency time.Duration // recent group commits, smoothed
+	CommitLatency time.Duration // what recent writes waited from Commit until durable, smoothed
 }
 
 // LoadReporter is what a Store implements to let the engine see its writer
@@ -27,7 +27,7 @@ type LoadReporter interface {
 // Defaults of OverloadConfig.
 const (
 	DefaultMaxWriterQueue   = 100_000
-	DefaultMaxCommitLatency = 5 * time.Second
+	DefaultMaxCommitLatency = time.Second
 	DefaultMaxReadyTasks    = 200_000
 	DefaultMaxActiveRuns    = 20_000
 	DefaultMaxActiveBytes   = 1 << 30
@@ -46,7 +46,7 @@ const OverloadLowWater = 0.8
 // takes its default; a negative limit turns that signal off.
 type OverloadConfig struct {
 	MaxWriterQueue   int           // events queued for the store's writer
-	MaxCommitLatency time.Duration // the writer's smoothed commit latency
+	MaxCommitLatency time.Duration // the writer's smoothed latency, from Commit until durable
 	MaxReadyTasks    int           // tasks ready and waiting for a worker, in-process or external
 	MaxActiveRuns    int           // runs held in memory (every non-terminal run)
 	MaxActiveBytes   int64         // payload bytes (runs.data_bytes) of the runs held in memory

@@ -13,7 +13,8 @@ import (
 
 // TestWriterLoad_CountsQueueAndSlowCommits: while the writer is held in a
 // commit, the writes queued behind it count as queued events; once the slow
-// commit is over it shows in the smoothed latency, and the queue is empty.
+// commit is over it shows in the smoothed latency, and the queue is empty;
+// an idle writer's latency decays.
 func TestWriterLoad_CountsQueueAndSlowCommits(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -61,4 +62,12 @@ func TestWriterLoad_CountsQueueAndSlowCommits(t *testing.T) {
 	// an eighth for each commit after it at most.
 	floor := float64(age) / latencyWeight * math.Pow(1-1.0/latencyWeight, behind)
 	is.True(float64(l.CommitLatency) >= floor)
+
+	// Once nothing is written, each look at the idle writer lets the
+	// latency decay, so that an engine refusing starts for it recovers.
+	for db.WriterLoad().CommitLatency > l.CommitLatency/100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("latency %s did not decay from %s", db.WriterLoad().CommitLatency, l.CommitLatency)
+		}
+	}
 }

@@ -82,6 +82,7 @@ type request struct {
 	changes []engine.Change
 	fn      func(*sql.Tx) error // instead of changes: a write of its own
 	done    func(error)
+	at      time.Time // when it was queued
 }
 
 type storeMetrics struct {

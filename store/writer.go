@@ -96,6 +96,7 @@ func (db *DB) submit(r request) {
 		}
 		return
 	}
+	r.at = time.Now()
 	db.queue = append(db.queue, r)
 	db.load.queued += size(r)
 	db.mu.Unlock()
@@ -142,11 +143,12 @@ func (db *DB) writeLoop() {
 			db.queue = nil // let the backing array go
 		}
 		closed := db.closed
+		db.load.busy.Store(len(batch) > 0)
 		db.mu.Unlock()
 		if len(batch) > 0 {
-			start := time.Now()
 			db.commitBatch(batch)
-			db.load.committed(time.Since(start))
+			db.load.committed(time.Since(batch[0].at)) // the oldest write of the batch
+			db.load.busy.Store(false)
 			continue
 		}
 		if closed {

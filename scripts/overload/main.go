@@ -140,9 +140,11 @@ func run() error {
 
 	// Recovery: health back to ok, and a start accepted.
 	var healthy, accepting time.Duration
+	var recoverErr error
 	for healthy == 0 || accepting == 0 {
 		if time.Since(loadEnd) > deadline {
-			return fmt.Errorf("not recovered %s after the load stopped", deadline)
+			recoverErr = fmt.Errorf("not recovered %s after the load stopped", deadline)
+			break
 		}
 		if healthy == 0 && s.health() == "ok" {
 			healthy = time.Since(loadEnd)
@@ -156,7 +158,7 @@ func run() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	want := float64(calibrate) + float64(l.accepted.Load())
-	doneErr := s.waitCompleted(want, deadline)
+	doneErr := s.waitCompleted(want, deadline-time.Since(loadEnd))
 	drained := time.Since(loadEnd)
 	stopRSS()
 	failed := s.metric(`orchestrator_runs_total{outcome="failed"}`)
@@ -175,7 +177,11 @@ func run() error {
 	if doneErr != nil {
 		fmt.Printf("accepted runs completed: NO: %v\n", doneErr)
 	} else {
-		fmt.Printf("accepted runs completed: all %d (and none failed: %v), %.1fs after the load stopped\n", int(want), failed == 0, drained.Seconds())
+		fmt.Printf("accepted runs completed: all %d (and none failed: %v), %.1fs after the load stopped\n", int(want), failed <= 0, drained.Seconds())
+	}
+	if recoverErr != nil {
+		fmt.Printf("recovery after the load stopped: NO: %v (health %q)\n", recoverErr, s.health())
+		return recoverErr
 	}
 	fmt.Printf("recovery after the load stopped: health ok in %s, first start accepted in %s\n",
 		healthy.Round(time.Millisecond), accepting.Round(time.Millisecond))
