@@ -7,7 +7,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orchestrator/orchestrator/api/wire"
 )
@@ -25,6 +27,9 @@ type Error struct {
 	State string
 	// Errors names each field or definition problem of a 400.
 	Errors []wire.FieldError
+	// RetryAfter is the answer's Retry-After (503 overloaded and
+	// storage_unavailable), 0 when it has none.
+	RetryAfter time.Duration
 }
 
 // Error returns the status, code, detail, the refusing state and the named
@@ -76,6 +81,9 @@ func (e *Error) Fields() []string {
 func decodeError(res *http.Response, cl call) error {
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode)}
+	if n, perr := strconv.Atoi(res.Header.Get("Retry-After")); perr == nil && n > 0 {
+		e.RetryAfter = time.Duration(min(n, 86400)) * time.Second
+	}
 	if err != nil {
 		e.Detail = fmt.Sprintf("%s %s: reading the error answer: %v", cl.method, pathOnly(cl.path), err)
 		return e
@@ -122,6 +130,10 @@ func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 // IsConflict reports whether the server answered 409: a refused transition
 // (invalid_transition), a lost lease (lease_lost) or a concurrent change.
 func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
+
+// IsOverloaded reports whether the server refused a start because it is
+// saturated (503 overloaded): try again after the error's RetryAfter.
+func IsOverloaded(err error) bool { return CodeOf(err) == wire.CodeOverloaded }
 
 // IsLeaseLost reports whether a worker call was refused because its lease
 // token no longer holds the attempt; the worker should drop the task.
