@@ -40,13 +40,14 @@ type config struct {
 	breakerOpenFor time.Duration
 	maxRunBytes    int64
 	maxAbandoned   int
-	quotas         engine.TenantQuotas  // TENANT_*: every tenant's quotas unless it sets its own
-	breakerTargets bool                 // per-breaker gauges naming tenants and targets
-	adaptive       tasks.AdaptiveConfig // ADAPTIVE_*: adaptive concurrency limits
-	authMode       string               // AUTH: local or required
-	metricsPublic  bool                 // METRICS_PUBLIC: /metrics without a key
-	policyFile     string               // POLICY_FILE: a .rego file or a directory of them
-	databasePath   string               // from databaseURL
+	quotas         engine.TenantQuotas   // TENANT_*: every tenant's quotas unless it sets its own
+	overload       engine.OverloadConfig // OVERLOAD_*: when new runs are refused (config_overload.go)
+	breakerTargets bool                  // per-breaker gauges naming tenants and targets
+	adaptive       tasks.AdaptiveConfig  // ADAPTIVE_*: adaptive concurrency limits
+	authMode       string                // AUTH: local or required
+	metricsPublic  bool                  // METRICS_PUBLIC: /metrics without a key
+	policyFile     string                // POLICY_FILE: a .rego file or a directory of them
+	databasePath   string                // from databaseURL
 	logger         *slog.Logger
 
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
@@ -209,6 +210,7 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 		"Server-Sent Event streams open at once; more are refused with 429 (env STREAM_MAX)")
 	fs.IntVar(&c.maxStreamsPerTenant, "stream-max-per-tenant", c.envInt("stream-max-per-tenant", "STREAM_MAX_PER_TENANT", api.DefaultMaxStreamsPerTenant),
 		"Server-Sent Event streams one tenant may have open at once (env STREAM_MAX_PER_TENANT)")
+	c.overloadFlags(fs)
 }
 
 // quotaFlags declares the server's default tenant quotas: they apply to
@@ -319,6 +321,9 @@ func (c *config) validate(stderr io.Writer) error {
 	}
 	if err := c.quotas.Validate("tenant_", true); err != nil {
 		return fmt.Errorf("default tenant quotas (env TENANT_*, flags --tenant-*): %w", err)
+	}
+	if err := c.validateOverload(); err != nil {
+		return err
 	}
 	if c.policyFile != "" {
 		if _, err := os.Stat(c.policyFile); err != nil {

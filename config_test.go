@@ -40,6 +40,9 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 		{"ADAPTIVE_MIN", "one"},
 		{"ADAPTIVE_TOLERANCE", "50%"},
 		{"ADAPTIVE_MAX_WAIT", "10"},
+		{"OVERLOAD_HOLD", "2"},
+		{"OVERLOAD_ACTIVE_RUNS", "many"},
+		{"OVERLOAD_COMMIT_LATENCY", "5"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			is := is.New(t)
@@ -73,6 +76,16 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
 		is.Equal(code, 2)                                                                            // the server does not start
 		is.True(strings.Contains(stderr.String(), "adaptive min limit 50 is over the max limit 10")) // saying why
+	})
+
+	t.Run("an overload limit of 0 is refused", func(t *testing.T) {
+		is := is.New(t)
+		t.Setenv("OVERLOAD_READY_TASKS", "0")
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
+			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
+		is.Equal(code, 2)                                                           // the server does not start
+		is.True(strings.Contains(stderr.String(), "overload limits must not be 0")) // saying why
 	})
 
 	t.Run("a flag wins over a bad environment value", func(t *testing.T) {

@@ -180,7 +180,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	}
 	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
 		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant, StuckAfter: stuckAfter(c.stuckAfter),
-		DefaultQuotas: c.quotas})
+		DefaultQuotas: c.quotas, Overload: c.overload})
 	if err != nil {
 		return err
 	}

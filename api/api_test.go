@@ -80,6 +80,7 @@ type serverOptions struct {
 	TenantReplayMax                 int // 0: the API's bound
 	// EngineNow is the engine's clock (nil: time.Now).
 	EngineNow func() time.Time
+	Overload  engine.OverloadConfig // the zero value: the engine's defaults
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -96,7 +97,7 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	t.Cleanup(func() { db.Close() })
 	var keys *engine.Keys
 	var admin *engine.Admin
-	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set, NowFunc: opts.EngineNow}
+	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set, NowFunc: opts.EngineNow, Overload: opts.Overload}
 	if opts.Access {
 		if keys, err = engine.NewKeys(engine.KeysConfig{Store: db, NowFunc: opts.KeysNow}); err != nil {
 			t.Fatalf("new keys: %v", err)

@@ -9,11 +9,13 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 // health answers GET /health: 503 when the database does not answer a read
 // within 2s; 200 "degraded" with the reason while writes fail for the
-// storage's sake; 200 "ok" otherwise.
+// storage's sake, and with "overloaded" while new runs are refused; 200 "ok"
+// otherwise.
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -22,15 +24,30 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Database: "unreachable"})
 		return nil
 	}
+	out := wire.Health{Status: "ok", Database: "ok", Storage: "ok"}
 	if h := s.Engine.StorageHealth(); !h.Writable {
 		// Degraded, not down: reads still answer, and the writes that find
 		// the storage back must still reach this only node.
-		writeJSON(w, http.StatusOK, wire.Health{Status: "degraded", Database: "ok", Storage: "unavailable",
-			Reason: h.Reason, Since: h.Since.UTC()})
-		return nil
+		out.Status, out.Storage, out.Reason, out.Since = "degraded", "unavailable", h.Reason, h.Since.UTC()
 	}
-	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Database: "ok", Storage: "ok"})
+	if ov := s.Engine.Overload(); ov.Overloaded {
+		// Saturated, not down: everything but new runs is served, so a load
+		// balancer keeps the node; a gateway reads overloaded.
+		out.Status = "degraded"
+		out.Overloaded = wireOverload(ov)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// wireOverload is an engine overload status on the wire.
+func wireOverload(ov engine.OverloadStatus) *wire.Overload {
+	o := &wire.Overload{Since: ov.Since.UTC(), Reasons: make([]wire.OverloadReason, len(ov.Reasons)),
+		RetryAfterSeconds: int((max(ov.RetryAfter, time.Second) + time.Second - 1) / time.Second)}
+	for i, r := range ov.Reasons {
+		o.Reasons[i] = wire.OverloadReason{Signal: r.Signal, Value: r.Value, Limit: r.Limit}
+	}
+	return o
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) error {

@@ -53,6 +53,7 @@ func problemFor(err error) *Problem {
 	var fld *engine.FieldError
 	var qe *engine.QuotaError
 	var cle *engine.ConcurrencyLimitedError
+	var ov *engine.OverloadError
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -119,6 +120,10 @@ func problemFor(err error) *Problem {
 		q := newProblem(http.StatusServiceUnavailable, wire.CodeStorageUnavailable,
 			"the database cannot write now (for example the disk is full); nothing was written; try again later")
 		q.RetryAfter = StorageRetryAfter
+		return q
+	case errors.As(err, &ov):
+		q := newProblem(http.StatusServiceUnavailable, wire.CodeOverloaded, ov.Error()+"; reads, control calls and workers' reports still work; retry after the Retry-After seconds")
+		q.RetryAfter = max(ov.RetryAfter, time.Second)
 		return q
 	case errors.Is(err, engine.ErrClosed):
 		return newProblem(http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is shutting down")

@@ -131,6 +131,25 @@ func TestOrchestratorClient_Transport(t *testing.T) {
 		is.True(strings.HasPrefix(err.Error(), "orchestrator: GET /api/v1/tenants/default/workflows/r1"))
 	})
 
+	t.Run("an overloaded answer carries its Retry-After", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"type":"x","title":"Overloaded","status":503,"code":"overloaded","detail":"later"}`))
+		}))
+		t.Cleanup(srv.Close)
+		c, err := client.New(srv.URL)
+		is.NoErr(err) // new
+		_, err = c.Run(context.Background(), client.ExecuteRequest{Workflow: "wf"})
+		e := apiError(t, err)
+		is.True(client.IsOverloaded(err))     // the code
+		is.Equal(e.RetryAfter, 2*time.Second) // and when to come back
+		is.Equal(e.Status, http.StatusServiceUnavailable)
+	})
+
 	t.Run("an answer that is not a problem keeps its status and text", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)
@@ -267,10 +286,11 @@ func TestError(t *testing.T) {
 			{wire.CodeRunArchived, "run_archived"},
 			{wire.CodeQuotaExceeded, "quota_exceeded"},
 			{wire.CodeConcurrencyLimited, "concurrency_limited"},
+			{wire.CodeOverloaded, "overloaded"},
 		} {
 			is.Equal(c[0], c[1])                         // same code
 			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
-		is.Equal(len(wire.Codes()), 26) // no code is left out above
+		is.Equal(len(wire.Codes()), 27) // no code is left out above
 	})
 }

@@ -30,7 +30,7 @@ type Error struct {
 	// Quota is the tenant quota a quota_exceeded refused the start with;
 	// Key the concurrency key's value of a concurrency_limited.
 	Quota, Key string
-	// RetryAfter is the answer's Retry-After (a 429 or a 503): how long to
+	// RetryAfter is the answer's Retry-After (a 429, or a 503 overloaded or storage_unavailable): how long to
 	// wait before trying again; 0 when it sent none.
 	RetryAfter time.Duration
 }
@@ -84,6 +84,9 @@ func (e *Error) Fields() []string {
 func decodeError(res *http.Response, cl call) error {
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode)}
+	if n, perr := strconv.Atoi(res.Header.Get("Retry-After")); perr == nil && n > 0 {
+		e.RetryAfter = time.Duration(min(n, 86400)) * time.Second
+	}
 	if err != nil {
 		e.Detail = fmt.Sprintf("%s %s: reading the error answer: %v", cl.method, pathOnly(cl.path), err)
 		return e
@@ -133,6 +136,10 @@ func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 // IsConflict reports whether the server answered 409: a refused transition
 // (invalid_transition), a lost lease (lease_lost) or a concurrent change.
 func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
+
+// IsOverloaded reports whether the server refused a start because it is
+// saturated (503 overloaded): try again after the error's RetryAfter.
+func IsOverloaded(err error) bool { return CodeOf(err) == wire.CodeOverloaded }
 
 // IsLeaseLost reports whether a worker call was refused because its lease
 // token no longer holds the attempt; the worker should drop the task.

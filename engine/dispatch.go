@@ -57,7 +57,7 @@ func (e *Engine) workerLoop() {
 // there is none. Sleep tasks start here and need no worker.
 func (e *Engine) next() *job {
 	for !e.stopping && e.ready.Len() > 0 {
-		rs := e.ready[0]
+		rs := e.ready.head()
 		pos := heap.Pop(&rs.queue).(int)
 		e.markQueued(rs, pos, false)
 		t := &rs.view.Tasks[pos]
@@ -66,6 +66,7 @@ func (e *Engine) next() *job {
 			e.fixRun(rs)
 			continue
 		}
+		e.ready.served() // the tenant's turn: the next task may be another tenant's
 		attempt := t.Attempt + 1
 		b := e.newBatch(rs, ActorEngine)
 		d := &EventData{}

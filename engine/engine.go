@@ -89,6 +89,9 @@ type Config struct {
 	// NoScheduleLoop starts no scheduler loop: tests decide schedules with
 	// RunSchedules.
 	NoScheduleLoop bool
+	// Overload sets when the engine counts as saturated and refuses new
+	// runs with ErrOverloaded; the zero value takes the defaults.
+	Overload OverloadConfig
 }
 
 // DefaultStuckAfter is the default of Config.StuckAfter.
@@ -107,6 +110,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.DefaultQuotas.Validate("", true); err != nil {
 		return fmt.Errorf("engine config: default quotas: %w", err)
+	}
+	if err := c.Overload.Validate(); err != nil {
+		return fmt.Errorf("engine config: %w", err)
 	}
 	return nil
 }
@@ -140,10 +146,11 @@ type Engine struct {
 
 	aliases  *aliasCache    // alias lookups of "name@alias" starts
 	rollback *rollbackWatch // outcomes of aliased runs, for automatic rollback
+	ov       *overload      // whether new runs are refused
 
 	mu        sync.Mutex // protects the fields below and every runState
 	runs      map[string]*runState
-	ready     runHeap
+	ready     fairQueue // runs with in-process tasks to dispatch, by tenant
 	timers    timerHeap
 	order     uint64
 	started   bool
@@ -155,6 +162,7 @@ type Engine struct {
 	polls     map[string]map[string]time.Time // the last poll of each task type, by tenant
 	npolls    int                             // (tenant, type) pairs in polls
 	resolveQ  []resolution                    // templates waiting for a resolver
+	heldBytes int64                           // runs.data_bytes of the runs in runs
 	// Admission (admission.go): active and waiting runs by tenant and by
 	// concurrency key, the keys with runs waiting, and how many wait.
 	tslots     map[string]*tenantSlots
@@ -239,6 +247,7 @@ func New(cfg Config) (*Engine, error) {
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics(cfg.Metrics, e)
 	e.sched = newScheduler(e, &cfg)
+	e.ov = newOverload(cfg.Overload, cfg.Metrics)
 	return e, nil
 }
 
@@ -351,6 +360,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.goTracked(e.admitLoop)
 	e.kickAdmit()
 	e.goTracked(e.rollbackLoop)
+	e.goTracked(e.overloadLoop)
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -439,12 +449,17 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (*Run, error) {
 }
 
 // StartRunIdempotent is StartRun that also reports whether the run was
-// started by an earlier request with the same idempotency key.
+// started by an earlier request with the same idempotency key. While the
+// engine is overloaded it refuses new runs with an *OverloadError (a
+// request whose idempotency key started a run still gets that run).
 func (e *Engine) StartRunIdempotent(ctx context.Context, req StartRequest) (run *Run, replayed bool, err error) {
 	if req.IdempotencyKey != "" {
 		if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
 			return run, err == nil, err
 		}
+	}
+	if err := e.admitStart(); err != nil {
+		return nil, false, err
 	}
 	for try := 0; ; try++ {
 		run, err = e.newRun(ctx, req)

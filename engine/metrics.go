@@ -42,6 +42,7 @@ func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	set.GetOrCreateGauge(`orchestrator_runs_stalled`, locked(func() float64 { return float64(m.stalled) }))
 	set.GetOrCreateCounter(`orchestrator_runs_stalled_total`) // run.stalled events recorded: 0 from the start
 	set.GetOrCreateGauge(`orchestrator_runs_waiting`, locked(func() float64 { return float64(e.npending) }))
+	set.GetOrCreateGauge(`orchestrator_runs_active_bytes`, locked(func() float64 { return float64(e.heldBytes) }))
 	return m
 }
 

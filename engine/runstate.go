@@ -21,7 +21,7 @@ type runState struct {
 	queue   taskQueue             // dispatchable tasks
 	queued  []bool                // per task: in queue or waiting for an external worker
 	nqueued int                   // tasks with queued set
-	heapIdx int                   // index in Engine.ready, -1 when absent
+	heapIdx int                   // index in its tenant's heap in Engine.ready, -1 when absent
 	cancels map[int]attemptCancel // running in-process attempts by position
 	timers  map[*timer]struct{}   // armed timers that refer to this run
 	watch   map[int]*timer        // the attempt timer of each watched task
@@ -37,8 +37,9 @@ type runState struct {
 	// stalledSeq is the run's last seq when it was found stalled (its
 	// run.stalled event): while it is still the last, the run is marked.
 	stalledSeq int64
-	commits    int  // commits queued and not yet acknowledged
-	broken     bool // a commit failed: memory no longer matches the store
+	commits    int   // commits queued and not yet acknowledged
+	held       int64 // its DataBytes as counted in Engine.heldBytes
+	broken     bool  // a commit failed: memory no longer matches the store
 	// Admission (admission.go): the rendered concurrency key ("" none),
 	// whether the run is counted among its tenant's active runs and holds
 	// a slot of its key, and the line it waits in while pending.
@@ -120,8 +121,8 @@ func (q *taskQueue) Pop() any {
 	return x
 }
 
-// runHeap orders dispatchable runs by their best task: priority, then the
-// older run, then topological position.
+// runHeap orders one tenant's dispatchable runs by their best task:
+// priority, then the older run, then topological position.
 type runHeap []*runState
 
 func (h runHeap) Len() int { return len(h) }
@@ -160,12 +161,12 @@ func (h *runHeap) Pop() any {
 func (e *Engine) fixRun(rs *runState) {
 	switch want := rs.dispatchable(); {
 	case want && rs.heapIdx < 0:
-		heap.Push(&e.ready, rs)
+		e.ready.push(rs)
 		e.signal()
 	case want:
-		heap.Fix(&e.ready, rs.heapIdx)
+		e.ready.fix(rs)
 	case rs.heapIdx >= 0:
-		heap.Remove(&e.ready, rs.heapIdx)
+		e.ready.remove(rs)
 	}
 	if len(rs.lanes) > 0 {
 		e.fixLanes(rs)
@@ -217,7 +218,7 @@ func (e *Engine) markQueued(rs *runState, pos int, q bool) {
 // forget removes a run from memory and from the dispatch queues.
 func (e *Engine) forget(rs *runState) {
 	if rs.heapIdx >= 0 {
-		heap.Remove(&e.ready, rs.heapIdx)
+		e.ready.remove(rs)
 	}
 	e.dropLanes(rs)
 	e.dropSlots(rs)
@@ -225,6 +226,7 @@ func (e *Engine) forget(rs *runState) {
 		delete(e.runs, rs.id)
 		e.poke(rs)
 	}
+	e.dropBytes(rs)
 	e.m.queued -= rs.nqueued
 	e.m.running -= rs.view.Count(TaskRunning)
 	rs.nqueued = 0
@@ -363,6 +365,9 @@ func (b *batch) commit(done func(error)) {
 		for i, pos := range b.changed {
 			ch.Tasks[i] = rs.view.Tasks[pos]
 		}
+	}
+	if e.runs[rs.id] == rs {
+		e.holdBytes(rs)
 	}
 	rs.commits++
 	e.commitWG.Add(1)

@@ -66,9 +66,10 @@ type DB struct {
 	max  int
 	st   stmts
 
-	mu     sync.Mutex // protects queue and closed
+	mu     sync.Mutex // protects queue, closed and load.queued
 	queue  []request
 	closed bool
+	load   writerLoad
 	kick   chan struct{}
 
 	g         group         // the writer, and the refusals of commits after Close
@@ -85,6 +86,7 @@ type request struct {
 	changes []engine.Change
 	fn      func(*sql.Tx) error // instead of changes: a write of its own
 	done    func(error)
+	at      time.Time // when it was queued
 }
 
 type storeMetrics struct {

@@ -97,7 +97,9 @@ func (db *DB) submit(r request) {
 		}
 		return
 	}
+	r.at = time.Now()
 	db.queue = append(db.queue, r)
+	db.load.queued += size(r)
 	db.mu.Unlock()
 	db.wake()
 }
@@ -133,6 +135,7 @@ func (db *DB) writeLoop() {
 		n := 0
 		for len(db.queue) > 0 && (n == 0 || n+size(db.queue[0]) <= db.max) {
 			n += size(db.queue[0])
+			db.load.queued -= size(db.queue[0])
 			batch = append(batch, db.queue[0])
 			db.queue[0] = request{}
 			db.queue = db.queue[1:]
@@ -141,9 +144,12 @@ func (db *DB) writeLoop() {
 			db.queue = nil // let the backing array go
 		}
 		closed := db.closed
+		db.load.busy.Store(len(batch) > 0)
 		db.mu.Unlock()
 		if len(batch) > 0 {
 			db.commitBatch(batch)
+			db.load.committed(time.Since(batch[0].at)) // the oldest write of the batch
+			db.load.busy.Store(false)
 			continue
 		}
 		if closed {

@@ -63,6 +63,7 @@ const (
 	CodeBackupInProgress    = "backup_in_progress"     // 409: another backup is being taken; try again once it is done
 	CodeCheckpointsOff      = "checkpoints_off"        // 409: the server signs no checkpoints (CHECKPOINT_INTERVAL=0)
 	CodeRunArchived         = "run_archived"           // 410: retention removed the run; the detail names its archive and final hash
+	CodeOverloaded          = "overloaded"             // 503 with Retry-After: the server is saturated and refuses new runs for now; everything else works
 )
 
 // titles is the Title of each code's problems.
@@ -93,6 +94,7 @@ var titles = map[string]string{
 	CodeBackupInProgress:    "A backup is in progress",
 	CodeCheckpointsOff:      "Checkpoints are off",
 	CodeRunArchived:         "Run archived",
+	CodeOverloaded:          "Overloaded",
 }
 
 // Codes lists every problem code.
@@ -101,7 +103,7 @@ func Codes() []string {
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
 		CodeInvalidPolicy, CodeTooManyStreams, CodeInternal, CodeUnavailable, CodeStorageUnavailable, CodeBackupInProgress,
-		CodeCheckpointsOff, CodeRunArchived, CodeQuotaExceeded, CodeConcurrencyLimited}
+		CodeCheckpointsOff, CodeRunArchived, CodeQuotaExceeded, CodeConcurrencyLimited, CodeOverloaded}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is
