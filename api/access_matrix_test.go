@@ -41,6 +41,7 @@ var accessRules = map[string]accessRule{
 	"GET /health":       {public: true},
 	"GET /metrics":      {roles: admins},
 	"GET /openapi.json": {anyKey: true},
+	"GET /ui/*filepath": {public: true},
 
 	"POST /v1/workflows":         {roles: operators},
 	"GET /v1/workflows":          {roles: readers},
@@ -119,6 +120,8 @@ func fillPath(path, tenant string) string {
 			segs[i] = "d1"
 		case ":version":
 			segs[i] = "1"
+		case "*filepath":
+			segs[i] = "index.html"
 		case ":keyId":
 			segs[i] = "0123456789abcdef"
 		}

@@ -150,7 +150,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // routes is the route table: the core routes here, each further resource's
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.adminRoutes())
+	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.uiRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

@@ -1,0 +1,106 @@
+// The UI's entry point: hash routing, the login form, the tenant picker,
+// the flash banner and the confirmation dialog the pages share.
+import { bus, get, session, resetFeatures } from './api.js';
+import { h, clear, field, problemText } from './dom.js';
+import { flash } from './ui.js';
+import { runsPage } from './runs.js';
+import { runPage } from './run.js';
+import { definitionsPage, definitionPage } from './definitions.js';
+import { editorPage } from './editor.js';
+import { auditPage } from './audit.js';
+
+const main = document.getElementById('main');
+let cleanup = null;
+let loginShown = false;
+
+// route parses the hash: #/runs/ID?status=running -> ['runs','ID'], params.
+function route() {
+  const hash = location.hash.replace(/^#\/?/, '') || 'runs';
+  const [path, query = ''] = hash.split('?');
+  return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query) };
+}
+
+const pages = {
+  runs: ([id], params) => (id ? runPage(main, id, params) : runsPage(main, params)),
+  definitions: ([name, version], params) => (name ? definitionPage(main, name, version, params) : definitionsPage(main, params)),
+  editor: (_, params) => editorPage(main, params),
+  audit: (_, params) => auditPage(main, params),
+  login: () => loginPage(),
+};
+
+async function render() {
+  if (cleanup) { try { cleanup(); } catch { /* the old page is gone */ } cleanup = null; }
+  flash('');
+  const { parts, params } = route();
+  const page = pages[parts[0]] || pages.runs;
+  for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === parts[0]);
+  loginShown = parts[0] === 'login';
+  clear(main);
+  try {
+    cleanup = (await page(parts.slice(1), params)) || null;
+  } catch (err) {
+    if (err.status === 401) return; // the login form is on its way
+    main.append(h('p', { class: 'error', role: 'alert' }, problemText(err)));
+  }
+}
+
+function loginPage() {
+  const input = h('input', { type: 'password', name: 'key', autocomplete: 'off', placeholder: 'orch_…', required: true, size: 60 });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', { class: 'login', id: 'login-form' },
+    h('h1', {}, 'Log in'),
+    h('p', {}, 'This server needs an API key. It is kept in this tab\'s session storage only and sent as Authorization: Bearer.'),
+    field('API key', input),
+    h('button', { type: 'submit', class: 'primary' }, 'Log in'), err);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    session.key = input.value.trim();
+    resetFeatures();
+    try {
+      await get('/openapi.json');
+      renderSession();
+      pickTenant();
+      location.hash = sessionStorage.getItem('orchestrator.next') || '#/runs';
+    } catch (e2) {
+      session.key = '';
+      err.textContent = problemText(e2);
+    }
+  });
+  main.append(form);
+  input.focus();
+}
+
+function renderSession() {
+  const el = clear(document.getElementById('session'));
+  if (session.key) {
+    el.append(h('button', { type: 'button', id: 'logout', onclick: () => { session.key = ''; resetFeatures(); renderSession(); location.hash = '#/login'; } }, 'Log out'));
+  }
+}
+
+// pickTenant offers the tenants an admin may list, or a free text field.
+async function pickTenant() {
+  const el = clear(document.getElementById('tenant-picker'));
+  const change = (v) => { session.tenant = v; render(); };
+  let tenants = null;
+  try { tenants = (await get('/api/v1/tenants')).tenants.map((t) => t.id); } catch { tenants = null; }
+  if (tenants && tenants.length) {
+    if (!tenants.includes(session.tenant)) tenants.unshift(session.tenant);
+    const sel = h('select', { id: 'tenant', onchange: (e) => change(e.target.value) },
+      tenants.map((t) => h('option', { value: t, selected: t === session.tenant }, t)));
+    el.append(sel);
+  } else {
+    const inp = h('input', { id: 'tenant', value: session.tenant, size: 12, onchange: (e) => change(e.target.value.trim()) });
+    el.append(inp);
+  }
+}
+
+bus.addEventListener('unauthenticated', () => {
+  if (loginShown) return;
+  sessionStorage.setItem('orchestrator.next', location.hash || '#/runs');
+  location.hash = '#/login';
+});
+
+window.addEventListener('hashchange', render);
+renderSession();
+pickTenant();
+render();
