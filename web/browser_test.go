@@ -1,12 +1,16 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 // diamond is a run that stops at "slow" (a blocking task) with "fast" done
@@ -91,3 +95,124 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	b.noErrors(t)
 	b.documented(t, s)
 }
+
+// TestUI_EditorShowsACycle types a definition with a cycle into the editor
+// and sees the validator's cycle error at its task and field, then fixes it
+// and registers it.
+// clearEditor empties the editor's text (typing then fills it).
+var clearEditor = chromedp.Evaluate[chromedp.Void](`document.getElementById('definition').value = ''`)
+
+func TestUI_EditorShowsACycle(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	b := newBrowser(t)
+	b.open(t, s, "#/editor")
+	b.waitJS(t, "the sample validates", `document.getElementById('validity').textContent.includes('valid')`)
+	b.waitJS(t, "its preview", `document.querySelectorAll('#preview svg.dag g.node').length === 3`)
+
+	cyclic := `{"name":"loop","tasks":[{"id":"a","type":"noop","depends_on":["c"]},{"id":"b","type":"noop","depends_on":["a"]},{"id":"c","type":"noop","depends_on":["b"]}]}`
+	b.do(t, "type a cycle", clearEditor, chromedp.SendKeys(chromedp.CSS(`#definition`), cyclic))
+	b.waitJS(t, "the cycle error", `[...document.querySelectorAll('#problems li')].some(li => li.textContent.includes('cycle') && li.dataset.field)`)
+	problem := evalJS[map[string]string](t, b, `(() => { const li = [...document.querySelectorAll('#problems li')].find(li => li.textContent.includes('cycle')); return {task: li.dataset.task, field: li.dataset.field, text: li.textContent}; })()`)
+	if problem["task"] == "" || !strings.Contains(problem["field"], "depends_on") || !strings.Contains(problem["text"], "->") {
+		t.Errorf("the cycle is shown as %v, want it at a task's depends_on, spelled out", problem)
+	}
+	b.waitJS(t, "the task is marked in the preview", `document.querySelector('#preview g.node.state-invalid')`)
+	b.screenshot(t, "editor-cycle")
+
+	b.do(t, "break the cycle", clearEditor,
+		chromedp.SendKeys(chromedp.CSS(`#definition`), strings.Replace(cyclic, `"depends_on":["c"]`, `"depends_on":[]`, 1)))
+	b.waitJS(t, "valid again", `document.getElementById('validity').textContent.includes('✓ valid') && !document.querySelector('#problems li')`)
+	b.do(t, "register", click(`#register`))
+	b.waitJS(t, "registered", `document.getElementById('register-result').textContent.includes('loop v1')`)
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_DefinitionsAndAudit opens the definitions list, a definition's
+// versions with the DAG preview of one and its difference from another,
+// and the audit search with a filter and the NDJSON export, every request
+// going to a documented route.
+func TestUI_DefinitionsAndAudit(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	id := s.start(t, quick)
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
+	v2 := strings.Replace(quick, `{"id":"b","type":"noop","depends_on":["a"]}`, `{"id":"b","type":"noop","depends_on":["a"]},{"id":"c","type":"noop","depends_on":["a"]}`, 1)
+	if st := s.call(t, "POST", "/api/v1/tenants/default/definitions", v2, nil); st != http.StatusCreated {
+		t.Fatalf("register v2: %d", st)
+	}
+	b := newBrowser(t)
+
+	b.open(t, s, "#/definitions")
+	b.waitJS(t, "the list", `document.querySelector('#definitions tr[data-name=quick]')`)
+	b.do(t, "open quick", click(`#definitions a[href="#/definitions/quick"]`))
+	b.waitJS(t, "its versions", `document.querySelectorAll('#versions li').length === 2`)
+	b.waitJS(t, "the preview of v2", `document.querySelectorAll('#dag svg.dag g.node').length === 3`)
+	b.open(t, s, "#/definitions/quick/2?compare=1")
+	b.waitJS(t, "the difference", `document.querySelector('#diff tr.diff-added') && document.querySelector('#diff').textContent.includes('task c')`)
+
+	b.open(t, s, "#/audit?type=run.created")
+	b.waitJS(t, "the audit rows", `document.querySelectorAll('#audit-body tr[data-type]').length === 1`)
+	if got := evalJS[string](t, b, `document.querySelector('#audit-body tr[data-type]').dataset.type`); got != "run.created" {
+		t.Errorf("the filtered search shows %s", got)
+	}
+	b.open(t, s, "#/audit")
+	b.waitJS(t, "every event", `document.querySelectorAll('#audit-body tr[data-type]').length >= 8`)
+	b.do(t, "export", click(`#export`))
+	b.waitJS(t, "the export", `document.querySelector('#export + span').textContent.includes('done')`)
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_LoginWithAKey: with AUTH=required the page asks for a key, keeps
+// it in session storage only, sends it as a bearer token on every API
+// call, refuses a wrong one with the server's reason, and forgets it on
+// logout.
+func TestUI_LoginWithAKey(t *testing.T) {
+	s := newUIServer(t, uiOptions{AuthRequired: true})
+	_, key, err := s.Admin.CreateKey(context.Background(), engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleOperator, Name: "ui"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/runs")
+	b.waitJS(t, "the login form", `document.getElementById('login-form')`)
+
+	b.do(t, "a wrong key", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), "orch_0123456789abcdef_"+strings.Repeat("ab", 32)), click(`#login-form button`))
+	b.waitJS(t, "refused", `document.querySelector('#login-form .error').textContent.includes('invalid')`)
+	if got := evalJS[string](t, b, `sessionStorage.getItem('orchestrator.key') || ''`); got != "" {
+		t.Errorf("a refused key is kept: %q", got)
+	}
+
+	b.do(t, "the key", chromedp.Evaluate[chromedp.Void](`document.querySelector('#login-form input[name=key]').value = ''`),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), key), click(`#login-form button`))
+	b.waitJS(t, "the runs list", `document.getElementById('runs-body')`)
+	if got := evalJS[string](t, b, `sessionStorage.getItem('orchestrator.key')`); got != key {
+		t.Errorf("session storage holds %q, want the key", got)
+	}
+	if n := evalJS[int](t, b, `localStorage.length + document.cookie.length`); n != 0 {
+		t.Errorf("the key reached local storage or a cookie (%d)", n)
+	}
+	b.do(t, "reload", chromedp.Reload())
+	b.waitJS(t, "still logged in after a reload", `document.getElementById('runs-body') && document.getElementById('logout')`)
+
+	b.mu.Lock()
+	for _, r := range b.requests {
+		if strings.Contains(r.URL, "/api/v1/tenants/default/") && r.Auth != "Bearer "+key && r.Auth != "" {
+			t.Errorf("%s %s sent Authorization %q", r.Method, r.URL, r.Auth)
+		}
+	}
+	sent := slices.ContainsFunc(b.requests, func(r request) bool {
+		return strings.Contains(r.URL, "/api/v1/tenants/default/workflows") && r.Auth == "Bearer "+key
+	})
+	b.mu.Unlock()
+	if !sent {
+		t.Error("no call of the runs list sent the key")
+	}
+
+	b.do(t, "log out", click(`#logout`))
+	b.waitJS(t, "the login form again", `document.getElementById('login-form') && !sessionStorage.getItem('orchestrator.key')`)
+	b.noErrors(t)
+	s.Key = key
+	b.documented(t, s)
+}
+

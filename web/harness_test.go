@@ -38,12 +38,13 @@ type uiServer struct {
 	Engine  *engine.Engine
 	Keys    *engine.Keys
 	Admin   *engine.Admin
+	Key     string        // sent by call, when set
 	release chan struct{} // closed: every "block" attempt completes
 	once    sync.Once
 }
 
 type uiOptions struct {
-	AuthRequired bool                                  // keys needed; an access store
+	AuthRequired bool                                    // keys needed; an access store
 	Seed         func(ctx context.Context, db *store.DB) // before the engine starts
 }
 
@@ -113,6 +114,9 @@ func (s *uiServer) call(t testing.TB, method, path, body string, out any) int {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Key)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -203,7 +207,10 @@ func browserPath(t testing.TB) string {
 }
 
 // request is one request the page made.
-type request struct{ Method, URL string }
+type request struct {
+	Method, URL string
+	Auth        string // its Authorization header
+}
 
 // browser is a headless Chromium tab that records every request the page
 // makes and every console error and uncaught exception.
@@ -258,7 +265,8 @@ func (b *browser) listen(ev any) {
 			b.errors = append(b.errors, fmt.Sprintf("log %s: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
 		}
 	case *network.EventRequestWillBeSent:
-		b.requests = append(b.requests, request{ev.Request.Method, ev.Request.URL})
+		auth, _ := ev.Request.Headers["Authorization"].(string)
+		b.requests = append(b.requests, request{ev.Request.Method, ev.Request.URL, auth})
 	}
 }
 
@@ -295,7 +303,7 @@ func (b *browser) waitJS(t testing.TB, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!!(` + expr + `)`))
+		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!!(`+expr+`)`))
 		if err == nil && ok {
 			return
 		}

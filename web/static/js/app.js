@@ -60,7 +60,8 @@ function loginPage() {
       await get('/openapi.json');
       renderSession();
       pickTenant();
-      location.hash = sessionStorage.getItem('orchestrator.next') || '#/runs';
+      const next = sessionStorage.getItem('orchestrator.next') || '#/runs';
+      location.hash = next.startsWith('#/login') ? '#/runs' : next;
     } catch (e2) {
       session.key = '';
       err.textContent = problemText(e2);
@@ -95,7 +96,8 @@ async function pickTenant() {
 }
 
 bus.addEventListener('unauthenticated', () => {
-  if (loginShown) return;
+  if (loginShown || location.hash.startsWith('#/login')) return;
+  loginShown = true;
   sessionStorage.setItem('orchestrator.next', location.hash || '#/runs');
   location.hash = '#/login';
 });

@@ -69,7 +69,7 @@ export function since(a, b) {
 // A glyph per state, so that colour is never the only signal.
 const GLYPHS = {
   pending: '○', ready: '◔', running: '▶', paused: '⏸', completed: '✓', failed: '✗',
-  skipped: '↷', cancelled: '⊘', timed_out: '⌛',
+  skipped: '↷', cancelled: '⊘', timed_out: '⌛', invalid: '⚠',
 };
 
 export function glyph(state) { return GLYPHS[state] || '•'; }
