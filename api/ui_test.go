@@ -48,7 +48,7 @@ func TestUI_ServesEveryFileWithItsTypeAndTheSecurityHeaders(t *testing.T) {
 	}
 	csp := web.ContentSecurityPolicy
 	is.True(strings.Contains(csp, "script-src 'self'") && !strings.Contains(csp, "unsafe-inline") && !strings.Contains(csp, "unsafe-eval")) // no inline script, no eval
-	is.True(strings.Contains(csp, "frame-ancestors 'none'"))                                                                                 // no framing
+	is.True(strings.Contains(csp, "frame-ancestors 'none'"))                                                                                // no framing
 }
 
 // TestUI_RefusesWhatItDoesNotServe: an unknown file is a 404 problem, a

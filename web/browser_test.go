@@ -215,4 +215,3 @@ func TestUI_LoginWithAKey(t *testing.T) {
 	s.Key = key
 	b.documented(t, s)
 }
-
