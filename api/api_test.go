@@ -72,6 +72,11 @@ type serverOptions struct {
 	AuthMode      api.AuthMode
 	MetricsPublic bool
 	Policy        *policy.Engine
+	// Streams: the API's stream bounds and keepalive (0: its defaults).
+	MaxStreams, MaxStreamsPerTenant int
+	StreamKeepAlive                 time.Duration
+	// EngineNow is the engine's clock (nil: time.Now).
+	EngineNow func() time.Time
 }
 
 // newServer opens a store in t.TempDir(), starts an engine on it and serves
@@ -88,7 +93,7 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	t.Cleanup(func() { db.Close() })
 	var keys *engine.Keys
 	var admin *engine.Admin
-	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set}
+	cfg := engine.Config{Store: db, ExternalTypes: true, Metrics: set, NowFunc: opts.EngineNow}
 	if opts.Access {
 		if keys, err = engine.NewKeys(engine.KeysConfig{Store: db, NowFunc: opts.KeysNow}); err != nil {
 			t.Fatalf("new keys: %v", err)
@@ -116,7 +121,8 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	})
 	h := (&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
 		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
-		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy}).Handler()
+		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
+		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}).Handler()
 	ts := serve(t, h, db, eng)
 	ts.Keys, ts.Admin, ts.Handler = keys, admin, h
 	return ts

@@ -80,6 +80,10 @@ func (ts *testServer) request(t *testing.T, method, path, body string, header ma
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
+	if res.Header.Get("Content-Type") == "text/event-stream" {
+		// An event stream does not end: its status and headers are the answer.
+		return &response{Status: res.StatusCode, Header: res.Header}
+	}
 	var buf bytes.Buffer
 	buf.ReadFrom(res.Body)
 	return &response{Status: res.StatusCode, Header: res.Header, Body: buf.Bytes()}

@@ -72,7 +72,16 @@ type Server struct {
 	// PolicyAuthorizer over Policy.
 	Authorizer Authorizer
 
-	allowAll bool // no Authorizer and no Policy: decide asks nothing
+	// MaxStreams and MaxStreamsPerTenant bound the event streams open at
+	// once (defaults DefaultMaxStreams, DefaultMaxStreamsPerTenant); one
+	// more is refused with 429. StreamKeepAlive is the interval of a
+	// stream's keepalive comments (default DefaultStreamKeepAlive).
+	MaxStreams          int
+	MaxStreamsPerTenant int
+	StreamKeepAlive     time.Duration
+
+	allowAll bool        // no Authorizer and no Policy: decide asks nothing
+	streams  streamSlots // the open event streams
 }
 
 // Handler returns the router with every route and the middleware.
@@ -150,7 +159,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // routes is the route table: the core routes here, each further resource's
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.uiRoutes())
+	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.streamRoutes(), s.uiRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

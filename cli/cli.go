@@ -26,7 +26,7 @@ var Commands = []string{"workflows", "definitions", "events", "dag", "health", "
 
 // Usage is the one-line summary of each command, for the binary's help.
 var Usage = map[string]string{
-	"workflows":   "workflows start|list|get|pause|resume|cancel|retry: runs on a server",
+	"workflows":   "workflows start|list|get|watch|explain|pause|resume|cancel|retry: runs on a server",
 	"definitions": "definitions register|list: workflow definitions on a server",
 	"events":      "events RUN_ID: a run's history as a timeline",
 	"dag":         "dag validate FILE: validate a definition on a server",

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -113,10 +112,10 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
-	fails     commitFailures             // failed commits in a row, for the reload backoff
-	waiters   map[string][]chan struct{} // Wait callers by run id
-	lanes     map[string]*lane           // external ready tasks by tenant and type
-	resolveQ  []resolution               // templates waiting for a resolver
+	fails     commitFailures   // failed commits in a row, for the reload backoff
+	subs      subscribers      // Subscribe callers, Wait among them
+	lanes     map[string]*lane // external ready tasks by tenant and type
+	resolveQ  []resolution     // templates waiting for a resolver
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
@@ -166,7 +165,7 @@ func New(cfg Config) (*Engine, error) {
 		maxAbandoned: cfg.MaxAbandoned,
 		runs:         map[string]*runState{},
 		reloading:    map[string]bool{},
-		waiters:      map[string][]chan struct{}{},
+		subs:         subscribers{byRun: map[string]map[*Subscription]struct{}{}, byTenant: map[string]map[*Subscription]struct{}{}},
 		lanes:        map[string]*lane{},
 		wake:         make(chan struct{}, cfg.Workers),
 		timerWake:    make(chan struct{}, 1),
@@ -541,17 +540,17 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 
 // Wait blocks until the run is in a terminal state and that state is durable,
 // and returns it. A run that is paused keeps Wait waiting. Errors:
-// ErrNotFound, ctx.Err().
+// ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken
+// when the run leaves memory.
 func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
+	sub := e.subscribeGone(tenantID, runID)
+	defer sub.Close()
 	for {
 		e.mu.Lock()
-		var ch chan struct{}
-		if rs := e.runs[runID]; rs != nil && rs.tenant == tenantID {
-			ch = make(chan struct{})
-			e.waiters[runID] = append(e.waiters[runID], ch)
-		}
+		rs := e.runs[runID]
+		inMemory := rs != nil && rs.tenant == tenantID
 		e.mu.Unlock()
-		if ch == nil {
+		if !inMemory {
 			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
 			if err != nil {
 				return nil, err
@@ -568,16 +567,8 @@ func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error)
 			}
 		}
 		select {
-		case <-ch:
+		case <-sub.C():
 		case <-ctx.Done():
-			e.mu.Lock()
-			ws := slices.DeleteFunc(e.waiters[runID], func(c chan struct{}) bool { return c == ch })
-			if len(ws) == 0 {
-				delete(e.waiters, runID)
-			} else {
-				e.waiters[runID] = ws
-			}
-			e.mu.Unlock()
 			return nil, ctx.Err()
 		}
 	}

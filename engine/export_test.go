@@ -39,11 +39,12 @@ func (e *Engine) RunTimers(runID string) int {
 // FireTimers fires every timer that is due by the engine's clock.
 func (e *Engine) FireTimers() { e.fireTimers() }
 
-// Waiters returns how many Wait channels are registered for runID.
+// Waiters returns how many subscriptions (Wait callers among them) are
+// open for runID.
 func (e *Engine) Waiters(runID string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.waiters[runID])
+	return len(e.subs.byRun[runID])
 }
 
 // LaneWaiters returns how many poll channels wait in the lane of

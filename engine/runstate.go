@@ -208,10 +208,7 @@ func (e *Engine) forget(rs *runState) {
 	e.dropLanes(rs)
 	if e.runs[rs.id] == rs {
 		delete(e.runs, rs.id)
-		for _, ch := range e.waiters[rs.id] {
-			close(ch)
-		}
-		delete(e.waiters, rs.id)
+		e.poke(rs)
 	}
 	e.m.queued -= rs.nqueued
 	e.m.running -= rs.view.Count(TaskRunning)
@@ -351,6 +348,8 @@ func (b *batch) commit(done func(error)) {
 	rs.commits++
 	e.commitWG.Add(1)
 	after := b.after
+	change := RunChange{TenantID: rs.tenant, RunID: rs.id, LastSeq: ch.Run.LastSeq, State: ch.Run.State,
+		PrevState: b.prevState, Created: b.insert}
 	e.store.Commit([]Change{ch}, func(err error) {
 		e.mu.Lock()
 		rs.commits--
@@ -358,6 +357,9 @@ func (b *batch) commit(done func(error)) {
 			e.breakRun(rs, err)
 		} else {
 			e.fails.storage = 0
+			if e.subs.n > 0 {
+				e.publish(change)
+			}
 			if !rs.broken {
 				for _, f := range after {
 					f()

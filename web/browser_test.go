@@ -23,9 +23,10 @@ const diamond = `{"name":"diamond","tasks":[
 
 const quick = `{"name":"quick","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]}]}`
 
-// TestUI_RunsListAndRunPage opens the runs list, opens a run, sees its DAG
+// TestUI_RunsListAndRunPage opens the runs list, sees a new run arrive
+// through the tenant's stream, opens it, sees its DAG
 // with one node per task in the state the API reports, pauses it from the
-// page, sees a resume made elsewhere arrive live, is refused a second
+// page, sees a resume made elsewhere arrive through the run's stream, is refused a second
 // resume with the server's text, opens a task's attempts, and sees the run
 // complete, without a JavaScript error.
 func TestUI_RunsListAndRunPage(t *testing.T) {
@@ -34,17 +35,21 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 		id := s.start(t, quick)
 		s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
 	}
+	b := newBrowser(t)
+	b.open(t, s, "#/runs")
+	b.waitJS(t, "the runs list shows every run", `document.querySelectorAll('#runs-body tr[data-run]').length === 3`)
+	b.waitJS(t, "the list follows the tenant's stream", `document.getElementById('live').textContent.includes('live')`)
+
+	// A run started now appears on the open list, through the stream.
 	id := s.start(t, diamond)
 	want := s.waitRun(t, id, func(d runDetails) bool {
 		return d.task("slow") == "running" && d.task("fast") == "completed"
 	})
-	b := newBrowser(t)
-
-	b.open(t, s, "#/runs")
-	b.waitJS(t, "the runs list shows every run", `document.querySelectorAll('#runs-body tr[data-run]').length === 4`)
+	b.waitJS(t, "the new run arrives", `document.querySelectorAll('#runs-body tr[data-run]').length === 4`)
 	if got := evalJS[string](t, b, `document.querySelector('#runs-body tr[data-run]').dataset.run`); got != id {
 		t.Errorf("first row is run %s, want the newest, %s", got, id)
 	}
+	b.waitJS(t, "in its state", `document.querySelector('#runs-body tr[data-run]').dataset.state === 'running'`)
 	b.waitJS(t, "counts per state", `document.querySelector('[data-count=completed]').textContent.includes('3')`)
 	b.screenshot(t, "runs-list")
 
@@ -57,6 +62,7 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	}
 	b.waitJS(t, "the timeline", `document.querySelectorAll('svg.gantt g.row').length >= 3`)
 	b.waitJS(t, "the verified hash chain", `document.getElementById('chain').textContent.includes('verified')`)
+	b.waitJS(t, "the page follows the run's stream", `document.getElementById('live').textContent.includes('live')`)
 
 	// Pause from the page, confirming.
 	b.do(t, "pause", click(`button[data-action=pause]`))

@@ -48,6 +48,7 @@ const (
 	CodeUnsupportedMedia    = "unsupported_media_type" // 415
 	CodeIdempotencyMismatch = "idempotency_key_reused" // 422: the Idempotency-Key named a different request
 	CodeInvalidPolicy       = "invalid_policy"         // 422: the policy files do not compile (the detail names file and line); the policy in force stays
+	CodeTooManyStreams      = "too_many_streams"       // 429 with Retry-After: the server or the tenant has as many event streams open as it allows
 	CodeInternal            = "internal"               // 500
 	CodeUnavailable         = "unavailable"            // 503: shutting down
 	CodeStorageUnavailable  = "storage_unavailable"    // 503 with Retry-After: the database cannot write now
@@ -72,6 +73,7 @@ var titles = map[string]string{
 	CodeUnsupportedMedia:    "Unsupported media type",
 	CodeIdempotencyMismatch: "Idempotency key reused",
 	CodeInvalidPolicy:       "Invalid policy",
+	CodeTooManyStreams:      "Too many event streams",
 	CodeInternal:            "Internal error",
 	CodeUnavailable:         "Service unavailable",
 	CodeStorageUnavailable:  "Storage unavailable",
@@ -82,7 +84,7 @@ func Codes() []string {
 	return []string{CodeInvalidJSON, CodeInvalidRequest, CodeInvalidDefinition, CodeUnauthenticated, CodeForbidden,
 		CodeTenantSuspended, CodeNotFound, CodeTenantNotFound, CodeMethodNotAllowed, CodeInvalidTransition, CodeConflict,
 		CodeLeaseLost, CodeBodyTooLarge, CodeOutputTooLarge, CodeUnsupportedMedia, CodeIdempotencyMismatch,
-		CodeInvalidPolicy, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
+		CodeInvalidPolicy, CodeTooManyStreams, CodeInternal, CodeUnavailable, CodeStorageUnavailable}
 }
 
 // Title returns the title of a code's problems, or "" for a code that is

@@ -62,7 +62,6 @@ export async function runPage(main, id) {
       try {
         const run = await post(`${base}/${verb}`, body);
         if (run && run.state) { s.run.state = run.state; paintHeader(); }
-        if (s.ended) { s.stop(); follow(); }
         flash(`${verb}: done, the run is ${run && run.state}`, 'ok');
       } catch (err) {
         flash(`${verb} refused (${err.status}): ${problemText(err)}`);
@@ -150,18 +149,15 @@ export async function runPage(main, id) {
   performance.mark('run-rendered');
   if (hasExplain && !TERMINAL.has(s.run.state)) later();
 
-  // follow reads the run's stream from the last event seen; the server
-  // ends it once the run is terminal, and a retry from this page opens it
-  // again.
-  s.ended = false;
+  // follow reads the run's stream from the last event seen. At an end
+  // event (the run is terminal) the stream stays open: a retry's events
+  // follow on it.
   function follow() {
-    if (!hasStream) return;
-    s.ended = false;
     const st = openStream(`${base}/stream`, { lastEventId: String(s.lastSeq),
       onOpen: () => { live.textContent = '● live'; },
       onError: () => { live.textContent = 'reconnecting…'; },
       onEvent: (type, data) => {
-        if (type === 'end') { s.ended = true; live.textContent = 'run ended'; later(); } else apply(data);
+        if (type === 'end') { live.textContent = '● live (run ended)'; later(); } else apply(data);
       } });
     s.stop = () => st.close();
   }

@@ -110,7 +110,10 @@ export async function runsPage(main, params) {
     const s = openStream(tpath('/stream'), {
       onOpen: () => { live.textContent = '● live'; },
       onError: () => { live.textContent = 'reconnecting…'; },
-      onEvent: (type, data) => { if (type === 'run' && data && data.id) update(data); },
+      onEvent: (type, data) => {
+        if (type === 'run' && data && data.id) update(data);
+        else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
+      },
     });
     stop = () => s.close();
   } else {

@@ -1,7 +1,7 @@
 // openStream reads a Server-Sent Events stream with fetch, which, unlike
 // EventSource, can send the Authorization header. It reconnects with
-// Last-Event-ID after a drop, and stops for good at an `end` event or on
-// close().
+// Last-Event-ID after a drop (with a growing delay, up to 10 s), stops for
+// good on close() or a 4xx, and hands every event to onEvent.
 import { authHeaders, ApiError } from './api.js';
 
 export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' }) {
@@ -28,7 +28,6 @@ export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' })
     if (data.length === 0 && type === 'message') return;
     let parsed = null;
     try { parsed = data.length ? JSON.parse(data.join('\n')) : null; } catch { parsed = data.join('\n'); }
-    if (type === 'end') closed = true;
     onEvent(type, parsed, id);
   }
 
