@@ -105,3 +105,8 @@ export function problemText(err) {
   for (const fe of p.errors || []) parts.push(`${fe.task ? fe.task + ' · ' : ''}${fe.field}: ${fe.message}`);
   return parts.join('\n');
 }
+
+// afterPaint resolves once the browser has drawn what is in the DOM.
+export function afterPaint() {
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}

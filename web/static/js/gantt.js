@@ -33,10 +33,12 @@ export function drawGantt({ order, attempts, start, end, critical = [] }) {
     const y = AXIS + i * ROW;
     const c = crit.has(id);
     const g = svg('g', { class: `row${c ? ' critical' : ''}`, 'data-task': id, 'data-attempt': a.attempt });
+    const tips = [];
     g.append(svg('text', { x: 4, y: y + 13, class: 'row-label' }, `${c ? '★ ' : ''}${id.length > 20 ? id.slice(0, 19) + '…' : id} #${a.attempt}`));
     const bar = (cls, from, to, title) => {
       const x1 = x(from), x2 = Math.max(x(to), x1 + 1);
-      g.append(svg('rect', { class: cls, x: x1, y: y + 3, width: x2 - x1, height: ROW - 6 }, svg('title', {}, title)));
+      g.append(svg('rect', { class: cls, x: x1, y: y + 3, width: x2 - x1, height: ROW - 6 }));
+      tips.push(title);
     };
     if (a.queuedAt && a.startedAt && a.startedAt > a.queuedAt) {
       bar('bar queue', a.queuedAt, a.startedAt, `${id} #${a.attempt} queued ${fmtDur(new Date(a.startedAt) - new Date(a.queuedAt))}`);
@@ -48,6 +50,7 @@ export function drawGantt({ order, attempts, start, end, critical = [] }) {
     if (a.backoffFrom && a.backoffUntil && a.backoffUntil > a.backoffFrom) {
       bar('bar backoff', a.backoffFrom, a.backoffUntil, `${id} backoff ${fmtDur(new Date(a.backoffUntil) - new Date(a.backoffFrom))}${a.reason ? ' (' + a.reason + ')' : ''}`);
     }
+    g.prepend(svg('title', {}, tips.join('\n')));
     root.append(g);
   });
   return h('div', {},

@@ -2,7 +2,7 @@
 // selected task, the timeline and the event history, kept live by the
 // run's event stream.
 import { get, post, tpath, features, T } from './api.js';
-import { h, clear, fill, badge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
+import { h, fill, afterPaint, badge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
 import { openStream } from './sse.js';
 import { flash, confirmAction } from './ui.js';
 import { drawDag } from './dag.js';
@@ -14,26 +14,42 @@ import { taskPanel, waitingText } from './taskpanel.js';
 const MAX_EVENT_PAGES = 100;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out']);
 
-async function loadEvents(base) {
-  let page = await get(`${base}/events?verify=true&limit=1000`);
-  const first = page;
-  const events = page.events.slice();
-  for (let i = 0; page.next_after && i < MAX_EVENT_PAGES; i++) {
-    page = await get(`${base}/events?after=${page.next_after}&limit=1000`);
+// loadEvents reads the run's whole history: seqs run 1..lastSeq, so its
+// pages are read at once, and a page the byte bound cut short is read on
+// from where it stopped.
+async function loadEvents(base, lastSeq) {
+  const PAGE = 1000;
+  const n = Math.min(MAX_EVENT_PAGES, Math.max(1, Math.ceil(lastSeq / PAGE)));
+  const pages = await Promise.all(Array.from({ length: n }, (_, i) =>
+    get(`${base}/events?${i === 0 ? 'verify=true&' : ''}after=${i * PAGE}&limit=${PAGE}`)));
+  const events = [];
+  for (let i = 0; i < n; i++) {
+    let page = pages[i];
+    events.push(...page.events);
+    const end = Math.min((i + 1) * PAGE, lastSeq);
+    while (page.next_after && page.next_after < end) {
+      page = await get(`${base}/events?after=${page.next_after}&limit=${end - page.next_after}`);
+      events.push(...page.events);
+    }
+  }
+  for (let page = pages[n - 1]; page.next_after && events.length < MAX_EVENT_PAGES * PAGE;) {
+    page = await get(`${base}/events?after=${events[events.length - 1].seq}&limit=${PAGE}`);
     events.push(...page.events);
   }
-  return { events, verified: first.verified, verify_error: first.verify_error };
+  return { events, verified: pages[0].verified, verify_error: pages[0].verify_error };
 }
 
 export async function runPage(main, id) {
   const base = tpath(`/workflows/${encodeURIComponent(id)}`);
-  const [details, history, ops] = await Promise.all([get(base), loadEvents(base), features().catch(() => new Set())]);
-  const defv = await get(tpath(`/definitions/${encodeURIComponent(details.workflow)}/versions/${details.version}`)).catch(() => null);
-  const def = defv && defv.definition;
+  const [details, ops] = await Promise.all([get(base), features().catch(() => new Set())]);
+  const defPath = tpath(`/definitions/${encodeURIComponent(details.workflow)}/versions/${details.version}`);
+  const defAndLevels = get(defPath).catch(() => null).then(async (defv) => {
+    const def = defv && defv.definition;
+    return [def, def ? await post('/api/v1/dag/validate', def).catch(() => null) : null];
+  });
+  const [history, metrics, [def, validation]] = await Promise.all([loadEvents(base, details.last_seq),
+    get(`${base}/metrics`).catch(() => null), defAndLevels]);
   const tasks = def && def.tasks ? def.tasks : details.tasks.map((t) => ({ id: t.id }));
-  const [validation, metrics] = await Promise.all([
-    def ? post('/api/v1/dag/validate', def).catch(() => null) : null,
-    get(`${base}/metrics`).catch(() => null)]);
   const hasExplain = ops.has(`GET ${T}/workflows/{workflowId}/explain`);
   const hasStream = ops.has(`GET ${T}/workflows/{workflowId}/stream`);
 
@@ -53,8 +69,8 @@ export async function runPage(main, id) {
   main.append(header, explainBox,
     h('section', {}, h('h2', {}, `DAG (${tasks.length} tasks)`), h('div', { class: 'scroll dag-box', id: 'dag' }, dag.el)),
     panel,
-    h('section', {}, h('h2', {}, 'Timeline'), timeline),
-    h('section', {}, h('h2', {}, 'History ', verifyBadge(history), ' ', live), hist.el));
+    h('section', { class: 'lazy' }, h('h2', {}, 'Timeline'), timeline),
+    h('section', { class: 'lazy' }, h('h2', {}, 'History ', verifyBadge(history), ' ', live), hist.el));
 
   function action(verb, body, text) {
     return async () => {
@@ -147,6 +163,7 @@ export async function runPage(main, id) {
 
   paintHeader(); paintExplain(); paintPanel(); paintTimeline();
   performance.mark('run-rendered');
+  afterPaint().then(() => performance.mark('run-painted'));
   if (hasExplain && !TERMINAL.has(s.run.state)) later();
 
   // follow reads the run's stream from the last event seen. At an end
