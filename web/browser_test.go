@@ -14,11 +14,12 @@ import (
 )
 
 // diamond is a run that stops at "slow" (a blocking task) with "fast" done
-// beside it and "join" waiting for both: a DAG with tasks in three states.
+// beside it (on its second attempt, after a backoff) and "join" waiting for
+// both: a DAG with tasks in three states.
 const diamond = `{"name":"diamond","tasks":[
  {"id":"start","type":"noop"},
  {"id":"slow","type":"block","depends_on":["start"]},
- {"id":"fast","type":"noop","depends_on":["start"]},
+ {"id":"fast","type":"flaky","depends_on":["start"],"retry":{"max_attempts":3,"initial_interval":"300ms"}},
  {"id":"join","type":"noop","depends_on":["slow","fast"]}]}`
 
 const quick = `{"name":"quick","tasks":[{"id":"a","type":"noop"},{"id":"b","type":"noop","depends_on":["a"]}]}`
@@ -60,7 +61,8 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 		b.waitJS(t, "node "+task.ID+" in its state", fmt.Sprintf(`document.querySelector(%s).dataset.state === %q && document.querySelector(%s).textContent.includes(%q)`,
 			strconvQuote(sel), task.State, strconvQuote(sel), task.State))
 	}
-	b.waitJS(t, "the timeline", `document.querySelectorAll('svg.gantt g.row').length >= 3`)
+	b.waitJS(t, "the timeline: one row per attempt", `document.querySelectorAll('svg.gantt g.row').length === 4`)
+	b.waitJS(t, "the retry's backoff", `document.querySelector('svg.gantt g.row[data-task=fast][data-attempt="1"] rect.backoff')`)
 	b.waitJS(t, "the verified hash chain", `document.getElementById('chain').textContent.includes('verified')`)
 	b.waitJS(t, "the page follows the run's stream", `document.getElementById('live').textContent.includes('live')`)
 
@@ -219,5 +221,37 @@ func TestUI_LoginWithAKey(t *testing.T) {
 	b.waitJS(t, "the login form again", `document.getElementById('login-form') && !sessionStorage.getItem('orchestrator.key')`)
 	b.noErrors(t)
 	s.Key = key
+	b.documented(t, s)
+}
+
+// TestUI_LargeDAGDrawsWhatIsInView: a run of 400 tasks (past the size where
+// only the visible part is drawn) has fewer nodes in the DOM than tasks,
+// and scrolling the DAG and the timeline to their ends draws the last ones.
+func TestUI_LargeDAGDrawsWhatIsInView(t *testing.T) {
+	var tasks []string
+	for l := range 8 {
+		for i := range 50 {
+			deps := ""
+			if l > 0 {
+				deps = fmt.Sprintf(`,"depends_on":["t%d_%02d"]`, l-1, i)
+			}
+			tasks = append(tasks, fmt.Sprintf(`{"id":"t%d_%02d","type":"noop"%s}`, l, i, deps))
+		}
+	}
+	s := newUIServer(t, uiOptions{})
+	id := s.start(t, `{"name":"big","tasks":[`+strings.Join(tasks, ",")+`]}`)
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
+	b := newBrowser(t)
+	b.open(t, s, "#/runs/"+id)
+	b.waitJS(t, "the DAG", `document.querySelector('svg.dag[data-tasks="400"] g.node')`)
+	if n := b.count(t, "svg.dag g.node"); n >= 400 {
+		t.Errorf("%d nodes in the DOM: the DAG is drawn whole", n)
+	}
+	b.waitJS(t, "every node in view is completed", `[...document.querySelectorAll('svg.dag g.node')].every(n => n.dataset.state === 'completed')`)
+	b.do(t, "scroll the DAG", chromedp.Evaluate[chromedp.Void](`(() => { const d = document.getElementById('dag'); d.scrollTo(d.scrollWidth, d.scrollHeight); })()`))
+	b.waitJS(t, "the last task drawn", `document.querySelector('svg.dag g.node[data-task="t7_49"]')`)
+	b.do(t, "scroll the timeline", chromedp.Evaluate[chromedp.Void](`(() => { const g = document.querySelector('.gantt-box'); g.scrollIntoView(); g.scrollTo(0, g.scrollHeight); })()`))
+	b.waitJS(t, "its last row drawn", `document.querySelector('svg.gantt g.row[data-task="t7_49"]')`)
+	b.noErrors(t)
 	b.documented(t, s)
 }

@@ -46,6 +46,7 @@ type uiServer struct {
 type uiOptions struct {
 	AuthRequired bool                                    // keys needed; an access store
 	Seed         func(ctx context.Context, db *store.DB) // before the engine starts
+	DBPath       string                                  // the database file; default a new one in t.TempDir()
 }
 
 // newUIServer serves the API with a "block" task type whose attempts run
@@ -53,7 +54,11 @@ type uiOptions struct {
 func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "ui.db"), store.Options{})
+	path := opts.DBPath
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "ui.db")
+	}
+	db, err := store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -85,6 +90,17 @@ func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 		}
 	})
 	if err := s.Engine.Register("block", block); err != nil {
+		t.Fatal(err)
+	}
+	// flaky fails its first attempt, so that a run shows a retry and its
+	// backoff.
+	flaky := engine.HandlerFunc(func(_ context.Context, a *engine.Attempt) (json.RawMessage, error) {
+		if a.Attempt == 1 {
+			return nil, &engine.TaskError{Code: "upstream_503", Message: "the upstream answered 503"}
+		}
+		return json.RawMessage(`{"ok":true}`), nil
+	})
+	if err := s.Engine.Register("flaky", flaky); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Engine.Start(ctx); err != nil {

@@ -50,60 +50,125 @@ function layout(tasks, levels) {
 
 function short(s, n) { return s.length > n ? s.slice(0, n - 1) + '…' : s; }
 
-// drawDag returns the SVG and a handle to change a node's state or the
-// selection without drawing again.
-export function drawDag({ tasks, levels, states = {}, notes = {}, critical = [], onSelect }) {
+// WINDOWED is the size past which only the nodes and edges near the
+// visible part of the box are in the DOM (drawn again as it scrolls): a
+// DAG of thousands of tasks then costs what a screenful does.
+export const WINDOWED = 300;
+const MARGIN = 400; // px drawn around the visible part
+
+// drawDag returns the SVG and a handle to change a node's state, the
+// critical path or the selection without drawing again. box, when given,
+// is the scrolling element the SVG goes in (the window follows it).
+export function drawDag({ tasks, levels, states = {}, notes = {}, critical = [], onSelect, box = null }) {
   if (!levels || !levels.length) levels = levelsOf(tasks);
   const { pos, width, height } = layout(tasks, levels);
   let crit = new Set(critical);
-  const root = svg('svg', { class: 'dag', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `DAG of ${tasks.length} tasks` });
-  const edges = svg('g', { class: 'edges' });
-  const nodes = svg('g', { class: 'nodes' });
+  let selected = null;
+  const windowed = tasks.length > WINDOWED;
+  const root = svg('svg', { class: 'dag', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': `DAG of ${tasks.length} tasks`, 'data-tasks': tasks.length });
+  const edgeLayer = svg('g', { class: 'edges' });
+  const nodeLayer = svg('g', { class: 'nodes' });
+  // Edges always run left to right; past WINDOWED tasks arrowheads cost
+  // more to draw than they tell.
   root.append(svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 8 8', refX: 8, refY: 4, markerWidth: 6, markerHeight: 6, orient: 'auto' },
-    svg('path', { d: 'M0,0 L8,4 L0,8 z', class: 'arrowhead' }))), edges, nodes);
+    svg('path', { d: 'M0,0 L8,4 L0,8 z', class: 'arrowhead' }))), edgeLayer, nodeLayer);
+
+  const state = new Map(tasks.map((t) => [t.id, states[t.id] || 'pending']));
+  const edges = [];
   for (const t of tasks) {
     const b = pos.get(t.id);
-    if (!b) continue;
     for (const d of t.depends_on || []) {
       const a = pos.get(d);
-      if (!a) continue;
-      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-      const cls = crit.has(d) && crit.has(t.id) ? 'edge critical' : 'edge';
-      edges.append(svg('path', { class: cls, d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, 'marker-end': 'url(#arrow)', 'data-from': d, 'data-to': t.id }));
+      if (a && b) edges.push({ from: d, to: t.id, x1: a.x + W, y1: a.y + H / 2, x2: b.x, y2: b.y + H / 2 });
     }
   }
-  const byId = new Map();
-  for (const t of tasks) {
-    const p = pos.get(t.id);
-    if (!p) continue;
-    const state = states[t.id] || 'pending';
-    const label = svg('text', { x: p.x + 8, y: p.y + 16, class: 'node-id' }, short(t.id, 22));
+  const shownNodes = new Map(); // id -> {g, sub}
+  const shownEdges = new Map(); // edge -> path
+
+  const nodeClass = (id) => `node state-${state.get(id)}${crit.has(id) ? ' critical' : ''}${selected === id ? ' selected' : ''}`;
+  const edgeClass = (e) => (crit.has(e.from) && crit.has(e.to) ? 'edge critical' : 'edge');
+  function paintNode(id) {
+    const n = shownNodes.get(id);
+    if (!n) return;
+    const s = state.get(id);
+    n.g.setAttribute('class', nodeClass(id));
+    n.g.setAttribute('data-state', s);
+    n.sub.textContent = s === 'preview' ? notes[id] || ''
+      : `${glyph(s)} ${s}${notes[id] ? ' · ' + notes[id] : ''}${crit.has(id) ? ' ★' : ''}`;
+  }
+  function makeNode(id) {
+    const p = pos.get(id);
     const sub = svg('text', { x: p.x + 8, y: p.y + 33, class: 'node-state' });
-    const g = svg('g', { class: `node state-${state}${crit.has(t.id) ? ' critical' : ''}`, 'data-task': t.id, 'data-state': state, tabindex: 0, role: 'button' },
-      svg('title', {}, t.id), svg('rect', { x: p.x, y: p.y, width: W, height: H, rx: 6 }), label, sub);
-    const setState = (s) => {
-      g.setAttribute('class', `node state-${s}${crit.has(t.id) ? ' critical' : ''}${g.classList.contains('selected') ? ' selected' : ''}`);
-      g.setAttribute('data-state', s);
-      sub.textContent = s === 'preview' ? notes[t.id] || ''
-        : `${glyph(s)} ${s}${notes[t.id] ? ' · ' + notes[t.id] : ''}${crit.has(t.id) ? ' ★' : ''}`;
-    };
-    setState(state);
+    const g = svg('g', { 'data-task': id, tabindex: 0, role: 'button' },
+      svg('title', {}, id), svg('rect', { x: p.x, y: p.y, width: W, height: H, rx: 6 }),
+      svg('text', { x: p.x + 8, y: p.y + 16, class: 'node-id' }, short(id, 22)), sub);
     if (onSelect) {
-      g.addEventListener('click', () => onSelect(t.id));
-      g.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onSelect(t.id); } });
+      g.addEventListener('click', () => onSelect(id));
+      g.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onSelect(id); } });
     }
-    byId.set(t.id, { g, setState });
-    nodes.append(g);
+    shownNodes.set(id, { g, sub });
+    paintNode(id);
+    return g;
+  }
+  function makeEdge(e) {
+    const mx = (e.x1 + e.x2) / 2;
+    const path = svg('path', { class: edgeClass(e), d: `M${e.x1},${e.y1} C${mx},${e.y1} ${mx},${e.y2} ${e.x2},${e.y2}`,
+      'marker-end': windowed ? null : 'url(#arrow)', 'data-from': e.from, 'data-to': e.to });
+    shownEdges.set(e, path);
+    return path;
+  }
+
+  // draw puts in the DOM what lies within the view (everything when the
+  // DAG is small) and takes out what left it.
+  function draw(view) {
+    const inView = (x0, y0, x1, y1) => !view || (x1 >= view.x0 && x0 <= view.x1 && y1 >= view.y0 && y0 <= view.y1);
+    const addN = [];
+    for (const [id, p] of pos) {
+      const vis = inView(p.x, p.y, p.x + W, p.y + H);
+      if (vis && !shownNodes.has(id)) addN.push(makeNode(id));
+      else if (!vis && shownNodes.has(id)) { shownNodes.get(id).g.remove(); shownNodes.delete(id); }
+    }
+    const addE = [];
+    for (const e of edges) {
+      const vis = inView(Math.min(e.x1, e.x2), Math.min(e.y1, e.y2), Math.max(e.x1, e.x2), Math.max(e.y1, e.y2));
+      if (vis && !shownEdges.has(e)) addE.push(makeEdge(e));
+      else if (!vis && shownEdges.has(e)) { shownEdges.get(e).remove(); shownEdges.delete(e); }
+    }
+    nodeLayer.append(...addN);
+    edgeLayer.append(...addE);
+  }
+  function viewOf() {
+    const w = box && box.clientWidth ? box.clientWidth : window.innerWidth;
+    const h = box && box.clientHeight ? box.clientHeight : 600;
+    const x = box ? box.scrollLeft : 0, y = box ? box.scrollTop : 0;
+    return { x0: x - MARGIN, y0: y - MARGIN, x1: x + w + MARGIN, y1: y + h + MARGIN };
+  }
+  draw(windowed ? viewOf() : null);
+  if (windowed && box) {
+    let queued = false;
+    box.onscroll = () => { // replaces the handler of a DAG drawn before in this box
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => { queued = false; draw(viewOf()); });
+    };
   }
   return {
     el: root,
-    setState(id, s) { const n = byId.get(id); if (n) n.setState(s); },
+    setState(id, s) { if (state.has(id)) { state.set(id, s); paintNode(id); } },
     // setCritical marks another critical path (it changes as tasks end).
     setCritical(ids) {
       crit = new Set(ids);
-      for (const [, n] of byId) n.setState(n.g.dataset.state);
-      for (const e of edges.children) e.setAttribute('class', crit.has(e.dataset.from) && crit.has(e.dataset.to) ? 'edge critical' : 'edge');
+      for (const id of shownNodes.keys()) paintNode(id);
+      for (const [e, path] of shownEdges) path.setAttribute('class', edgeClass(e));
     },
-    select(id) { for (const [k, n] of byId) n.g.classList.toggle('selected', k === id); },
+    select(id) {
+      const old = selected;
+      selected = id;
+      paintNode(old);
+      paintNode(id);
+      const p = pos.get(id);
+      if (box && p && windowed && !shownNodes.has(id)) { box.scrollTo(p.x - 40, p.y - 40); draw(viewOf()); paintNode(id); }
+    },
   };
 }

@@ -52,11 +52,14 @@ export function diffTasks(a, b) {
 
 const show = (v) => (v === undefined ? '—' : JSON.stringify(v));
 
+// previewDag draws a version's DAG, without states, in its scrolling box.
 export function previewDag(def, levels) {
   const tasks = (def.tasks || []).filter((t) => t && typeof t.id === 'string');
   const states = Object.fromEntries(tasks.map((t) => [t.id, 'preview']));
   const notes = Object.fromEntries(tasks.map((t) => [t.id, t.type || '']));
-  return drawDag({ tasks, levels, states, notes });
+  const box = h('div', { class: 'scroll dag-box', id: 'dag' });
+  box.append(drawDag({ tasks, levels, states, notes, box }).el);
+  return box;
 }
 
 export async function definitionPage(main, name, version, params) {
@@ -78,7 +81,7 @@ export async function definitionPage(main, name, version, params) {
       h('div', { class: 'grow' },
         h('h2', {}, `Version ${v}`, ' ', h('a', { href: '#/editor' + qs({ name, version: v }) }, 'open in the editor')),
         h('p', { class: 'muted' }, `registered ${fmtTime(cur.created_at)} · hash ${cur.hash}`),
-        h('div', { class: 'scroll dag-box', id: 'dag' }, previewDag(cur.definition, validation && validation.levels).el),
+        previewDag(cur.definition, validation && validation.levels),
         h('h2', {}, 'Compare with ', compare), diffBox,
         h('details', {}, h('summary', {}, 'Definition JSON'), h('pre', { class: 'json' }, JSON.stringify(cur.definition, null, 2))))));
   const other = Number(params.get('compare'));

@@ -68,7 +68,7 @@ export async function editorPage(main, params) {
     for (const e of out.errors) if (e.task) bad[e.task] = (bad[e.task] || 0) + 1;
     const states = Object.fromEntries(tasks.map((t) => [t.id, bad[t.id] ? 'invalid' : 'preview']));
     const notes = Object.fromEntries(tasks.map((t) => [t.id, bad[t.id] ? `${bad[t.id]} problem${bad[t.id] > 1 ? 's' : ''}` : t.type || '']));
-    fill(preview, drawDag({ tasks, levels: out.valid ? out.levels : null, states, notes }).el);
+    fill(preview, drawDag({ tasks, levels: out.valid ? out.levels : null, states, notes, box: preview }).el);
   }
   area.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(validate, DEBOUNCE_MS); });
   register.addEventListener('click', async () => {

@@ -4,6 +4,8 @@
 import { svg, h, fmtDur } from './dom.js';
 
 const LABEL = 190, ROW = 18, CHART = 760, AXIS = 22;
+const WINDOWED = 300; // rows past which only those near the visible part are in the DOM
+const MARGIN = 400; // px drawn around it
 
 export function drawGantt({ order, attempts, start, end, critical = [] }) {
   const crit = new Set(critical);
@@ -29,7 +31,7 @@ export function drawGantt({ order, attempts, start, end, critical = [] }) {
   }
   root.append(axis);
 
-  rows.forEach(({ id, a }, i) => {
+  const drawRow = ({ id, a }, i) => {
     const y = AXIS + i * ROW;
     const c = crit.has(id);
     const g = svg('g', { class: `row${c ? ' critical' : ''}`, 'data-task': id, 'data-attempt': a.attempt });
@@ -51,11 +53,34 @@ export function drawGantt({ order, attempts, start, end, critical = [] }) {
       bar('bar backoff', a.backoffFrom, a.backoffUntil, `${id} backoff ${fmtDur(new Date(a.backoffUntil) - new Date(a.backoffFrom))}${a.reason ? ' (' + a.reason + ')' : ''}`);
     }
     g.prepend(svg('title', {}, tips.join('\n')));
-    root.append(g);
-  });
+    return g;
+  };
+  const box = h('div', { class: 'scroll gantt-box' }, root);
+  const shown = new Map(); // row index -> g
+  const draw = () => {
+    const top = box.scrollTop - MARGIN, bottom = box.scrollTop + (box.clientHeight || 480) + MARGIN;
+    const add = [];
+    rows.forEach((r, i) => {
+      const y = AXIS + i * ROW;
+      const vis = rows.length <= WINDOWED || (y + ROW >= top && y <= bottom);
+      if (vis && !shown.has(i)) { const g = drawRow(r, i); shown.set(i, g); add.push(g); }
+      else if (!vis && shown.has(i)) { shown.get(i).remove(); shown.delete(i); }
+    });
+    root.append(...add);
+  };
+  draw();
+  if (rows.length > WINDOWED) {
+    let queued = false;
+    box.onscroll = () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => { queued = false; draw(); });
+    };
+  }
+  root.setAttribute('data-rows', rows.length);
   return h('div', {},
     h('p', { class: 'legend' }, h('span', { class: 'key queue' }), ' queue wait ', h('span', { class: 'key run' }), ' running ',
       h('span', { class: 'key done' }), ' completed ', h('span', { class: 'key fail' }), ' failed / retried ',
       h('span', { class: 'key backoff' }), ' backoff ', '★ critical path'),
-    h('div', { class: 'scroll gantt-box' }, root));
+    box);
 }

@@ -63,11 +63,13 @@ export async function runPage(main, id) {
   const timeline = h('div', { id: 'timeline' });
   const hist = historyView(s.events);
   const live = h('span', { class: 'live muted', id: 'live' });
+  const dagBox = h('div', { class: 'scroll dag-box', id: 'dag' });
   const dag = drawDag({ tasks, levels: validation && validation.levels, states,
-    critical: metrics ? metrics.critical_path : [], onSelect: select });
+    critical: metrics ? metrics.critical_path : [], onSelect: select, box: dagBox });
+  dagBox.append(dag.el);
 
   main.append(header, explainBox,
-    h('section', {}, h('h2', {}, `DAG (${tasks.length} tasks)`), h('div', { class: 'scroll dag-box', id: 'dag' }, dag.el)),
+    h('section', {}, h('h2', {}, `DAG (${tasks.length} tasks)`), dagBox),
     panel,
     h('section', { class: 'lazy' }, h('h2', {}, 'Timeline'), timeline),
     h('section', { class: 'lazy' }, h('h2', {}, 'History ', verifyBadge(history), ' ', live), hist.el));
@@ -129,8 +131,12 @@ export async function runPage(main, id) {
   }
 
   function paintTimeline() {
+    const old = timeline.querySelector('.gantt-box');
+    const top = old ? old.scrollTop : 0;
     fill(timeline, drawGantt({ order: tasks.map((t) => t.id), attempts: attemptsOf(s.events),
       start: s.run.created_at, end: s.run.ended_at, critical: s.metrics ? s.metrics.critical_path : [] }));
+    const box = timeline.querySelector('.gantt-box');
+    if (box && top) box.scrollTop = top; // the timeline drawn again keeps its place
   }
 
   function select(tid) { s.selected = tid; dag.select(tid); paintPanel(); }

@@ -45,7 +45,7 @@ export function taskPanel({ task, attempts = [], waiting, onRetry }) {
       ['#', 'Outcome', 'Started', 'Ended', 'Queued', 'Ran', 'Worker', 'Error', 'Backoff'].map((c) => h('th', {}, c)))),
     h('tbody', {}, attempts.length ? attempts.map(attemptRow) : h('tr', {}, h('td', { colspan: 9, class: 'muted' }, 'No attempt yet.')))),
     h('div', { class: 'cols' },
-      h('div', {}, h('h4', {}, 'Input (resolved)'), jsonBlock(task.input, 'not resolved yet')),
+      h('div', {}, h('h4', {}, 'Input (resolved)'), jsonBlock(task.input, task.state === 'pending' ? 'not resolved yet' : 'none')),
       h('div', {}, h('h4', {}, 'Output'), jsonBlock(task.output))),
     h('p', {}, h('button', { type: 'button', id: 'retry-task', 'data-action': 'retry-task', onclick: () => onRetry(task.id) },
       `Retry from ${task.id} (and what depends on it)`)));
