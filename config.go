@@ -50,6 +50,10 @@ type config struct {
 	checkpointsEvery time.Duration // between rounds of signed checkpoints; 0 = none
 	checkpointKey    string        // the signing key's file; "" = beside the database
 
+	stuckAfter          time.Duration // STUCK_AFTER: idle time before run.stalled; 0 = off
+	maxStreams          int           // STREAM_MAX: event streams open at once
+	maxStreamsPerTenant int           // STREAM_MAX_PER_TENANT
+
 	envErrs []envError      // environment values that did not parse
 	given   map[string]bool // flags given on the command line
 }
@@ -171,6 +175,12 @@ func (c *config) flags(fs *flag.FlagSet, serve bool) {
 	fs.DurationVar(&c.checkpointsEvery, "checkpoint-interval", c.envDuration("checkpoint-interval", "CHECKPOINT_INTERVAL", defaultCheckpointInterval),
 		"how often to sign the head of every tenant's log, the first at start; 0 = never (env CHECKPOINT_INTERVAL)")
 	checkpointKeyFlag(fs, &c.checkpointKey)
+	fs.DurationVar(&c.stuckAfter, "stuck-after", c.envDuration("stuck-after", "STUCK_AFTER", engine.DefaultStuckAfter),
+		"record run.stalled for a running run with no event for this long that nothing it waits for will move; 0 = never (env STUCK_AFTER)")
+	fs.IntVar(&c.maxStreams, "stream-max", c.envInt("stream-max", "STREAM_MAX", api.DefaultMaxStreams),
+		"Server-Sent Event streams open at once; more are refused with 429 (env STREAM_MAX)")
+	fs.IntVar(&c.maxStreamsPerTenant, "stream-max-per-tenant", c.envInt("stream-max-per-tenant", "STREAM_MAX_PER_TENANT", api.DefaultMaxStreamsPerTenant),
+		"Server-Sent Event streams one tenant may have open at once (env STREAM_MAX_PER_TENANT)")
 }
 
 // maxConnectionsDefault is the connection cap for this process's open-file
@@ -249,6 +259,10 @@ func (c *config) validate(stderr io.Writer) error {
 		return fmt.Errorf("max-connections %d: want at least 1", c.maxConnections)
 	case c.checkpointsEvery < 0:
 		return fmt.Errorf("checkpoint-interval %s: want 0 (never) or more", c.checkpointsEvery)
+	case c.stuckAfter < 0:
+		return fmt.Errorf("stuck-after %s: want 0 (never) or more", c.stuckAfter)
+	case c.maxStreams < 1 || c.maxStreamsPerTenant < 1:
+		return fmt.Errorf("stream-max %d, stream-max-per-tenant %d: want 1 or more", c.maxStreams, c.maxStreamsPerTenant)
 	case !slices.Contains(api.AuthModes(), api.AuthMode(c.authMode)):
 		return fmt.Errorf("auth %q: want local or required (env AUTH)", c.authMode)
 	}

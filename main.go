@@ -179,7 +179,7 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 		}
 	}
 	eng, err := engine.New(engine.Config{Store: db, Workers: c.workers, Logger: log, Metrics: set, ExternalTypes: c.externalTypes,
-		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant})
+		MaxRunBytes: c.maxRunBytes, MaxAbandoned: c.maxAbandoned, TenantFunc: keys.Tenant, StuckAfter: stuckAfter(c.stuckAfter)})
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,8 @@ func serve(ctx context.Context, c *config, handlers map[string]engine.Handler) e
 	}()
 	admin := &engine.Admin{Store: db, Keys: keys}
 	handler := &api.Server{Engine: eng, Metrics: set, Logger: log, MaxBodyBytes: c.maxBodyBytes, WriteTimeout: c.writeTimeout,
-		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic}
+		Keys: keys, Admin: admin, Policy: pol, AuthMode: api.AuthMode(c.authMode), MetricsPublic: c.metricsPublic,
+		MaxStreams: streamsFor(c, log), MaxStreamsPerTenant: c.maxStreamsPerTenant}
 	if err := logAccess(ctx, c, db, admin, pol, ln.Addr()); err != nil {
 		eng.Stop(context.Background())
 		return err
@@ -277,6 +278,24 @@ wait:
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// streamsFor bounds the event streams to half the connections, so that
+// streams, which hold theirs open, cannot take every one.
+func streamsFor(c *config, log *slog.Logger) int {
+	if n := max(1, c.maxConnections/2); c.maxStreams > n {
+		log.Warn("stream-max lowered to half of max-connections", "stream_max", n, "max_connections", c.maxConnections)
+		return n
+	}
+	return c.maxStreams
+}
+
+// stuckAfter is the engine's StuckAfter for STUCK_AFTER, where 0 means off.
+func stuckAfter(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // logAccess says at start how the server decides who may call it: the mode,

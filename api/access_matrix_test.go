@@ -73,6 +73,7 @@ var accessRules = map[string]accessRule{
 	"GET /api/v1/tenants/:tenantId/events":                              {roles: readers},
 	"GET /api/v1/tenants/:tenantId/workflows/:workflowId/stream":        {roles: readers},
 	"GET /api/v1/tenants/:tenantId/stream":                              {roles: readers},
+	"GET /api/v1/tenants/:tenantId/workflows/:workflowId/explain":       {roles: readers},
 	"POST /api/v1/tenants/:tenantId/definitions":                        {roles: operators},
 	"GET /api/v1/tenants/:tenantId/definitions":                         {roles: readers},
 	"GET /api/v1/tenants/:tenantId/definitions/:name/versions/:version": {roles: readers},

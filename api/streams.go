@@ -25,8 +25,8 @@ import (
 
 // Stream defaults.
 const (
-	DefaultMaxStreams          = 1000
-	DefaultMaxStreamsPerTenant = 100
+	DefaultMaxStreams          = 256
+	DefaultMaxStreamsPerTenant = 64
 	DefaultStreamKeepAlive     = 15 * time.Second
 	// streamPage is how many events one store read of a stream takes.
 	streamPage = 500
@@ -45,6 +45,7 @@ func (s *Server) streamRoutes() []route {
 		{"GET", "/v1/runs/:id/stream", PermEventsRead, "stream", s.runStream, 0},
 		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/stream", PermEventsRead, "stream", s.runStream, 0},
 		{"GET", "/api/v1/tenants/:tenantId/stream", PermRunsRead, "stream", s.tenantStream, 0},
+		{"GET", "/api/v1/tenants/:tenantId/workflows/:workflowId/explain", PermRunsRead, "explain", s.explainRun, 0},
 	}
 }
 
@@ -262,10 +263,11 @@ func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p httprouter.
 	}
 }
 
-// runStateAfter is the run state a run event leads to, if it moves the run.
+// runStateAfter is the run state a run event leads to, if it moves the run
+// (run.stalled, a fact, does not).
 func runStateAfter(t engine.EventType) (engine.RunState, bool) {
 	for _, from := range engine.RunStates() {
-		if to, ok := engine.RunEventAllowed(t, from); ok {
+		if to, ok := engine.RunEventAllowed(t, from); ok && to != from {
 			return to, true
 		}
 	}

@@ -318,3 +318,43 @@ func TestStream_TenantRuns(t *testing.T) {
 		is.Equal(len(got), 2) // both runs changed after the first event, each with its current state
 	})
 }
+
+func TestStream_EndsWhenTheEngineStops(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	s := ts.openStream(t, "/api/v1/tenants/default/stream", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ts.Engine.Stop(ctx) // as on SIGTERM: HTTP shutdown waits for this stream to end
+	select {
+	case _, open := <-s.events:
+		for open {
+			_, open = <-s.events
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the stream outlived the engine")
+	}
+}
+
+func TestExplain_API(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newServer(t, serverOptions{})
+	ts.register(t, quickStartDef)
+	run := ts.startRun(t, `{"workflow":"wf1"}`)
+	ts.waitTask(t, run.ID, "t1", engine.TaskReady, 0)
+	var x wire.Explanation
+	ts.getJSON(t, "/api/v1/tenants/default/workflows/"+run.ID+"/explain", &x)
+	is.Equal(x.Run.ID, run.ID)
+	is.Equal(x.Run.State, wire.RunState("running"))
+	is.Equal(len(x.Waiting), 2) // both tasks wait
+	is.Equal(x.Waiting[0].Task, "t1")
+	is.Equal(x.Waiting[0].Reason, engine.WaitNoWorker) // no worker polls http here
+	is.Equal(x.Waiting[1].Reason, engine.WaitDependencies)
+	is.Equal(x.Waiting[1].Dependencies, []wire.Dependency{{Task: "t1", State: "ready"}})
+	is.True(!x.Stalled) // not idle for STUCK_AFTER
+
+	problemOf(t, ts.get(t, "/api/v1/tenants/default/workflows/nope/explain"), http.StatusNotFound, wire.CodeNotFound)
+	r := ts.get(t, "/api/v1/tenants/default/workflows/"+run.ID+"/explain?x=1")
+	is.Equal(fieldOf(t, problemOf(t, r, http.StatusBadRequest, wire.CodeInvalidRequest)), "x") // no query parameters
+}

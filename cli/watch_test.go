@@ -127,3 +127,33 @@ func TestCLI_WorkflowsWatch(t *testing.T) {
 		is.New(t).True(strings.Contains(errOut, "404"))
 	})
 }
+
+func TestCLI_WorkflowsExplain(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	url := newServer(t)
+	def := filepath.Join(t.TempDir(), "d.json")
+	os.WriteFile(def, []byte(`{"name":"w","tasks":[{"id":"a","type":"python"},{"id":"b","type":"noop","depends_on":["a"]}]}`), 0o600)
+	code, _, errOut := run(url, "definitions", "register", def)
+	is.Equal(code, 0)
+	is.Equal(errOut, "")
+	code, out, _ := run(url, "workflows", "start", "w", "-o", "json")
+	is.Equal(code, 0)
+	var r wire.Run
+	is.NoErr(json.Unmarshal([]byte(out), &r))
+
+	code, out, _ = run(url, "workflows", "explain", r.ID)
+	is.Equal(code, 0)
+	is.True(strings.Contains(out, "TASK"))                 // a table
+	is.True(strings.Contains(out, "no_worker"))            // a waits for a python worker
+	is.True(strings.Contains(out, "dependencies"))         // b for a
+	is.True(strings.Contains(out, "waiting on a (ready)")) // named, with its state
+	code, out, _ = run(url, "workflows", "explain", r.ID, "-o", "json")
+	is.Equal(code, 0)
+	var x wire.Explanation
+	is.NoErr(json.Unmarshal([]byte(out), &x)) // -o json prints the answer
+	is.Equal(len(x.Waiting), 2)
+	code, _, errOut = run(url, "workflows", "explain", "nope")
+	is.Equal(code, 1)
+	is.True(strings.Contains(errOut, "404"))
+}

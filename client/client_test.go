@@ -261,10 +261,11 @@ func TestError(t *testing.T) {
 			{wire.CodeInternal, "internal"},
 			{wire.CodeUnavailable, "unavailable"},
 			{wire.CodeStorageUnavailable, "storage_unavailable"},
+			{wire.CodeTooManyStreams, "too_many_streams"},
 		} {
 			is.Equal(c[0], c[1])                         // same code
 			is.True(slices.Contains(wire.Codes(), c[0])) // and listed
 		}
-		is.Equal(len(wire.Codes()), 20) // no code is left out above
+		is.Equal(len(wire.Codes()), 21) // no code is left out above
 	})
 }

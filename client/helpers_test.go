@@ -45,6 +45,7 @@ type testEnv struct {
 	DB     *store.DB
 	Engine *engine.Engine
 
+	srv         *httptest.Server
 	release     chan struct{} // closed by Release: every hold attempt returns
 	releaseOnce sync.Once
 }
@@ -107,7 +108,7 @@ func newEnv(t *testing.T, opts envOptions) *testEnv {
 	t.Cleanup(env.Release) // runs before Stop: hold attempts end at once
 	srv := httptest.NewServer((&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes}).Handler())
 	t.Cleanup(srv.Close)
-	env.URL = srv.URL
+	env.URL, env.srv = srv.URL, srv
 	return env
 }
 

@@ -40,7 +40,9 @@ func (e *Engine) workerLoop() {
 			e.signal() // pass the wake-up on: there is work for another worker
 		}
 		if j != nil {
+			e.busy.Add(1)
 			e.execute(j)
+			e.busy.Add(-1)
 			continue
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -67,7 +68,18 @@ type Config struct {
 	// settings that decide the task types a TenantGate guards. nil: there is
 	// no tenant registry and every tenant may use every registered type.
 	TenantFunc func(ctx context.Context, id string) (*Tenant, error)
+	// StuckAfter is how long an active run may go without an event, while
+	// nothing it waits for will move it (no attempt running, no timer, no
+	// worker polling its tasks' types), before the engine records
+	// run.stalled for it, once. 0: DefaultStuckAfter; negative: never.
+	StuckAfter time.Duration
+	// StuckCheckInterval is how often runs are checked for being stuck;
+	// 0: StuckAfter/4, at most a minute and at least a second.
+	StuckCheckInterval time.Duration
 }
+
+// DefaultStuckAfter is the default of Config.StuckAfter.
+const DefaultStuckAfter = time.Hour
 
 // Validate reports a configuration the engine cannot run with.
 func (c *Config) Validate() error {
@@ -98,7 +110,10 @@ type Engine struct {
 
 	maxRunBytes  int64
 	maxAbandoned int
-	resolveHook  func() // tests: called by a resolver before it renders, without Engine.mu
+	stuckAfter   time.Duration // <= 0: no stuck detection
+	stuckEvery   time.Duration
+	busy         atomic.Int32 // in-process workers running an attempt
+	resolveHook  func()       // tests: called by a resolver before it renders, without Engine.mu
 
 	handlers map[string]Handler // fixed at Start
 
@@ -112,10 +127,12 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
-	fails     commitFailures   // failed commits in a row, for the reload backoff
-	subs      subscribers      // Subscribe callers, Wait among them
-	lanes     map[string]*lane // external ready tasks by tenant and type
-	resolveQ  []resolution     // templates waiting for a resolver
+	fails     commitFailures                  // failed commits in a row, for the reload backoff
+	subs      subscribers                     // Subscribe callers, Wait among them
+	lanes     map[string]*lane                // external ready tasks by tenant and type
+	polls     map[string]map[string]time.Time // the last poll of each task type, by tenant
+	npolls    int                             // (tenant, type) pairs in polls
+	resolveQ  []resolution                    // templates waiting for a resolver
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed
@@ -151,6 +168,12 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxAbandoned == 0 {
 		cfg.MaxAbandoned = DefaultMaxAbandoned
 	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = DefaultStuckAfter
+	}
+	if cfg.StuckCheckInterval <= 0 {
+		cfg.StuckCheckInterval = min(max(cfg.StuckAfter/4, time.Second), time.Minute)
+	}
 	e := &Engine{
 		store:      cfg.Store,
 		workers:    cfg.Workers,
@@ -167,6 +190,9 @@ func New(cfg Config) (*Engine, error) {
 		reloading:    map[string]bool{},
 		subs:         subscribers{byRun: map[string]map[*Subscription]struct{}{}, byTenant: map[string]map[*Subscription]struct{}{}},
 		lanes:        map[string]*lane{},
+		polls:        map[string]map[string]time.Time{},
+		stuckAfter:   cfg.StuckAfter,
+		stuckEvery:   cfg.StuckCheckInterval,
 		wake:         make(chan struct{}, cfg.Workers),
 		timerWake:    make(chan struct{}, 1),
 		resolveWake:  make(chan struct{}, 1),
@@ -261,6 +287,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.goTracked(e.workerLoop)
 	}
 	e.goTracked(e.timerLoop)
+	if e.stuckAfter > 0 {
+		e.goTracked(e.stuckLoop)
+	}
 	for i := 0; i < resolverCount; i++ {
 		e.goTracked(e.resolverLoop)
 	}
@@ -536,40 +565,4 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	run := rs.view.Run
 	e.mu.Unlock()
 	return &run, nil
-}
-
-// Wait blocks until the run is in a terminal state and that state is durable,
-// and returns it. A run that is paused keeps Wait waiting. Errors:
-// ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken
-// when the run leaves memory.
-func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
-	sub := e.subscribeGone(tenantID, runID)
-	defer sub.Close()
-	for {
-		e.mu.Lock()
-		rs := e.runs[runID]
-		inMemory := rs != nil && rs.tenant == tenantID
-		e.mu.Unlock()
-		if !inMemory {
-			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
-			if err != nil {
-				return nil, err
-			}
-			if run.State.Terminal() {
-				return run, nil
-			}
-			// Active but not in memory: being reloaded. Look again shortly.
-			select {
-			case <-time.After(10 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		select {
-		case <-sub.C():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }

@@ -23,6 +23,7 @@ const (
 	EventRunCancelled EventType = "run.cancelled" // pending|running|paused -> cancelled; data: reason
 	EventRunTimedOut  EventType = "run.timed_out" // running -> timed_out
 	EventRunRetried   EventType = "run.retried"   // failed|timed_out|cancelled -> running; data: deadline
+	EventRunStalled   EventType = "run.stalled"   // running, no change of state: it cannot progress without outside help; data: waiting
 )
 
 // Task events. Attempt is set on the events of one attempt.
@@ -44,7 +45,7 @@ func EventTypes() []EventType {
 	return []EventType{EventRunCreated, EventRunStarted, EventRunPaused, EventRunResumed, EventRunCompleted,
 		EventRunFailed, EventRunCancelled, EventRunTimedOut, EventRunRetried, EventTaskReady, EventTaskStarted,
 		EventTaskCompleted, EventTaskAttemptFailed, EventTaskFailed, EventTaskTimedOut, EventTaskSkipped,
-		EventTaskCancelled, EventTaskReset, EventTaskLeaseExtended}
+		EventTaskCancelled, EventTaskReset, EventTaskLeaseExtended, EventRunStalled}
 }
 
 // Reasons recorded on failure and cancellation events.
@@ -141,6 +142,9 @@ type EventData struct {
 	// Policy is the decision of the authorization policy that allowed the
 	// call causing the event, on the first event of that call only.
 	Policy *PolicyDecision `json:"policy,omitempty"`
+	// Waiting is why each task waited when run.stalled was recorded (at
+	// most maxStalledReasons of them).
+	Waiting []TaskWait `json:"waiting,omitempty"`
 }
 
 // ComputeHash returns the chain hash of e given the hash of the run's previous

@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/orchestrator/orchestrator/engine/definition"
+import (
+	"context"
+
+	"github.com/orchestrator/orchestrator/engine/definition"
+)
 
 // PlanCacheStats returns how many compiled plans the engine keeps and their
 // counted size, for the tests of the cache's bounds in package engine_test.
@@ -94,3 +98,6 @@ func (e *Engine) CommitRefusedDecision(tenantID, runID string, plan *definition.
 	b.commit(func(got error) { ran, err = true, got })
 	return ran, err
 }
+
+// CheckStuck runs one stuck check and returns how many run.stalled it recorded.
+func (e *Engine) CheckStuck() int { return e.checkStuck(context.Background()) }

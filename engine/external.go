@@ -266,6 +266,7 @@ func (e *Engine) Poll(ctx context.Context, req PollRequest) (*Lease, error) {
 			e.mu.Unlock()
 			return nil, ErrClosed
 		}
+		e.notePoll(req.TenantID, req.Types)
 		lease, done := e.leaseNext(req)
 		var wake chan struct{}
 		if lease == nil {

@@ -12,6 +12,7 @@ type engineMetrics struct {
 	runLatency  *metrics.Histogram
 	running     int // tasks in state running, protected by Engine.mu
 	queued      int // ready tasks waiting for a worker (in-process or external), protected by Engine.mu
+	stalled     int // runs marked stalled at the last stuck check, protected by Engine.mu
 }
 
 func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
@@ -29,6 +30,8 @@ func newEngineMetrics(set *metrics.Set, e *Engine) *engineMetrics {
 	set.GetOrCreateGauge(`orchestrator_tasks_ready`, locked(func() float64 { return float64(m.queued) }))
 	set.GetOrCreateGauge(`orchestrator_tasks_running`, locked(func() float64 { return float64(m.running) }))
 	set.GetOrCreateGauge(`orchestrator_runs_active`, locked(func() float64 { return float64(len(e.runs)) }))
+	set.GetOrCreateGauge(`orchestrator_runs_stalled`, locked(func() float64 { return float64(m.stalled) }))
+	set.GetOrCreateCounter(`orchestrator_runs_stalled_total`) // run.stalled events recorded: 0 from the start
 	return m
 }
 

@@ -34,8 +34,11 @@ type runState struct {
 	// resolving marks the templates queued for a resolver: task positions,
 	// and -1 for the run's output.
 	resolving map[int]bool
-	commits   int  // commits queued and not yet acknowledged
-	broken    bool // a commit failed: memory no longer matches the store
+	// stalledSeq is the run's last seq when it was found stalled (its
+	// run.stalled event): while it is still the last, the run is marked.
+	stalledSeq int64
+	commits    int  // commits queued and not yet acknowledged
+	broken     bool // a commit failed: memory no longer matches the store
 }
 
 func (e *Engine) newRunState(tenant, id string, v *RunView) *runState {

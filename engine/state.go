@@ -185,7 +185,9 @@ func (r eventRule[S]) allows(s S) bool {
 	return false
 }
 
-// runEvents is the run state machine by event: every pair it allows is in runTransitions.
+// runEvents is the run state machine by event: every pair it allows is in
+// runTransitions, except a rule whose from and to are the same single
+// state, which records a fact without changing state.
 var runEvents = map[EventType]eventRule[RunState]{
 	EventRunStarted:   {from: []RunState{RunPending}, to: RunRunning},
 	EventRunPaused:    {from: []RunState{RunRunning}, to: RunPaused},
@@ -195,6 +197,7 @@ var runEvents = map[EventType]eventRule[RunState]{
 	EventRunCancelled: {from: []RunState{RunPending, RunRunning, RunPaused}, to: RunCancelled},
 	EventRunTimedOut:  {from: []RunState{RunRunning}, to: RunTimedOut},
 	EventRunRetried:   {from: []RunState{RunFailed, RunTimedOut, RunCancelled}, to: RunRunning},
+	EventRunStalled:   {from: []RunState{RunRunning}, to: RunRunning}, // not a transition: a fact about the run
 }
 
 // taskEvents is the task state machine by event: every pair it allows is in

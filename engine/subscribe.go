@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"sync/atomic"
+	"time"
 )
 
 // RunChange tells a subscriber that a commit about a run is durable.
@@ -148,5 +150,41 @@ func (s *Subscription) send(c RunChange) {
 	case s.c <- c:
 	default:
 		s.lagged.Store(true)
+	}
+}
+
+// Wait blocks until the run is in a terminal state and that state is durable,
+// and returns it. A run that is paused keeps Wait waiting. Errors:
+// ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken
+// when the run leaves memory.
+func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
+	sub := e.subscribeGone(tenantID, runID)
+	defer sub.Close()
+	for {
+		e.mu.Lock()
+		rs := e.runs[runID]
+		inMemory := rs != nil && rs.tenant == tenantID
+		e.mu.Unlock()
+		if !inMemory {
+			run, _, err := e.store.LoadRun(ctx, tenantID, runID)
+			if err != nil {
+				return nil, err
+			}
+			if run.State.Terminal() {
+				return run, nil
+			}
+			// Active but not in memory: being reloaded. Look again shortly.
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-sub.C():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }

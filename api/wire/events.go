@@ -44,6 +44,8 @@ type EventData struct {
 	// Policy is the decision of the policy that allowed the call causing
 	// the event, on the first event of the call, when a policy is in force.
 	Policy *PolicyDecision `json:"policy,omitempty"`
+	// Waiting is why each task waited, on run.stalled (as explain says).
+	Waiting []WaitingTask `json:"waiting,omitempty"`
 }
 
 // RunEventsPage is one page of a run's history in seq order:

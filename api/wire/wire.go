@@ -81,6 +81,7 @@ const (
 	EventRunCancelled EventType = "run.cancelled"
 	EventRunTimedOut  EventType = "run.timed_out"
 	EventRunRetried   EventType = "run.retried"
+	EventRunStalled   EventType = "run.stalled" // a fact, not a change of state: the run cannot progress without outside help
 
 	EventTaskReady         EventType = "task.ready"
 	EventTaskStarted       EventType = "task.started"
@@ -99,5 +100,5 @@ func EventTypes() []EventType {
 	return []EventType{EventRunCreated, EventRunStarted, EventRunPaused, EventRunResumed, EventRunCompleted,
 		EventRunFailed, EventRunCancelled, EventRunTimedOut, EventRunRetried, EventTaskReady, EventTaskStarted,
 		EventTaskCompleted, EventTaskAttemptFailed, EventTaskFailed, EventTaskTimedOut, EventTaskSkipped,
-		EventTaskCancelled, EventTaskReset, EventTaskLeaseExtended}
+		EventTaskCancelled, EventTaskReset, EventTaskLeaseExtended, EventRunStalled}
 }
