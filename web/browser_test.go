@@ -28,17 +28,23 @@ const quick = `{"name":"quick","tasks":[{"id":"a","type":"noop"},{"id":"b","type
 // through the tenant's stream, opens it, sees its DAG
 // with one node per task in the state the API reports, pauses it from the
 // page, sees a resume made elsewhere arrive through the run's stream, is refused a second
-// resume with the server's text, opens a task's attempts, and sees the run
-// complete, without a JavaScript error.
+// resume with the server's text, reads why a task waits, opens a task's
+// attempts, and sees the run complete, without a JavaScript error.
 func TestUI_RunsListAndRunPage(t *testing.T) {
 	s := newUIServer(t, uiOptions{})
 	for range 3 {
 		id := s.start(t, quick)
 		s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
 	}
+	failing := s.start(t, `{"name":"once","tasks":[{"id":"call","type":"flaky"}]}`) // one attempt: it fails
+	s.waitRun(t, failing, func(d runDetails) bool { return d.State == "failed" })
+	cancelled := s.start(t, `{"name":"held","tasks":[{"id":"hold","type":"block"}]}`)
+	if st := s.call(t, "POST", "/api/v1/tenants/default/workflows/"+cancelled+"/cancel", "", nil); st != http.StatusOK {
+		t.Fatalf("cancel: %d", st)
+	}
 	b := newBrowser(t)
 	b.open(t, s, "#/runs")
-	b.waitJS(t, "the runs list shows every run", `document.querySelectorAll('#runs-body tr[data-run]').length === 3`)
+	b.waitJS(t, "the runs list shows every run", `document.querySelectorAll('#runs-body tr[data-run]').length === 5`)
 	b.waitJS(t, "the list follows the tenant's stream", `document.getElementById('live').textContent.includes('live')`)
 
 	// A run started now appears on the open list, through the stream.
@@ -46,12 +52,14 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	want := s.waitRun(t, id, func(d runDetails) bool {
 		return d.task("slow") == "running" && d.task("fast") == "completed"
 	})
-	b.waitJS(t, "the new run arrives", `document.querySelectorAll('#runs-body tr[data-run]').length === 4`)
+	b.waitJS(t, "the new run arrives", `document.querySelectorAll('#runs-body tr[data-run]').length === 6`)
 	if got := evalJS[string](t, b, `document.querySelector('#runs-body tr[data-run]').dataset.run`); got != id {
 		t.Errorf("first row is run %s, want the newest, %s", got, id)
 	}
 	b.waitJS(t, "in its state", `document.querySelector('#runs-body tr[data-run]').dataset.state === 'running'`)
-	b.waitJS(t, "counts per state", `document.querySelector('[data-count=completed]').textContent.includes('3')`)
+	for state, n := range map[string]int{"completed": 3, "failed": 1, "cancelled": 1, "running": 1, "paused": 0} {
+		b.waitJS(t, "the count of "+state, fmt.Sprintf(`document.querySelector('[data-count=%s]').textContent.trim().endsWith(' %d')`, state, n))
+	}
 	b.screenshot(t, "runs-list")
 
 	b.do(t, "open the run", click(`#runs-body a[href="#/runs/`+id+`"]`))
@@ -64,6 +72,7 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	b.waitJS(t, "the timeline: one row per attempt", `document.querySelectorAll('svg.gantt g.row').length === 4`)
 	b.waitJS(t, "the retry's backoff", `document.querySelector('svg.gantt g.row[data-task=fast][data-attempt="1"] rect.backoff')`)
 	b.waitJS(t, "the verified hash chain", `document.getElementById('chain').textContent.includes('verified')`)
+	b.waitJS(t, "why join waits", `document.querySelector('#explain li[data-task=join][data-reason=dependencies]') && document.querySelector('#explain li[data-task=join]').textContent.includes('slow')`)
 	b.waitJS(t, "the page follows the run's stream", `document.getElementById('live').textContent.includes('live')`)
 
 	// Pause from the page, confirming.

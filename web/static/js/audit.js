@@ -5,7 +5,7 @@ import { h, clear, qs, field, problemText } from './dom.js';
 import { eventHead, eventRow } from './events.js';
 
 const EVENT_TYPES = ['run.created', 'run.started', 'run.paused', 'run.resumed', 'run.completed', 'run.failed',
-  'run.cancelled', 'run.timed_out', 'run.retried', 'task.ready', 'task.started', 'task.completed',
+  'run.cancelled', 'run.timed_out', 'run.retried', 'run.stalled', 'task.ready', 'task.started', 'task.completed',
   'task.attempt_failed', 'task.failed', 'task.timed_out', 'task.skipped', 'task.cancelled', 'task.reset', 'task.lease_extended'];
 const FILTERS = ['type', 'run', 'task_id', 'actor', 'on_behalf', 'since', 'until'];
 

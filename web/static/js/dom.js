@@ -68,8 +68,8 @@ export function since(a, b) {
 
 // A glyph per state, so that colour is never the only signal.
 const GLYPHS = {
-  pending: '○', ready: '◔', running: '▶', paused: '⏸', completed: '✓', failed: '✗',
-  skipped: '↷', cancelled: '⊘', timed_out: '⌛', invalid: '⚠',
+  pending: '○', ready: '◔', running: '▶', paused: '‖', completed: '✓', failed: '✗',
+  skipped: '↷', cancelled: '⊘', timed_out: '◷', invalid: '✗',
 };
 
 export function glyph(state) { return GLYPHS[state] || '•'; }

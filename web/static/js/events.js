@@ -1,7 +1,7 @@
 // The event history of a run, newest last, with the hash-chain badge.
 import { h, fmtTime } from './dom.js';
 
-const SHOWN = 300; // rows drawn at first; the rest on request
+const SHOWN = 100; // rows drawn at first; the rest on request
 
 export function eventRow(ev, withRun = false) {
   const data = ev.data ? JSON.stringify(ev.data) : '';

@@ -117,9 +117,12 @@ export async function runPage(main, id) {
     if (!hasExplain) { explainBox.append(h('p', { class: 'muted' }, 'This server has no explain endpoint.')); return; }
     const x = s.explain;
     if (!x) return;
-    if (!x.waiting || !x.waiting.length) { explainBox.append(h('p', { class: 'muted' }, 'Nothing is waiting.')); return; }
-    explainBox.append(h('div', {}, x.stalled ? h('p', { class: 'error' }, 'The run is stalled: nothing will move without help.') : null,
-      h('ul', { class: 'waiting-list' }, x.waiting.map((w) => h('li', { 'data-task': w.task },
+    const r = x.run || {};
+    explainBox.append(h('div', {},
+      r.reason ? h('p', { id: 'explain-run' }, badge(r.state), ` ${r.reason}${r.detail ? ': ' + r.detail : ''}`) : null,
+      x.stalled ? h('p', { class: 'error', id: 'stalled' }, '! The run is stalled: nothing it waits for will move it without help.') : null,
+      !x.waiting || !x.waiting.length ? h('p', { class: 'muted' }, TERMINAL.has(r.state) ? 'The run is over.' : 'No task waits.') : null,
+      h('ul', { class: 'waiting-list' }, (x.waiting || []).map((w) => h('li', { 'data-task': w.task, 'data-reason': w.reason },
         h('a', { href: '#', onclick: (e) => { e.preventDefault(); select(w.task); } }, w.task), ' ', badge(w.state), ` ${waitingText(w)}`)))));
   }
 

@@ -34,7 +34,7 @@ function row(run) {
     h('td', {}, fmtTime(run.created_at)),
     h('td', {}, fmtTime(run.started_at)),
     h('td', {}, fmtTime(end)),
-    h('td', {}, run.started_at ? fmtDur(since(run.started_at, end)) : '—'));
+    h('td', {}, run.started_at && end ? fmtDur(since(run.started_at, end)) : '—'));
 }
 
 export async function runsPage(main, params) {
