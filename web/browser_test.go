@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -263,4 +264,29 @@ func TestUI_LargeDAGDrawsWhatIsInView(t *testing.T) {
 	b.waitJS(t, "its last row drawn", `document.querySelector('svg.gantt g.row[data-task="t7_49"]')`)
 	b.noErrors(t)
 	b.documented(t, s)
+}
+
+// TestUI_ContentSecurityPolicyIsEnforced: an inline script or style put in
+// the page is blocked by the served policy, and the harness, which every
+// other test relies on to see such faults, reports it.
+func TestUI_ContentSecurityPolicyIsEnforced(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	b := newBrowser(t)
+	b.open(t, s, "#/runs")
+	b.waitJS(t, "the page", `document.getElementById('runs-body')`)
+	b.do(t, "inject", chromedp.Evaluate[chromedp.Void](`(() => {
+		const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.append(s);
+		const d = document.createElement('div'); d.setAttribute('style', 'color: red'); document.body.append(d);
+	})()`))
+	deadline := time.Now().Add(waitTimeout)
+	for len(b.pageErrors()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
+	}
+	errs := strings.Join(b.pageErrors(), "\n")
+	if !strings.Contains(errs, "script-src") || !strings.Contains(errs, "style-src") {
+		t.Errorf("the violations were not reported: %q", errs)
+	}
+	if evalJS[bool](t, b, `window.injected === 1`) {
+		t.Error("an inline script ran")
+	}
 }

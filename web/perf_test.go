@@ -324,3 +324,21 @@ func BenchmarkUI_EventToPage(b *testing.B) {
 	b.ReportMetric(lat[len(lat)-1], "ms/max")
 	br.noErrors(b)
 }
+
+// BenchmarkUI_BaselineReload: what a reload of a page without script (the
+// style sheet, shown as text) costs the browser, the fixed part of the
+// figures above.
+func BenchmarkUI_BaselineReload(b *testing.B) {
+	s := newUIServer(b, uiOptions{})
+	br := newBrowser(b)
+	br.do(b, "open", chromedp.Navigate(s.URL+"/ui/style.css"))
+	var cpu float64
+	b.ResetTimer()
+	for range b.N {
+		cpu += cpuMS(b, br, func() {
+			br.do(b, "reload", chromedp.Reload())
+			br.waitJS(b, "loaded", `document.readyState === 'complete'`)
+		})
+	}
+	b.ReportMetric(cpu/float64(b.N), "ms/browser-cpu")
+}
