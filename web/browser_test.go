@@ -290,3 +290,36 @@ func TestUI_ContentSecurityPolicyIsEnforced(t *testing.T) {
 		t.Error("an inline script ran")
 	}
 }
+
+// TestUI_RunsListFiltersAndPages: the filter form narrows the list by
+// workflow and status, the cursor pages go older and back, and a run that
+// leaves the status filtered on leaves the open list, live.
+func TestUI_RunsListFiltersAndPages(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	var last string
+	for range 52 {
+		last = s.start(t, quick)
+	}
+	s.waitRun(t, last, func(d runDetails) bool { return d.State == "completed" })
+	held := s.start(t, `{"name":"held","tasks":[{"id":"hold","type":"block"}]}`)
+	s.waitRun(t, held, func(d runDetails) bool { return d.State == "running" })
+	b := newBrowser(t)
+
+	b.open(t, s, "#/runs")
+	b.waitJS(t, "a full first page", `document.querySelectorAll('#runs-body tr[data-run]').length === 50 && !document.getElementById('next-page').disabled`)
+	b.do(t, "older", click(`#next-page`))
+	b.waitJS(t, "the second page", `document.querySelectorAll('#runs-body tr[data-run]').length === 3 && document.getElementById('next-page').disabled`)
+	b.do(t, "newer", click(`#prev-page`))
+	b.waitJS(t, "the first page again", `document.querySelectorAll('#runs-body tr[data-run]').length === 50 && document.getElementById('prev-page').disabled`)
+
+	b.do(t, "filter by workflow", chromedp.SendKeys(chromedp.CSS(`#run-filters input[name=workflow]`), "held"), click(`#run-filters button`))
+	b.waitJS(t, "only held", `location.hash.includes('workflow=held') && document.querySelectorAll('#runs-body tr[data-run]').length === 1`)
+
+	b.open(t, s, "#/runs?status=running")
+	b.waitJS(t, "the running run", `document.querySelectorAll('#runs-body tr[data-run]').length === 1 && document.getElementById('live').textContent.includes('live')`)
+	s.Release()
+	s.waitRun(t, held, func(d runDetails) bool { return d.State == "completed" })
+	b.waitJS(t, "it leaves the list", `document.querySelectorAll('#runs-body tr[data-run]').length === 0`)
+	b.noErrors(t)
+	b.documented(t, s)
+}

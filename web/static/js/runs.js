@@ -93,13 +93,19 @@ export async function runsPage(main, params) {
   function update(run) {
     const i = runs.findIndex((r) => r.id === run.id);
     if (i >= 0) {
-      runs[i] = run;
-      const old = body.querySelector(`tr[data-run="${CSS.escape(run.id)}"]`);
-      if (old) old.replaceWith(row(run));
+      if (matches(run, f)) runs[i] = run;
+      else runs.splice(i, 1); // it left the filter (a running run that ended)
       paint();
     } else if (tokens.length === 1 && matches(run, f)) {
-      runs.unshift(run);
-      if (runs.length > PAGE) { runs.pop(); }
+      // In its place, newest first; past the end of a full page it is on a later page.
+      let at = runs.findIndex((r) => r.created_at < run.created_at || (r.created_at === run.created_at && r.id < run.id));
+      if (at < 0) at = runs.length;
+      if (at >= PAGE) return;
+      runs.splice(at, 0, run);
+      if (runs.length > PAGE) {
+        runs.pop();
+        if (!next) { load().catch(() => {}); return; } // a page now follows: read its token
+      }
       paint();
     }
   }

@@ -62,7 +62,8 @@ export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' })
     } catch (err) {
       if (closed) return;
       if (onError) onError(err);
-      if (err instanceof ApiError && err.status >= 400 && err.status < 500) { closed = true; return; }
+      // A refusal stands (401, 403, 404), except too many streams (429): try again later.
+      if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429) { closed = true; return; }
     }
     if (closed) return;
     setTimeout(() => { if (!closed) connect(); }, delay);
