@@ -75,6 +75,7 @@ type serverOptions struct {
 	// Streams: the API's stream bounds and keepalive (0: its defaults).
 	MaxStreams, MaxStreamsPerTenant int
 	StreamKeepAlive                 time.Duration
+	TenantReplayMax                 int // 0: the API's bound
 	// EngineNow is the engine's clock (nil: time.Now).
 	EngineNow func() time.Time
 }
@@ -119,10 +120,14 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	h := (&api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
+	srv := &api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
 		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
 		Keys: keys, Admin: admin, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
-		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}).Handler()
+		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}
+	if opts.TenantReplayMax > 0 {
+		srv.SetTenantReplayMax(opts.TenantReplayMax)
+	}
+	h := srv.Handler()
 	ts := serve(t, h, db, eng)
 	ts.Keys, ts.Admin, ts.Handler = keys, admin, h
 	return ts

@@ -16,3 +16,7 @@ func RouteTable() []RouteRule {
 	}
 	return out
 }
+
+// SetTenantReplayMax bounds the events a resumed tenant stream reads to
+// catch up, for the tests of its resync; call it before Handler.
+func (s *Server) SetTenantReplayMax(n int) { s.replayMax = n }

@@ -82,6 +82,8 @@ type Server struct {
 
 	allowAll bool        // no Authorizer and no Policy: decide asks nothing
 	streams  streamSlots // the open event streams
+	// replayMax overrides maxTenantReplay (tests).
+	replayMax int
 }
 
 // Handler returns the router with every route and the middleware.

@@ -124,6 +124,12 @@ func (sw *sseWriter) event(id, typ string, data []byte) {
 	_, sw.err = sw.bw.WriteString("\n\n")
 }
 
+// resync writes a resync event: runs changed that the stream did not send.
+func (sw *sseWriter) resync(reason string) {
+	b, _ := json.Marshal(wire.StreamResync{Reason: reason})
+	sw.event("", "resync", b)
+}
+
 // comment writes a comment line, which clients ignore: a keepalive.
 func (sw *sseWriter) comment(text string) {
 	if sw.err == nil {
@@ -234,31 +240,32 @@ func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p httprouter.
 		if sw.flush() != nil {
 			return nil
 		}
-	wait:
-		select {
-		case c := <-sub.C():
-			if c.LastSeq >= stateSeq {
-				state, stateSeq = c.State, c.LastSeq
-			}
-			if sub.Lagged() {
-				// Changes were dropped: the latest state is the store's.
-				if run, err := s.Engine.GetRunRow(r.Context(), tenant, id); err == nil && run.LastSeq >= stateSeq {
-					state, stateSeq = run.State, run.LastSeq
+	waiting:
+		for {
+			select {
+			case c := <-sub.C():
+				if c.LastSeq >= stateSeq {
+					state, stateSeq = c.State, c.LastSeq
 				}
-			}
-			if c.LastSeq <= after && !state.Terminal() {
-				goto wait // nothing new to read
-			}
-		case <-ticker.C:
-			sw.comment("keepalive")
-			if sw.flush() != nil {
+				if sub.Lagged() {
+					// Changes were dropped: the latest state is the store's.
+					if run, err := s.Engine.GetRunRow(r.Context(), tenant, id); err == nil && run.LastSeq >= stateSeq {
+						state, stateSeq = run.State, run.LastSeq
+					}
+				}
+				if c.LastSeq > after || state.Terminal() {
+					break waiting // something to read, or an end to send
+				}
+			case <-ticker.C:
+				sw.comment("keepalive")
+				if sw.flush() != nil {
+					return nil
+				}
+			case <-r.Context().Done():
+				return nil
+			case <-sub.Done():
 				return nil
 			}
-			goto wait
-		case <-r.Context().Done():
-			return nil
-		case <-sub.Done():
-			return nil
 		}
 	}
 }
@@ -342,7 +349,7 @@ func (s *Server) tenantStream(w http.ResponseWriter, r *http.Request, p httprout
 		select {
 		case c := <-sub.C():
 			if sub.Lagged() {
-				sw.event("", "resync", []byte(`{"reason":"lagged"}`)) // wire.StreamResync
+				sw.resync("lagged")
 			}
 			if c.Moved() {
 				evs, err := s.Engine.RunEvents(ctx, tenant, c.RunID, c.LastSeq-1, 1)
@@ -381,9 +388,13 @@ func (s *Server) tenantReplay(r *http.Request, tenant string, cursor int64, sw *
 	last := map[string]int64{} // run -> id of its last state change
 	var order []string
 	scanned := 0
-	f := engine.EventFilter{TenantID: tenant, After: &engine.EventCursor{ID: cursor}, Limit: maxTenantReplay + 1}
+	limit := maxTenantReplay
+	if s.replayMax > 0 {
+		limit = s.replayMax
+	}
+	f := engine.EventFilter{TenantID: tenant, After: &engine.EventCursor{ID: cursor}, Limit: limit + 1}
 	err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
-		if scanned++; scanned > maxTenantReplay {
+		if scanned++; scanned > limit {
 			return errPageFull
 		}
 		if _, ok := runStateAfter(e.Type); !ok || e.TaskID != "" {
@@ -396,7 +407,7 @@ func (s *Server) tenantReplay(r *http.Request, tenant string, cursor int64, sw *
 		return nil
 	})
 	if err == errPageFull {
-		sw.event("", "resync", []byte(`{"reason":"too_far_behind"}`)) // wire.StreamResync
+		sw.resync("too_far_behind")
 		return nil
 	}
 	if err != nil {

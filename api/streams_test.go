@@ -358,3 +358,23 @@ func TestExplain_API(t *testing.T) {
 	r := ts.get(t, "/api/v1/tenants/default/workflows/"+run.ID+"/explain?x=1")
 	is.Equal(fieldOf(t, problemOf(t, r, http.StatusBadRequest, wire.CodeInvalidRequest)), "x") // no query parameters
 }
+
+func TestStream_TenantResumedFromTooFarBackResyncs(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newServer(t, serverOptions{TenantReplayMax: 1})
+	ts.register(t, quickStartDef)
+	run := ts.startRun(t, `{"workflow":"wf1"}`)
+	ts.waitTask(t, run.ID, "t1", engine.TaskReady, 0) // two events after the first: started, ready
+	s := ts.openStream(t, "/api/v1/tenants/default/stream", map[string]string{"Last-Event-ID": "1"})
+	ev := s.next(t)
+	is.Equal(ev.Event, "resync") // too far back to catch up: read the list again
+	var d wire.StreamResync
+	is.NoErr(json.Unmarshal([]byte(ev.Data), &d))
+	is.Equal(d.Reason, "too_far_behind")
+	is.Equal(ev.ID, "") // no id: a reconnect resumes from the last run event
+	is.Equal(ts.postJSON(t, "/v1/runs/"+run.ID+"/pause", "").Status, http.StatusOK)
+	ev = s.next(t)
+	is.Equal(ev.Event, "run") // then live
+	is.True(strings.Contains(ev.Data, `"paused"`))
+}

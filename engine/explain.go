@@ -279,6 +279,7 @@ func (e *Engine) notePoll(tenantID string, types []string) {
 	for _, typ := range types {
 		if _, ok := m[typ]; !ok && e.npolls >= maxPollMarks {
 			e.forgetPolls(now.Add(-time.Hour)) // make room: forget polls long past
+			m = e.polls[tenantID]              // which may have dropped the tenant's map
 			if e.npolls >= maxPollMarks {
 				continue
 			}
