@@ -3,11 +3,6 @@
 import { bus, get, session, resetFeatures } from './api.js';
 import { h, clear, field, problemText } from './dom.js';
 import { flash } from './ui.js';
-import { runsPage } from './runs.js';
-import { runPage } from './run.js';
-import { definitionsPage, definitionPage } from './definitions.js';
-import { editorPage } from './editor.js';
-import { auditPage } from './audit.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -20,31 +15,47 @@ function route() {
   return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query) };
 }
 
+// pages load their modules when first shown (import() caches them), so
+// that the runs list, the page most visits start on, waits for no other
+// page's code; index.html preloads the runs list's modules.
 const pages = {
-  runs: ([id], params) => (id ? runPage(main, id, params) : runsPage(main, params)),
-  definitions: ([name, version], params) => (name ? definitionPage(main, name, version, params) : definitionsPage(main, params)),
-  editor: (_, params) => editorPage(main, params),
-  audit: (_, params) => auditPage(main, params),
-  login: () => loginPage(),
+  runs: async (el, [id], params) => (id
+    ? (await import('./run.js')).runPage(el, id, params)
+    : (await import('./runs.js')).runsPage(el, params)),
+  definitions: async (el, [name, version], params) => {
+    const m = await import('./definitions.js');
+    return name ? m.definitionPage(el, name, version, params) : m.definitionsPage(el, params);
+  },
+  editor: async (el, _, params) => (await import('./editor.js')).editorPage(el, params),
+  audit: async (el, _, params) => (await import('./audit.js')).auditPage(el, params),
+  login: (el) => loginPage(el),
 };
 
+// render shows the page of the hash in a view of its own: a render that a
+// newer one overtook draws into a view no longer on screen, and its page's
+// cleanup (closing its stream) runs at once.
+let generation = 0;
 async function render() {
+  const gen = ++generation;
   if (cleanup) { try { cleanup(); } catch { /* the old page is gone */ } cleanup = null; }
   flash('');
   const { parts, params } = route();
   const page = pages[parts[0]] || pages.runs;
   for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === parts[0]);
   loginShown = parts[0] === 'login';
-  clear(main);
+  const view = h('div', { class: 'view' });
+  clear(main).append(view);
   try {
-    cleanup = (await page(parts.slice(1), params)) || null;
+    const done = (await page(view, parts.slice(1), params)) || null;
+    if (gen === generation) cleanup = done;
+    else if (done) done();
   } catch (err) {
-    if (err.status === 401) return; // the login form is on its way
-    main.append(h('p', { class: 'error', role: 'alert' }, problemText(err)));
+    if (err.status === 401 || gen !== generation) return; // the login form is on its way, or another page
+    view.append(h('p', { class: 'error', role: 'alert' }, problemText(err)));
   }
 }
 
-function loginPage() {
+function loginPage(main) {
   const input = h('input', { type: 'password', name: 'key', autocomplete: 'off', placeholder: 'orch_…', required: true, size: 60 });
   const err = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'login', id: 'login-form' },
