@@ -56,6 +56,12 @@ export async function runPage(main, id) {
   const s = { run: details, events: history.events, metrics, selected: null, explain: null, stop: () => {} };
   s.lastSeq = s.events.length ? s.events[s.events.length - 1].seq : 0;
   const states = Object.fromEntries(details.tasks.map((t) => [t.id, t.state]));
+  // Events that committed after the run was read bring its states up to date.
+  for (const ev of s.events) {
+    if (ev.seq <= details.last_seq) continue;
+    if (ev.task_id && TASK_STATE_AFTER[ev.type]) states[ev.task_id] = TASK_STATE_AFTER[ev.type];
+    if (RUN_STATE_AFTER[ev.type]) details.state = RUN_STATE_AFTER[ev.type];
+  }
 
   const header = h('section', { class: 'run-header', id: 'run-header' });
   const explainBox = h('section', { id: 'explain' });
