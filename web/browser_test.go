@@ -323,3 +323,64 @@ func TestUI_RunsListFiltersAndPages(t *testing.T) {
 	b.noErrors(t)
 	b.documented(t, s)
 }
+
+// TestUI_RetryFromATask: on a failed run, "retry from this task" (confirmed)
+// reruns the task, and the page follows the run to completed.
+func TestUI_RetryFromATask(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	id := s.start(t, `{"name":"once","tasks":[{"id":"call","type":"flaky"},{"id":"after","type":"noop","depends_on":["call"]}]}`)
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "failed" })
+	b := newBrowser(t)
+	b.open(t, s, "#/runs/"+id)
+	b.waitJS(t, "the failed run", `document.querySelector('#run-state').dataset.state === 'failed' && document.getElementById('live').textContent.includes('live')`)
+	b.do(t, "select call", click(`svg.dag g.node[data-task=call]`))
+	b.waitJS(t, "its failed attempt", `document.querySelector('#task-panel table.attempts tr[data-attempt="1"]').textContent.includes('upstream_503')`)
+	b.do(t, "retry from call", click(`#retry-task`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)))
+	if text := evalJS[string](t, b, `document.getElementById('confirm-text').textContent`); !strings.Contains(text, "call") {
+		t.Errorf("the confirmation %q does not name the task", text)
+	}
+	b.do(t, "confirm", click(`#confirm-yes`))
+	b.waitJS(t, "the run completes", `document.querySelector('#run-state').dataset.state === 'completed'`)
+	b.waitJS(t, "both tasks completed", `[...document.querySelectorAll('svg.dag g.node')].every(n => n.dataset.state === 'completed')`)
+	b.waitJS(t, "who retried it", `document.getElementById('control-actions').textContent.includes('retried by local')`)
+	d := s.run(t, id)
+	if d.State != "completed" {
+		t.Errorf("the run is %s", d.State)
+	}
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_AdminPicksATenant: an admin's key lists the tenants in the picker,
+// and picking one shows that tenant's runs.
+func TestUI_AdminPicksATenant(t *testing.T) {
+	s := newUIServer(t, uiOptions{AuthRequired: true})
+	ctx := context.Background()
+	if _, err := s.Admin.CreateTenant(ctx, engine.LocalAdmin(), "acme", "", engine.TenantSettings{}); err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{Role: engine.RoleAdmin, Name: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Key = key
+	id := s.start(t, quick) // in default
+	var run struct{ ID string }
+	if st := s.call(t, "POST", "/api/v1/tenants/acme/workflows", `{"definition":`+quick+`}`, &run); st != http.StatusCreated {
+		t.Fatalf("start in acme: %d", st)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/runs")
+	b.do(t, "log in", chromedp.WaitVisible(chromedp.CSS(`#login-form input[name=key]`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), key), click(`#login-form button`))
+	b.waitJS(t, "default's run", fmt.Sprintf(`document.querySelector('#runs-body tr[data-run=%q]')`, id))
+	b.waitJS(t, "the tenants to pick", `document.querySelector('select#tenant') && [...document.querySelectorAll('select#tenant option')].map(o => o.value).join() === 'acme,default'`)
+	b.do(t, "pick acme", chromedp.SetValue(chromedp.CSS(`select#tenant`), "acme"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('select#tenant').dispatchEvent(new Event('change'))`))
+	b.waitJS(t, "acme's run", fmt.Sprintf(`document.querySelectorAll('#runs-body tr[data-run]').length === 1 && document.querySelector('#runs-body tr[data-run=%q]')`, run.ID))
+	if got := evalJS[string](t, b, `sessionStorage.getItem('orchestrator.tenant')`); got != "acme" {
+		t.Errorf("the tenant kept is %q", got)
+	}
+	b.noErrors(t)
+	b.documented(t, s)
+}
