@@ -17,17 +17,42 @@ export async function definitionsPage(main) {
         : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No definition yet.')))));
 }
 
-// versionsOf lists a definition's versions: from the server's versions
-// route when it has one, else 1..latest (versions are numbered from 1).
-async function versionsOf(name, latest) {
-  const ops = await features().catch(() => new Set());
+// versionsOf lists a definition's versions, newest first: from the
+// server's versions route when it has one (pages of VersionsPage), else
+// 1..latest (versions are numbered from 1).
+async function versionsOf(name, latest, ops) {
   if (ops.has(`GET ${T}/definitions/{name}/versions`)) {
-    const page = await get(tpath(`/definitions/${enc(name)}/versions`));
-    const items = page.versions || page.definitions || page;
-    if (Array.isArray(items)) return items.map((v) => (typeof v === 'number' ? { version: v } : v)).sort((a, b) => b.version - a.version);
+    const out = [];
+    let after = 0;
+    for (let i = 0; i < 20; i++) {
+      const page = await get(tpath(`/definitions/${enc(name)}/versions`) + qs({ after: after || '' }));
+      out.push(...(page.versions || []));
+      if (!page.next_after) break;
+      after = page.next_after;
+    }
+    if (out.length) return out.sort((a, b) => b.version - a.version);
   }
   const out = [];
   for (let v = latest.version; v >= 1; v--) out.push(v === latest.version ? latest : { version: v });
+  return out;
+}
+
+// diffOf is the difference from version a to b: the server's
+// (GET .../diff, a DefinitionDiff) when it has the route, else diffTasks
+// of the two definitions.
+async function diffOf(name, a, b, ops) {
+  if (!ops.has(`GET ${T}/definitions/{name}/diff`)) {
+    const [x, y] = await Promise.all([a, b].map((v) => get(tpath(`/definitions/${enc(name)}/versions/${v}`))));
+    return diffTasks(x.definition, y.definition);
+  }
+  const d = await get(tpath(`/definitions/${enc(name)}/diff`) + qs({ from: a, to: b }));
+  const out = [];
+  for (const c of d.workflow || []) out.push({ kind: 'changed', what: c.field, from: c.from, to: c.to });
+  for (const id of d.tasks_added || []) out.push({ kind: 'added', what: `task ${id}` });
+  for (const id of d.tasks_removed || []) out.push({ kind: 'removed', what: `task ${id}` });
+  for (const t of d.tasks_changed || []) {
+    for (const c of t.fields || []) out.push({ kind: 'changed', what: `task ${t.id} · ${c.field}`, from: c.from, to: c.to });
+  }
   return out;
 }
 
@@ -66,7 +91,8 @@ export async function definitionPage(main, name, version, params) {
   const latest = await get(tpath(`/definitions/${enc(name)}/versions/latest`));
   const v = Number(version) || latest.version;
   const cur = v === latest.version ? latest : await get(tpath(`/definitions/${enc(name)}/versions/${v}`));
-  const versions = await versionsOf(name, latest);
+  const ops = await features().catch(() => new Set());
+  const versions = await versionsOf(name, latest, ops);
   const validation = await post('/api/v1/dag/validate', cur.definition).catch(() => null);
   const compare = h('select', { id: 'compare', onchange: (e) => {
     location.hash = `#/definitions/${enc(name)}/${v}` + qs({ compare: e.target.value });
@@ -86,8 +112,7 @@ export async function definitionPage(main, name, version, params) {
         h('details', {}, h('summary', {}, 'Definition JSON'), h('pre', { class: 'json' }, JSON.stringify(cur.definition, null, 2))))));
   const other = Number(params.get('compare'));
   if (other) {
-    const o = await get(tpath(`/definitions/${enc(name)}/versions/${other}`));
-    const changes = diffTasks(o.definition, cur.definition);
+    const changes = await diffOf(name, other, v, ops);
     fill(diffBox, changes.length ? h('table', { class: 'list diff' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Change'), h('th', {}, 'What'), h('th', {}, `v${other}`), h('th', {}, `v${v}`))),
       h('tbody', {}, changes.map((c) => h('tr', { class: `diff-${c.kind}` }, h('td', {}, c.kind), h('td', {}, c.what),
