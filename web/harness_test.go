@@ -237,18 +237,49 @@ type browser struct {
 	requests []request
 }
 
+// shared is the one Chromium of the test binary, started by the first test
+// that needs it and stopped by TestMain; each test opens a tab of its own
+// (its own session storage, listeners and requests).
+var shared struct {
+	once   sync.Once
+	ctx    context.Context // the browser's: NewContext on it opens a tab
+	cancel func()
+	err    error
+}
+
+func sharedBrowser(path string) (context.Context, error) {
+	shared.once.Do(func() {
+		opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+			chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+			chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1400, 1000))
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		shared.ctx, shared.cancel = ctx, func() { cancel(); cancelAlloc() }
+		shared.err = chromedp.Do(ctx) // starts the browser: no deadline on this first call
+	})
+	return shared.ctx, shared.err
+}
+
+// stopBrowser stops the shared browser, if a test started it.
+func stopBrowser() {
+	if shared.cancel != nil {
+		shared.cancel()
+	}
+}
+
+// newBrowser opens a tab of the shared browser, closed when the test ends.
 func newBrowser(t testing.TB) *browser {
 	t.Helper()
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(browserPath(t)), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1400, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	b := &browser{}
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(b.listen))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	b.ctx = ctx
-	if err := chromedp.Do(ctx); err != nil { // starts the browser: no deadline on this first call
+	bctx, err := sharedBrowser(browserPath(t))
+	if err != nil {
 		t.Fatalf("start the browser: %v", err)
+	}
+	b := &browser{}
+	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithListener(b.listen))
+	t.Cleanup(cancel)
+	b.ctx = ctx
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
 	}
 	return b
 }

@@ -133,6 +133,7 @@ func seededDB(b *testing.B) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopBrowser()
 	if seeded.dir != "" {
 		os.RemoveAll(seeded.dir)
 	}
