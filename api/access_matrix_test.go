@@ -43,6 +43,7 @@ var accessRules = map[string]accessRule{
 	"GET /health":       {public: true},
 	"GET /metrics":      {roles: admins},
 	"GET /openapi.json": {anyKey: true},
+	"GET /ui/*filepath": {public: true},
 
 	"POST /v1/workflows":         {roles: operators},
 	"GET /v1/workflows":          {roles: readers},
@@ -160,6 +161,8 @@ func fillPath(path, tenant string) string {
 			segs[i] = "1"
 		case ":scheduleId":
 			segs[i] = "s1"
+		case "*filepath":
+			segs[i] = "index.html"
 		case ":keyId":
 			segs[i] = "0123456789abcdef"
 		}

@@ -37,7 +37,7 @@ func openAPIDoc(t *testing.T) map[string]any {
 }
 
 // documentedPaths maps a route to the document's paths for it: httprouter's
-// :param becomes {param}; POST .../tasks/:id serves only the id "poll", so it
+// :param and *param become {param}; POST .../tasks/:id serves only the id "poll", so it
 // is documented as .../tasks/poll; .../tasks/:id/:verb is documented once per
 // verb.
 func documentedPaths(method, path string) []string {
@@ -52,7 +52,7 @@ func documentedPaths(method, path string) []string {
 		case s == ":verb":
 			expand = workerVerbs
 			segs[i] = "%s"
-		case strings.HasPrefix(s, ":"):
+		case strings.HasPrefix(s, ":"), strings.HasPrefix(s, "*"):
 			segs[i] = "{" + s[1:] + "}"
 		}
 	}

@@ -1,0 +1,137 @@
+// The runs list: filters, cursor pagination, counts per state and live
+// updates from the tenant's stream (polling the first page on a server
+// without one).
+import { get, tpath, features, T } from './api.js';
+import { h, fill, afterPaint, badge, fmtTime, fmtDur, since, qs, field } from './dom.js';
+import { openStream } from './sse.js';
+
+export const RUN_STATES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'];
+const PAGE = 50;
+
+// toISO turns a datetime-local value into RFC 3339 (UTC).
+function toISO(v) { return v ? new Date(v).toISOString() : ''; }
+function toLocal(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (isNaN(d)) return '';
+  return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function matches(run, f) {
+  if (f.status && run.state !== f.status) return false;
+  if (f.workflow && run.workflow !== f.workflow) return false;
+  if (f.created_after && run.created_at < f.created_after) return false;
+  if (f.created_before && run.created_at >= f.created_before) return false;
+  return true;
+}
+
+function row(run) {
+  const end = run.ended_at || null;
+  return h('tr', { 'data-run': run.id, 'data-state': run.state },
+    h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(run.id)}`, class: 'mono' }, run.id)),
+    h('td', {}, `${run.workflow} v${run.version}`),
+    h('td', { class: 'state-cell' }, badge(run.state)),
+    h('td', {}, fmtTime(run.created_at)),
+    h('td', {}, fmtTime(run.started_at)),
+    h('td', {}, fmtTime(end)),
+    h('td', {}, run.started_at && end ? fmtDur(since(run.started_at, end)) : '—'));
+}
+
+export async function runsPage(main, params) {
+  const f = {
+    status: params.get('status') || '', workflow: params.get('workflow') || '',
+    created_after: params.get('created_after') || '', created_before: params.get('created_before') || '',
+  };
+  const tokens = params.get('page_token') ? [params.get('page_token')] : [''];
+  let runs = [];
+  let next = '';
+  let stop = () => {};
+
+  const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
+    RUN_STATES.map((s) => h('option', { value: s, selected: s === f.status }, s)));
+  const workflow = h('input', { name: 'workflow', value: f.workflow, placeholder: 'name', size: 16 });
+  const after = h('input', { name: 'created_after', type: 'datetime-local', value: toLocal(f.created_after) });
+  const before = h('input', { name: 'created_before', type: 'datetime-local', value: toLocal(f.created_before) });
+  const form = h('form', { class: 'filters', id: 'run-filters' }, field('Status', status), field('Workflow', workflow),
+    field('Created after', after), field('Created before', before), h('button', { type: 'submit' }, 'Filter'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    location.hash = '#/runs' + qs({ status: status.value, workflow: workflow.value.trim(),
+      created_after: toISO(after.value), created_before: toISO(before.value) });
+  });
+
+  const counts = h('div', { class: 'counts', id: 'run-counts' });
+  const body = h('tbody', { id: 'runs-body' });
+  const prev = h('button', { type: 'button', id: 'prev-page', onclick: () => { tokens.pop(); load(); } }, '← Newer');
+  const more = h('button', { type: 'button', id: 'next-page', onclick: () => { tokens.push(next); load(); } }, 'Older →');
+  const live = h('span', { class: 'live muted', id: 'live' }, '');
+  main.append(h('h1', {}, 'Runs'), form, counts,
+    h('table', { class: 'list' }, h('thead', {}, h('tr', {},
+      ['Run', 'Workflow', 'State', 'Created', 'Started', 'Ended', 'Duration'].map((c) => h('th', {}, c)))), body),
+    h('div', { class: 'pager' }, prev, more, live));
+
+  function paint() {
+    fill(body, ...runs.map(row));
+    if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No run matches.')));
+    const c = {};
+    for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
+    fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),
+      ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
+    prev.disabled = tokens.length < 2;
+    more.disabled = !next;
+  }
+
+  async function load() {
+    const page = await get(tpath('/workflows') + qs({ ...f, limit: PAGE, page_token: tokens[tokens.length - 1] }));
+    runs = page.runs;
+    next = page.next_page_token || '';
+    paint();
+    if (!performance.getEntriesByName('runs-painted').length) afterPaint().then(() => performance.mark('runs-painted'));
+  }
+
+  // update takes a changed or new run from the stream or a poll.
+  function update(run) {
+    const i = runs.findIndex((r) => r.id === run.id);
+    if (i >= 0) {
+      if (matches(run, f)) runs[i] = run;
+      else runs.splice(i, 1); // it left the filter (a running run that ended)
+      paint();
+    } else if (tokens.length === 1 && matches(run, f)) {
+      // In its place, newest first; past the end of a full page it is on a later page.
+      let at = runs.findIndex((r) => r.created_at < run.created_at || (r.created_at === run.created_at && r.id < run.id));
+      if (at < 0) at = runs.length;
+      if (at >= PAGE) return;
+      runs.splice(at, 0, run);
+      if (runs.length > PAGE) {
+        runs.pop();
+        if (!next) { load().catch(() => {}); return; } // a page now follows: read its token
+      }
+      paint();
+    }
+  }
+
+  await load();
+  const ops = await features().catch(() => new Set());
+  if (ops.has(`GET ${T}/stream`)) {
+    const s = openStream(tpath('/stream'), {
+      onOpen: () => { live.textContent = '● live'; },
+      onError: () => { live.textContent = 'reconnecting…'; },
+      onEvent: (type, data) => {
+        if (type === 'run' && data && data.id) update(data);
+        else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
+      },
+    });
+    stop = () => s.close();
+  } else {
+    live.textContent = 'polling every 2 s';
+    const timer = setInterval(async () => {
+      if (tokens.length !== 1) return;
+      try {
+        const page = await get(tpath('/workflows') + qs({ ...f, limit: PAGE }));
+        for (const r of page.runs.slice().reverse()) update(r);
+      } catch { /* the next poll tries again */ }
+    }, 2000);
+    stop = () => clearInterval(timer);
+  }
+  return () => stop();
+}
