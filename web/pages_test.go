@@ -42,5 +42,51 @@ func TestUI_RunsShowTheirOriginAndFilterByIt(t *testing.T) {
 	b.waitJS(t, "the origin on the run page", `(document.querySelector('#run-origin') || {}).textContent === ' · started by schedule nightly 12:00'`)
 	b.noErrors(t)
 	b.documented(t, s)
-	_ = http.StatusOK
+}
+
+// TestUI_SchedulesPausesUnpausesAndTriggers: a schedule created through the
+// API is listed with its next fire time; pausing it from the page (after
+// the confirmation) changes its state; an unpause the page did not know
+// was needed answers 409 and the page says so; trigger-now starts a run
+// the runs list shows as the schedule's.
+func TestUI_SchedulesPausesUnpausesAndTriggers(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	s.start(t, quick)
+	if st := s.call(t, "POST", "/api/v1/tenants/default/schedules",
+		`{"id":"nightly","cron":"0 3 * * *","time_zone":"Europe/Paris","workflow":"quick"}`, nil); st != http.StatusCreated {
+		t.Fatalf("create the schedule: %d", st)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/schedules")
+	row := `document.querySelector('#schedules-body tr[data-schedule=nightly]')`
+	b.waitJS(t, "the schedule", row+` && `+row+`.dataset.state === 'active' && `+row+`.textContent.includes('0 3 * * *') && `+row+`.textContent.includes('Europe/Paris')`)
+	if next := evalJS[string](t, b, row+`.querySelector('.next-fire').textContent`); next == "—" || next == "" {
+		t.Errorf("the next fire time is %q", next)
+	}
+
+	b.do(t, "pause", click(`#schedules-body tr[data-schedule=nightly] button[data-action=pause]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)))
+	if text := evalJS[string](t, b, `document.getElementById('confirm-text').textContent`); text != "Pause schedule nightly?" {
+		t.Errorf("the confirmation says %q", text)
+	}
+	b.do(t, "confirm", click(`#confirm-yes`))
+	b.waitJS(t, "paused", row+`.dataset.state === 'paused' && !!`+row+`.querySelector('button[data-action=unpause]')`)
+	var sc struct{ State string }
+	if s.call(t, "GET", "/api/v1/tenants/default/schedules/nightly", "", &sc); sc.State != "paused" {
+		t.Errorf("the stored schedule is %q", sc.State)
+	}
+
+	if st := s.call(t, "POST", "/api/v1/tenants/default/schedules/nightly/unpause", "", nil); st != http.StatusOK {
+		t.Fatalf("unpause behind the page's back: %d", st)
+	}
+	b.do(t, "stale unpause", click(`#schedules-body tr[data-schedule=nightly] button[data-action=unpause]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)), click(`#confirm-yes`))
+	b.waitJS(t, "the 409", `document.getElementById('flash').textContent.startsWith('unpause refused (409)')`)
+	b.waitJS(t, "active again", row+`.dataset.state === 'active'`)
+
+	b.do(t, "trigger", click(`#schedules-body tr[data-schedule=nightly] button[data-action=trigger]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)), click(`#confirm-yes`))
+	b.waitJS(t, "the run started", `document.getElementById('flash').textContent.startsWith('trigger: started run ')`)
+	b.do(t, "its runs", click(`#schedules-body tr[data-schedule=nightly] td a`))
+	b.waitJS(t, "the schedule's run", `location.hash.includes('origin_id=nightly') && document.querySelectorAll('#runs-body tr[data-run]').length === 1 &&
+		!!document.querySelector('#runs-body [data-origin="schedule/nightly"]')`)
+	b.noErrors(t)
+	b.documented(t, s)
 }

@@ -28,6 +28,7 @@ const pages = {
   },
   editor: async (el, _, params) => (await import('./editor.js')).editorPage(el, params),
   audit: async (el, _, params) => (await import('./audit.js')).auditPage(el, params),
+  schedules: async (el, _, params) => (await import('./schedules.js')).schedulesPage(el, params),
   login: (el) => loginPage(el),
 };
 
