@@ -90,3 +90,64 @@ func TestUI_SchedulesPausesUnpausesAndTriggers(t *testing.T) {
 	b.noErrors(t)
 	b.documented(t, s)
 }
+
+// TestUI_TriggersShowsWebhooksAndStreamTriggersWithTheirState: the
+// triggers page lists a webhook (never its secret) and a stream trigger
+// with what its consumer reports: connected, lag and the last error.
+func TestUI_TriggersShowsWebhooksAndStreamTriggersWithTheirState(t *testing.T) {
+	s := newUIServer(t, uiOptions{TriggerStatus: func(tenantID, name string) *engine.TriggerStatus {
+		if tenantID == "default" && name == "orders" {
+			return &engine.TriggerStatus{Connected: true, Lag: 7, Messages: 3, RunsStarted: 2, Errors: 1, LastError: "body: must be JSON"}
+		}
+		return nil
+	}})
+	s.start(t, quick)
+	var hook struct{ Secret string }
+	if st := s.call(t, "POST", "/api/v1/tenants/default/webhooks", `{"name":"gh","workflow":"quick","webhook":{"verify":"github"}}`, &hook); st != http.StatusCreated || hook.Secret == "" {
+		t.Fatalf("create the webhook: %d, secret %q", st, hook.Secret)
+	}
+	if st := s.call(t, "POST", "/api/v1/tenants/default/triggers", `{"name":"orders","kind":"nats","workflow":"quick",
+		"nats":{"servers":["nats://127.0.0.1:4222"],"stream":"ORDERS","subject":"orders.*"}}`, nil); st != http.StatusCreated {
+		t.Fatalf("create the stream trigger: %d", st)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/triggers")
+	b.waitJS(t, "the webhook", `(document.querySelector('#webhooks tr[data-trigger=gh]') || {}).textContent.includes('github')`)
+	orders := `document.querySelector('#stream-triggers tr[data-trigger=orders]')`
+	b.waitJS(t, "the stream trigger and its consumer", orders+` && `+orders+`.querySelector('.connected').dataset.connected === 'true' &&
+		`+orders+`.querySelector('.lag').textContent === '7' && `+orders+`.querySelector('.last-error').textContent.startsWith('body: must be JSON')`)
+	if evalJS[bool](t, b, `document.body.innerHTML.includes(`+strconvQuote(hook.Secret)+`)`) {
+		t.Error("the page shows the webhook's secret")
+	}
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_KeysListsATenantsKeysWithoutSecrets: an owner logged in sees the
+// tenant's keys (name, role, status) and no key's secret.
+func TestUI_KeysListsATenantsKeysWithoutSecrets(t *testing.T) {
+	s := newUIServer(t, uiOptions{AuthRequired: true})
+	ctx := context.Background()
+	_, owner, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleOwner, Name: "boss"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, worker, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleWorker, Name: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/keys")
+	b.waitJS(t, "the login form", `document.getElementById('login-form')`)
+	b.do(t, "log in", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), owner), click(`#login-form button`))
+	b.waitJS(t, "both keys", `document.querySelectorAll('#keys tr[data-key]').length === 2 &&
+		[...document.querySelectorAll('#keys tr[data-key]')].some(r => r.textContent.includes('w1') && r.textContent.includes('worker') && r.dataset.status === 'active')`)
+	for _, secret := range []string{owner, worker} {
+		if evalJS[bool](t, b, `document.body.innerHTML.includes(`+strconvQuote(secret)+`)`) {
+			t.Error("the page shows a key's secret")
+		}
+	}
+	b.noErrors(t)
+	s.Key = owner
+	b.documented(t, s)
+}
