@@ -37,6 +37,20 @@ func TestUI_RunsShowTheirOriginAndFilterByIt(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#run-filters input[name=origin_id]`), "nightly"), click(`#run-filters button`))
 	b.waitJS(t, "only the scheduled run", `location.hash.includes('origin_kind=schedule') && location.hash.includes('origin_id=nightly') &&
 		document.querySelectorAll('#runs-body tr[data-run]').length === 1 && !!document.querySelector('#runs-body tr[data-run="`+run.ID+`"]')`)
+	b.waitJS(t, "the stream", `document.getElementById('live').textContent.includes('live')`)
+
+	// Runs started now arrive through the stream: the schedule's joins the
+	// filtered list, a direct one does not.
+	other := s.start(t, quick)
+	later, err := s.Engine.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: "quick",
+		Origin: &engine.Origin{Kind: engine.OriginSchedule, ID: "nightly", Slot: slot.Add(24 * time.Hour)}})
+	if err != nil {
+		t.Fatalf("start the second scheduled run: %v", err)
+	}
+	b.waitJS(t, "the new scheduled run, live", `!!document.querySelector('#runs-body tr[data-run="`+later.ID+`"]')`)
+	if n := b.count(t, `#runs-body tr[data-run="`+other+`"], #runs-body tr[data-run="`+direct+`"]`); n != 0 {
+		t.Errorf("the filtered list shows %d direct runs", n)
+	}
 
 	b.open(t, s, "#/runs/"+run.ID)
 	b.waitJS(t, "the origin on the run page", `(document.querySelector('#run-origin') || {}).textContent === ' · started by schedule nightly 12:00'`)
