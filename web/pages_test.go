@@ -137,8 +137,9 @@ func TestUI_TriggersShowsWebhooksAndStreamTriggersWithTheirState(t *testing.T) {
 	b.documented(t, s)
 }
 
-// TestUI_KeysListsATenantsKeysWithoutSecrets: an owner logged in sees the
-// tenant's keys (name, role, status) and no key's secret.
+// TestUI_KeysListsATenantsKeysWithoutSecrets: an operator is shown the
+// server's refusal; an owner logged in sees the tenant's keys (name, role,
+// status) and no key's secret.
 func TestUI_KeysListsATenantsKeysWithoutSecrets(t *testing.T) {
 	s := newUIServer(t, uiOptions{AuthRequired: true})
 	ctx := context.Background()
@@ -150,13 +151,23 @@ func TestUI_KeysListsATenantsKeysWithoutSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, operator, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleOperator, Name: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := newBrowser(t)
 	b.open(t, s, "#/keys")
 	b.waitJS(t, "the login form", `document.getElementById('login-form')`)
-	b.do(t, "log in", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), owner), click(`#login-form button`))
-	b.waitJS(t, "both keys", `document.querySelectorAll('#keys tr[data-key]').length === 2 &&
+	b.do(t, "log in as an operator", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), operator), click(`#login-form button`))
+	b.waitJS(t, "the refusal", `location.hash === '#/keys' && document.querySelector('#main p.error[role=alert]') && !document.getElementById('keys')`)
+	b.do(t, "log out", click(`#logout`))
+	b.waitJS(t, "the login form again", `document.getElementById('login-form')`)
+	b.do(t, "log in as the owner", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), owner), click(`#login-form button`))
+	b.waitJS(t, "logged in", `document.getElementById('logout')`)
+	b.open(t, s, "#/keys")
+	b.waitJS(t, "the three keys", `document.querySelectorAll('#keys tr[data-key]').length === 3 &&
 		[...document.querySelectorAll('#keys tr[data-key]')].some(r => r.textContent.includes('w1') && r.textContent.includes('worker') && r.dataset.status === 'active')`)
-	for _, secret := range []string{owner, worker} {
+	for _, secret := range []string{owner, worker, operator} {
 		if evalJS[bool](t, b, `document.body.innerHTML.includes(`+strconvQuote(secret)+`)`) {
 			t.Error("the page shows a key's secret")
 		}
