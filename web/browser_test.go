@@ -158,12 +158,17 @@ func TestUI_DefinitionsAndAudit(t *testing.T) {
 	if st := s.call(t, "POST", "/api/v1/tenants/default/definitions", v2, nil); st != http.StatusCreated {
 		t.Fatalf("register v2: %d", st)
 	}
+	if st := s.call(t, "PUT", "/api/v1/tenants/default/definitions/quick/aliases/prod", `{"versions":[{"version":1,"weight":90},{"version":2,"weight":10}]}`, nil); st != http.StatusOK && st != http.StatusCreated {
+		t.Fatalf("set the alias prod: %d", st)
+	}
 	b := newBrowser(t)
 
 	b.open(t, s, "#/definitions")
 	b.waitJS(t, "the list", `document.querySelector('#definitions tr[data-name=quick]')`)
 	b.do(t, "open quick", click(`#definitions a[href="#/definitions/quick"]`))
 	b.waitJS(t, "its versions", `document.querySelectorAll('#versions li').length === 2`)
+	b.waitJS(t, "the alias and its weights", `(document.querySelector('#aliases li[data-alias=prod]') || {}).textContent.startsWith('prod → v1 90% + v2 10%')`)
+	b.waitJS(t, "the alias next to both versions", `document.querySelectorAll('#versions .badge.alias[data-alias=prod]').length === 2`)
 	b.waitJS(t, "the preview of v2", `document.querySelectorAll('#dag svg.dag g.node').length === 3`)
 	b.open(t, s, "#/definitions/quick/2?compare=1")
 	b.waitJS(t, "the difference", `document.querySelector('#diff tr.diff-added') && document.querySelector('#diff').textContent.includes('task c')`)

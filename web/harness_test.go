@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,6 +48,9 @@ type uiOptions struct {
 	AuthRequired bool                                    // keys needed; an access store
 	Seed         func(ctx context.Context, db *store.DB) // before the engine starts
 	DBPath       string                                  // the database file; default a new one in t.TempDir()
+	// TriggerStatus, when set, is what the stream triggers' consumers
+	// report (the trigger manager's Status, which needs a broker).
+	TriggerStatus func(tenantID, name string) *engine.TriggerStatus
 }
 
 // newUIServer serves the API with a "block" task type whose attempts run
@@ -106,7 +110,12 @@ func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 	if err := s.Engine.Start(ctx); err != nil {
 		t.Fatalf("start engine: %v", err)
 	}
-	srv := httptest.NewServer((&api.Server{Engine: s.Engine, Keys: s.Keys, Admin: s.Admin, AuthMode: mode}).Handler())
+	sealer, err := engine.NewSealer(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trig := &engine.Triggers{Store: db, Engine: s.Engine, Sealer: sealer, StatusFunc: opts.TriggerStatus}
+	srv := httptest.NewServer((&api.Server{Engine: s.Engine, Keys: s.Keys, Admin: s.Admin, Triggers: trig, AuthMode: mode}).Handler())
 	t.Cleanup(func() {
 		s.Release()
 		srv.Close()

@@ -28,6 +28,9 @@ const pages = {
   },
   editor: async (el, _, params) => (await import('./editor.js')).editorPage(el, params),
   audit: async (el, _, params) => (await import('./audit.js')).auditPage(el, params),
+  schedules: async (el, _, params) => (await import('./schedules.js')).schedulesPage(el, params),
+  triggers: async (el, _, params) => (await import('./triggers.js')).triggersPage(el, params),
+  keys: async (el, _, params) => (await import('./keys.js')).keysPage(el, params),
   login: (el) => loginPage(el),
 };
 

@@ -1,7 +1,7 @@
 // Definitions: the list of the latest of each, a definition's versions, a
 // DAG preview of one version and the difference between two.
 import { get, post, tpath, features, T } from './api.js';
-import { h, clear, fill, fmtTime, qs } from './dom.js';
+import { h, fill, fmtTime, qs } from './dom.js';
 import { drawDag } from './dag.js';
 
 const enc = encodeURIComponent;
@@ -75,6 +75,28 @@ export function diffTasks(a, b) {
   return out;
 }
 
+// aliasesOf lists the aliases of a definition name, [] on a server
+// without the route.
+async function aliasesOf(name, ops) {
+  if (!ops.has(`GET ${T}/definitions/{name}/aliases`)) return [];
+  const page = await get(tpath(`/definitions/${enc(name)}/aliases`)).catch(() => null);
+  return (page && page.aliases) || [];
+}
+
+// aliasView shows each alias: name -> versions with their weights, its
+// sticky key, and its last automatic rollback.
+function aliasView(name, aliases) {
+  const target = (t) => h('a', { href: `#/definitions/${enc(name)}/${t.version}` }, `v${t.version}`);
+  return h('ul', { id: 'aliases' }, aliases.length ? aliases.map((a) => h('li', { 'data-alias': a.alias },
+    h('span', { class: 'mono' }, a.alias), ' → ',
+    a.versions.map((t, i) => [i ? ' + ' : '', target(t), a.versions.length > 1 ? ` ${t.weight}%` : '']),
+    a.sticky_key ? h('span', { class: 'muted' }, ` sticky on ${a.sticky_key}`) : null,
+    a.rolled_back ? h('span', { class: 'error', title: `newer failed ${a.rolled_back.newer.failed}/${a.rolled_back.newer.runs}` },
+      ` rolled back ${fmtTime(a.rolled_back.at)}`) : null,
+    h('div', { class: 'muted' }, `revision ${a.revision} · ${a.updated_by || '—'} · ${fmtTime(a.updated_at)}`)))
+    : h('li', { class: 'muted' }, 'No alias.'));
+}
+
 const show = (v) => (v === undefined ? '—' : JSON.stringify(v));
 
 // previewDag draws a version's DAG, without states, in its scrolling box.
@@ -92,7 +114,8 @@ export async function definitionPage(main, name, version, params) {
   const v = Number(version) || latest.version;
   const cur = v === latest.version ? latest : await get(tpath(`/definitions/${enc(name)}/versions/${v}`));
   const ops = await features().catch(() => new Set());
-  const versions = await versionsOf(name, latest, ops);
+  const [versions, aliases] = await Promise.all([versionsOf(name, latest, ops), aliasesOf(name, ops)]);
+  const aliasesAt = (ver) => aliases.filter((a) => a.versions.some((t) => t.version === ver)).map((a) => a.alias);
   const validation = await post('/api/v1/dag/validate', cur.definition).catch(() => null);
   const compare = h('select', { id: 'compare', onchange: (e) => {
     location.hash = `#/definitions/${enc(name)}/${v}` + qs({ compare: e.target.value });
@@ -103,7 +126,9 @@ export async function definitionPage(main, name, version, params) {
     h('div', { class: 'cols' },
       h('nav', { class: 'versions' }, h('h2', {}, 'Versions'), h('ul', { id: 'versions' }, versions.map((x) =>
         h('li', { class: x.version === v ? 'current' : '' }, h('a', { href: `#/definitions/${enc(name)}/${x.version}` }, `v${x.version}`),
-          x.created_at ? h('span', { class: 'muted' }, ` ${fmtTime(x.created_at)}`) : null)))),
+          x.created_at ? h('span', { class: 'muted' }, ` ${fmtTime(x.created_at)}`) : null,
+          aliasesAt(x.version).map((a) => h('span', { class: 'badge alias', 'data-alias': a }, a))))),
+        h('h2', {}, 'Aliases'), aliasView(name, aliases)),
       h('div', { class: 'grow' },
         h('h2', {}, `Version ${v}`, ' ', h('a', { href: '#/editor' + qs({ name, version: v }) }, 'open in the editor')),
         h('p', { class: 'muted' }, `registered ${fmtTime(cur.created_at)} · hash ${cur.hash}`),

@@ -110,3 +110,20 @@ export function problemText(err) {
 export function afterPaint() {
   return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 }
+
+// originText says what started a run: "schedule nightly 12:00" (the slot
+// in local time), "webhook github", "kafka orders"; '' for a direct call.
+export function originText(o) {
+  if (!o || !o.kind) return '';
+  let slot = '';
+  if (o.slot) {
+    const d = new Date(o.slot);
+    if (!isNaN(d)) slot = ` ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+  }
+  return `${o.kind} ${o.id}${slot}`;
+}
+
+export function originBadge(o) {
+  if (!o || !o.kind) return null;
+  return h('span', { class: 'badge origin', 'data-origin': `${o.kind}/${o.id}`, title: o.slot ? `slot ${fmtTime(o.slot)}${o.ref ? ` · ${o.ref}` : ''}` : (o.ref || '') }, originText(o));
+}

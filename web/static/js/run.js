@@ -2,7 +2,7 @@
 // selected task, the timeline and the event history, kept live by the
 // run's event stream.
 import { get, post, tpath, features, T } from './api.js';
-import { h, fill, afterPaint, badge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
 import { openStream } from './sse.js';
 import { flash, confirmAction } from './ui.js';
 import { drawDag } from './dag.js';
@@ -102,6 +102,8 @@ export async function runPage(main, id) {
     fill(header, 
       h('h1', {}, 'Run ', h('span', { class: 'mono' }, r.id), ' ', h('span', { id: 'run-state', 'data-state': r.state }, badge(r.state))),
       h('p', {}, h('a', { href: `#/definitions/${encodeURIComponent(r.workflow)}/${r.version}` }, `${r.workflow} v${r.version}`),
+        r.alias ? h('span', { id: 'run-alias' }, ` via alias ${r.alias}`) : null,
+        r.origin ? h('span', { id: 'run-origin' }, ' · started by ', originBadge(r.origin)) : null,
         ` · created ${fmtTime(r.created_at)} · started ${fmtTime(r.started_at)} · ended ${fmtTime(r.ended_at)}`,
         r.deadline ? ` · deadline ${fmtTime(r.deadline)}` : '',
         r.started_at ? ` · ${fmtDur(since(r.started_at, r.ended_at))}` : ''),

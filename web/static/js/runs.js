@@ -2,9 +2,10 @@
 // updates from the tenant's stream (polling the first page on a server
 // without one).
 import { get, tpath, features, T } from './api.js';
-import { h, fill, afterPaint, badge, fmtTime, fmtDur, since, qs, field } from './dom.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field } from './dom.js';
 import { openStream } from './sse.js';
 
+export const ORIGIN_KINDS = ['schedule', 'webhook', 'nats', 'kafka'];
 export const RUN_STATES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'];
 const PAGE = 50;
 
@@ -22,6 +23,9 @@ function matches(run, f) {
   if (f.workflow && run.workflow !== f.workflow) return false;
   if (f.created_after && run.created_at < f.created_after) return false;
   if (f.created_before && run.created_at >= f.created_before) return false;
+  const o = run.origin || {};
+  if (f.origin_kind && o.kind !== f.origin_kind) return false;
+  if (f.origin_id && o.id !== f.origin_id) return false;
   return true;
 }
 
@@ -29,7 +33,8 @@ function row(run) {
   const end = run.ended_at || null;
   return h('tr', { 'data-run': run.id, 'data-state': run.state },
     h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(run.id)}`, class: 'mono' }, run.id)),
-    h('td', {}, `${run.workflow} v${run.version}`),
+    h('td', {}, `${run.workflow} v${run.version}`, run.alias ? h('span', { class: 'muted' }, ` @${run.alias}`) : null),
+    h('td', { class: 'origin-cell' }, originBadge(run.origin) || h('span', { class: 'muted' }, 'api')),
     h('td', { class: 'state-cell' }, badge(run.state)),
     h('td', {}, fmtTime(run.created_at)),
     h('td', {}, fmtTime(run.started_at)),
@@ -41,6 +46,7 @@ export async function runsPage(main, params) {
   const f = {
     status: params.get('status') || '', workflow: params.get('workflow') || '',
     created_after: params.get('created_after') || '', created_before: params.get('created_before') || '',
+    origin_kind: params.get('origin_kind') || '', origin_id: params.get('origin_id') || '',
   };
   const tokens = params.get('page_token') ? [params.get('page_token')] : [''];
   let runs = [];
@@ -52,12 +58,17 @@ export async function runsPage(main, params) {
   const workflow = h('input', { name: 'workflow', value: f.workflow, placeholder: 'name', size: 16 });
   const after = h('input', { name: 'created_after', type: 'datetime-local', value: toLocal(f.created_after) });
   const before = h('input', { name: 'created_before', type: 'datetime-local', value: toLocal(f.created_before) });
+  const okind = h('select', { name: 'origin_kind' }, h('option', { value: '' }, 'any'),
+    ORIGIN_KINDS.map((k) => h('option', { value: k, selected: k === f.origin_kind }, k)));
+  const oid = h('input', { name: 'origin_id', value: f.origin_id, placeholder: 'schedule or trigger', size: 14 });
   const form = h('form', { class: 'filters', id: 'run-filters' }, field('Status', status), field('Workflow', workflow),
+    field('Origin', okind), field('Origin id', oid),
     field('Created after', after), field('Created before', before), h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     location.hash = '#/runs' + qs({ status: status.value, workflow: workflow.value.trim(),
-      created_after: toISO(after.value), created_before: toISO(before.value) });
+      created_after: toISO(after.value), created_before: toISO(before.value),
+      origin_kind: okind.value, origin_id: okind.value ? oid.value.trim() : '' });
   });
 
   const counts = h('div', { class: 'counts', id: 'run-counts' });
@@ -67,12 +78,12 @@ export async function runsPage(main, params) {
   const live = h('span', { class: 'live muted', id: 'live' }, '');
   main.append(h('h1', {}, 'Runs'), form, counts,
     h('table', { class: 'list' }, h('thead', {}, h('tr', {},
-      ['Run', 'Workflow', 'State', 'Created', 'Started', 'Ended', 'Duration'].map((c) => h('th', {}, c)))), body),
+      ['Run', 'Workflow', 'Origin', 'State', 'Created', 'Started', 'Ended', 'Duration'].map((c) => h('th', {}, c)))), body),
     h('div', { class: 'pager' }, prev, more, live));
 
   function paint() {
     fill(body, ...runs.map(row));
-    if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No run matches.')));
+    if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No run matches.')));
     const c = {};
     for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
     fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),

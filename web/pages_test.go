@@ -1,0 +1,178 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/orchestrator/orchestrator/engine"
+)
+
+// TestUI_RunsShowTheirOriginAndFilterByIt: a run a schedule's slot started
+// shows "schedule nightly HH:MM" in the list and on its page, and the
+// origin filter lists only the runs of that schedule.
+func TestUI_RunsShowTheirOriginAndFilterByIt(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	direct := s.start(t, quick)
+	slot := time.Date(2026, 3, 4, 12, 0, 0, 0, time.Local)
+	run, err := s.Engine.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: "quick",
+		Origin: &engine.Origin{Kind: engine.OriginSchedule, ID: "nightly", Slot: slot}})
+	if err != nil {
+		t.Fatalf("start the scheduled run: %v", err)
+	}
+	s.waitRun(t, run.ID, func(d runDetails) bool { return d.State == "completed" })
+	b := newBrowser(t)
+
+	b.open(t, s, "#/runs")
+	b.waitJS(t, "both runs", `document.querySelectorAll('#runs-body tr[data-run]').length === 2`)
+	b.waitJS(t, "the origin badge", `(document.querySelector('#runs-body tr[data-run="`+run.ID+`"] [data-origin="schedule/nightly"]') || {}).textContent === 'schedule nightly 12:00'`)
+	if n := b.count(t, `#runs-body tr[data-run="`+direct+`"] [data-origin]`); n != 0 {
+		t.Errorf("the direct run shows %d origin badges, want none", n)
+	}
+
+	b.do(t, "filter by origin", chromedp.SetValue(chromedp.CSS(`#run-filters select[name=origin_kind]`), "schedule"),
+		chromedp.SendKeys(chromedp.CSS(`#run-filters input[name=origin_id]`), "nightly"), click(`#run-filters button`))
+	b.waitJS(t, "only the scheduled run", `location.hash.includes('origin_kind=schedule') && location.hash.includes('origin_id=nightly') &&
+		document.querySelectorAll('#runs-body tr[data-run]').length === 1 && !!document.querySelector('#runs-body tr[data-run="`+run.ID+`"]')`)
+	b.waitJS(t, "the stream", `document.getElementById('live').textContent.includes('live')`)
+
+	// Runs started now arrive through the stream: the schedule's joins the
+	// filtered list, a direct one does not.
+	other := s.start(t, quick)
+	later, err := s.Engine.StartRun(context.Background(), engine.StartRequest{TenantID: "default", Workflow: "quick",
+		Origin: &engine.Origin{Kind: engine.OriginSchedule, ID: "nightly", Slot: slot.Add(24 * time.Hour)}})
+	if err != nil {
+		t.Fatalf("start the second scheduled run: %v", err)
+	}
+	b.waitJS(t, "the new scheduled run, live", `!!document.querySelector('#runs-body tr[data-run="`+later.ID+`"]')`)
+	if n := b.count(t, `#runs-body tr[data-run="`+other+`"], #runs-body tr[data-run="`+direct+`"]`); n != 0 {
+		t.Errorf("the filtered list shows %d direct runs", n)
+	}
+
+	b.open(t, s, "#/runs/"+run.ID)
+	b.waitJS(t, "the origin on the run page", `(document.querySelector('#run-origin') || {}).textContent === ' · started by schedule nightly 12:00'`)
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_SchedulesPausesUnpausesAndTriggers: a schedule created through the
+// API is listed with its next fire time; pausing it from the page (after
+// the confirmation) changes its state; an unpause the page did not know
+// was needed answers 409 and the page says so; trigger-now starts a run
+// the runs list shows as the schedule's.
+func TestUI_SchedulesPausesUnpausesAndTriggers(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	s.start(t, quick)
+	if st := s.call(t, "POST", "/api/v1/tenants/default/schedules",
+		`{"id":"nightly","cron":"0 3 * * *","time_zone":"Europe/Paris","workflow":"quick"}`, nil); st != http.StatusCreated {
+		t.Fatalf("create the schedule: %d", st)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/schedules")
+	row := `document.querySelector('#schedules-body tr[data-schedule=nightly]')`
+	b.waitJS(t, "the schedule", row+` && `+row+`.dataset.state === 'active' && `+row+`.textContent.includes('0 3 * * *') && `+row+`.textContent.includes('Europe/Paris')`)
+	if next := evalJS[string](t, b, row+`.querySelector('.next-fire').textContent`); next == "—" || next == "" {
+		t.Errorf("the next fire time is %q", next)
+	}
+
+	b.do(t, "pause", click(`#schedules-body tr[data-schedule=nightly] button[data-action=pause]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)))
+	if text := evalJS[string](t, b, `document.getElementById('confirm-text').textContent`); text != "Pause schedule nightly?" {
+		t.Errorf("the confirmation says %q", text)
+	}
+	b.do(t, "confirm", click(`#confirm-yes`))
+	b.waitJS(t, "paused", row+`.dataset.state === 'paused' && !!`+row+`.querySelector('button[data-action=unpause]')`)
+	var sc struct{ State string }
+	if s.call(t, "GET", "/api/v1/tenants/default/schedules/nightly", "", &sc); sc.State != "paused" {
+		t.Errorf("the stored schedule is %q", sc.State)
+	}
+
+	if st := s.call(t, "POST", "/api/v1/tenants/default/schedules/nightly/unpause", "", nil); st != http.StatusOK {
+		t.Fatalf("unpause behind the page's back: %d", st)
+	}
+	b.do(t, "stale unpause", click(`#schedules-body tr[data-schedule=nightly] button[data-action=unpause]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)), click(`#confirm-yes`))
+	b.waitJS(t, "the 409", `document.getElementById('flash').textContent.startsWith('unpause refused (409)')`)
+	b.waitJS(t, "active again", row+`.dataset.state === 'active'`)
+
+	b.do(t, "trigger", click(`#schedules-body tr[data-schedule=nightly] button[data-action=trigger]`), chromedp.WaitVisible(chromedp.CSS(`#confirm-yes`)), click(`#confirm-yes`))
+	b.waitJS(t, "the run started", `document.getElementById('flash').textContent.startsWith('trigger: started run ')`)
+	b.do(t, "its runs", click(`#schedules-body tr[data-schedule=nightly] td a`))
+	b.waitJS(t, "the schedule's run", `location.hash.includes('origin_id=nightly') && document.querySelectorAll('#runs-body tr[data-run]').length === 1 &&
+		!!document.querySelector('#runs-body [data-origin="schedule/nightly"]')`)
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_TriggersShowsWebhooksAndStreamTriggersWithTheirState: the
+// triggers page lists a webhook (never its secret) and a stream trigger
+// with what its consumer reports: connected, lag and the last error.
+func TestUI_TriggersShowsWebhooksAndStreamTriggersWithTheirState(t *testing.T) {
+	s := newUIServer(t, uiOptions{TriggerStatus: func(tenantID, name string) *engine.TriggerStatus {
+		if tenantID == "default" && name == "orders" {
+			return &engine.TriggerStatus{Connected: true, Lag: 7, Messages: 3, RunsStarted: 2, Errors: 1, LastError: "body: must be JSON"}
+		}
+		return nil
+	}})
+	s.start(t, quick)
+	var hook struct{ Secret string }
+	if st := s.call(t, "POST", "/api/v1/tenants/default/webhooks", `{"name":"gh","workflow":"quick","webhook":{"verify":"github"}}`, &hook); st != http.StatusCreated || hook.Secret == "" {
+		t.Fatalf("create the webhook: %d, secret %q", st, hook.Secret)
+	}
+	if st := s.call(t, "POST", "/api/v1/tenants/default/triggers", `{"name":"orders","kind":"nats","workflow":"quick",
+		"nats":{"servers":["nats://127.0.0.1:4222"],"stream":"ORDERS","subject":"orders.*"}}`, nil); st != http.StatusCreated {
+		t.Fatalf("create the stream trigger: %d", st)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/triggers")
+	b.waitJS(t, "the webhook", `(document.querySelector('#webhooks tr[data-trigger=gh]') || {}).textContent.includes('github')`)
+	orders := `document.querySelector('#stream-triggers tr[data-trigger=orders]')`
+	b.waitJS(t, "the stream trigger and its consumer", orders+` && `+orders+`.querySelector('.connected').dataset.connected === 'true' &&
+		`+orders+`.querySelector('.lag').textContent === '7' && `+orders+`.querySelector('.last-error').textContent.startsWith('body: must be JSON')`)
+	if evalJS[bool](t, b, `document.body.innerHTML.includes(`+strconvQuote(hook.Secret)+`)`) {
+		t.Error("the page shows the webhook's secret")
+	}
+	b.noErrors(t)
+	b.documented(t, s)
+}
+
+// TestUI_KeysListsATenantsKeysWithoutSecrets: an operator is shown the
+// server's refusal; an owner logged in sees the tenant's keys (name, role,
+// status) and no key's secret.
+func TestUI_KeysListsATenantsKeysWithoutSecrets(t *testing.T) {
+	s := newUIServer(t, uiOptions{AuthRequired: true})
+	ctx := context.Background()
+	_, owner, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleOwner, Name: "boss"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, worker, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleWorker, Name: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, operator, err := s.Admin.CreateKey(ctx, engine.LocalAdmin(), engine.KeyRequest{TenantID: "default", Role: engine.RoleOperator, Name: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/keys")
+	b.waitJS(t, "the login form", `document.getElementById('login-form')`)
+	b.do(t, "log in as an operator", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), operator), click(`#login-form button`))
+	b.waitJS(t, "the refusal", `location.hash === '#/keys' && document.querySelector('#main p.error[role=alert]') && !document.getElementById('keys')`)
+	b.do(t, "log out", click(`#logout`))
+	b.waitJS(t, "the login form again", `document.getElementById('login-form')`)
+	b.do(t, "log in as the owner", chromedp.SendKeys(chromedp.CSS(`#login-form input[name=key]`), owner), click(`#login-form button`))
+	b.waitJS(t, "logged in", `document.getElementById('logout')`)
+	b.open(t, s, "#/keys")
+	b.waitJS(t, "the three keys", `document.querySelectorAll('#keys tr[data-key]').length === 3 &&
+		[...document.querySelectorAll('#keys tr[data-key]')].some(r => r.textContent.includes('w1') && r.textContent.includes('worker') && r.dataset.status === 'active')`)
+	for _, secret := range []string{owner, worker, operator} {
+		if evalJS[bool](t, b, `document.body.innerHTML.includes(`+strconvQuote(secret)+`)`) {
+			t.Error("the page shows a key's secret")
+		}
+	}
+	b.noErrors(t)
+	s.Key = owner
+	b.documented(t, s)
+}
