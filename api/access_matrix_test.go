@@ -63,10 +63,11 @@ var accessRules = map[string]accessRule{
 	"GET /api/v1/admin/log":      {roles: admins},
 	"POST /api/v1/policy/reload": {roles: admins},
 
-	"POST /api/v1/admin/backup":            {roles: admins},
-	"GET /api/v1/admin/checkpoints":        {roles: admins},
-	"POST /api/v1/admin/checkpoints":       {roles: admins},
-	"GET /api/v1/admin/checkpoints/export": {roles: admins},
+	"GET /api/v1/tenants/:tenantId/run-counts": {roles: readers},
+	"POST /api/v1/admin/backup":                {roles: admins},
+	"GET /api/v1/admin/checkpoints":            {roles: admins},
+	"POST /api/v1/admin/checkpoints":           {roles: admins},
+	"GET /api/v1/admin/checkpoints/export":     {roles: admins},
 
 	"POST /api/v1/tenants/:tenantId/workflows":                          {roles: operators},
 	"GET /api/v1/tenants/:tenantId/workflows":                           {roles: readers},

@@ -342,6 +342,7 @@ var wireSchemas = []struct {
 	{"SettingsChange", reflect.TypeFor[wire.SettingsChange](), true},
 	{"CreateKeyRequest", reflect.TypeFor[wire.CreateKeyRequest](), true},
 	{"Origin", reflect.TypeFor[wire.Origin](), false},
+	{"RunCounts", reflect.TypeFor[wire.RunCounts](), false},
 	{"BackupReport", reflect.TypeFor[wire.BackupReport](), false},
 	{"DatabaseSummary", reflect.TypeFor[wire.DatabaseSummary](), false},
 	{"CopyCheck", reflect.TypeFor[wire.CopyCheck](), false},

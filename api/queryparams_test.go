@@ -140,3 +140,44 @@ func TestAPI_ListRunsByOrigin(t *testing.T) {
 		t.Errorf("an origin of no kind: %v, %d runs; want refused, nothing written", err, e.countRuns(t))
 	}
 }
+
+// GET .../run-counts counts the tenant's runs by state, every state
+// present, with the runs list's filters, and refuses a status or a bad
+// filter naming it.
+func TestAPI_RunCounts(t *testing.T) {
+	e := newParamsEnv(t, nil)
+	if st, body := e.call(t, "POST", "/api/v1/tenants/acme/definitions", `{"name":"wf","tasks":[{"id":"a","type":"python"}]}`); st != 201 {
+		t.Fatalf("register: %d %s", st, body)
+	}
+	ctx := context.Background()
+	var ids []string
+	for i := range 3 {
+		req := engine.StartRequest{TenantID: "acme", Workflow: "wf"}
+		if i == 0 {
+			req.Origin = &engine.Origin{Kind: engine.OriginWebhook, ID: "gh"}
+		}
+		r, err := e.eng.StartRun(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if st, body := e.call(t, "POST", "/api/v1/tenants/acme/workflows/"+ids[1]+"/cancel", ""); st != 200 {
+		t.Fatalf("cancel: %d %s", st, body)
+	}
+	st, body := e.call(t, "GET", "/api/v1/tenants/acme/run-counts", "")
+	if st != 200 || !strings.Contains(string(body), `"running":2`) || !strings.Contains(string(body), `"cancelled":1`) ||
+		!strings.Contains(string(body), `"paused":0`) || !strings.Contains(string(body), `"total":3`) {
+		t.Errorf("counts: %d %s, want running 2, cancelled 1, paused 0 (every state), total 3", st, body)
+	}
+	st, body = e.call(t, "GET", "/api/v1/tenants/acme/run-counts?origin_kind=webhook&origin_id=gh", "")
+	if st != 200 || !strings.Contains(string(body), `"total":1`) {
+		t.Errorf("counts of the webhook's runs: %d %s, want 1", st, body)
+	}
+	for _, q := range []string{"status=running", "origin_kind=cron", "created_after=yesterday"} {
+		st, body := e.call(t, "GET", "/api/v1/tenants/acme/run-counts?"+q, "")
+		if st != http.StatusBadRequest || !strings.Contains(string(body), strings.SplitN(q, "=", 2)[0]) {
+			t.Errorf("?%s: %d %s, want 400 naming it", q, st, body)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -172,14 +171,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 		"origin_kind", "origin_id"); err != nil {
 		return err
 	}
-	f := engine.RunFilter{TenantID: tenant, Workflow: q.Get("workflow"), OriginID: q.Get("origin_id")}
-	if k := q.Get("origin_kind"); k != "" {
-		if !slices.Contains(engine.OriginKinds(), engine.OriginKind(k)) {
-			return fieldProblem("origin_kind", fmt.Sprintf("must be one of %v, not %q", engine.OriginKinds(), k))
-		}
-		f.OriginKind = engine.OriginKind(k)
-	} else if f.OriginID != "" {
-		return fieldProblem("origin_id", "needs origin_kind")
+	f, err := runFilterOf(q, tenant)
+	if err != nil {
+		return err
 	}
 	if f.Limit, err = intParam(q, "limit", 50, 1, engine.MaxPage); err != nil {
 		return err
@@ -189,12 +183,6 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p httprouter.P
 			return fieldProblem("status", fmt.Sprintf("must be one of %s, not %q", runStateList(), st))
 		}
 		f.State = engine.RunState(st)
-	}
-	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
-		return err
-	}
-	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
-		return err
 	}
 	if tok := q.Get("page_token"); tok != "" {
 		t, err := decodeToken(tok)

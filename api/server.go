@@ -183,7 +183,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // in its own file (adminRoutes in tenants.go...).
 func (s *Server) routes() []route {
 	return slices.Concat(s.coreRoutes(), s.adminRoutes(), s.operationsRoutes(), s.streamRoutes(), s.scheduleRoutes(),
-		s.aliasRoutes(), s.triggerRoutes(), s.uiRoutes())
+		s.aliasRoutes(), s.triggerRoutes(), s.uiRoutes(), s.countRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

@@ -84,6 +84,7 @@ func TestOrchestratorClient_Routes(t *testing.T) {
 		for name, call := range map[string]func() error{
 			"ExecuteWorkflow":    func() error { _, err := c.ExecuteWorkflow(ctx, client.ExecuteRequest{Workflow: "w"}); return err },
 			"ListWorkflows":      func() error { _, err := c.ListWorkflows(ctx, client.RunFilter{}); return err },
+			"RunCounts":          func() error { _, err := c.RunCounts(ctx, client.RunFilter{}); return err },
 			"AllWorkflows":       func() error { return c.AllWorkflows(ctx, client.RunFilter{}, func(wire.Run) error { return nil }) },
 			"GetWorkflow":        func() error { _, err := c.GetWorkflow(ctx, "r1"); return err },
 			"PauseWorkflow":      func() error { _, err := c.PauseWorkflow(ctx, "r1"); return err },

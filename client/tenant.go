@@ -44,25 +44,7 @@ func (c *OrchestratorClient) execute(ctx context.Context, path string, req Execu
 // ListWorkflows returns one page of the tenant's runs, newest first.
 // Errors: 400 naming a bad filter (status, limit, page_token, times).
 func (c *OrchestratorClient) ListWorkflows(ctx context.Context, f RunFilter) (*RunsPage, error) {
-	q := url.Values{}
-	if f.Status != "" {
-		q.Set("status", string(f.Status))
-	}
-	if f.Workflow != "" {
-		q.Set("workflow", f.Workflow)
-	}
-	if !f.CreatedAfter.IsZero() {
-		q.Set("created_after", formatTime(f.CreatedAfter))
-	}
-	if !f.CreatedBefore.IsZero() {
-		q.Set("created_before", formatTime(f.CreatedBefore))
-	}
-	if f.Limit != 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
-	if f.PageToken != "" {
-		q.Set("page_token", f.PageToken)
-	}
+	q := runQuery(f)
 	var page RunsPage
 	if _, err := c.doJSON(ctx, call{method: http.MethodGet, path: c.tenantPath("workflows"), query: q}, nil, &page); err != nil {
 		return nil, err
@@ -359,4 +341,43 @@ func (c *OrchestratorClient) ValidateDAG(ctx context.Context, def json.RawMessag
 		return nil, err
 	}
 	return &v, nil
+}
+
+// RunCounts counts the tenant's runs by state (GET .../run-counts), with
+// the runs list's filters but its status. Errors: 400 naming a bad filter.
+func (c *OrchestratorClient) RunCounts(ctx context.Context, f RunFilter) (*wire.RunCounts, error) {
+	q := runQuery(f)
+	q.Del("status")
+	q.Del("limit")
+	q.Del("page_token")
+	var out wire.RunCounts
+	if _, err := c.doJSON(ctx, call{method: http.MethodGet, path: c.tenantPath("run-counts"), query: q}, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// runQuery is the query of the runs f selects.
+func runQuery(f RunFilter) url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("status", string(f.Status))
+	set("workflow", f.Workflow)
+	set("origin_kind", f.OriginKind)
+	set("origin_id", f.OriginID)
+	if !f.CreatedAfter.IsZero() {
+		q.Set("created_after", formatTime(f.CreatedAfter))
+	}
+	if !f.CreatedBefore.IsZero() {
+		q.Set("created_before", formatTime(f.CreatedBefore))
+	}
+	if f.Limit != 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	set("page_token", f.PageToken)
+	return q
 }

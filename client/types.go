@@ -79,6 +79,8 @@ type RunFilter struct {
 	Workflow      string
 	CreatedAfter  time.Time // exclusive
 	CreatedBefore time.Time // exclusive
+	OriginKind    string    // schedule, webhook, nats, kafka: runs started by one
+	OriginID      string    // with OriginKind: runs of that schedule or trigger
 	Limit         int       // page size, 1..1000; 0: the server's default (50)
 	PageToken     string    // NextPageToken of the previous page
 }

@@ -48,6 +48,13 @@ func (db *DB) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.Run, *
 
 // runsQuery is the SQL of a page of limit runs.
 func runsQuery(f *engine.RunFilter, limit int) (string, []any) {
+	where, args := runsWhere(f)
+	args = append(args, limit)
+	return `SELECT ` + runSummaryColumns + ` FROM runs WHERE ` + where + ` ORDER BY created_at DESC, id DESC LIMIT ?`, args
+}
+
+// runsWhere is the condition of the runs f selects, and its arguments.
+func runsWhere(f *engine.RunFilter) (string, []any) {
 	where := []string{"tenant_id = ?"}
 	args := []any{f.TenantID}
 	if f.State != "" {
@@ -78,9 +85,7 @@ func runsQuery(f *engine.RunFilter, limit int) (string, []any) {
 		where = append(where, "(created_at, id) < (?, ?)")
 		args = append(args, engine.FormatTime(f.Cursor.CreatedAt), f.Cursor.ID)
 	}
-	args = append(args, limit)
-	return `SELECT ` + runSummaryColumns + ` FROM runs WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY created_at DESC, id DESC LIMIT ?`, args
+	return strings.Join(where, " AND "), args
 }
 
 // eventsQuery is the SQL of the events f selects.
@@ -249,4 +254,31 @@ func (db *DB) FindIdempotencyKey(ctx context.Context, tenantID, key string) (run
 		return "", "", notFound(err, "idempotency key")
 	}
 	return runID, requestHash, nil
+}
+
+var _ engine.RunCounter = (*DB)(nil)
+
+// CountRuns implements engine.RunCounter: one GROUP BY over the tenant's
+// state index (or its workflow or origin index), however many runs.
+func (db *DB) CountRuns(ctx context.Context, f engine.RunFilter) (map[engine.RunState]int, error) {
+	f.State, f.Cursor = "", nil
+	if f.OriginID != "" && f.OriginKind == "" {
+		return nil, fmt.Errorf("count runs: an origin id needs its kind")
+	}
+	where, args := runsWhere(&f)
+	rows, err := db.r.QueryContext(ctx, `SELECT state, count(*) FROM runs WHERE `+where+` GROUP BY state`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("count runs: %w", err)
+	}
+	defer rows.Close()
+	out := map[engine.RunState]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count runs: %w", err)
+		}
+		out[engine.RunState(st)] = n
+	}
+	return out, rows.Err()
 }

@@ -61,6 +61,7 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	for state, n := range map[string]int{"completed": 3, "failed": 1, "cancelled": 1, "running": 1, "paused": 0} {
 		b.waitJS(t, "the count of "+state, fmt.Sprintf(`document.querySelector('[data-count=%s]').textContent.trim().endsWith(' %d')`, state, n))
 	}
+	b.waitJS(t, "the counts are the server's totals", `document.getElementById('run-counts').textContent.includes('6 runs:')`)
 	b.screenshot(t, "runs-list")
 
 	b.do(t, "open the run", click(`#runs-body a[href="#/runs/`+id+`"]`))
@@ -312,6 +313,7 @@ func TestUI_RunsListFiltersAndPages(t *testing.T) {
 
 	b.open(t, s, "#/runs")
 	b.waitJS(t, "a full first page", `document.querySelectorAll('#runs-body tr[data-run]').length === 50 && !document.getElementById('next-page').disabled`)
+	b.waitJS(t, "the counts cover every page, not this one alone", `document.getElementById('run-counts').textContent.includes('53 runs:')`)
 	b.do(t, "older", click(`#next-page`))
 	b.waitJS(t, "the second page", `document.querySelectorAll('#runs-body tr[data-run]').length === 3 && document.getElementById('next-page').disabled`)
 	b.do(t, "newer", click(`#prev-page`))

@@ -149,3 +149,10 @@ type TaskMetrics struct {
 	StartedAt   time.Time `json:"started_at,omitzero"` // the first attempt
 	EndedAt     time.Time `json:"ended_at,omitzero"`
 }
+
+// RunCounts answers GET .../run-counts: a tenant's runs the filters select,
+// by state (every state, 0 when none), and their total.
+type RunCounts struct {
+	Counts map[RunState]int `json:"counts"`
+	Total  int              `json:"total"`
+}

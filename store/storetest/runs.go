@@ -331,6 +331,33 @@ func testListRuns(t *testing.T, open func(t *testing.T) engine.Store) {
 		is.True(err != nil) // an origin id without its kind is refused
 	})
 
+	t.Run("counts by state match the list, filter by filter", func(t *testing.T) {
+		t.Parallel()
+		is := is.New(t)
+		rc, ok := s.(engine.RunCounter)
+		if !ok {
+			t.Fatal("the store does not count runs (engine.RunCounter)")
+		}
+		for _, f := range []engine.RunFilter{{}, {Workflow: "other"}, {OriginKind: engine.OriginSchedule},
+			{OriginKind: engine.OriginSchedule, OriginID: "nightly"}, {CreatedAfter: base.Add(5 * time.Millisecond)}} {
+			f.TenantID = "acme"
+			got, err := rc.CountRuns(t.Context(), f)
+			is.NoErr(err)
+			want := map[engine.RunState]int{}
+			for _, st := range engine.RunStates() {
+				g := f
+				g.State = st
+				if n := len(listAll(t, s, g, engine.MaxPage)); n > 0 {
+					want[st] = n
+				}
+			}
+			is.Equal(got, want) // the counts of what the list lists
+		}
+		got, err := rc.CountRuns(t.Context(), engine.RunFilter{TenantID: "initech"})
+		is.NoErr(err)
+		is.Equal(len(got), 0) // a tenant without runs counts none
+	})
+
 	t.Run("a limit out of 1..MaxPage is refused", func(t *testing.T) {
 		t.Parallel()
 		is := is.New(t)

@@ -51,6 +51,8 @@ export async function runsPage(main, params) {
   const tokens = params.get('page_token') ? [params.get('page_token')] : [''];
   let runs = [];
   let next = '';
+  let totals = null; // the server's counts by state, when it counts runs
+  let countable = false;
   let stop = () => {};
 
   const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
@@ -84,15 +86,39 @@ export async function runsPage(main, params) {
   function paint() {
     fill(body, ...runs.map(row));
     if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No run matches.')));
-    const c = {};
-    for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
-    fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),
-      ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
+    if (totals) {
+      fill(counts, h('span', { class: 'muted' }, `${totals.total} runs:`),
+        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${totals.counts[s] || 0}`)));
+    } else {
+      const c = {};
+      for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
+      fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),
+        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
+    }
     prev.disabled = tokens.length < 2;
     more.disabled = !next;
   }
 
+  // recount reads the totals by state of every run the filters (but the
+  // status) select, when the server counts runs; at most one read at a
+  // time, and one more if something changed meanwhile.
+  let counting = false;
+  let recountAgain = false;
+  async function recount() {
+    if (!countable) return;
+    if (counting) { recountAgain = true; return; }
+    counting = true;
+    try {
+      const { status, ...rest } = f;
+      totals = await get(tpath('/run-counts') + qs(rest));
+      paint();
+    } catch { /* the page's own counts stay */ }
+    counting = false;
+    if (recountAgain) { recountAgain = false; recount(); }
+  }
+
   async function load() {
+    recount();
     const page = await get(tpath('/workflows') + qs({ ...f, limit: PAGE, page_token: tokens[tokens.length - 1] }));
     runs = page.runs;
     next = page.next_page_token || '';
@@ -102,6 +128,7 @@ export async function runsPage(main, params) {
 
   // update takes a changed or new run from the stream or a poll.
   function update(run) {
+    recount();
     const i = runs.findIndex((r) => r.id === run.id);
     if (i >= 0) {
       if (matches(run, f)) runs[i] = run;
@@ -123,6 +150,8 @@ export async function runsPage(main, params) {
 
   await load();
   const ops = await features().catch(() => new Set());
+  countable = ops.has(`GET ${T}/run-counts`);
+  recount();
   if (ops.has(`GET ${T}/stream`)) {
     const s = openStream(tpath('/stream'), {
       onOpen: () => { live.textContent = '● live'; },
