@@ -111,28 +111,9 @@ func (s *Server) tenantEvents(w http.ResponseWriter, r *http.Request, p httprout
 				return err
 			}
 		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		enc := json.NewEncoder(w)
-		rc := http.NewResponseController(w)
-		n := 0
-		s.extendWrite(w, 0) // an export may take longer than one answer: each batch gets WriteTimeout
-		err := s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error {
-			if err := enc.Encode(wireEvent(e)); err != nil {
-				return err
-			}
-			if n++; n%500 == 0 {
-				rc.Flush()
-				s.extendWrite(w, 0)
-			}
-			return nil
+		return s.streamNDJSON(w, "event stream of tenant "+tenant, 500, func(emit func(any) error) error {
+			return s.Engine.StreamEvents(r.Context(), f, func(e *engine.Event) error { return emit(wireEvent(e)) })
 		})
-		if err != nil && n > 0 {
-			// The answer has begun: a problem document would corrupt the
-			// stream. The client sees it cut short.
-			s.Logger.Error("event stream broke off", "tenant_id", tenant, "sent", n, "err", err)
-			return nil
-		}
-		return err
 	}
 	limit, err := intParam(q, "limit", 100, 1, engine.MaxPage)
 	if err != nil {

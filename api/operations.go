@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,27 +122,9 @@ func (s *Server) exportCheckpoints(w http.ResponseWriter, r *http.Request, _ htt
 	if s.Checkpoints == nil {
 		return newProblem(http.StatusConflict, wire.CodeCheckpointsOff, "this server keeps no checkpoints")
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	rc := http.NewResponseController(w)
-	n := 0
-	s.extendWrite(w, 0)
-	err := s.Checkpoints.Checkpoints(r.Context(), func(cp *engine.Checkpoint) error {
-		if err := enc.Encode(cp); err != nil {
-			return err
-		}
-		if n++; n%100 == 0 {
-			rc.Flush()
-			s.extendWrite(w, 0)
-		}
-		return nil
+	return s.streamNDJSON(w, "checkpoint export", 100, func(emit func(any) error) error {
+		return s.Checkpoints.Checkpoints(r.Context(), func(cp *engine.Checkpoint) error { return emit(cp) })
 	})
-	if err != nil && n > 0 {
-		// The answer has begun: the client sees it cut short.
-		s.Logger.Error("checkpoint export broke off", "sent", n, "err", err)
-		return nil
-	}
-	return err
 }
 
 func wireBackup(rep *engine.BackupReport) wire.BackupReport {
