@@ -116,11 +116,7 @@ func archiveCmd(fs *flag.FlagSet) func(context.Context, *config, []string, io.Wr
 				defer db.Close()
 				tombs = db
 			}
-			rel := ""
-			if r, err := filepath.Rel(archiveDir(c), args[1]); err == nil && !strings.HasPrefix(r, "..") {
-				rel = r
-			}
-			rep, err := retention.VerifyArchive(ctx, args[1], rel, tombs)
+			rep, err := retention.VerifyArchive(ctx, args[1], tombs)
 			if err != nil {
 				return fail(err)
 			}

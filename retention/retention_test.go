@@ -157,7 +157,7 @@ func TestRetention_RemovesArchivesAndStillVerifies(t *testing.T) {
 
 	matched := 0
 	for _, a := range rep.Archives {
-		vr, err := retention.VerifyArchive(ctx, filepath.Join(e.dir, a), a, e.db)
+		vr, err := retention.VerifyArchive(ctx, filepath.Join(e.dir, a), e.db)
 		is.NoErr(err)
 		is.Equal(len(vr.Problems), 0) // each archive's chains fold and match their tombstones
 		matched += vr.Matched
@@ -211,10 +211,10 @@ func TestRetention_TamperedArchiveFailsVerify(t *testing.T) {
 	zw.Write([]byte(text))
 	zw.Close()
 	out.Close()
-	vr, err := retention.VerifyArchive(ctx, path, rep.Archives[0], e.db)
+	vr, err := retention.VerifyArchive(ctx, path, e.db)
 	is.NoErr(err)
 	is.True(len(vr.Problems) > 0) // caught: the record no longer has the digest its tombstone holds
-	off, err := retention.VerifyArchive(ctx, path, "", nil)
+	off, err := retention.VerifyArchive(ctx, path, nil)
 	is.NoErr(err)
 	is.True(len(off.Problems) > 0)                                   // and without the database: its chain breaks
 	is.True(strings.Contains(off.Problems[0].Problem, "hash chain")) // saying so
