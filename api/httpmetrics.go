@@ -19,8 +19,14 @@ const routeUnmatched = "unmatched"
 // never by what a client sends. It is safe for concurrent use.
 type httpMetrics struct {
 	set       *metrics.Set
-	counters  sync.Map // "route status" -> *metrics.Counter
+	counters  sync.Map // answerKey -> *metrics.Counter
 	durations sync.Map // route -> *metrics.PrometheusHistogram
+}
+
+// answerKey names the counter of a route's answers with one status.
+type answerKey struct {
+	route  string
+	status int
 }
 
 // observe records one answer of route with status, begun at start.
@@ -34,7 +40,7 @@ func (m *httpMetrics) observe(route string, status int, start time.Time) {
 	if status == 0 { // nothing written: net/http answers 200
 		status = 200
 	}
-	key := route + " " + strconv.Itoa(status)
+	key := answerKey{route, status}
 	c, ok := m.counters.Load(key)
 	if !ok {
 		c, _ = m.counters.LoadOrStore(key, m.set.GetOrCreateCounter(
