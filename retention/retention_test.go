@@ -178,6 +178,10 @@ func TestRetention_RemovesArchivesAndStillVerifies(t *testing.T) {
 	is.True(err != nil && strings.Contains(err.Error(), "append-only")) // any other delete of events is refused
 	_, err = raw.Exec(`DELETE FROM tombstones`)
 	is.True(err != nil) // and tombstones stay
+	_, err = raw.Exec(`DELETE FROM archived_events`)
+	is.True(err != nil) // and so does the log's skeleton
+	_, err = raw.Exec(`UPDATE archived_events SET hash = 'x'`)
+	is.True(err != nil) // unchanged
 
 	again, err := e.service(t, 24*time.Hour).RunOnce(ctx)
 	is.NoErr(err)
