@@ -73,19 +73,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]engine.Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.Tenant
-	for rows.Next() {
-		t, err := scanTenant(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tenants: %w", err)
-		}
-		out = append(out, *t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tenants: %w", err)
-	}
-	return out, nil
+	return collect(rows, "list tenants", scanTenant)
 }
 
 // UpdateTenant implements engine.AccessStore: a compare-and-set on version.
@@ -164,19 +152,7 @@ func (db *DB) ListKeys(ctx context.Context, tenantID string) ([]engine.APIKey, e
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.APIKey
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list keys: %w", err)
-		}
-		out = append(out, *k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
-	}
-	return out, nil
+	return collect(rows, "list keys", scanKey)
 }
 
 // RevokeKey implements engine.AccessStore: a compare-and-set on the key not
@@ -296,19 +272,7 @@ func (db *DB) ListAdmin(ctx context.Context, f engine.AdminFilter) ([]engine.Adm
 	if err != nil {
 		return nil, fmt.Errorf("list admin log: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.AdminEvent
-	for rows.Next() {
-		e, err := scanAdmin(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list admin log: %w", err)
-		}
-		out = append(out, *e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list admin log: %w", err)
-	}
-	return out, nil
+	return collect(rows, "list admin log", scanAdmin)
 }
 
 // VerifyAdminLog implements engine.AccessStore.

@@ -26,17 +26,9 @@ func (db *DB) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.Run, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list runs: %w", err)
-		}
-		out = append(out, *r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("list runs: %w", err)
+	out, err := collect(rows, "list runs", scanRun)
+	if err != nil {
+		return nil, nil, err
 	}
 	var next *engine.RunCursor
 	if len(out) > f.Limit {

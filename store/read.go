@@ -239,17 +239,9 @@ func (db *DB) LoadRun(ctx context.Context, tenantID, runID string) (*engine.Run,
 	if err != nil {
 		return nil, nil, fmt.Errorf("load tasks of %s: %w", runID, err)
 	}
-	defer rows.Close()
-	var tasks []engine.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load tasks of %s: %w", runID, err)
-		}
-		tasks = append(tasks, *t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("load tasks of %s: %w", runID, err)
+	tasks, err := collect(rows, "load tasks of "+runID, scanTask)
+	if err != nil {
+		return nil, nil, err
 	}
 	return run, tasks, nil
 }

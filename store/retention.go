@@ -112,21 +112,12 @@ func (db *DB) EachTombstone(ctx context.Context, fn func(*engine.Tombstone) erro
 		if err != nil {
 			return fmt.Errorf("tombstones: %w", err)
 		}
-		var page []*engine.Tombstone
-		for rows.Next() {
-			ts, err := scanTombstone(rows)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("tombstones: %w", err)
-			}
-			page = append(page, ts)
+		page, err := collect(rows, "tombstones", scanTombstone)
+		if err != nil {
+			return err
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("tombstones: %w", err)
-		}
-		for _, ts := range page {
-			if err := fn(ts); err != nil {
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
 				return err
 			}
 		}

@@ -117,16 +117,7 @@ func (db *DB) ListSchedules(ctx context.Context, f engine.ScheduleFilter) ([]eng
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.Schedule
-	for rows.Next() {
-		s, err := scanSchedule(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list schedules: %w", err)
-		}
-		out = append(out, *s)
-	}
-	return out, rows.Err()
+	return collect(rows, "list schedules", scanSchedule)
 }
 
 // EachSchedule implements engine.ScheduleStore. It reads in pages, so that

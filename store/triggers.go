@@ -65,19 +65,7 @@ func (db *DB) ListTriggers(ctx context.Context, tenantID string) ([]engine.Trigg
 	if err != nil {
 		return nil, fmt.Errorf("list triggers: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.Trigger
-	for rows.Next() {
-		t, err := scanTrigger(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list triggers: %w", err)
-		}
-		out = append(out, *t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list triggers: %w", err)
-	}
-	return out, nil
+	return collect(rows, "list triggers", scanTrigger)
 }
 
 // UpdateTrigger implements engine.TriggerStore: a compare-and-set on version.
