@@ -239,9 +239,9 @@ func (db *DB) LoadRun(ctx context.Context, tenantID, runID string) (*engine.Run,
 	if err != nil {
 		return nil, nil, fmt.Errorf("load tasks of %s: %w", runID, err)
 	}
-	tasks, err := collect(rows, "load tasks of "+runID, scanTask)
+	tasks, err := collect(rows, "load tasks", scanTask)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("run %s: %w", runID, err)
 	}
 	return run, tasks, nil
 }
