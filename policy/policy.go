@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -306,7 +305,9 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	if now.IsZero() {
 		now = e.now()
 	}
-	input := inputValue(in, now.UTC())
+	doc := newInputDoc(in, now.UTC())
+	defer doc.release()
+	input := doc.term
 	// One cache of rule values for the queries of a decision: a reason
 	// asked again reuses the rules the first query evaluated.
 	vc := topdown.NewVirtualCache()
@@ -377,71 +378,13 @@ func reasonText(v *ast.Term) string {
 
 // run evaluates one compiled query in a read transaction of the (empty)
 // store and returns its results: none when it is undefined.
-func (p *prepared) run(ctx context.Context, body ast.Body, input ast.Value, now time.Time, vc topdown.VirtualCache) (topdown.QueryResultSet, error) {
+func (p *prepared) run(ctx context.Context, body ast.Body, input *ast.Term, now time.Time, vc topdown.VirtualCache) (topdown.QueryResultSet, error) {
 	txn, err := p.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer p.store.Abort(ctx, txn)
 	return topdown.NewQuery(body).WithCompiler(p.compiler).WithStore(p.store).WithTransaction(txn).
-		WithInput(ast.NewTerm(input)).WithTime(now).WithStrictBuiltinErrors(true).WithVirtualCache(vc).
+		WithInput(input).WithTime(now).WithStrictBuiltinErrors(true).WithVirtualCache(vc).
 		WithMetrics(noMetrics).Run(ctx)
-}
-
-// The keys of the input document, made once: terms are immutable once built
-// and evaluation only reads them, so every decision shares these.
-var (
-	termPrincipal = ast.StringTerm("principal")
-	termKeyID     = ast.StringTerm("key_id")
-	termName      = ast.StringTerm("name")
-	termTenant    = ast.StringTerm("tenant")
-	termRole      = ast.StringTerm("role")
-	termAction    = ast.StringTerm("action")
-	termOperation = ast.StringTerm("operation")
-	termResource  = ast.StringTerm("resource")
-	termWorkflow  = ast.StringTerm("workflow")
-	termVersion   = ast.StringTerm("version")
-	termRunID     = ast.StringTerm("run_id")
-	termTaskType  = ast.StringTerm("task_type")
-	termInputSize = ast.StringTerm("input_size")
-	termNow       = ast.StringTerm("now")
-	// noMetrics spares each evaluation the metrics it would otherwise make.
-	noMetrics = metrics.NoOp()
-)
-
-// str is a string term, shared when it is empty.
-func str(s string) *ast.Term {
-	if s == "" {
-		return ast.InternedTerm("")
-	}
-	return ast.StringTerm(s)
-}
-
-// inputValue builds the input document directly as a Rego value: going
-// through JSON would cost more than the decision itself.
-func inputValue(in *Input, now time.Time) ast.Value {
-	p := in.Principal
-	if p == nil {
-		p = &engine.Principal{}
-	}
-	r := &in.Resource
-	return ast.NewObject(
-		ast.Item(termPrincipal, ast.NewTerm(ast.NewObject(
-			ast.Item(termKeyID, str(p.KeyID)),
-			ast.Item(termName, str(p.Name)),
-			ast.Item(termTenant, str(p.TenantID)),
-			ast.Item(termRole, str(string(p.Role))),
-		))),
-		ast.Item(termAction, str(in.Action)),
-		ast.Item(termOperation, str(in.Operation)),
-		ast.Item(termTenant, str(in.Tenant)),
-		ast.Item(termResource, ast.NewTerm(ast.NewObject(
-			ast.Item(termWorkflow, str(r.Workflow)),
-			ast.Item(termVersion, ast.InternedTerm(r.Version)),
-			ast.Item(termRunID, str(r.RunID)),
-			ast.Item(termTaskType, str(r.TaskType)),
-			ast.Item(termInputSize, ast.InternedTerm(r.InputSize)),
-		))),
-		ast.Item(termNow, ast.StringTerm(now.Format(time.RFC3339Nano))),
-	)
 }

@@ -13,7 +13,7 @@ import (
 // BenchmarkDecide measures one decision of the example policy and reports
 // its median and 99th percentile (the target for p99 is under 100 µs):
 //
-//	go test ./policy -run '^$' -bench Decide
+//	go test ./policy -run '^$' -bench Decide -benchtime 50000x
 func BenchmarkDecide(b *testing.B) {
 	e, err := policy.Load(context.Background(), examplePolicy, policy.Options{})
 	if err != nil {

@@ -3,6 +3,8 @@ package policy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -322,4 +324,60 @@ func TestEngine_ReasonNotEvaluatedWhenAllowed(t *testing.T) {
 	is.True(d.Allow)       // allowed
 	is.NoErr(d.Err)        // without an error
 	is.Equal(d.Reason, "") // and without a reason
+}
+
+// TestEngine_DecisionsShareNoInput checks that each decision sees its own
+// input, whole, while the documents they are built in are reused: a policy
+// echoes its input, and decisions with different inputs, some fields left
+// empty, run after each other and at once.
+func TestEngine_DecisionsShareNoInput(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	write(t, dir, map[string]string{"authz.rego": "package orchestrator\n\nallow := false\n\nreason := json.marshal(input)\n"})
+	e := load(t, filepath.Join(dir, "authz.rego"), policy.Options{})
+	input := func(g, i int) policy.Input {
+		in := policy.Input{Principal: key(fmt.Sprintf("key-%d", g)), Action: engine.ActionRunsStart, Tenant: "acme",
+			Now: at(g%24, i%60)}
+		if i%2 == 0 { // every other decision leaves the resource and operation empty
+			in.Operation = "start"
+			in.Resource = policy.Resource{Workflow: fmt.Sprintf("wf-%d-%d", g, i), Version: i, RunID: fmt.Sprintf("run-%d", i),
+				TaskType: "http", InputSize: int64(1000 + i)}
+		}
+		if i%3 == 0 {
+			in.Principal = nil
+		}
+		return in
+	}
+	want := func(in policy.Input) string {
+		p := in.Principal
+		if p == nil {
+			p = &engine.Principal{}
+		}
+		b, err := json.Marshal(map[string]any{
+			"principal": map[string]any{"key_id": p.KeyID, "name": p.Name, "tenant": p.TenantID, "role": string(p.Role)},
+			"action":    in.Action, "operation": in.Operation, "tenant": in.Tenant,
+			"resource": map[string]any{"workflow": in.Resource.Workflow, "version": in.Resource.Version,
+				"run_id": in.Resource.RunID, "task_type": in.Resource.TaskType, "input_size": in.Resource.InputSize},
+			"now": in.Now.Format(time.RFC3339Nano),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				in := input(g, i)
+				d := e.Decide(ctx, &in)
+				if w := want(in); d.Allow || d.Reason != w {
+					t.Errorf("decision %d/%d: got %+v, want the reason %s", g, i, d, w)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
