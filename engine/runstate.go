@@ -382,6 +382,7 @@ func (b *batch) commit(done func(error)) {
 		} else {
 			e.fails.storage = 0
 			if e.subs.n > 0 {
+				change.DurableAt = time.Now()
 				e.publish(change)
 			}
 			if !rs.broken {

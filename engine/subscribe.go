@@ -16,6 +16,10 @@ type RunChange struct {
 	// commit moved the run. Created marks the commit that recorded the run.
 	PrevState RunState
 	Created   bool
+	// DurableAt is when the engine learnt that the commit is durable: what
+	// a subscriber measures durability latency against, whatever its own
+	// delay in reading the change.
+	DurableAt time.Time
 }
 
 // Moved reports whether the change created the run or changed its state.
