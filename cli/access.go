@@ -146,16 +146,22 @@ func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io
 }
 
 // finish prints the error of a command and returns its exit code: 2 for a
-// request refused before it was made, naming the flag; 1 for a refusal of
-// the file or the server, which printErr explains as for the other server
-// commands.
+// bad flag, naming it, whether the file or the server found it (a 400
+// naming its fields), so that both modes answer bad input alike; 1 for any
+// other refusal, which printErr explains as for the other server commands.
 func (a *accessEnv) finish(err error) int {
 	var fe *engine.FieldError
+	var ce *client.Error
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &fe):
 		fmt.Fprintf(a.stderr, "orchestrator: %s: %s\n", flagOf(fe.Field), fe.Reason)
+		return 2
+	case errors.As(err, &ce) && ce.Code == wire.CodeInvalidRequest && len(ce.Errors) > 0:
+		for _, p := range ce.Errors {
+			fmt.Fprintf(a.stderr, "orchestrator: %s: %s\n", flagOf(p.Field), p.Message)
+		}
 		return 2
 	}
 	printErr(a.stderr, err)
@@ -188,7 +194,8 @@ func flagOf(field string) string {
 	case strings.HasPrefix(field, "task_types"):
 		return "--task-types (" + field + ")"
 	}
-	return "--" + field
+	// settings.retention_days is --retention-days, settings.allow_exec --allow-exec.
+	return "--" + strings.ReplaceAll(strings.TrimPrefix(field, "settings."), "_", "-")
 }
 
 func tenantCreateCmd(a *accessEnv) func([]string) error {
