@@ -91,11 +91,7 @@ func (s *serverAccess) listTenants(ctx context.Context) ([]engine.Tenant, error)
 	if err != nil {
 		return nil, err
 	}
-	ts := make([]engine.Tenant, len(page.Tenants))
-	for i := range page.Tenants {
-		ts[i] = *engineTenant(&page.Tenants[i])
-	}
-	return ts, nil
+	return convertAll(page.Tenants, engineTenant), nil
 }
 
 func (s *serverAccess) createTenant(ctx context.Context, id, name string, st engine.TenantSettings) (*engine.Tenant, error) {
@@ -142,11 +138,7 @@ func (s *serverAccess) listKeys(ctx context.Context, tenant string) ([]engine.AP
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]engine.APIKey, len(page.Keys))
-	for i := range page.Keys {
-		keys[i] = *engineKey(&page.Keys[i])
-	}
-	return keys, nil
+	return convertAll(page.Keys, engineKey), nil
 }
 
 func (s *serverAccess) revokeKey(ctx context.Context, tenant, id string) (*engine.APIKey, error) {
@@ -158,6 +150,15 @@ func (s *serverAccess) revokeKey(ctx context.Context, tenant, id string) (*engin
 		return nil, err
 	}
 	return engineKey(k), nil
+}
+
+// convertAll converts each of ws with f.
+func convertAll[W, E any](ws []W, f func(*W) *E) []E {
+	es := make([]E, len(ws))
+	for i := range ws {
+		es[i] = *f(&ws[i])
+	}
+	return es
 }
 
 // tenantOf converts the answer of a tenant call.
