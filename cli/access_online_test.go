@@ -136,6 +136,10 @@ func TestAccessCommands_Online(t *testing.T) {
 	is.Equal(tn.Settings.RetentionDays, 30)                                                               // so does the retention
 	is.Equal(tn.Name, "Acme")
 
+	owner := strings.TrimSpace(mustOnline(t, url, root, "keys", "create", "--tenant", "acme", "--role", "owner", "--name", "boss"))
+	mustOnline(t, url, owner, "keys", "create", "--tenant", "acme", "--role", "viewer", "--name", "dash") // an owner makes its tenant's keys
+	is.True(strings.Contains(mustOnline(t, url, owner, "keys", "list", "--tenant", "acme"), "dash"))      // and lists them
+
 	db, err := store.Open(ctx, path, store.Options{})
 	is.NoErr(err)
 	defer db.Close()
