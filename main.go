@@ -11,6 +11,7 @@
 //	orchestrator checkpoints pubkey|create|export FILE|verify FILE
 //	                              signed checkpoints of every tenant's log
 //	orchestrator tenants|keys ... manage tenants and API keys on the database file
+//	                              (or, given --server only, on that server)
 //
 // and, against a running server (--server, ORCHESTRATOR_URL):
 //

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orchestrator/orchestrator/api/wire"
+	"github.com/orchestrator/orchestrator/client"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -20,12 +22,18 @@ import (
 // server running: they bootstrap the first keys of a deployment. Each change
 // is recorded in the admin log with the actor cli:<user>. A server running on
 // the same file sees a revocation or a suspension within its key cache time.
+//
+// With --server they call that server's admin API instead, with the key of
+// --api-key, which the admin log then records: an owner or admin on another
+// machine makes and revokes keys without the file. Only --server switches:
+// ORCHESTRATOR_URL is set in the Docker image for its health check, and the
+// bootstrap must work on the file there too.
 
 // DefaultDatabaseURL is the database the offline commands open unless
 // --database-url or DATABASE_URL says otherwise, as for the server.
 const DefaultDatabaseURL = "orchestrator.db"
 
-// accessCommand is one offline subcommand.
+// accessCommand is one tenants or keys subcommand.
 type accessCommand struct {
 	args    string
 	nargs   int
@@ -43,19 +51,18 @@ var accessCommands = map[string]accessCommand{
 	"tenants resume":  {"ID", 1, "Resume a suspended tenant.", false, tenantStateCmd(engine.TenantActive)},
 	"keys create": {"", 0, "Create an API key and print it, once: only a hash of its secret is stored. " +
 		"The key goes to stdout alone (KEY=$(orchestrator keys create ...)), the rest to stderr.", true, keyCreateCmd},
-	"keys list":   {"", 0, "List API keys (never their secrets): a tenant's with --tenant, else every key.", false, keyListCmd},
-	"keys revoke": {"KEY_ID", 1, "Revoke an API key.", false, keyRevokeCmd},
+	"keys list":   {"", 0, "List API keys (never their secrets): a tenant's with --tenant, else every key (on the file only).", false, keyListCmd},
+	"keys revoke": {"KEY_ID", 1, "Revoke an API key (of the tenant --tenant names, which --server needs).", false, keyRevokeCmd},
 }
 
-// accessEnv is one offline command invocation.
+// accessEnv is one tenants or keys invocation.
 type accessEnv struct {
 	*env
-	db    *store.DB
-	admin *engine.Admin
-	by    *engine.Principal
+	b accessBackend
 }
 
-// runAccess runs an offline tenants or keys command.
+// runAccess runs a tenants or keys command, on the database file or, with
+// --server, on that server.
 func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "usage: orchestrator %s\n", Usage[cmd])
@@ -74,8 +81,14 @@ func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, fs: flag.NewFlagSet("orchestrator "+name, flag.ContinueOnError)}
 	e.fs.SetOutput(stderr)
 	dbURL := e.fs.String("database-url", envOr("DATABASE_URL", DefaultDatabaseURL),
-		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL)")
+		"SQLite database: a file path, file:PATH or sqlite:///PATH (env DATABASE_URL); without --server")
+	e.fs.StringVar(&e.server, "server", "", "call this server's admin API (http://host:port) instead of working on the database file; "+
+		"only this flag switches, not ORCHESTRATOR_URL, which the Docker image sets: the offline bootstrap keeps working there")
+	e.fs.StringVar(&e.apiKey, "api-key", os.Getenv("ORCHESTRATOR_API_KEY"),
+		"with --server: API key sent as Authorization: Bearer, an admin's or the tenant owner's (env ORCHESTRATOR_API_KEY; prefer the variable: a flag shows in the process list)")
+	e.fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "with --server: timeout of each request")
 	e.fs.StringVar(&e.output, "o", "table", "output: table or json")
+	e.tenant = client.DefaultTenant // admin calls name their tenant in the path
 	a := &accessEnv{env: e}
 	run := c.setup(a)
 	e.fs.Usage = func() {
@@ -97,6 +110,21 @@ func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "orchestrator: -o %q: want table or json\n", e.output)
 		return 2
 	}
+	if e.server != "" {
+		given := false
+		e.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "database-url" })
+		if given {
+			fmt.Fprintln(stderr, "orchestrator: --database-url: works on the file, --server on a server: give one of them")
+			return 2
+		}
+		cl, err := e.client()
+		if err != nil {
+			fmt.Fprintln(stderr, "orchestrator: --server:", err)
+			return 2
+		}
+		a.b = &serverAccess{c: cl}
+		return a.finish(run(pos))
+	}
 	path, err := store.ParseURL(*dbURL)
 	if err == nil && !c.creates {
 		if _, serr := os.Stat(path); serr != nil {
@@ -107,23 +135,37 @@ func runAccess(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintln(stderr, "orchestrator:", err)
 		return 1
 	}
-	if a.db, err = store.Open(ctx, path, store.Options{}); err != nil {
+	db, err := store.Open(ctx, path, store.Options{})
+	if err != nil {
 		fmt.Fprintln(stderr, "orchestrator:", err)
 		return 1
 	}
-	defer a.db.Close()
-	a.admin = &engine.Admin{Store: a.db}
-	a.by = cliPrincipal()
-	if err := run(pos); err != nil {
-		var fe *engine.FieldError
-		if errors.As(err, &fe) {
-			fmt.Fprintf(stderr, "orchestrator: %s: %s\n", flagOf(fe.Field), fe.Reason)
-			return 2
+	defer db.Close()
+	a.b = &fileAccess{admin: &engine.Admin{Store: db}, by: cliPrincipal()}
+	return a.finish(run(pos))
+}
+
+// finish prints the error of a command and returns its exit code: 2 for a
+// bad flag, naming it, whether the file or the server found it (a 400
+// naming its fields), so that both modes answer bad input alike; 1 for any
+// other refusal, which printErr explains as for the other server commands.
+func (a *accessEnv) finish(err error) int {
+	var fe *engine.FieldError
+	var ce *client.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &fe):
+		fmt.Fprintf(a.stderr, "orchestrator: %s: %s\n", flagOf(fe.Field), fe.Reason)
+		return 2
+	case errors.As(err, &ce) && ce.Code == wire.CodeInvalidRequest && len(ce.Errors) > 0:
+		for _, p := range ce.Errors {
+			fmt.Fprintf(a.stderr, "orchestrator: %s: %s\n", flagOf(p.Field), p.Message)
 		}
-		fmt.Fprintln(stderr, "orchestrator:", err)
-		return 1
+		return 2
 	}
-	return 0
+	printErr(a.stderr, err)
+	return 1
 }
 
 // cliPrincipal is the admin the offline commands act as, named after the
@@ -152,7 +194,8 @@ func flagOf(field string) string {
 	case strings.HasPrefix(field, "task_types"):
 		return "--task-types (" + field + ")"
 	}
-	return "--" + field
+	// settings.retention_days is --retention-days, settings.allow_exec --allow-exec.
+	return "--" + strings.ReplaceAll(strings.TrimPrefix(field, "settings."), "_", "-")
 }
 
 func tenantCreateCmd(a *accessEnv) func([]string) error {
@@ -162,8 +205,8 @@ func tenantCreateCmd(a *accessEnv) func([]string) error {
 	retention := a.fs.Int("retention-days", 0, "days the tenant's finished runs stay live before they are archived (0: the server's RETENTION, -1: forever)")
 	return func(args []string) error {
 		s := engine.TenantSettings{AllowExec: *exec, RetentionDays: *retention}
-		quotas.apply(a.fs, &s.Quotas)
-		t, err := a.admin.CreateTenant(a.ctx, a.by, args[0], *name, s)
+		applySettings(&s, &wire.SettingsChange{Quotas: quotas.change(a.fs)})
+		t, err := a.b.createTenant(a.ctx, args[0], *name, s)
 		if err != nil {
 			return err
 		}
@@ -191,7 +234,7 @@ func ts2(t time.Time) string {
 
 func tenantListCmd(a *accessEnv) func([]string) error {
 	return func([]string) error {
-		ts, err := a.admin.ListTenants(a.ctx, a.by)
+		ts, err := a.b.listTenants(a.ctx)
 		if err != nil {
 			return err
 		}
@@ -201,7 +244,7 @@ func tenantListCmd(a *accessEnv) func([]string) error {
 
 func tenantGetCmd(a *accessEnv) func([]string) error {
 	return func(args []string) error {
-		t, err := a.admin.GetTenant(a.ctx, a.by, args[0])
+		t, err := a.b.getTenant(a.ctx, args[0])
 		if err != nil {
 			return err
 		}
@@ -223,39 +266,27 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 	quotas := newQuotaFlags(a.fs)
 	retention := a.fs.Int("retention-days", 0, "days the tenant's finished runs stay live (0: the server's RETENTION, -1: forever)")
 	return func(args []string) error {
-		var c engine.TenantChange
+		// Only what the flags name: the other settings stay as the server
+		// (or the file) holds them when the change is made.
+		var c wire.UpdateTenantRequest
+		s := &wire.SettingsChange{Quotas: quotas.change(a.fs)}
 		a.fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
 			case "name":
 				c.Name = name
-			case "allow-exec", "retention-days":
-				c.Settings = &engine.TenantSettings{}
-			}
-			if isQuotaFlag(f.Name) {
-				c.Settings = &engine.TenantSettings{}
+			case "allow-exec":
+				s.AllowExec = exec
+			case "retention-days":
+				s.RetentionDays = retention
 			}
 		})
+		if s.AllowExec != nil || s.RetentionDays != nil || s.Quotas != nil {
+			c.Settings = s
+		}
 		if c.Name == nil && c.Settings == nil {
 			return &engine.FieldError{Field: "name", Reason: "give --name, --allow-exec, --retention-days or a quota flag: nothing to change"}
 		}
-		if c.Settings != nil {
-			cur, err := a.admin.GetTenant(a.ctx, a.by, args[0])
-			if err != nil {
-				return err
-			}
-			s := cur.Settings
-			a.fs.Visit(func(f *flag.Flag) {
-				switch f.Name {
-				case "allow-exec":
-					s.AllowExec = *exec
-				case "retention-days":
-					s.RetentionDays = *retention
-				}
-			})
-			quotas.apply(a.fs, &s.Quotas)
-			c.Settings = &s
-		}
-		t, err := a.admin.UpdateTenant(a.ctx, a.by, args[0], c)
+		t, err := a.b.updateTenant(a.ctx, args[0], c)
 		if err != nil {
 			return err
 		}
@@ -266,7 +297,7 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 func tenantStateCmd(state engine.TenantState) func(a *accessEnv) func([]string) error {
 	return func(a *accessEnv) func([]string) error {
 		return func(args []string) error {
-			t, err := a.admin.UpdateTenant(a.ctx, a.by, args[0], engine.TenantChange{State: state})
+			t, err := a.b.setTenantState(a.ctx, args[0], state)
 			if err != nil {
 				return err
 			}
@@ -283,7 +314,7 @@ type newKey struct {
 }
 
 func keyCreateCmd(a *accessEnv) func([]string) error {
-	tenant := a.fs.String("tenant", "", "the key's tenant; none for an admin key")
+	tenant := a.fs.String("tenant", "", "the key's tenant; none for an admin key, which is made only on the file (without --server)")
 	role := a.fs.String("role", "", "admin, owner, operator, viewer or worker")
 	name := a.fs.String("name", "", "a name for the key, [A-Za-z0-9_.-]{1,64}; events record it with the key's id")
 	types := a.fs.String("task-types", "", "worker keys: comma-separated task types it may lease (default every type)")
@@ -299,7 +330,7 @@ func keyCreateCmd(a *accessEnv) func([]string) error {
 		if *expires > 0 {
 			r.ExpiresAt = time.Now().Add(*expires)
 		}
-		k, token, err := a.admin.CreateKey(a.ctx, a.by, r)
+		k, token, err := a.b.createKey(a.ctx, r)
 		if err != nil {
 			return err
 		}
@@ -321,16 +352,16 @@ func keyCreateCmd(a *accessEnv) func([]string) error {
 }
 
 func keyListCmd(a *accessEnv) func([]string) error {
-	tenant := a.fs.String("tenant", "", "list this tenant's keys only (default every key)")
+	tenant := a.fs.String("tenant", "", "list this tenant's keys only (default every key; required with --server)")
 	return func([]string) error {
 		scope := engine.AllTenants
 		if *tenant != "" {
 			scope = *tenant
-			if _, err := a.admin.GetTenant(a.ctx, a.by, scope); err != nil {
+			if _, err := a.b.getTenant(a.ctx, scope); err != nil {
 				return err
 			}
 		}
-		keys, err := a.admin.ListKeys(a.ctx, a.by, scope)
+		keys, err := a.b.listKeys(a.ctx, scope)
 		if err != nil {
 			return err
 		}
@@ -356,8 +387,13 @@ func keyListCmd(a *accessEnv) func([]string) error {
 }
 
 func keyRevokeCmd(a *accessEnv) func([]string) error {
+	tenant := a.fs.String("tenant", "", "the key's tenant: a key of another is not found (default any tenant; required with --server)")
 	return func(args []string) error {
-		k, err := a.admin.RevokeKey(a.ctx, a.by, engine.AllTenants, args[0])
+		scope := engine.AllTenants
+		if *tenant != "" {
+			scope = *tenant
+		}
+		k, err := a.b.revokeKey(a.ctx, scope, args[0])
 		if err != nil {
 			return err
 		}

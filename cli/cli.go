@@ -1,8 +1,9 @@
 // Package cli is the command line of orchestrator: workflows, definitions,
 // events and dag commands that call a server's HTTP API through the Go
 // client, and tenants and keys commands that work on the database file
-// itself (bootstrap, with no server running). All print human tables or
-// JSON.
+// itself (bootstrap, with no server running) or, given --server, on a
+// server's admin API, written once over accessBackend. All print human
+// tables or JSON.
 package cli
 
 import (
@@ -31,8 +32,8 @@ var Usage = map[string]string{
 	"events":      "events RUN_ID: a run's history as a timeline",
 	"dag":         "dag validate FILE: validate a definition on a server",
 	"health":      "health: exit 0 when the server and its database answer (a container health check)",
-	"tenants":     "tenants create|list|get|update|suspend|resume: tenants, on the database file (--database-url, DATABASE_URL)",
-	"keys":        "keys create|list|revoke: API keys, on the database file (--database-url, DATABASE_URL)",
+	"tenants":     "tenants create|list|get|update|suspend|resume: tenants, on the database file (--database-url, DATABASE_URL) or, with --server, on a server",
+	"keys":        "keys create|list|revoke: API keys, on the database file (--database-url, DATABASE_URL) or, with --server, of a tenant on a server",
 	"schedules":   "schedules create|list|get|update|delete|pause|unpause|trigger|backfill: cron schedules on a server",
 	"webhooks":    "webhooks create|list|get|update|delete: webhooks that start runs, on a server",
 	"triggers":    "triggers create|list|get|update|delete: NATS and Kafka triggers that start runs, on a server",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 )
 
@@ -28,28 +29,32 @@ func newQuotaFlags(fs *flag.FlagSet) *quotaFlags {
 	}
 }
 
-// apply sets in q the quotas whose flags fs was given, and reports whether
-// there was one.
-func (f *quotaFlags) apply(fs *flag.FlagSet, q *engine.TenantQuotas) bool {
+// change is the quotas whose flags fs was given, nil when there is none:
+// a sparse change, so that a tenants update sends only what it names.
+func (f *quotaFlags) change(fs *flag.FlagSet) *wire.QuotasChange {
+	var c wire.QuotasChange
 	given := false
 	fs.Visit(func(fl *flag.Flag) {
 		given = given || isQuotaFlag(fl.Name)
 		switch fl.Name {
 		case "start-rate":
-			q.StartRate = *f.startRate
+			c.StartRate = f.startRate
 		case "start-burst":
-			q.StartBurst = *f.startBurst
+			c.StartBurst = f.startBurst
 		case "max-active-runs":
-			q.MaxActiveRuns = *f.active
+			c.MaxActiveRuns = f.active
 		case "max-pending-runs":
-			q.MaxPendingRuns = *f.queue
+			c.MaxPendingRuns = f.queue
 		case "max-input-bytes":
-			q.MaxInputBytes = *f.inputBytes
+			c.MaxInputBytes = f.inputBytes
 		case "on-active-limit":
-			q.OnActiveLimit = *f.onActive
+			c.OnActiveLimit = f.onActive
 		}
 	})
-	return given
+	if !given {
+		return nil
+	}
+	return &c
 }
 
 func isQuotaFlag(name string) bool {
