@@ -61,11 +61,7 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request, p httprout
 	if err != nil {
 		return aliasProblem(err, name, "")
 	}
-	page := wire.VersionsPage{Versions: []wire.DefinitionVersion{}, NextAfter: next}
-	for _, d := range vs {
-		page.Versions = append(page.Versions, wire.DefinitionVersion{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
-	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, wire.VersionsPage{Versions: wireDefinitionSummaries(vs), NextAfter: next})
 	return nil
 }
 

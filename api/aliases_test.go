@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/matryer/is"
 
@@ -178,15 +177,11 @@ func TestAliases_AutomaticRollbackShowsItsFigures(t *testing.T) {
 		ts.waitRun(t, run.ID, "the end", func(r *runJSON) bool { return r.State.Terminal() })
 	}
 	var a wire.Alias
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	waitFor(t, "the alias to roll back", func() bool {
 		a = wire.Alias{}
 		ts.getJSON(t, defs+"/aliases/canary", &a)
-		if len(a.Versions) == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(pollInterval)
-	}
+		return len(a.Versions) == 1
+	})
 	is.Equal(a.Versions, []wire.AliasTarget{{Version: 1, Weight: 100}}) // rolled back to v1
 	is.Equal(a.UpdatedBy, "engine")                                     // by the engine
 	is.True(a.Rollback == nil)                                          // the policy is spent

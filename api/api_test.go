@@ -325,6 +325,19 @@ func (ts *testServer) startRun(t *testing.T, body string) runJSON {
 	return run
 }
 
+// waitFor asks cond every pollInterval until it holds; it fails the test
+// after waitTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
 // waitRun polls GET /v1/runs/{id} until cond holds, failing after waitTimeout.
 func (ts *testServer) waitRun(t *testing.T, id, what string, cond func(*runJSON) bool) *runJSON {
 	t.Helper()

@@ -70,6 +70,16 @@ func wireDefinition(sd *engine.StoredDefinition) wire.DefinitionVersion {
 	return out
 }
 
+// wireDefinitionSummaries is a list of definition versions without their
+// JSON, as the lists show them; never nil.
+func wireDefinitionSummaries(ds []engine.StoredDefinition) []wire.DefinitionVersion {
+	out := make([]wire.DefinitionVersion, len(ds))
+	for i, d := range ds {
+		out[i] = wire.DefinitionVersion{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt}
+	}
+	return out
+}
+
 // wireFieldErrors is the wire form of a definition's problems; never nil.
 func wireFieldErrors(ps []definition.Problem) []wire.FieldError {
 	out := make([]wire.FieldError, len(ps))

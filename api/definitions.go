@@ -90,11 +90,7 @@ func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request, p httpr
 	if err != nil {
 		return err
 	}
-	page := wire.DefinitionsPage{Definitions: []wire.DefinitionVersion{}}
-	for _, d := range defs {
-		page.Definitions = append(page.Definitions, wire.DefinitionVersion{Name: d.Name, Version: d.Version, Hash: d.Hash, CreatedAt: d.CreatedAt})
-	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, wire.DefinitionsPage{Definitions: wireDefinitionSummaries(defs)})
 	return nil
 }
 

@@ -104,9 +104,6 @@ func (s *Server) createCheckpoints(w http.ResponseWriter, r *http.Request, _ htt
 	if err != nil {
 		return err
 	}
-	for i := range cps {
-		cps[i].Heads = nil
-	}
 	writeJSON(w, http.StatusCreated, wireCheckpoints(c, cps))
 	return nil
 }
@@ -142,6 +139,8 @@ func wireBackup(rep *engine.BackupReport) wire.BackupReport {
 	return out
 }
 
+// wireCheckpoints leaves out the checkpoints' heads: only the export has
+// them.
 func wireCheckpoints(c *engine.Checkpointer, cps []engine.Checkpoint) wire.Checkpoints {
 	out := wire.Checkpoints{PublicKey: engine.EncodePublicKey(c.PublicKey()), Checkpoints: make([]wire.Checkpoint, len(cps))}
 	for i, cp := range cps {

@@ -68,16 +68,3 @@ func TestAPI_Overload(t *testing.T) {
 	is.Equal(v, 0.0)                     // the gauge says so
 	ts.startRun(t, `{"workflow":"one"}`) // and starts are accepted again
 }
-
-// waitFor asks cond every pollInterval until it holds; it fails the test
-// after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(pollInterval)
-	}
-}

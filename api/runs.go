@@ -59,7 +59,8 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 	// A policy sees the definition's name and, for "wf@3", the version;
 	// an alias's version is known once it picks, after the policy.
 	res := policy.Resource{Workflow: req.Workflow, Version: req.Version, InputSize: int64(len(req.Input))}
-	if ref, err := engine.ParseWorkflowRef("workflow", req.Workflow); err == nil && ref.Name != req.Workflow {
+	ref, refErr := engine.ParseWorkflowRef("workflow", req.Workflow)
+	if refErr == nil {
 		res.Workflow = ref.Name
 		if ref.Version > 0 {
 			res.Version = ref.Version
@@ -90,12 +91,11 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request, p httpr
 		return newProblem(http.StatusUnprocessableEntity, wire.CodeIdempotencyMismatch,
 			"this Idempotency-Key was used for a different request; use a new key")
 	case errors.Is(err, engine.ErrAliasNotFound):
-		name, alias, _ := strings.Cut(workflow, "@")
-		q := newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no alias %q", name, alias))
-		q.Errors = []wire.FieldError{{Field: "workflow", Message: fmt.Sprintf("no alias %q of %s", alias, name)}}
+		q := newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no alias %q", ref.Name, ref.Alias))
+		q.Errors = []wire.FieldError{{Field: "workflow", Message: fmt.Sprintf("no alias %q of %s", ref.Alias, ref.Name)}}
 		return q
 	case errors.Is(err, engine.ErrNotFound):
-		if ref, perr := engine.ParseWorkflowRef("workflow", workflow); perr == nil && ref.Version > 0 {
+		if refErr == nil && ref.Version > 0 {
 			return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("workflow %q has no version %d", ref.Name, ref.Version))
 		}
 		if version > 0 {

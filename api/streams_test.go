@@ -247,17 +247,9 @@ func TestStream_BoundedPerTenant(t *testing.T) {
 	problemOf(t, ts.get(t, "/api/v1/tenants/initech/stream"), http.StatusTooManyRequests, wire.CodeTooManyStreams) // the server's bound holds across tenants
 
 	a.close() // a closed stream gives its slot back, once the server sees it
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		r := ts.request(t, "GET", "/api/v1/tenants/acme/stream", "", nil)
-		if r.Status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the slot of a closed stream did not come back: %d", r.Status)
-		}
-		time.Sleep(pollInterval)
-	}
+	waitFor(t, "the slot of a closed stream to come back", func() bool {
+		return ts.request(t, "GET", "/api/v1/tenants/acme/stream", "", nil).Status == http.StatusOK
+	})
 }
 
 func TestStream_TenantRuns(t *testing.T) {

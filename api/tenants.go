@@ -36,11 +36,9 @@ func principalOf(r *http.Request) *engine.Principal {
 }
 
 func wireTenant(t *engine.Tenant) wire.Tenant {
-	q := t.Settings.Quotas
 	return wire.Tenant{ID: t.ID, Name: t.Name, State: wire.TenantState(t.State),
-		Settings: wire.TenantSettings{AllowExec: t.Settings.AllowExec, Quotas: wire.TenantQuotas{
-			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
-			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}, RetentionDays: t.Settings.RetentionDays},
+		Settings: wire.TenantSettings{AllowExec: t.Settings.AllowExec, Quotas: wire.TenantQuotas(t.Settings.Quotas),
+			RetentionDays: t.Settings.RetentionDays},
 		Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 }
 
@@ -124,10 +122,8 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	var settings engine.TenantSettings
 	if req.Settings != nil {
-		q := req.Settings.Quotas
-		settings = engine.TenantSettings{AllowExec: req.Settings.AllowExec, Quotas: engine.TenantQuotas{
-			StartRate: q.StartRate, StartBurst: q.StartBurst, MaxActiveRuns: q.MaxActiveRuns, MaxPendingRuns: q.MaxPendingRuns,
-			MaxInputBytes: q.MaxInputBytes, OnActiveLimit: q.OnActiveLimit}, RetentionDays: req.Settings.RetentionDays}
+		settings = engine.TenantSettings{AllowExec: req.Settings.AllowExec, Quotas: engine.TenantQuotas(req.Settings.Quotas),
+			RetentionDays: req.Settings.RetentionDays}
 	}
 	t, err := a.CreateTenant(r.Context(), principalOf(r), req.ID, req.Name, settings)
 	if errors.Is(err, engine.ErrConflict) {

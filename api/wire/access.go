@@ -32,6 +32,7 @@ type TenantSettings struct {
 
 // TenantQuotas are a tenant's quotas. A field left out or 0 takes the
 // server's default (TENANT_* settings); -1 lifts that limit for the tenant.
+// Its fields are engine.TenantQuotas's, so the API converts one to the other.
 type TenantQuotas struct {
 	StartRate      float64 `json:"start_rate,omitempty"`       // runs started per second, on average (token bucket)
 	StartBurst     int     `json:"start_burst,omitempty"`      // runs started at once (default the rate, at least 1)
