@@ -1,6 +1,6 @@
 // The UI's entry point: hash routing, the login form, the tenant picker,
 // the flash banner and the confirmation dialog the pages share.
-import { bus, get, session, resetFeatures } from './api.js';
+import { bus, get, session, features, resetFeatures } from './api.js';
 import { h, clear, field, problemText } from './dom.js';
 import { flash } from './ui.js';
 
@@ -71,7 +71,7 @@ function loginPage(main) {
     session.key = input.value.trim();
     resetFeatures();
     try {
-      await get('/openapi.json');
+      await features(); // the key's check, and the document the pages read after it
       renderSession();
       pickTenant();
       const next = sessionStorage.getItem('orchestrator.next') || '#/runs';
