@@ -137,7 +137,9 @@ export async function runPage(main, id) {
   function paintPanel() {
     const task = s.selected && s.run.tasks.find((t) => t.id === s.selected);
     const waiting = s.explain && s.explain.waiting ? s.explain.waiting.find((w) => w.task === s.selected) : null;
-    fill(panel, taskPanel({ task, attempts: attemptsOf(s.events).get(s.selected) || [], waiting,
+    // The events are folded only for a selected task: the panel shows none otherwise.
+    const attempts = task ? attemptsOf(s.events).get(task.id) || [] : [];
+    fill(panel, taskPanel({ task, attempts, waiting,
       onRetry: (tid) => action('retry', { task_id: tid }, `Retry task ${tid} and every task that depends on it?`)() }));
   }
 
