@@ -86,15 +86,13 @@ export async function runsPage(main, params) {
   function paint() {
     fill(body, ...runs.map(row));
     if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No run matches.')));
-    if (totals) {
-      fill(counts, h('span', { class: 'muted' }, `${totals.total} runs:`),
-        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${totals.counts[s] || 0}`)));
-    } else {
-      const c = {};
+    let c = totals && totals.counts;
+    if (!c) {
+      c = {};
       for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
-      fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),
-        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
     }
+    fill(counts, h('span', { class: 'muted' }, totals ? `${totals.total} runs:` : `${runs.length} runs on this page:`),
+      ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
     prev.disabled = tokens.length < 2;
     more.disabled = !next;
   }
