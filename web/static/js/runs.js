@@ -2,21 +2,12 @@
 // updates from the tenant's stream (polling the first page on a server
 // without one).
 import { get, tpath, features, T } from './api.js';
-import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field } from './dom.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, toISO, toLocal } from './dom.js';
 import { openStream } from './sse.js';
 
 export const ORIGIN_KINDS = ['schedule', 'webhook', 'nats', 'kafka'];
 export const RUN_STATES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'];
 const PAGE = 50;
-
-// toISO turns a datetime-local value into RFC 3339 (UTC).
-function toISO(v) { return v ? new Date(v).toISOString() : ''; }
-function toLocal(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  if (isNaN(d)) return '';
-  return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-}
 
 function matches(run, f) {
   if (f.status && run.state !== f.status) return false;
