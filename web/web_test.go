@@ -149,3 +149,46 @@ func TestAssets_ServeSetsTheCachingAndSecurityHeaders(t *testing.T) {
 		t.Error("an unknown file was answered")
 	}
 }
+
+// TestStatic_IndexPreloadsWhatTheRunsListNeeds: the modules index.html
+// preloads are exactly those the runs list, the first page, waits for
+// (app.js's and runs.js's static imports, transitively), and no other
+// page's module is among them: they load when their page is first shown.
+func TestStatic_IndexPreloadsWhatTheRunsListNeeds(t *testing.T) {
+	staticImport := regexp.MustCompile(`(?m)^import .* from '\./([^']+)';$`)
+	need := map[string]bool{}
+	var visit func(string)
+	visit = func(m string) {
+		if need[m] {
+			return
+		}
+		need[m] = true
+		b, err := fs.ReadFile(static, "static/js/"+m)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		for _, imp := range staticImport.FindAllStringSubmatch(string(b), -1) {
+			visit(imp[1])
+		}
+	}
+	visit("app.js")
+	visit("runs.js")
+	index, _ := fs.ReadFile(static, "static/index.html")
+	preloaded := map[string]bool{"app.js": true} // the page's own script
+	for _, m := range regexp.MustCompile(`<link rel="modulepreload" href="js/([^"]+)">`).FindAllStringSubmatch(string(index), -1) {
+		preloaded[m[1]] = true
+	}
+	for m := range need {
+		if !preloaded[m] {
+			t.Errorf("the runs list waits for %s, which index.html does not preload", m)
+		}
+	}
+	for m := range preloaded {
+		if !need[m] {
+			t.Errorf("index.html preloads %s, which the runs list does not need", m)
+		}
+	}
+	if len(need) != 6 {
+		t.Errorf("the runs list waits for %d modules; the README says six", len(need))
+	}
+}
