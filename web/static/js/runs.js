@@ -1,7 +1,6 @@
 // The runs list: filters, cursor pagination, counts per state and live
-// updates from the tenant's stream (polling the first page on a server
-// without one).
-import { get, tpath, features, T } from './api.js';
+// updates from the tenant's stream.
+import { get, tpath } from './api.js';
 import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, toISO, toLocal } from './dom.js';
 import { openStream } from './sse.js';
 
@@ -42,9 +41,7 @@ export async function runsPage(main, params) {
   const tokens = params.get('page_token') ? [params.get('page_token')] : [''];
   let runs = [];
   let next = '';
-  let totals = null; // the server's counts by state, when it counts runs
-  let countable = false;
-  let stop = () => {};
+  let totals = null; // the server's counts by state, once read
 
   const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
     RUN_STATES.map((s) => h('option', { value: s, selected: s === f.status }, s)));
@@ -89,12 +86,11 @@ export async function runsPage(main, params) {
   }
 
   // recount reads the totals by state of every run the filters (but the
-  // status) select, when the server counts runs; at most one read at a
-  // time, and one more if something changed meanwhile.
+  // status) select; at most one read at a time, and one more if something
+  // changed meanwhile.
   let counting = false;
   let recountAgain = false;
   async function recount() {
-    if (!countable) return;
     if (counting) { recountAgain = true; return; }
     counting = true;
     try {
@@ -138,29 +134,13 @@ export async function runsPage(main, params) {
   }
 
   await load();
-  const ops = await features().catch(() => new Set());
-  countable = ops.has(`GET ${T}/run-counts`);
-  recount();
-  if (ops.has(`GET ${T}/stream`)) {
-    const s = openStream(tpath('/stream'), {
-      onOpen: () => { live.textContent = '● live'; },
-      onError: () => { live.textContent = 'reconnecting…'; },
-      onEvent: (type, data) => {
-        if (type === 'run' && data && data.id) update(data);
-        else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
-      },
-    });
-    stop = () => s.close();
-  } else {
-    live.textContent = 'polling every 2 s';
-    const timer = setInterval(async () => {
-      if (tokens.length !== 1) return;
-      try {
-        const page = await get(tpath('/workflows') + qs({ ...f, limit: PAGE }));
-        for (const r of page.runs.slice().reverse()) update(r);
-      } catch { /* the next poll tries again */ }
-    }, 2000);
-    stop = () => clearInterval(timer);
-  }
-  return () => stop();
+  const s = openStream(tpath('/stream'), {
+    onOpen: () => { live.textContent = '● live'; },
+    onError: () => { live.textContent = 'reconnecting…'; },
+    onEvent: (type, data) => {
+      if (type === 'run' && data && data.id) update(data);
+      else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
+    },
+  });
+  return () => s.close();
 }
