@@ -115,12 +115,12 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	b.documented(t, s)
 }
 
-// TestUI_EditorShowsACycle types a definition with a cycle into the editor
-// and sees the validator's cycle error at its task and field, then fixes it
-// and registers it.
 // clearEditor empties the editor's text (typing then fills it).
 var clearEditor = chromedp.Evaluate[chromedp.Void](`document.getElementById('definition').value = ''`)
 
+// TestUI_EditorShowsACycle types a definition with a cycle into the editor
+// and sees the validator's cycle error at its task and field, then fixes it
+// and registers it.
 func TestUI_EditorShowsACycle(t *testing.T) {
 	s := newUIServer(t, uiOptions{})
 	b := newBrowser(t)

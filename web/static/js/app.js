@@ -1,5 +1,5 @@
-// The UI's entry point: hash routing, the login form, the tenant picker,
-// the flash banner and the confirmation dialog the pages share.
+// The UI's entry point: hash routing, the login form and the tenant
+// picker (the flash banner and the confirmation dialog are in ui.js).
 import { bus, get, session } from './api.js';
 import { h, clear, field, problemText } from './dom.js';
 import { flash } from './ui.js';
