@@ -115,12 +115,12 @@ func TestUI_RunsListAndRunPage(t *testing.T) {
 	b.documented(t, s)
 }
 
-// TestUI_EditorShowsACycle types a definition with a cycle into the editor
-// and sees the validator's cycle error at its task and field, then fixes it
-// and registers it.
 // clearEditor empties the editor's text (typing then fills it).
 var clearEditor = chromedp.Evaluate[chromedp.Void](`document.getElementById('definition').value = ''`)
 
+// TestUI_EditorShowsACycle types a definition with a cycle into the editor
+// and sees the validator's cycle error at its task and field, then fixes it
+// and registers it.
 func TestUI_EditorShowsACycle(t *testing.T) {
 	s := newUIServer(t, uiOptions{})
 	b := newBrowser(t)
@@ -241,8 +241,8 @@ func TestUI_LoginWithAKey(t *testing.T) {
 }
 
 // TestUI_LargeDAGDrawsWhatIsInView: a run of 400 tasks (past the size where
-// only the visible part is drawn) has fewer nodes in the DOM than tasks,
-// and scrolling the DAG and the timeline to their ends draws the last ones.
+// only the visible part is drawn) has fewer nodes and timeline rows in
+// the DOM than tasks, and scrolling the DAG and the timeline to their ends draws the last ones.
 func TestUI_LargeDAGDrawsWhatIsInView(t *testing.T) {
 	var tasks []string
 	for l := range 8 {
@@ -266,6 +266,10 @@ func TestUI_LargeDAGDrawsWhatIsInView(t *testing.T) {
 	b.waitJS(t, "every node in view is completed", `[...document.querySelectorAll('svg.dag g.node')].every(n => n.dataset.state === 'completed')`)
 	b.do(t, "scroll the DAG", chromedp.Evaluate[chromedp.Void](`(() => { const d = document.getElementById('dag'); d.scrollTo(d.scrollWidth, d.scrollHeight); })()`))
 	b.waitJS(t, "the last task drawn", `document.querySelector('svg.dag g.node[data-task="t7_49"]')`)
+	b.waitJS(t, "the timeline", `document.querySelector('svg.gantt[data-rows="400"] g.row')`)
+	if n := b.count(t, "svg.gantt g.row"); n >= 400 {
+		t.Errorf("%d timeline rows in the DOM: the timeline is drawn whole", n)
+	}
 	b.do(t, "scroll the timeline", chromedp.Evaluate[chromedp.Void](`(() => { const g = document.querySelector('.gantt-box'); g.scrollIntoView(); g.scrollTo(0, g.scrollHeight); })()`))
 	b.waitJS(t, "its last row drawn", `document.querySelector('svg.gantt g.row[data-task="t7_49"]')`)
 	b.noErrors(t)

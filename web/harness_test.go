@@ -35,7 +35,6 @@ const waitTimeout = 20 * time.Second
 // directory) on 127.0.0.1, as the browser sees it.
 type uiServer struct {
 	URL     string
-	DB      *store.DB
 	Engine  *engine.Engine
 	Keys    *engine.Keys
 	Admin   *engine.Admin
@@ -45,9 +44,8 @@ type uiServer struct {
 }
 
 type uiOptions struct {
-	AuthRequired bool                                    // keys needed; an access store
-	Seed         func(ctx context.Context, db *store.DB) // before the engine starts
-	DBPath       string                                  // the database file; default a new one in t.TempDir()
+	AuthRequired bool   // keys needed; an access store
+	DBPath       string // the database file; default a new one in t.TempDir()
 	// TriggerStatus, when set, is what the stream triggers' consumers
 	// report (the trigger manager's Status, which needs a broker).
 	TriggerStatus func(tenantID, name string) *engine.TriggerStatus
@@ -67,10 +65,7 @@ func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if opts.Seed != nil {
-		opts.Seed(ctx, db)
-	}
-	s := &uiServer{DB: db, release: make(chan struct{})}
+	s := &uiServer{release: make(chan struct{})}
 	cfg := engine.Config{Store: db, ExternalTypes: true}
 	mode := api.AuthLocal
 	if opts.AuthRequired {

@@ -325,14 +325,7 @@ func BenchmarkUI_EventToPage(b *testing.B) {
 		lat = append(lat, ms)
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	sum := 0.0
-	for _, v := range lat {
-		sum += v
-	}
-	b.ReportMetric(sum/float64(len(lat)), "ms/event")
-	b.ReportMetric(lat[len(lat)/2], "ms/p50")
-	b.ReportMetric(lat[len(lat)-1], "ms/max")
+	reportSpread(b, lat, "event")
 	br.noErrors(b)
 }
 

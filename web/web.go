@@ -74,9 +74,10 @@ func (a *Assets) Names() []string {
 	return out
 }
 
-// contentType is the media type of a file by its extension; the table is
-// fixed here rather than read from the system's mime.types, so that a
-// module is always text/javascript whatever the host says.
+// contentType is the media type of a file by its extension; the kinds
+// embedded (html, js, css) are fixed here rather than read from the
+// system's mime.types, so that a module is always text/javascript
+// whatever the host says.
 func contentType(p string) string {
 	switch path.Ext(p) {
 	case ".html":
@@ -85,12 +86,6 @@ func contentType(p string) string {
 		return "text/javascript; charset=utf-8"
 	case ".css":
 		return "text/css; charset=utf-8"
-	case ".svg":
-		return "image/svg+xml"
-	case ".png":
-		return "image/png"
-	case ".json":
-		return "application/json"
 	}
 	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
 		return t

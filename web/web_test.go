@@ -2,6 +2,8 @@ package web
 
 import (
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"path"
 	"regexp"
 	"strings"
@@ -101,5 +103,92 @@ func TestAssets_ETagFollowsTheContent(t *testing.T) {
 	}
 	if !etagMatches(`W/"x", "y"`, `"y"`) || !etagMatches(`*`, `"y"`) || etagMatches(`"x"`, `"y"`) {
 		t.Error("If-None-Match is misread")
+	}
+}
+
+// TestAssets_ServeSetsTheCachingAndSecurityHeaders: every answer, a 304
+// included, says no-cache (a browser asks again, so an upgrade never runs
+// an old module), no-referrer and no framing; a HEAD has the headers and
+// no body; an unknown name writes nothing.
+func TestAssets_ServeSetsTheCachingAndSecurityHeaders(t *testing.T) {
+	a, err := NewAssets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := a.files["index.html"].etag
+	for _, tc := range []struct {
+		method, match string
+		status        int
+		body          bool
+	}{
+		{http.MethodGet, "", http.StatusOK, true},
+		{http.MethodHead, "", http.StatusOK, false},
+		{http.MethodGet, etag, http.StatusNotModified, false},
+	} {
+		r := httptest.NewRequest(tc.method, "/ui/", nil)
+		if tc.match != "" {
+			r.Header.Set("If-None-Match", tc.match)
+		}
+		w := httptest.NewRecorder()
+		if !a.Serve(w, r, "") {
+			t.Fatalf("%s /ui/: not served", tc.method)
+		}
+		h := w.Header()
+		if w.Code != tc.status || (w.Body.Len() > 0) != tc.body {
+			t.Errorf("%s /ui/ %q: %d with %d bytes", tc.method, tc.match, w.Code, w.Body.Len())
+		}
+		for k, want := range map[string]string{"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer",
+			"X-Frame-Options": "DENY", "ETag": etag, "Content-Security-Policy": ContentSecurityPolicy} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s /ui/ %q: %s is %q, want %q", tc.method, tc.match, k, got, want)
+			}
+		}
+	}
+	w := httptest.NewRecorder()
+	if a.Serve(w, httptest.NewRequest(http.MethodGet, "/ui/nope.js", nil), "nope.js") || len(w.Header()) != 0 || w.Body.Len() != 0 {
+		t.Error("an unknown file was answered")
+	}
+}
+
+// TestStatic_IndexPreloadsWhatTheRunsListNeeds: the modules index.html
+// preloads are exactly those the runs list, the first page, waits for
+// (app.js's and runs.js's static imports, transitively), and no other
+// page's module is among them: they load when their page is first shown.
+func TestStatic_IndexPreloadsWhatTheRunsListNeeds(t *testing.T) {
+	staticImport := regexp.MustCompile(`(?m)^import .* from '\./([^']+)';$`)
+	need := map[string]bool{}
+	var visit func(string)
+	visit = func(m string) {
+		if need[m] {
+			return
+		}
+		need[m] = true
+		b, err := fs.ReadFile(static, "static/js/"+m)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		for _, imp := range staticImport.FindAllStringSubmatch(string(b), -1) {
+			visit(imp[1])
+		}
+	}
+	visit("app.js")
+	visit("runs.js")
+	index, _ := fs.ReadFile(static, "static/index.html")
+	preloaded := map[string]bool{"app.js": true} // the page's own script
+	for _, m := range regexp.MustCompile(`<link rel="modulepreload" href="js/([^"]+)">`).FindAllStringSubmatch(string(index), -1) {
+		preloaded[m[1]] = true
+	}
+	for m := range need {
+		if !preloaded[m] {
+			t.Errorf("the runs list waits for %s, which index.html does not preload", m)
+		}
+	}
+	for m := range preloaded {
+		if !need[m] {
+			t.Errorf("index.html preloads %s, which the runs list does not need", m)
+		}
+	}
+	if len(need) != 6 {
+		t.Errorf("the runs list waits for %d modules; the README says six", len(need))
 	}
 }

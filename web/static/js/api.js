@@ -57,24 +57,3 @@ export async function call(method, path, body, opts = {}) {
 
 export const get = (path, opts) => call('GET', path, undefined, opts);
 export const post = (path, body, opts) => call('POST', path, body === undefined ? {} : body, opts);
-
-// features lists the operations the server documents ("GET /path/{x}"), so
-// that a page uses a route (a stream, an explanation, versions) only once
-// the server has it.
-let featuresPromise = null;
-export function features() {
-  if (!featuresPromise) {
-    featuresPromise = get('/openapi.json').then((doc) => {
-      const ops = new Set();
-      for (const [p, item] of Object.entries(doc.paths || {})) {
-        for (const m of Object.keys(item)) ops.add(`${m.toUpperCase()} ${p}`);
-      }
-      return ops;
-    }).catch((err) => { featuresPromise = null; throw err; });
-  }
-  return featuresPromise;
-}
-
-export function resetFeatures() { featuresPromise = null; }
-
-export const T = '/api/v1/tenants/{tenantId}';

@@ -1,6 +1,6 @@
-// The UI's entry point: hash routing, the login form, the tenant picker,
-// the flash banner and the confirmation dialog the pages share.
-import { bus, get, session, resetFeatures } from './api.js';
+// The UI's entry point: hash routing, the login form and the tenant
+// picker (the flash banner and the confirmation dialog are in ui.js).
+import { bus, get, session } from './api.js';
 import { h, clear, field, problemText } from './dom.js';
 import { flash } from './ui.js';
 
@@ -69,7 +69,6 @@ function loginPage(main) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     session.key = input.value.trim();
-    resetFeatures();
     try {
       await get('/openapi.json');
       renderSession();
@@ -88,7 +87,7 @@ function loginPage(main) {
 function renderSession() {
   const el = clear(document.getElementById('session'));
   if (session.key) {
-    el.append(h('button', { type: 'button', id: 'logout', onclick: () => { session.key = ''; resetFeatures(); renderSession(); location.hash = '#/login'; } }, 'Log out'));
+    el.append(h('button', { type: 'button', id: 'logout', onclick: () => { session.key = ''; renderSession(); location.hash = '#/login'; } }, 'Log out'));
   }
 }
 

@@ -1,6 +1,6 @@
 // attemptsOf folds a run's events into every task's attempts: when each
 // was queued (ready, past any backoff), started and ended, how it ended,
-// its error, worker and lease, and the backoff that followed a failure.
+// its error and worker, and the backoff that followed a failure.
 // The timeline and the task panel both read it.
 
 const ENDS = {
@@ -24,11 +24,8 @@ export function attemptsOf(events) {
         break;
       case 'task.started':
         atts.push({ attempt: ev.attempt, queuedAt: queued.get(t) || ev.at, startedAt: ev.at, endedAt: null,
-          outcome: 'running', error: null, workerId: d.worker_id || '', leaseExpiresAt: d.lease_expires_at || '', actor: ev.actor });
+          outcome: 'running', error: null, workerId: d.worker_id || '', actor: ev.actor });
         queued.delete(t);
-        break;
-      case 'task.lease_extended':
-        if (open) open.leaseExpiresAt = d.lease_expires_at || open.leaseExpiresAt;
         break;
       case 'task.reset':
         queued.delete(t);

@@ -1,15 +1,13 @@
 // Audit: the tenant-wide event search with its filters, paged by
 // next_page_token, and the NDJSON export of every match.
 import { get, tpath, authHeaders } from './api.js';
-import { h, clear, qs, field, problemText } from './dom.js';
+import { h, clear, qs, field, problemText, toISO } from './dom.js';
 import { eventHead, eventRow } from './events.js';
 
 const EVENT_TYPES = ['run.created', 'run.started', 'run.paused', 'run.resumed', 'run.completed', 'run.failed',
   'run.cancelled', 'run.timed_out', 'run.retried', 'run.stalled', 'task.ready', 'task.started', 'task.completed',
   'task.attempt_failed', 'task.failed', 'task.timed_out', 'task.skipped', 'task.cancelled', 'task.reset', 'task.lease_extended'];
 const FILTERS = ['type', 'run', 'task_id', 'actor', 'on_behalf', 'since', 'until'];
-
-function toISO(v) { return v ? new Date(v).toISOString() : ''; }
 
 export async function auditPage(main, params) {
   const f = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || '']));

@@ -1,6 +1,6 @@
 // Definitions: the list of the latest of each, a definition's versions, a
 // DAG preview of one version and the difference between two.
-import { get, post, tpath, features, T } from './api.js';
+import { get, post, tpath } from './api.js';
 import { h, fill, fmtTime, qs } from './dom.js';
 import { drawDag } from './dag.js';
 
@@ -17,34 +17,23 @@ export async function definitionsPage(main) {
         : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No definition yet.')))));
 }
 
-// versionsOf lists a definition's versions, newest first: from the
-// server's versions route when it has one (pages of VersionsPage), else
-// 1..latest (versions are numbered from 1).
-async function versionsOf(name, latest, ops) {
-  if (ops.has(`GET ${T}/definitions/{name}/versions`)) {
-    const out = [];
-    let after = 0;
-    for (let i = 0; i < 20; i++) {
-      const page = await get(tpath(`/definitions/${enc(name)}/versions`) + qs({ after: after || '' }));
-      out.push(...(page.versions || []));
-      if (!page.next_after) break;
-      after = page.next_after;
-    }
-    if (out.length) return out.sort((a, b) => b.version - a.version);
-  }
+// versionsOf lists a definition's versions, newest first (pages of
+// GET .../versions, up to 20).
+async function versionsOf(name) {
   const out = [];
-  for (let v = latest.version; v >= 1; v--) out.push(v === latest.version ? latest : { version: v });
-  return out;
+  let after = 0;
+  for (let i = 0; i < 20; i++) {
+    const page = await get(tpath(`/definitions/${enc(name)}/versions`) + qs({ after: after || '' }));
+    out.push(...(page.versions || []));
+    if (!page.next_after) break;
+    after = page.next_after;
+  }
+  return out.sort((a, b) => b.version - a.version);
 }
 
-// diffOf is the difference from version a to b: the server's
-// (GET .../diff, a DefinitionDiff) when it has the route, else diffTasks
-// of the two definitions.
-async function diffOf(name, a, b, ops) {
-  if (!ops.has(`GET ${T}/definitions/{name}/diff`)) {
-    const [x, y] = await Promise.all([a, b].map((v) => get(tpath(`/definitions/${enc(name)}/versions/${v}`))));
-    return diffTasks(x.definition, y.definition);
-  }
+// diffOf is the difference from version a to b, from the server's
+// GET .../diff (a DefinitionDiff).
+async function diffOf(name, a, b) {
   const d = await get(tpath(`/definitions/${enc(name)}/diff`) + qs({ from: a, to: b }));
   const out = [];
   for (const c of d.workflow || []) out.push({ kind: 'changed', what: c.field, from: c.from, to: c.to });
@@ -56,29 +45,9 @@ async function diffOf(name, a, b, ops) {
   return out;
 }
 
-// diffTasks compares two definitions task by task and field by field.
-export function diffTasks(a, b) {
-  const out = [];
-  const ta = new Map((a.tasks || []).map((t) => [t.id, t]));
-  const tb = new Map((b.tasks || []).map((t) => [t.id, t]));
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (k !== 'tasks' && JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push({ kind: 'changed', what: k, from: a[k], to: b[k] });
-  }
-  for (const [id, t] of tb) {
-    if (!ta.has(id)) { out.push({ kind: 'added', what: `task ${id}`, to: t }); continue; }
-    const o = ta.get(id);
-    for (const f of new Set([...Object.keys(o), ...Object.keys(t)])) {
-      if (JSON.stringify(o[f]) !== JSON.stringify(t[f])) out.push({ kind: 'changed', what: `task ${id} · ${f}`, from: o[f], to: t[f] });
-    }
-  }
-  for (const [id, t] of ta) if (!tb.has(id)) out.push({ kind: 'removed', what: `task ${id}`, from: t });
-  return out;
-}
-
-// aliasesOf lists the aliases of a definition name, [] on a server
-// without the route.
-async function aliasesOf(name, ops) {
-  if (!ops.has(`GET ${T}/definitions/{name}/aliases`)) return [];
+// aliasesOf lists the aliases of a definition name ([] when they cannot
+// be read).
+async function aliasesOf(name) {
   const page = await get(tpath(`/definitions/${enc(name)}/aliases`)).catch(() => null);
   return (page && page.aliases) || [];
 }
@@ -113,8 +82,7 @@ export async function definitionPage(main, name, version, params) {
   const latest = await get(tpath(`/definitions/${enc(name)}/versions/latest`));
   const v = Number(version) || latest.version;
   const cur = v === latest.version ? latest : await get(tpath(`/definitions/${enc(name)}/versions/${v}`));
-  const ops = await features().catch(() => new Set());
-  const [versions, aliases] = await Promise.all([versionsOf(name, latest, ops), aliasesOf(name, ops)]);
+  const [versions, aliases] = await Promise.all([versionsOf(name), aliasesOf(name)]);
   const aliasesAt = (ver) => aliases.filter((a) => a.versions.some((t) => t.version === ver)).map((a) => a.alias);
   const validation = await post('/api/v1/dag/validate', cur.definition).catch(() => null);
   const compare = h('select', { id: 'compare', onchange: (e) => {
@@ -137,7 +105,7 @@ export async function definitionPage(main, name, version, params) {
         h('details', {}, h('summary', {}, 'Definition JSON'), h('pre', { class: 'json' }, JSON.stringify(cur.definition, null, 2))))));
   const other = Number(params.get('compare'));
   if (other) {
-    const changes = await diffOf(name, other, v, ops);
+    const changes = await diffOf(name, other, v);
     fill(diffBox, changes.length ? h('table', { class: 'list diff' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Change'), h('th', {}, 'What'), h('th', {}, `v${other}`), h('th', {}, `v${v}`))),
       h('tbody', {}, changes.map((c) => h('tr', { class: `diff-${c.kind}` }, h('td', {}, c.kind), h('td', {}, c.what),

@@ -53,6 +53,16 @@ export function fmtTime(iso) {
     `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
 
+// toISO turns a datetime-local value into RFC 3339 (UTC); toLocal is
+// the other way, for an input's value.
+export function toISO(v) { return v ? new Date(v).toISOString() : ''; }
+export function toLocal(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (isNaN(d)) return '';
+  return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
 export function fmtDur(ms) {
   if (ms === null || ms === undefined || isNaN(ms)) return '—';
   if (ms < 1000) return `${Math.round(ms)} ms`;

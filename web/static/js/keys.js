@@ -2,11 +2,11 @@
 // status and times. The list never holds a secret (the server shows a key
 // once, in the answer that made it); a caller without the right sees the
 // server's refusal.
-import { get, session } from './api.js';
+import { get, session, tpath } from './api.js';
 import { h, fmtTime } from './dom.js';
 
 export async function keysPage(main) {
-  const page = await get(`/api/v1/tenants/${encodeURIComponent(session.tenant)}/keys`);
+  const page = await get(tpath('/keys'));
   main.append(h('h1', {}, `API keys of ${session.tenant}`),
     h('p', { class: 'muted' }, 'Create and revoke keys with orchestrator keys or POST .../keys; a key\'s secret is shown once, when it is made.'),
     h('table', { class: 'list', id: 'keys' }, h('thead', {}, h('tr', {},

@@ -1,7 +1,7 @@
 // The page of one run: header and controls, why it waits, the DAG, the
 // selected task, the timeline and the event history, kept live by the
 // run's event stream.
-import { get, post, tpath, features, T } from './api.js';
+import { get, post, tpath } from './api.js';
 import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
 import { openStream } from './sse.js';
 import { flash, confirmAction } from './ui.js';
@@ -41,7 +41,7 @@ async function loadEvents(base, lastSeq) {
 
 export async function runPage(main, id) {
   const base = tpath(`/workflows/${encodeURIComponent(id)}`);
-  const [details, ops] = await Promise.all([get(base), features().catch(() => new Set())]);
+  const details = await get(base);
   const defPath = tpath(`/definitions/${encodeURIComponent(details.workflow)}/versions/${details.version}`);
   const defAndLevels = get(defPath).catch(() => null).then(async (defv) => {
     const def = defv && defv.definition;
@@ -50,10 +50,8 @@ export async function runPage(main, id) {
   const [history, metrics, [def, validation]] = await Promise.all([loadEvents(base, details.last_seq),
     get(`${base}/metrics`).catch(() => null), defAndLevels]);
   const tasks = def && def.tasks ? def.tasks : details.tasks.map((t) => ({ id: t.id }));
-  const hasExplain = ops.has(`GET ${T}/workflows/{workflowId}/explain`);
-  const hasStream = ops.has(`GET ${T}/workflows/{workflowId}/stream`);
 
-  const s = { run: details, events: history.events, metrics, selected: null, explain: null, stop: () => {} };
+  const s = { run: details, events: history.events, metrics, selected: null, explain: null };
   s.lastSeq = s.events.length ? s.events[s.events.length - 1].seq : 0;
   const states = Object.fromEntries(details.tasks.map((t) => [t.id, t.state]));
   // Events that committed after the run was read bring its states up to date.
@@ -122,7 +120,6 @@ export async function runPage(main, id) {
 
   function paintExplain() {
     fill(explainBox, h('h2', {}, 'Why is this waiting?'));
-    if (!hasExplain) { explainBox.append(h('p', { class: 'muted' }, 'This server has no explain endpoint.')); return; }
     const x = s.explain;
     if (!x) return;
     const r = x.run || {};
@@ -137,7 +134,9 @@ export async function runPage(main, id) {
   function paintPanel() {
     const task = s.selected && s.run.tasks.find((t) => t.id === s.selected);
     const waiting = s.explain && s.explain.waiting ? s.explain.waiting.find((w) => w.task === s.selected) : null;
-    fill(panel, taskPanel({ task, attempts: attemptsOf(s.events).get(s.selected) || [], waiting,
+    // The events are folded only for a selected task: the panel shows none otherwise.
+    const attempts = task ? attemptsOf(s.events).get(task.id) || [] : [];
+    fill(panel, taskPanel({ task, attempts, waiting,
       onRetry: (tid) => action('retry', { task_id: tid }, `Retry task ${tid} and every task that depends on it?`)() }));
   }
 
@@ -155,7 +154,7 @@ export async function runPage(main, id) {
   async function refresh() {
     try {
       const [d, m, x] = await Promise.all([get(base), get(`${base}/metrics`).catch(() => s.metrics),
-        hasExplain ? get(`${base}/explain`).catch(() => null) : null]);
+        get(`${base}/explain`).catch(() => null)]);
       s.run = d; s.metrics = m; s.explain = x;
       if (m) dag.setCritical(m.critical_path || []);
       for (const t of d.tasks) dag.setState(t.id, t.state);
@@ -165,7 +164,7 @@ export async function runPage(main, id) {
   let timer = null;
   const later = () => { if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 250); };
 
-  // apply takes one event of the run, from the stream or a poll.
+  // apply takes one event of the run, from the stream.
   function apply(ev) {
     if (!ev || ev.seq <= s.lastSeq) return;
     s.lastSeq = ev.seq;
@@ -181,31 +180,15 @@ export async function runPage(main, id) {
   paintHeader(); paintExplain(); paintPanel(); paintTimeline();
   performance.mark('run-rendered');
   afterPaint().then(() => performance.mark('run-painted'));
-  if (hasExplain && !TERMINAL.has(s.run.state)) later();
+  if (!TERMINAL.has(s.run.state)) later();
 
-  // follow reads the run's stream from the last event seen. At an end
-  // event (the run is terminal) the stream stays open: a retry's events
-  // follow on it.
-  function follow() {
-    const st = openStream(`${base}/stream`, { lastEventId: String(s.lastSeq),
-      onOpen: () => { live.textContent = '● live'; },
-      onError: () => { live.textContent = 'reconnecting…'; },
-      onEvent: (type, data) => {
-        if (type === 'end') { live.textContent = '● live (run ended)'; later(); } else apply(data);
-      } });
-    s.stop = () => st.close();
-  }
-  if (hasStream) follow();
-  else {
-    live.textContent = 'polling';
-    let busy = false;
-    const poll = setInterval(async () => {
-      if (busy) return;
-      busy = true;
-      try { (await get(`${base}/events?after=${s.lastSeq}&limit=1000`)).events.forEach(apply); } catch { /* next poll */ }
-      busy = false;
-    }, 500);
-    s.stop = () => clearInterval(poll);
-  }
-  return () => { s.stop(); clearTimeout(timer); };
+  // The run's stream, from the last event seen. At an end event (the run
+  // is terminal) the stream stays open: a retry's events follow on it.
+  const stream = openStream(`${base}/stream`, { lastEventId: String(s.lastSeq),
+    onOpen: () => { live.textContent = '● live'; },
+    onError: () => { live.textContent = 'reconnecting…'; },
+    onEvent: (type, data) => {
+      if (type === 'end') { live.textContent = '● live (run ended)'; later(); } else apply(data);
+    } });
+  return () => { stream.close(); clearTimeout(timer); };
 }

@@ -1,22 +1,12 @@
 // The runs list: filters, cursor pagination, counts per state and live
-// updates from the tenant's stream (polling the first page on a server
-// without one).
-import { get, tpath, features, T } from './api.js';
-import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field } from './dom.js';
+// updates from the tenant's stream.
+import { get, tpath } from './api.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, toISO, toLocal } from './dom.js';
 import { openStream } from './sse.js';
 
 export const ORIGIN_KINDS = ['schedule', 'webhook', 'nats', 'kafka'];
 export const RUN_STATES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'];
 const PAGE = 50;
-
-// toISO turns a datetime-local value into RFC 3339 (UTC).
-function toISO(v) { return v ? new Date(v).toISOString() : ''; }
-function toLocal(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  if (isNaN(d)) return '';
-  return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-}
 
 function matches(run, f) {
   if (f.status && run.state !== f.status) return false;
@@ -51,9 +41,7 @@ export async function runsPage(main, params) {
   const tokens = params.get('page_token') ? [params.get('page_token')] : [''];
   let runs = [];
   let next = '';
-  let totals = null; // the server's counts by state, when it counts runs
-  let countable = false;
-  let stop = () => {};
+  let totals = null; // the server's counts by state, once read
 
   const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
     RUN_STATES.map((s) => h('option', { value: s, selected: s === f.status }, s)));
@@ -86,26 +74,23 @@ export async function runsPage(main, params) {
   function paint() {
     fill(body, ...runs.map(row));
     if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No run matches.')));
-    if (totals) {
-      fill(counts, h('span', { class: 'muted' }, `${totals.total} runs:`),
-        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${totals.counts[s] || 0}`)));
-    } else {
-      const c = {};
+    let c = totals && totals.counts;
+    if (!c) {
+      c = {};
       for (const r of runs) c[r.state] = (c[r.state] || 0) + 1;
-      fill(counts, h('span', { class: 'muted' }, `${runs.length} runs on this page:`),
-        ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
     }
+    fill(counts, h('span', { class: 'muted' }, totals ? `${totals.total} runs:` : `${runs.length} runs on this page:`),
+      ...RUN_STATES.map((s) => h('span', { class: 'count', 'data-count': s }, badge(s), ` ${c[s] || 0}`)));
     prev.disabled = tokens.length < 2;
     more.disabled = !next;
   }
 
   // recount reads the totals by state of every run the filters (but the
-  // status) select, when the server counts runs; at most one read at a
-  // time, and one more if something changed meanwhile.
+  // status) select; at most one read at a time, and one more if something
+  // changed meanwhile.
   let counting = false;
   let recountAgain = false;
   async function recount() {
-    if (!countable) return;
     if (counting) { recountAgain = true; return; }
     counting = true;
     try {
@@ -149,29 +134,13 @@ export async function runsPage(main, params) {
   }
 
   await load();
-  const ops = await features().catch(() => new Set());
-  countable = ops.has(`GET ${T}/run-counts`);
-  recount();
-  if (ops.has(`GET ${T}/stream`)) {
-    const s = openStream(tpath('/stream'), {
-      onOpen: () => { live.textContent = '● live'; },
-      onError: () => { live.textContent = 'reconnecting…'; },
-      onEvent: (type, data) => {
-        if (type === 'run' && data && data.id) update(data);
-        else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
-      },
-    });
-    stop = () => s.close();
-  } else {
-    live.textContent = 'polling every 2 s';
-    const timer = setInterval(async () => {
-      if (tokens.length !== 1) return;
-      try {
-        const page = await get(tpath('/workflows') + qs({ ...f, limit: PAGE }));
-        for (const r of page.runs.slice().reverse()) update(r);
-      } catch { /* the next poll tries again */ }
-    }, 2000);
-    stop = () => clearInterval(timer);
-  }
-  return () => stop();
+  const s = openStream(tpath('/stream'), {
+    onOpen: () => { live.textContent = '● live'; },
+    onError: () => { live.textContent = 'reconnecting…'; },
+    onEvent: (type, data) => {
+      if (type === 'run' && data && data.id) update(data);
+      else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send
+    },
+  });
+  return () => s.close();
 }
