@@ -123,9 +123,10 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		return nil, err
 	}
 	if quotas.MaxInputBytes > 0 && int64(len(req.Input)) > quotas.MaxInputBytes {
-		e.m.startRefused(&QuotaError{Quota: QuotaMaxInputBytes})
-		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
+		err := &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
 			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
+		e.m.startRefused(err)
+		return nil, err
 	}
 	id := NewRunID(e.clock())
 	if len(req.Definition) == 0 && isWorkflowRef(req.Workflow) {
