@@ -47,46 +47,29 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			is := is.New(t)
 			t.Setenv(tc.env, tc.value)
-			var stderr bytes.Buffer
-			code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
-				"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
-			is.Equal(code, 2)                                        // the server does not start
-			is.True(strings.Contains(stderr.String(), tc.env))       // the message names the variable
-			is.True(strings.Contains(stderr.String(), tc.value))     // and its value
-			is.True(!strings.Contains(stderr.String(), "listening")) // nothing was served
+			stderr := serveRefused(t)
+			is.True(strings.Contains(stderr, tc.env))       // the message names the variable
+			is.True(strings.Contains(stderr, tc.value))     // and its value
+			is.True(!strings.Contains(stderr, "listening")) // nothing was served
 		})
 	}
 
-	t.Run("a negative checkpoint interval is refused", func(t *testing.T) {
-		is := is.New(t)
-		t.Setenv("CHECKPOINT_INTERVAL", "-1m")
-		var stderr bytes.Buffer
-		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
-			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
-		is.Equal(code, 2)                                                             // the server does not start
-		is.True(strings.Contains(stderr.String(), "checkpoint-interval -1m0s: want")) // saying why
-	})
-
-	t.Run("adaptive limits out of order are refused", func(t *testing.T) {
-		is := is.New(t)
-		t.Setenv("ADAPTIVE_MIN", "50")
-		t.Setenv("ADAPTIVE_MAX", "10")
-		var stderr bytes.Buffer
-		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
-			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
-		is.Equal(code, 2)                                                                            // the server does not start
-		is.True(strings.Contains(stderr.String(), "adaptive min limit 50 is over the max limit 10")) // saying why
-	})
-
-	t.Run("an overload limit of 0 is refused", func(t *testing.T) {
-		is := is.New(t)
-		t.Setenv("OVERLOAD_READY_TASKS", "0")
-		var stderr bytes.Buffer
-		code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
-			"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
-		is.Equal(code, 2)                                                           // the server does not start
-		is.True(strings.Contains(stderr.String(), "overload limits must not be 0")) // saying why
-	})
+	for _, tc := range []struct {
+		name string
+		env  [][2]string
+		why  string
+	}{
+		{"a negative checkpoint interval is refused", [][2]string{{"CHECKPOINT_INTERVAL", "-1m"}}, "checkpoint-interval -1m0s: want"},
+		{"adaptive limits out of order are refused", [][2]string{{"ADAPTIVE_MIN", "50"}, {"ADAPTIVE_MAX", "10"}}, "adaptive min limit 50 is over the max limit 10"},
+		{"an overload limit of 0 is refused", [][2]string{{"OVERLOAD_READY_TASKS", "0"}}, "overload limits must not be 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range tc.env {
+				t.Setenv(kv[0], kv[1])
+			}
+			is.New(t).True(strings.Contains(serveRefused(t), tc.why)) // saying why
+		})
+	}
 
 	t.Run("a flag wins over a bad environment value", func(t *testing.T) {
 		t.Setenv("MAX_BODY_BYTES", "1MB")
@@ -200,4 +183,15 @@ func TestServe_LogsAccessControl(t *testing.T) {
 	is.Equal(code, 0)
 	lines = serveLog(t, "--host", "0.0.0.0", "--database-url", db)
 	is.True(find(lines, "AUTH=local and listening beyond loopback") == nil) // once a key exists, no warning
+}
+
+// serveRefused runs serve with the environment as the test set it, checks
+// that the server does not start (exit code 2) and returns its stderr.
+func serveRefused(t *testing.T) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--host", "127.0.0.1", "--port", "0",
+		"--database-url", filepath.Join(t.TempDir(), "config.db")}, io.Discard, &stderr, nil)
+	is.New(t).Equal(code, 2) // the server does not start
+	return stderr.String()
 }

@@ -35,7 +35,6 @@ func (f *quotaFlags) change(fs *flag.FlagSet) *wire.QuotasChange {
 	var c wire.QuotasChange
 	given := false
 	fs.Visit(func(fl *flag.Flag) {
-		given = given || isQuotaFlag(fl.Name)
 		switch fl.Name {
 		case "start-rate":
 			c.StartRate = f.startRate
@@ -49,20 +48,15 @@ func (f *quotaFlags) change(fs *flag.FlagSet) *wire.QuotasChange {
 			c.MaxInputBytes = f.inputBytes
 		case "on-active-limit":
 			c.OnActiveLimit = f.onActive
+		default:
+			return // not a quota flag
 		}
+		given = true
 	})
 	if !given {
 		return nil
 	}
 	return &c
-}
-
-func isQuotaFlag(name string) bool {
-	switch name {
-	case "start-rate", "start-burst", "max-active-runs", "max-pending-runs", "max-input-bytes", "on-active-limit":
-		return true
-	}
-	return false
 }
 
 // quotaFlagOf names the flag of a quota field ("settings.quotas.max_active_runs").

@@ -207,14 +207,14 @@ func (e *Engine) park(rs *runState) {
 		}
 	}
 	e.waitTenant(rs, ts)
+	e.kickAdmit()
 }
 
-// waitTenant puts rs in its tenant's line.
+// waitTenant puts rs in its tenant's line, holding a slot of its key.
 func (e *Engine) waitTenant(rs *runState, ts *tenantSlots) {
 	rs.waitq, rs.waitFor = &ts.queue, WaitTenantActiveRuns
 	heap.Push(&ts.queue, rs)
 	e.setHolding(rs, true)
-	e.kickAdmit()
 }
 
 // unwait takes rs out of the line it waits in.
@@ -385,16 +385,12 @@ func (e *Engine) admitOnce(ctx context.Context) {
 		for ks.queue.Len() > 0 && len(ks.holders) < keyMax(ks.queue[0]) {
 			rs := ks.queue[0]
 			heap.Pop(&ks.queue)
-			rs.waitq = nil
 			rs.freedBy, rs.freedRound = WaitConcurrencyKey+":"+rs.ckey+": slot freed", e.admitRound
 			if ks.freedBy != "" {
 				rs.freedBy += " by " + ks.freedBy
 				ks.freedBy = ""
 			}
-			ts := e.tenantSlots(rs.tenant)
-			rs.waitq, rs.waitFor = &ts.queue, WaitTenantActiveRuns
-			heap.Push(&ts.queue, rs)
-			e.setHolding(rs, true)
+			e.waitTenant(rs, e.tenantSlots(rs.tenant))
 		}
 		if ks.queue.Len() == 0 {
 			delete(e.kwait, id)

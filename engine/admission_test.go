@@ -238,21 +238,18 @@ func TestAdmission_QueuedRunsOfferNoExternalTask(t *testing.T) {
 	e := quotaEngine(t, db, engine.TenantQuotas{MaxActiveRuns: 1, OnActiveLimit: engine.OnActiveQueue}, heldDef)
 	a := mustStart(t, e, "held", "")
 	b := mustStart(t, e, "held", "")
-	poll := func() *engine.Lease {
-		l, err := e.Poll(ctx, engine.PollRequest{TenantID: "default", Types: []string{"remote"}, WorkerID: "w", Lease: time.Minute})
+	poll := func(wait time.Duration) *engine.Lease {
+		l, err := e.Poll(ctx, engine.PollRequest{TenantID: "default", Types: []string{"remote"}, WorkerID: "w", Lease: time.Minute, Wait: wait})
 		is.NoErr(err)
 		return l
 	}
-	l := poll()
+	l := poll(0)
 	is.True(l != nil)
 	is.Equal(l.RunID, a.ID) // the active run's task
-	is.True(poll() == nil)  // nothing of the waiting run
+	is.True(poll(0) == nil) // nothing of the waiting run
 	is.NoErr(e.Complete(ctx, "default", l.ID, l.Token, json.RawMessage(`{}`), engine.Caller{}))
 	waitRun(t, db, a.ID, engine.RunCompleted)
-	deadline := time.Now().Add(10 * time.Second)
-	for l = poll(); l == nil && time.Now().Before(deadline); l = poll() {
-		time.Sleep(time.Millisecond)
-	}
+	l = poll(10 * time.Second) // waits for the task to be offered
 	is.True(l != nil)
 	is.Equal(l.RunID, b.ID) // offered once its run started
 }

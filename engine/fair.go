@@ -3,8 +3,7 @@ package engine
 import "container/heap"
 
 // fairQueue holds the runs that have a task to dispatch in process, grouped
-// by tenant. Tenants take turns (deficit round robin with a cost of one per
-// task and a quantum of the tenant's weight, 1 by default), and inside a
+// by tenant. Tenants take turns, one task each (round robin), and inside a
 // tenant runs are ordered as runHeap orders them: priority, then the older
 // run, then topological position. One tenant's backlog therefore delays
 // another tenant's next task by at most one turn of every other tenant,
@@ -23,11 +22,7 @@ type tenantQueue struct {
 	id     string
 	runs   runHeap
 	inRing bool
-	credit int // tasks it may still dispatch in its current turn
 }
-
-// DefaultTenantWeight is the number of tasks a tenant dispatches per turn.
-const DefaultTenantWeight = 1
 
 // Len is the number of runs with a task to dispatch.
 func (q *fairQueue) Len() int { return q.runs }
@@ -45,9 +40,8 @@ func (q *fairQueue) push(rs *runState) {
 	heap.Push(&tq.runs, rs)
 	q.runs++
 	if !tq.inRing {
-		// A tenant joining the turns starts with a full quantum, behind the
-		// tenants already waiting.
-		tq.inRing, tq.credit = true, DefaultTenantWeight
+		// A tenant joining the turns goes behind the tenants already waiting.
+		tq.inRing = true
 		q.ring = append(q.ring, tq)
 	}
 }
@@ -77,14 +71,10 @@ func (q *fairQueue) head() *runState {
 	return nil
 }
 
-// served charges the tenant at the head of the ring one task; a tenant whose
-// quantum is spent goes behind the others with a new one.
+// served ends the turn of the tenant at the head of the ring, which
+// dispatched a task: it goes behind the others.
 func (q *fairQueue) served() {
 	tq := q.ring[0]
-	if tq.credit--; tq.credit > 0 {
-		return
-	}
-	tq.credit = DefaultTenantWeight
 	if len(q.ring) > 1 {
 		q.popRing()
 		tq.inRing = true

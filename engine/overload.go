@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -59,26 +60,13 @@ type OverloadConfig struct {
 }
 
 func (c *OverloadConfig) withDefaults() {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.MaxWriterQueue, DefaultMaxWriterQueue)
-	def(&c.MaxReadyTasks, DefaultMaxReadyTasks)
-	def(&c.MaxActiveRuns, DefaultMaxActiveRuns)
-	if c.MaxCommitLatency == 0 {
-		c.MaxCommitLatency = DefaultMaxCommitLatency
-	}
-	if c.MaxActiveBytes == 0 {
-		c.MaxActiveBytes = DefaultMaxActiveBytes
-	}
-	if c.Hold <= 0 {
-		c.Hold = DefaultOverloadHold
-	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultOverloadInterval
-	}
+	c.MaxWriterQueue = cmp.Or(c.MaxWriterQueue, DefaultMaxWriterQueue)
+	c.MaxCommitLatency = cmp.Or(c.MaxCommitLatency, DefaultMaxCommitLatency)
+	c.MaxReadyTasks = cmp.Or(c.MaxReadyTasks, DefaultMaxReadyTasks)
+	c.MaxActiveRuns = cmp.Or(c.MaxActiveRuns, DefaultMaxActiveRuns)
+	c.MaxActiveBytes = cmp.Or(c.MaxActiveBytes, DefaultMaxActiveBytes)
+	c.Hold = cmp.Or(max(c.Hold, 0), DefaultOverloadHold)
+	c.Interval = cmp.Or(max(c.Interval, 0), DefaultOverloadInterval)
 }
 
 // Validate reports an interval or hold out of range.
@@ -173,7 +161,7 @@ type sample struct {
 	haveWriter bool
 }
 
-// reasons returns the signals over frac of their limit.
+// over returns the signals over frac of their limit.
 func (o *overload) over(s sample, frac float64) []OverloadReason {
 	var out []OverloadReason
 	check := func(signal string, v, limit float64) {

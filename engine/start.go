@@ -123,9 +123,10 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		return nil, err
 	}
 	if quotas.MaxInputBytes > 0 && int64(len(req.Input)) > quotas.MaxInputBytes {
-		e.m.startRefused(&QuotaError{Quota: QuotaMaxInputBytes})
-		return nil, &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
+		err := &QuotaError{Quota: QuotaMaxInputBytes, Limit: float64(quotas.MaxInputBytes),
 			Message: fmt.Sprintf("input: %d bytes, over the tenant's max_input_bytes of %d", len(req.Input), quotas.MaxInputBytes)}
+		e.m.startRefused(err)
+		return nil, err
 	}
 	id := NewRunID(e.clock())
 	if len(req.Definition) == 0 && isWorkflowRef(req.Workflow) {
@@ -171,19 +172,21 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		return nil, err
 	}
 	e.mu.Lock()
-	if e.stopping {
+	// refuse unlocks and gives the start back its token.
+	refuse := func(err error) (*Run, error) {
 		e.mu.Unlock()
 		e.limits.giveBack(reservation)
-		return nil, ErrClosed
+		return nil, err
+	}
+	if e.stopping {
+		return refuse(ErrClosed)
 	}
 	rs := e.newRunState(req.TenantID, id, NewRunView(plan))
 	rs.view.Run.Workflow, rs.ckey = plan.Def.Name, key
 	adm, err := e.admit(rs, quotas)
 	if err != nil {
 		e.m.startRefused(err)
-		e.mu.Unlock()
-		e.limits.giveBack(reservation)
-		return nil, err
+		return refuse(err)
 	}
 	b := e.newBatchBy(rs, req.By)
 	if !adm.start {
@@ -195,17 +198,13 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	if req.scheduleFunc != nil {
 		sch, err := req.scheduleFunc(id)
 		if err != nil {
-			e.mu.Unlock()
-			e.limits.giveBack(reservation)
-			return nil, err
+			return refuse(err)
 		}
 		b.schedule = sch
 	}
 	if !b.add(EventRunCreated, -1, 0, &EventData{Workflow: plan.Def.Name, Version: version, Input: req.Input,
 		Origin: req.Origin, Alias: req.Alias, ConcurrencyKey: key}) {
-		e.mu.Unlock()
-		e.limits.giveBack(reservation)
-		return nil, fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition)
+		return refuse(fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition))
 	}
 	if adm.victim != nil {
 		// Its cancellation commits first: the writer keeps the order.
