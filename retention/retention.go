@@ -242,13 +242,12 @@ func (s *Service) record(ctx context.Context, tenantID, runID string) (*Record, 
 	return rec, nil
 }
 
-// archiveFile is an archive being written: a temporary file renamed into
-// place once synced.
+// archiveFile is an archive being written: path+".tmp", renamed to path
+// once synced.
 type archiveFile struct {
-	f        *os.File
-	zw       *gzip.Writer
-	tmp, rel string
-	dir      string
+	f         *os.File
+	zw        *gzip.Writer
+	path, rel string
 }
 
 // createArchive opens DIR/TENANT/DAY.ndjson.gz, or DAY.N.ndjson.gz for
@@ -274,7 +273,7 @@ func createArchive(root, tenantID, day string) (*archiveFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		return &archiveFile{f: f, zw: gzip.NewWriter(f), tmp: path + ".tmp", rel: filepath.Join(tenantID, name), dir: dir}, nil
+		return &archiveFile{f: f, zw: gzip.NewWriter(f), path: path, rel: filepath.Join(tenantID, name)}, nil
 	}
 	return nil, fmt.Errorf("archive: no free name for %s/%s", tenantID, day)
 }
@@ -302,17 +301,17 @@ func (a *archiveFile) finish() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(a.tmp, filepath.Join(filepath.Dir(a.tmp), filepath.Base(a.rel)))
+		err = os.Rename(a.path+".tmp", a.path)
 	}
 	if err == nil {
 		var d *os.File
-		if d, err = os.Open(a.dir); err == nil {
+		if d, err = os.Open(filepath.Dir(a.path)); err == nil {
 			err = d.Sync()
 			d.Close()
 		}
 	}
 	if err != nil {
-		os.Remove(a.tmp)
+		os.Remove(a.path + ".tmp")
 		return fmt.Errorf("archive %s: %w", a.rel, err)
 	}
 	a.f = nil
@@ -323,6 +322,6 @@ func (a *archiveFile) finish() error {
 func (a *archiveFile) abort() {
 	if a.f != nil {
 		a.f.Close()
-		os.Remove(a.tmp)
+		os.Remove(a.path + ".tmp")
 	}
 }
