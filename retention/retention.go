@@ -51,10 +51,9 @@ type Service struct {
 	cfg  Config
 	pass sync.Mutex
 
-	mu      sync.Mutex // protects the fields below
-	started bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu     sync.Mutex         // protects cancel
+	cancel context.CancelFunc // set by Start
+	wg     sync.WaitGroup
 }
 
 // New checks cfg and returns a Service.
@@ -87,10 +86,9 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started || s.cfg.Interval <= 0 {
+	if s.cancel != nil || s.cfg.Interval <= 0 {
 		return
 	}
-	s.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() {
