@@ -11,6 +11,7 @@ import (
 
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/client"
+	"github.com/orchestrator/orchestrator/engine"
 )
 
 func init() {
@@ -43,32 +44,22 @@ func (v *watchView) done() int {
 	return n
 }
 
-// apply folds one event of the run's history into the view.
+// apply folds one event of the run's history into the view, by the
+// engine's state machines.
 func (v *watchView) apply(e *wire.Event) {
 	v.run.LastSeq = e.Seq
+	ev := engine.EventType(e.Type)
 	if e.TaskID != "" {
-		if s, ok := taskStateAfter[e.Type]; ok {
-			v.state[e.TaskID] = s
+		// The state an event leads to, whatever the view had before.
+		if s, _ := engine.TaskEventAllowed(ev, engine.TaskState(v.state[e.TaskID])); s != "" {
+			v.state[e.TaskID] = wire.TaskState(s)
 		}
 		return
 	}
-	if s, ok := runStateAfter[e.Type]; ok {
-		v.run.State = s
+	if s, _ := engine.RunEventAllowed(ev, engine.RunState(v.run.State)); s != "" {
+		v.run.State = wire.RunState(s)
 	}
 }
-
-// The states an event leads to (engine/state.go has the machines).
-var (
-	taskStateAfter = map[wire.EventType]wire.TaskState{
-		"task.ready": "ready", "task.started": "running", "task.completed": "completed",
-		"task.attempt_failed": "ready", "task.failed": "failed", "task.timed_out": "timed_out",
-		"task.skipped": "skipped", "task.cancelled": "cancelled", "task.reset": "pending",
-	}
-	runStateAfter = map[wire.EventType]wire.RunState{
-		"run.started": "running", "run.paused": "paused", "run.resumed": "running", "run.completed": "completed",
-		"run.failed": "failed", "run.cancelled": "cancelled", "run.timed_out": "timed_out", "run.retried": "running",
-	}
-)
 
 // isTerminal reports whether w is a terminal, where the view updates in place.
 func isTerminal(w io.Writer) bool {

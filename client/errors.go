@@ -95,9 +95,6 @@ func decodeError(res *http.Response, cl call) error {
 	var p wire.Problem
 	if (mt == "application/problem+json" || mt == "application/json") && json.Unmarshal(data, &p) == nil && p.Code != "" {
 		e.Code, e.Detail, e.State, e.Errors, e.Quota, e.Key = p.Code, p.Detail, p.State, p.Errors, p.Quota, p.Key
-		if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
-			e.RetryAfter = time.Duration(s) * time.Second
-		}
 		if p.Title != "" {
 			e.Title = p.Title
 		}

@@ -228,11 +228,9 @@ func (e *Engine) Explain(ctx context.Context, tenantID, runID string) (*Explanat
 	if x.stuck && !x.Stalled && f.stuckAfter > 0 {
 		// Idle for less than StuckAfter since its last event, which may be
 		// the run.stalled that marked it: then it is still stalled.
-		last, err := e.store.RunEvents(ctx, tenantID, runID, run.LastSeq-1, 1)
-		if err != nil {
+		if x.Stalled, err = e.lastIsStalled(ctx, tenantID, runID, run.LastSeq); err != nil {
 			return nil, err
 		}
-		x.Stalled = len(last) == 1 && last[0].Type == EventRunStalled
 	}
 	return x, nil
 }

@@ -68,13 +68,13 @@ func (e *Engine) checkStuck(ctx context.Context) int {
 	recorded := 0
 	for _, c := range cands {
 		// Marked before this process started? The mark is the run's last event.
-		last, err := e.store.RunEvents(ctx, c.rs.tenant, c.rs.id, c.seq-1, 1)
+		marked, err := e.lastIsStalled(ctx, c.rs.tenant, c.rs.id, c.seq)
 		if err != nil {
 			e.log.Warn("stuck check: read the last event", logRun, c.rs.id, logErr, err)
 			continue
 		}
 		e.mu.Lock()
-		if e.recordStalled(c, last) {
+		if e.recordStalled(c, marked) {
 			recorded++
 		}
 		e.mu.Unlock()
@@ -82,15 +82,25 @@ func (e *Engine) checkStuck(ctx context.Context) int {
 	return recorded
 }
 
+// lastIsStalled reports whether a run's event seq, its last, is a
+// run.stalled: the mark of a stalled run, which may predate this process.
+func (e *Engine) lastIsStalled(ctx context.Context, tenantID, runID string, seq int64) (bool, error) {
+	last, err := e.store.RunEvents(ctx, tenantID, runID, seq-1, 1)
+	if err != nil {
+		return false, err
+	}
+	return len(last) == 1 && last[0].Type == EventRunStalled, nil
+}
+
 // recordStalled marks a candidate stalled, recording run.stalled unless its
-// last event is one; it reports whether it recorded one. Called with
-// Engine.mu held.
-func (e *Engine) recordStalled(c stuckCandidate, last []Event) bool {
+// last event is one (marked); it reports whether it recorded one. Called
+// with Engine.mu held.
+func (e *Engine) recordStalled(c stuckCandidate, marked bool) bool {
 	rs := c.rs
 	if e.stopping || rs.broken || e.runs[rs.id] != rs || rs.view.Run.LastSeq != c.seq {
 		return false // it moved meanwhile
 	}
-	if len(last) == 1 && last[0].Type == EventRunStalled {
+	if marked {
 		rs.stalledSeq = c.seq
 		e.m.stalled++
 		return false

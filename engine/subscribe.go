@@ -65,10 +65,7 @@ func (s *Subscription) Close() {
 		return
 	}
 	s.closed = true
-	key, m := s.run, e.subs.byRun
-	if key == "" {
-		key, m = s.tenant, e.subs.byTenant
-	}
+	key, m := e.subs.index(s)
 	set := m[key]
 	delete(set, s)
 	if len(set) == 0 {
@@ -98,13 +95,9 @@ func (e *Engine) subscribeGone(tenantID, runID string) *Subscription {
 }
 
 func (e *Engine) subscribe(s *Subscription) *Subscription {
-	runID, tenantID := s.run, s.tenant
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key, m := runID, e.subs.byRun
-	if key == "" {
-		key, m = tenantID, e.subs.byTenant
-	}
+	key, m := e.subs.index(s)
 	set := m[key]
 	if set == nil {
 		set = map[*Subscription]struct{}{}
@@ -120,6 +113,15 @@ type subscribers struct {
 	n        int // open subscriptions: 0 keeps the commit path to one compare
 	byRun    map[string]map[*Subscription]struct{}
 	byTenant map[string]map[*Subscription]struct{}
+}
+
+// index is the map s is kept in, and its key there: its run, or its
+// tenant when it follows every run of the tenant.
+func (subs *subscribers) index(s *Subscription) (string, map[string]map[*Subscription]struct{}) {
+	if s.run == "" {
+		return s.tenant, subs.byTenant
+	}
+	return s.run, subs.byRun
 }
 
 // publish tells the subscribers of a run and of its tenant about a durable

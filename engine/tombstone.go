@@ -57,9 +57,6 @@ type RetentionStore interface {
 
 	// GetTombstone returns a tenant's tombstone of a run, or ErrNotFound.
 	GetTombstone(ctx context.Context, tenantID, runID string) (*Tombstone, error)
-
-	// EachTombstone calls fn for every tombstone of every tenant, by run id.
-	EachTombstone(ctx context.Context, fn func(*Tombstone) error) error
 }
 
 // Archived returns the tombstone of a tenant's run removed by retention as

@@ -51,10 +51,9 @@ type Service struct {
 	cfg  Config
 	pass sync.Mutex
 
-	mu      sync.Mutex // protects the fields below
-	started bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu     sync.Mutex         // protects cancel
+	cancel context.CancelFunc // set by Start
+	wg     sync.WaitGroup
 }
 
 // New checks cfg and returns a Service.
@@ -87,10 +86,9 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started || s.cfg.Interval <= 0 {
+	if s.cancel != nil || s.cfg.Interval <= 0 {
 		return
 	}
-	s.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() {
@@ -242,13 +240,12 @@ func (s *Service) record(ctx context.Context, tenantID, runID string) (*Record, 
 	return rec, nil
 }
 
-// archiveFile is an archive being written: a temporary file renamed into
-// place once synced.
+// archiveFile is an archive being written: path+".tmp", renamed to path
+// once synced.
 type archiveFile struct {
-	f        *os.File
-	zw       *gzip.Writer
-	tmp, rel string
-	dir      string
+	f         *os.File
+	zw        *gzip.Writer
+	path, rel string
 }
 
 // createArchive opens DIR/TENANT/DAY.ndjson.gz, or DAY.N.ndjson.gz for
@@ -274,7 +271,7 @@ func createArchive(root, tenantID, day string) (*archiveFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		return &archiveFile{f: f, zw: gzip.NewWriter(f), tmp: path + ".tmp", rel: filepath.Join(tenantID, name), dir: dir}, nil
+		return &archiveFile{f: f, zw: gzip.NewWriter(f), path: path, rel: filepath.Join(tenantID, name)}, nil
 	}
 	return nil, fmt.Errorf("archive: no free name for %s/%s", tenantID, day)
 }
@@ -302,17 +299,17 @@ func (a *archiveFile) finish() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(a.tmp, filepath.Join(filepath.Dir(a.tmp), filepath.Base(a.rel)))
+		err = os.Rename(a.path+".tmp", a.path)
 	}
 	if err == nil {
 		var d *os.File
-		if d, err = os.Open(a.dir); err == nil {
+		if d, err = os.Open(filepath.Dir(a.path)); err == nil {
 			err = d.Sync()
 			d.Close()
 		}
 	}
 	if err != nil {
-		os.Remove(a.tmp)
+		os.Remove(a.path + ".tmp")
 		return fmt.Errorf("archive %s: %w", a.rel, err)
 	}
 	a.f = nil
@@ -323,6 +320,6 @@ func (a *archiveFile) finish() error {
 func (a *archiveFile) abort() {
 	if a.f != nil {
 		a.f.Close()
-		os.Remove(a.tmp)
+		os.Remove(a.path + ".tmp")
 	}
 }

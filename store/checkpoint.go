@@ -33,21 +33,18 @@ const (
 func (db *DB) LogTenants(ctx context.Context, fn func(tenantID string) error) error {
 	last := ""
 	for {
-		var t string
 		var next sql.NullString
-		err := db.r.QueryRowContext(ctx, `SELECT min(t) FROM (SELECT min(tenant_id) AS t FROM events WHERE tenant_id > ?
-			UNION ALL SELECT min(tenant_id) FROM archived_events WHERE tenant_id > ?)`, last, last).Scan(&next)
-		if err == nil && !next.Valid {
-			return nil
-		}
-		t = next.String
-		if err != nil {
+		if err := db.r.QueryRowContext(ctx, `SELECT min(t) FROM (SELECT min(tenant_id) AS t FROM events WHERE tenant_id > ?
+			UNION ALL SELECT min(tenant_id) FROM archived_events WHERE tenant_id > ?)`, last, last).Scan(&next); err != nil {
 			return fmt.Errorf("log tenants: %w", err)
 		}
-		if err := fn(t); err != nil {
+		if !next.Valid {
+			return nil
+		}
+		if err := fn(next.String); err != nil {
 			return err
 		}
-		last = t
+		last = next.String
 	}
 }
 

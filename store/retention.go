@@ -102,32 +102,6 @@ func (db *DB) GetTombstone(ctx context.Context, tenantID, runID string) (*engine
 	return ts, nil
 }
 
-// EachTombstone implements engine.RetentionStore, a page at a time so that
-// no read stays open for long.
-func (db *DB) EachTombstone(ctx context.Context, fn func(*engine.Tombstone) error) error {
-	after := ""
-	for {
-		rows, err := db.r.QueryContext(ctx, `SELECT `+tombstoneColumns+` FROM tombstones WHERE run_id > ?
-			ORDER BY run_id LIMIT ?`, after, eachRunPage)
-		if err != nil {
-			return fmt.Errorf("tombstones: %w", err)
-		}
-		page, err := collect(rows, "tombstones", scanTombstone)
-		if err != nil {
-			return err
-		}
-		for i := range page {
-			if err := fn(&page[i]); err != nil {
-				return err
-			}
-		}
-		if len(page) < eachRunPage {
-			return nil
-		}
-		after = page[len(page)-1].RunID
-	}
-}
-
 func scanTombstone(s scanner) (*engine.Tombstone, error) {
 	var ts engine.Tombstone
 	var state, created, ended, removed string
