@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,17 +78,15 @@ func NewSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// HashBearer is the form a bearer secret is stored in.
-func HashBearer(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
+// HashBearer is the form a bearer secret is stored in: HashSecret's, the
+// form of an API key's secret, so that SecretMatches checks either.
+func HashBearer(secret string) string { return HashSecret(secret) }
 
 // storedSecret is what a webhook keeps of its secret: the SHA-256 of a
 // bearer secret, an HMAC key sealed (with a Sealer) or as it is.
 func (ts *Triggers) storedSecret(t *Trigger, secret string) string {
 	if t.Config.Webhook != nil && t.Config.Webhook.Verify == VerifyBearer {
-		return HashBearer(secret)
+		return HashSecret(secret)
 	}
 	if ts.Sealer != nil {
 		return ts.Sealer.Seal(secret, t.TenantID+"/"+t.Name)
