@@ -192,10 +192,8 @@ func renderScheduleInput(in json.RawMessage, id string, slot time.Time) (json.Ra
 	if len(in) == 0 || !bytes.Contains(in, []byte("${")) {
 		return in, nil
 	}
-	var doc any
-	dec := json.NewDecoder(bytes.NewReader(in))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
+	doc, err := decodeNumbers(in)
+	if err != nil {
 		return nil, err
 	}
 	ts := slot.UTC().Format(time.RFC3339Nano)
