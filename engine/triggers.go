@@ -117,16 +117,6 @@ func triggerData(t *Trigger, extra map[string]any) map[string]any {
 	return d
 }
 
-func (ts *Triggers) event(by *Principal, action AdminAction, tenantID string, data any, at time.Time) (*AdminEvent, error) {
-	ev := &AdminEvent{At: at, Actor: by.Actor(), TenantID: tenantID, Action: action}
-	b, err := json.Marshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", action, err)
-	}
-	ev.Data = b
-	return ev, nil
-}
-
 // Create stores a trigger and returns it with its secret (a webhook's;
 // shown this once). Errors: *ForbiddenError, *FieldError (naming the
 // field: kind, name, workflow, config..., secret), ErrConflict (the name is
@@ -164,7 +154,7 @@ func (ts *Triggers) Create(ctx context.Context, by *Principal, r TriggerRequest)
 	} else if len(list) >= MaxTriggersTenant {
 		return nil, "", &FieldError{Field: "name", Reason: fmt.Sprintf("the tenant has %d triggers, the most it may have", len(list))}
 	}
-	ev, err := ts.event(by, AdminTriggerCreated, t.TenantID, triggerData(t, nil), now)
+	ev, err := (&Admin{}).event(by, AdminTriggerCreated, t.TenantID, triggerData(t, nil), now)
 	if err != nil {
 		return nil, "", err
 	}
@@ -276,7 +266,7 @@ func (ts *Triggers) Update(ctx context.Context, by *Principal, tenantID, name st
 		}
 		next.UpdatedAt = ts.now()
 		next.Version = t.Version + 1
-		ev, err := ts.event(by, AdminTriggerUpdated, tenantID, triggerData(&next, map[string]any{"changed": changed}), next.UpdatedAt)
+		ev, err := (&Admin{}).event(by, AdminTriggerUpdated, tenantID, triggerData(&next, map[string]any{"changed": changed}), next.UpdatedAt)
 		if err != nil {
 			return nil, "", err
 		}
@@ -304,7 +294,7 @@ func (ts *Triggers) Delete(ctx context.Context, by *Principal, tenantID, name st
 	if err != nil {
 		return err
 	}
-	ev, err := ts.event(by, AdminTriggerDeleted, tenantID, triggerData(t, nil), ts.now())
+	ev, err := (&Admin{}).event(by, AdminTriggerDeleted, tenantID, triggerData(t, nil), ts.now())
 	if err != nil {
 		return err
 	}
