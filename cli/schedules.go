@@ -34,14 +34,13 @@ func specFlags(fs *flag.FlagSet) func() (wire.ScheduleSpec, error) {
 			name, v string
 			dst     **time.Time
 		}{{"start-at", *startAt, &s.StartAt}, {"end-at", *endAt, &s.EndAt}} {
-			if t.v == "" {
-				continue
-			}
-			p, err := time.Parse(time.RFC3339Nano, t.v)
+			p, err := parseTime(t.name, t.v)
 			if err != nil {
-				return s, fmt.Errorf("--%s %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", t.name, t.v)
+				return s, err
 			}
-			*t.dst = &p
+			if !p.IsZero() {
+				*t.dst = &p
+			}
 		}
 		return s, nil
 	}
@@ -196,9 +195,13 @@ func scheduleBackfillCmd(e *env) func([]string) error {
 	return func(args []string) error {
 		var t [2]time.Time
 		for i, v := range []string{*from, *to} {
-			p, err := time.Parse(time.RFC3339Nano, v)
+			name := []string{"from", "to"}[i]
+			p, err := parseTime(name, v)
 			if err != nil {
-				return fmt.Errorf("--%s %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", []string{"from", "to"}[i], v)
+				return err
+			}
+			if p.IsZero() {
+				return fmt.Errorf("--%s is required", name)
 			}
 			t[i] = p
 		}

@@ -42,8 +42,8 @@ func TestCLI_Schedules(t *testing.T) {
 	code, out, _ = run(url, "schedules", "trigger", "s1")
 	is.Equal(code, 0)
 	is.True(strings.Contains(out, "started run"))
-	now := time.Now().UTC()
-	code, out, _ = run(url, "schedules", "backfill", "s1", "--from", now.Add(-2*time.Hour).Format(time.RFC3339), "--to", now.Format(time.RFC3339))
+	to := time.Now().UTC().Truncate(time.Hour).Add(-30 * time.Minute) // two hourly slots in [to-2h, to], wherever now falls in its hour
+	code, out, _ = run(url, "schedules", "backfill", "s1", "--from", to.Add(-2*time.Hour).Format(time.RFC3339), "--to", to.Format(time.RFC3339))
 	is.Equal(code, 0)
 	is.Equal(strings.Count(out, "\n"), 3) // a header and two slots
 	code, _, _ = run(url, "schedules", "delete", "s1")

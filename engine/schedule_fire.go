@@ -61,14 +61,20 @@ func (sc *scheduler) fire(ctx context.Context, s *Schedule, sp *slotSpec, slot t
 	default:
 		return err
 	}
-	ch, err := scheduleChange(s, Caller{}, sc.e.clock(), typ, d)
+	return sc.record(ctx, s, sc.e.clock(), typ, d, 1)
+}
+
+// record writes one event of the scheduler's own about n slots (fired,
+// skipped, buffered, missed, failed) and counts them.
+func (sc *scheduler) record(ctx context.Context, s *Schedule, now time.Time, typ ScheduleEventType, d *ScheduleEventData, n int64) error {
+	ch, err := scheduleChange(s, Caller{}, now, typ, d)
 	if err != nil {
 		return err
 	}
 	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
 		return err
 	}
-	sc.counted(typ, 1)
+	sc.counted(typ, n)
 	return nil
 }
 

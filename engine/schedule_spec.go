@@ -10,14 +10,12 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // IANA zones in a binary that runs where the system has none (a scratch container)
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
 
@@ -94,8 +92,8 @@ func compileSpec(spec ScheduleSpec) (*slotSpec, error) {
 	if spec.CatchupWindow < 0 || spec.CatchupWindow > MaxCatchupWindow {
 		return nil, bad("catchup_window", "%s out of range 0..%s", spec.CatchupWindow, MaxCatchupWindow)
 	}
-	if _, _, _, err := parseWorkflowRef(spec.Workflow); err != nil {
-		return nil, bad("workflow", "%v", err)
+	if _, err := ParseWorkflowRef("workflow", spec.Workflow); err != nil {
+		return nil, err
 	}
 	if err := checkScheduleInput(spec.Input); err != nil {
 		return nil, bad("input", "%v", err)
@@ -194,10 +192,8 @@ func renderScheduleInput(in json.RawMessage, id string, slot time.Time) (json.Ra
 	if len(in) == 0 || !bytes.Contains(in, []byte("${")) {
 		return in, nil
 	}
-	var doc any
-	dec := json.NewDecoder(bytes.NewReader(in))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
+	doc, err := decodeNumbers(in)
+	if err != nil {
 		return nil, err
 	}
 	ts := slot.UTC().Format(time.RFC3339Nano)
@@ -225,27 +221,6 @@ func renderScheduleInput(in json.RawMessage, id string, slot time.Time) (json.Ra
 	return json.Marshal(walk(doc))
 }
 
-// parseWorkflowRef splits "name", "name@N" (a version) and "name@alias".
-func parseWorkflowRef(ref string) (name string, version int, alias string, err error) {
-	name, tail, hasTail := strings.Cut(ref, "@")
-	if !definition.ValidName(name) {
-		return "", 0, "", fmt.Errorf("%q: write name, name@VERSION or name@ALIAS (names match [A-Za-z0-9_.-]{1,64})", ref)
-	}
-	if !hasTail {
-		return name, 0, "", nil
-	}
-	if n, err := strconv.Atoi(tail); err == nil {
-		if n < 1 {
-			return "", 0, "", fmt.Errorf("%q: a version is 1 or more", ref)
-		}
-		return name, n, "", nil
-	}
-	if !definition.ValidName(tail) {
-		return "", 0, "", fmt.Errorf("%q: alias %q must match [A-Za-z0-9_.-]{1,64}", ref, tail)
-	}
-	return name, 0, tail, nil
-}
-
 // ErrAliasUnavailable: a schedule names name@alias and this engine cannot
 // resolve aliases.
 var ErrAliasUnavailable = errors.New("aliases cannot be resolved on this server")
@@ -257,10 +232,11 @@ var ErrAliasUnavailable = errors.New("aliases cannot be resolved on this server"
 // start (StartRun resolves name@alias itself). Errors: ErrNotFound for a
 // name or version not stored.
 func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref, runKey string) (name string, version int, alias string, err error) {
-	name, version, alias, err = parseWorkflowRef(ref)
+	r, err := ParseWorkflowRef("workflow", ref)
 	if err != nil {
-		return "", 0, "", &FieldError{Field: "workflow", Reason: err.Error()}
+		return "", 0, "", err
 	}
+	name, version, alias = r.Name, r.Version, r.Alias
 	if alias != "" {
 		if e.sched.aliasFunc == nil {
 			// The start resolves "name@alias" itself (StartRun), by the
@@ -282,13 +258,11 @@ func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref, runKey s
 // name or version not stored. An alias is kept as given once its name is
 // stored: it is resolved when each slot fires.
 func (e *Engine) checkWorkflow(ctx context.Context, tenantID, ref string) error {
-	name, version, alias, err := parseWorkflowRef(ref)
+	r, err := ParseWorkflowRef("workflow", ref)
 	if err != nil {
-		return &FieldError{Field: "workflow", Reason: err.Error()}
+		return err
 	}
-	if alias != "" {
-		version = 0
-	}
+	name, version := r.Name, r.Version
 	if _, err := e.store.GetDefinition(ctx, tenantID, name, version); errors.Is(err, ErrNotFound) {
 		if version > 0 {
 			return &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: the tenant has no version %d of %s", ref, version, name)}

@@ -17,47 +17,29 @@ import (
 	"github.com/orchestrator/orchestrator/store"
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // schedEnv is an engine without a scheduler loop, on a real store, whose
 // clock the test moves; wf is a definition of one noop task, slow one of
 // an external task that keeps its run active until cancelled.
 type schedEnv struct {
 	e       *engine.Engine
 	db      *store.DB
-	clock   *fakeClock
+	clock   *clock
 	metrics *metrics.Set
 }
 
 func newSchedEnv(t *testing.T, start time.Time) *schedEnv {
 	t.Helper()
 	db := openTestStore(t)
-	clock := &fakeClock{t: start}
+	c := &clock{t: start}
 	set := metrics.NewSet()
-	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, ExternalTypes: true, NowFunc: clock.Now, Metrics: set}, nil)
+	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, ExternalTypes: true, NowFunc: c.Now, Metrics: set}, nil)
 	for _, def := range []string{`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`,
 		`{"name":"slow","tasks":[{"id":"a","type":"ext"}]}`} {
 		if _, _, err := e.RegisterDefinition(t.Context(), "default", []byte(def)); err != nil {
 			t.Fatalf("register: %v", err)
 		}
 	}
-	return &schedEnv{e: e, db: db, clock: clock, metrics: set}
+	return &schedEnv{e: e, db: db, clock: c, metrics: set}
 }
 
 // tick moves the clock by d and decides every schedule.
@@ -525,7 +507,7 @@ func TestSchedule_SuspendedTenantsSlotsFailAndStartNothing(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	db := openTestStore(t)
-	clock := &fakeClock{t: t0}
+	c := &clock{t: t0}
 	var mu sync.Mutex
 	state := engine.TenantActive
 	tenant := func(_ context.Context, id string) (*engine.Tenant, error) {
@@ -533,13 +515,13 @@ func TestSchedule_SuspendedTenantsSlotsFailAndStartNothing(t *testing.T) {
 		defer mu.Unlock()
 		return &engine.Tenant{ID: id, State: state}, nil
 	}
-	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, NowFunc: clock.Now, TenantFunc: tenant}, nil)
+	e := startEngineWith(t, db, engine.Config{NoScheduleLoop: true, NowFunc: c.Now, TenantFunc: tenant}, nil)
 	_, _, err := e.RegisterDefinition(t.Context(), "default", []byte(`{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`))
 	is.NoErr(err)
 	_, err = e.CreateSchedule(t.Context(), engine.Caller{}, "default", "s", engine.ScheduleSpec{
 		Cron: "@every 1s", Workflow: "wf", Overlap: engine.OverlapAllowAll})
 	is.NoErr(err)
-	env := &schedEnv{e: e, db: db, clock: clock}
+	env := &schedEnv{e: e, db: db, clock: c}
 	env.tick(t, time.Second)
 	is.Equal(len(env.runs(t, "s")), 1) // fires while active
 	mu.Lock()

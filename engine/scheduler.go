@@ -332,29 +332,13 @@ func (sc *scheduler) missed(ctx context.Context, s *Schedule, sp *slotSpec, firs
 		}
 		last, n = c, n+1
 	}
-	ch, err := scheduleChange(s, Caller{}, now, ScheduleSlotsMissed, &ScheduleEventData{First: first, Last: last, Count: n})
-	if err != nil {
-		return err
-	}
-	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
-		return err
-	}
-	sc.counted(ScheduleSlotsMissed, n)
-	return nil
+	return sc.record(ctx, s, now, ScheduleSlotsMissed, &ScheduleEventData{First: first, Last: last, Count: n}, n)
 }
 
 // hold records a slot that does not fire now: skipped, or buffered until
 // the previous run ends.
 func (sc *scheduler) hold(ctx context.Context, s *Schedule, slot time.Time, typ ScheduleEventType) error {
-	ch, err := scheduleChange(s, Caller{}, sc.e.clock(), typ, &ScheduleEventData{Slot: slot, RunID: s.LastRunID})
-	if err != nil {
-		return err
-	}
-	if err := sc.store.WriteSchedule(ctx, ch); err != nil {
-		return err
-	}
-	sc.counted(typ, 1)
-	return nil
+	return sc.record(ctx, s, sc.e.clock(), typ, &ScheduleEventData{Slot: slot, RunID: s.LastRunID}, 1)
 }
 
 // wakeEntry is a schedule to decide at a time.

@@ -56,15 +56,13 @@ func validateTemplate(tpl json.RawMessage, kind TriggerKind) error {
 	if err != nil {
 		return &FieldError{Field: "input", Reason: "must be JSON: " + err.Error()}
 	}
-	var bad error
-	walkTemplate(v, "input", func(path, ref string) {
-		if bad == nil {
-			if reason := checkRef(ref, kind); reason != "" {
-				bad = &FieldError{Field: path, Reason: fmt.Sprintf("${%s}: %s", ref, reason)}
-			}
+	_, err = fillTemplate(v, "input", func(path, ref string) (any, error) {
+		if reason := checkRef(ref, kind); reason != "" {
+			return nil, &FieldError{Field: path, Reason: fmt.Sprintf("${%s}: %s", ref, reason)}
 		}
+		return nil, nil
 	})
-	return bad
+	return err
 }
 
 func checkRef(ref string, kind TriggerKind) string {
@@ -93,30 +91,6 @@ func checkRef(ref string, kind TriggerKind) string {
 		return ""
 	}
 	return "want /body[/POINTER], /headers/NAME or /query/NAME"
-}
-
-// walkTemplate calls fn for every string of v that is a reference, with
-// its path (input.a.b[2]), in a stable order.
-func walkTemplate(v any, path string, fn func(path, ref string)) {
-	switch x := v.(type) {
-	case string:
-		if ref, ok := templateRef(x); ok {
-			fn(path, ref)
-		}
-	case []any:
-		for i, e := range x {
-			walkTemplate(e, fmt.Sprintf("%s[%d]", path, i), fn)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			walkTemplate(x[k], path+"."+k, fn)
-		}
-	}
 }
 
 func decodeNumbers(b []byte) (any, error) {
@@ -180,6 +154,9 @@ func (t *Trigger) BuildInput(msg *TriggerMessage) (json.RawMessage, error) {
 	return b, nil
 }
 
+// fillTemplate replaces every string of v that is a reference by what get
+// returns for it and its path (input.a.b[2]), in a stable order, and stops
+// at get's first error.
 func fillTemplate(v any, path string, get func(path, ref string) (any, error)) (any, error) {
 	switch x := v.(type) {
 	case string:

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,17 +78,15 @@ func NewSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// HashBearer is the form a bearer secret is stored in.
-func HashBearer(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
+// HashBearer is the form a bearer secret is stored in: HashSecret's, the
+// form of an API key's secret, so that SecretMatches checks either.
+func HashBearer(secret string) string { return HashSecret(secret) }
 
 // storedSecret is what a webhook keeps of its secret: the SHA-256 of a
 // bearer secret, an HMAC key sealed (with a Sealer) or as it is.
 func (ts *Triggers) storedSecret(t *Trigger, secret string) string {
 	if t.Config.Webhook != nil && t.Config.Webhook.Verify == VerifyBearer {
-		return HashBearer(secret)
+		return HashSecret(secret)
 	}
 	if ts.Sealer != nil {
 		return ts.Sealer.Seal(secret, t.TenantID+"/"+t.Name)
@@ -118,16 +115,6 @@ func triggerData(t *Trigger, extra map[string]any) map[string]any {
 		d[k] = v
 	}
 	return d
-}
-
-func (ts *Triggers) event(by *Principal, action AdminAction, tenantID string, data any, at time.Time) (*AdminEvent, error) {
-	ev := &AdminEvent{At: at, Actor: by.Actor(), TenantID: tenantID, Action: action}
-	b, err := json.Marshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", action, err)
-	}
-	ev.Data = b
-	return ev, nil
 }
 
 // Create stores a trigger and returns it with its secret (a webhook's;
@@ -159,7 +146,7 @@ func (ts *Triggers) Create(ctx context.Context, by *Principal, r TriggerRequest)
 	} else if r.Secret != "" {
 		return nil, "", &FieldError{Field: "secret", Reason: "only webhooks have a secret"}
 	}
-	if _, _, _, err := ts.resolve(ctx, t.TenantID, t.Workflow); err != nil {
+	if err := ts.checkWorkflow(ctx, t.TenantID, t.Workflow); err != nil {
 		return nil, "", err
 	}
 	if list, err := ts.Store.ListTriggers(ctx, t.TenantID); err != nil {
@@ -167,7 +154,7 @@ func (ts *Triggers) Create(ctx context.Context, by *Principal, r TriggerRequest)
 	} else if len(list) >= MaxTriggersTenant {
 		return nil, "", &FieldError{Field: "name", Reason: fmt.Sprintf("the tenant has %d triggers, the most it may have", len(list))}
 	}
-	ev, err := ts.event(by, AdminTriggerCreated, t.TenantID, triggerData(t, nil), now)
+	ev, err := (&Admin{}).event(by, AdminTriggerCreated, t.TenantID, triggerData(t, nil), now)
 	if err != nil {
 		return nil, "", err
 	}
@@ -229,7 +216,7 @@ func (ts *Triggers) Update(ctx context.Context, by *Principal, tenantID, name st
 		changed := []string{}
 		if c.Workflow != nil && *c.Workflow != t.Workflow {
 			next.Workflow = *c.Workflow
-			if _, _, _, err := ts.resolve(ctx, tenantID, next.Workflow); err != nil {
+			if err := ts.checkWorkflow(ctx, tenantID, next.Workflow); err != nil {
 				return nil, "", err
 			}
 			changed = append(changed, "workflow")
@@ -279,7 +266,7 @@ func (ts *Triggers) Update(ctx context.Context, by *Principal, tenantID, name st
 		}
 		next.UpdatedAt = ts.now()
 		next.Version = t.Version + 1
-		ev, err := ts.event(by, AdminTriggerUpdated, tenantID, triggerData(&next, map[string]any{"changed": changed}), next.UpdatedAt)
+		ev, err := (&Admin{}).event(by, AdminTriggerUpdated, tenantID, triggerData(&next, map[string]any{"changed": changed}), next.UpdatedAt)
 		if err != nil {
 			return nil, "", err
 		}
@@ -307,7 +294,7 @@ func (ts *Triggers) Delete(ctx context.Context, by *Principal, tenantID, name st
 	if err != nil {
 		return err
 	}
-	ev, err := ts.event(by, AdminTriggerDeleted, tenantID, triggerData(t, nil), ts.now())
+	ev, err := (&Admin{}).event(by, AdminTriggerDeleted, tenantID, triggerData(t, nil), ts.now())
 	if err != nil {
 		return err
 	}
@@ -335,17 +322,6 @@ func (ts *Triggers) Lookup(ctx context.Context, tenantID, name string, kind Trig
 	return t, nil
 }
 
-// resolveRef turns a trigger's workflow reference into what a start
-// names: the one place a reference is resolved, so that aliases plug in
-// here. Errors: *FieldError naming workflow.
-func (ts *Triggers) resolveRef(ref string) (name string, version int, alias string, err error) {
-	r, err := ParseWorkflowRef("workflow", ref)
-	if err != nil {
-		return "", 0, "", err
-	}
-	return r.Name, r.Version, r.Alias, nil
-}
-
 // unknownWorkflow is the refusal of a reference to a workflow (version)
 // that is not stored.
 func unknownWorkflow(ref, name string, version int) error {
@@ -356,26 +332,28 @@ func unknownWorkflow(ref, name string, version int) error {
 	return &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: %s", ref, what)}
 }
 
-// resolve is resolveRef that also checks that the workflow exists, for a
-// trigger being made or changed. Errors: *FieldError naming workflow.
-func (ts *Triggers) resolve(ctx context.Context, tenantID, ref string) (name string, version int, alias string, err error) {
-	if name, version, alias, err = ts.resolveRef(ref); err != nil {
-		return "", 0, "", err
+// checkWorkflow refuses a reference of a trigger being made or changed
+// to a workflow, version or alias that is not stored. Errors: *FieldError
+// naming workflow.
+func (ts *Triggers) checkWorkflow(ctx context.Context, tenantID, ref string) error {
+	r, err := ParseWorkflowRef("workflow", ref)
+	if err != nil {
+		return err
 	}
-	if alias != "" {
-		if _, err := ts.Engine.lookupAlias(ctx, tenantID, name, alias); errors.Is(err, ErrNotFound) || errors.Is(err, ErrAliasNotFound) {
-			return "", 0, "", &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: workflow %s has no alias %s", ref, name, alias)}
+	if r.Alias != "" {
+		if _, err := ts.Engine.lookupAlias(ctx, tenantID, r.Name, r.Alias); errors.Is(err, ErrNotFound) {
+			return &FieldError{Field: "workflow", Reason: fmt.Sprintf("%q: workflow %s has no alias %s", ref, r.Name, r.Alias)}
 		} else if err != nil {
-			return "", 0, "", err
+			return err
 		}
-		return name, version, alias, nil
+		return nil
 	}
-	if _, err := ts.Engine.store.GetDefinition(ctx, tenantID, name, version); errors.Is(err, ErrNotFound) {
-		return "", 0, "", unknownWorkflow(ref, name, version)
+	if _, err := ts.Engine.store.GetDefinition(ctx, tenantID, r.Name, r.Version); errors.Is(err, ErrNotFound) {
+		return unknownWorkflow(ref, r.Name, r.Version)
 	} else if err != nil {
-		return "", 0, "", err
+		return err
 	}
-	return name, version, alias, nil
+	return nil
 }
 
 // IdempotencyKey is the key a trigger's run for the message ref is
@@ -399,16 +377,17 @@ func (ts *Triggers) Fire(ctx context.Context, t *Trigger, msg *TriggerMessage) (
 	if err != nil {
 		return nil, false, err
 	}
-	name, version, alias, err := ts.resolveRef(t.Workflow)
+	r, err := ParseWorkflowRef("workflow", t.Workflow)
 	if err != nil {
 		return nil, false, err
 	}
-	if alias != "" {
+	name := r.Name
+	if r.Alias != "" {
 		// The start picks the alias's version, by the run's id or the
 		// alias's sticky key over the input.
-		name, version, alias = t.Workflow, 0, ""
+		name = t.Workflow
 	}
-	req := StartRequest{TenantID: t.TenantID, Workflow: name, Version: version, Alias: alias, Input: input,
+	req := StartRequest{TenantID: t.TenantID, Workflow: name, Version: r.Version, Input: input,
 		By:     By("trigger:" + string(t.Kind) + ":" + t.Name),
 		Origin: &Origin{Kind: t.Kind.originKind(), ID: t.Name, Ref: msg.Ref}}
 	if msg.Ref != "" {
@@ -421,7 +400,7 @@ func (ts *Triggers) Fire(ctx context.Context, t *Trigger, msg *TriggerMessage) (
 	if errors.Is(err, ErrNotFound) {
 		// The start reads the definition anyway: a workflow gone since the
 		// trigger was made is found out there, without a read of its own.
-		return nil, false, unknownWorkflow(t.Workflow, name, version)
+		return nil, false, unknownWorkflow(t.Workflow, name, r.Version)
 	}
 	return run, replayed, err
 }

@@ -56,7 +56,7 @@ func TestTriggers_SealsHMACSecretsAtRest(t *testing.T) {
 	is.NoErr(err)
 	stored, err = db.GetTrigger(ctx, "default", "b")
 	is.NoErr(err)
-	is.Equal(stored.Secret, engine.HashBearer(secret)) // a bearer secret is only hashed
+	is.Equal(stored.Secret, engine.HashSecret(secret)) // a bearer secret is only hashed
 }
 
 // TestTriggers_RepeatDedupsPastTheDedupWindow: a delivery repeated more

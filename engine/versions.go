@@ -173,10 +173,8 @@ func canonicalJSON(v any) json.RawMessage {
 	if err != nil {
 		return nil
 	}
-	var x any
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if d.Decode(&x) != nil {
+	x, err := decodeNumbers(b)
+	if err != nil {
 		return nil
 	}
 	switch y := x.(type) {

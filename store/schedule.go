@@ -172,25 +172,25 @@ func (db *DB) ScheduleEvents(ctx context.Context, tenantID, id string, afterSeq 
 	if err != nil {
 		return nil, fmt.Errorf("schedule events: %w", err)
 	}
-	defer rows.Close()
-	var out []engine.ScheduleEvent
-	for rows.Next() {
-		var ev engine.ScheduleEvent
-		var typ, at string
-		var onBehalf, data sql.NullString
-		if err := rows.Scan(&ev.TenantID, &ev.ScheduleID, &ev.Seq, &typ, &ev.Actor, &onBehalf, &data, &at, &ev.Hash); err != nil {
-			return nil, fmt.Errorf("schedule events: %w", err)
-		}
-		ev.Type, ev.OnBehalf = engine.ScheduleEventType(typ), onBehalf.String
-		if data.Valid {
-			ev.Data = json.RawMessage(data.String)
-		}
-		if ev.At, err = engine.ParseTime(at); err != nil {
-			return nil, fmt.Errorf("schedule event %s/%d: %w", id, ev.Seq, err)
-		}
-		out = append(out, ev)
+	return collect(rows, "schedule events", scanScheduleEvent)
+}
+
+func scanScheduleEvent(s scanner) (*engine.ScheduleEvent, error) {
+	var ev engine.ScheduleEvent
+	var typ, at string
+	var onBehalf, data sql.NullString
+	if err := s.Scan(&ev.TenantID, &ev.ScheduleID, &ev.Seq, &typ, &ev.Actor, &onBehalf, &data, &at, &ev.Hash); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	ev.Type, ev.OnBehalf = engine.ScheduleEventType(typ), onBehalf.String
+	if data.Valid {
+		ev.Data = json.RawMessage(data.String)
+	}
+	var err error
+	if ev.At, err = engine.ParseTime(at); err != nil {
+		return nil, fmt.Errorf("schedule event %s/%d: %w", ev.ScheduleID, ev.Seq, err)
+	}
+	return &ev, nil
 }
 
 func scanSchedule(s scanner) (*engine.Schedule, error) {

@@ -191,7 +191,7 @@ func (m *Manager) RunOnce(ctx context.Context) error {
 func (m *Manager) startLocked(ctx context.Context, k string, t engine.Trigger) {
 	cctx, cancel := context.WithCancel(ctx)
 	r := &running{trigger: t, cancel: cancel, done: make(chan struct{})}
-	r.sink = &Sink{triggers: m.Triggers, trigger: &r.trigger, log: m.Logger}
+	r.sink = NewSink(m.Triggers, &r.trigger, m.Logger)
 	m.running[k] = r
 	m.registerMetrics(r)
 	m.Logger.Info("trigger consumer starting", logTenant, t.TenantID, logTrigger, t.Name, logKind, string(t.Kind))
@@ -267,10 +267,7 @@ func (m *Manager) Stop() {
 	m.stopped = true
 	m.cancel()
 	for k, r := range m.running {
-		r.cancel()
-		<-r.done
-		m.unregisterMetrics(r)
-		delete(m.running, k)
+		m.stopLocked(k, r)
 	}
 	m.mu.Unlock()
 	m.wg.Wait()

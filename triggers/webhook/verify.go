@@ -7,7 +7,6 @@ package webhook
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,7 +64,7 @@ func Verify(cfg *engine.WebhookConfig, secret string, h http.Header, body []byte
 		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 			return refuse("want Authorization: Bearer SECRET")
 		}
-		if subtle.ConstantTimeCompare([]byte(engine.HashBearer(strings.TrimSpace(token))), []byte(secret)) != 1 {
+		if !engine.SecretMatches(strings.TrimSpace(token), secret) {
 			return refuse("the bearer secret does not match")
 		}
 		return nil

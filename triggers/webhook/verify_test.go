@@ -39,9 +39,9 @@ func TestVerify(t *testing.T) {
 		{"stripe, 4m59s old", st, secret, stripe(now.Add(-299*time.Second), webhook.SignStripe(secret, now.Add(-299*time.Second).Unix(), body)), true},
 		{"stripe, 5m01s old", st, secret, stripe(now.Add(-301*time.Second), webhook.SignStripe(secret, now.Add(-301*time.Second).Unix(), body)), false},
 		{"stripe, t changed", st, secret, stripe(now.Add(time.Second), webhook.SignStripe(secret, now.Unix(), body)), false},
-		{"bearer", be, engine.HashBearer("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Bearer s3cret-s3cret-s3cret"}}, true},
-		{"bearer, wrong", be, engine.HashBearer("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Bearer s3cret"}}, false},
-		{"bearer, basic", be, engine.HashBearer("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Basic czNjcmV0"}}, false},
+		{"bearer", be, engine.HashSecret("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Bearer s3cret-s3cret-s3cret"}}, true},
+		{"bearer, wrong", be, engine.HashSecret("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Bearer s3cret"}}, false},
+		{"bearer, basic", be, engine.HashSecret("s3cret-s3cret-s3cret"), http.Header{"Authorization": {"Basic czNjcmV0"}}, false},
 	} {
 		err := webhook.Verify(c.cfg, c.secret, c.h, body, now)
 		if c.ok && err != nil {
