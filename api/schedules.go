@@ -59,8 +59,6 @@ func scheduleProblem(err error, id string) error {
 		return newProblem(http.StatusNotFound, wire.CodeNotFound, "this server keeps no schedules")
 	case errors.Is(err, engine.ErrNotFound):
 		return newProblem(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no schedule %q", id))
-	case errors.Is(err, engine.ErrAliasUnavailable):
-		return fieldProblem("workflow", err.Error())
 	}
 	return err
 }

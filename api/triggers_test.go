@@ -264,7 +264,7 @@ func TestWebhooks_BearerSecretIsStoredHashedAndChecked(t *testing.T) {
 	tr := ts.createHookAs(t, `{"name":"b","workflow":"onpush","webhook":{"verify":"bearer"}}`)
 	stored, err := ts.DB.GetTrigger(context.Background(), "default", "b")
 	is.NoErr(err)
-	is.Equal(stored.Secret, engine.HashBearer(tr.Secret)) // only the hash is kept
+	is.Equal(stored.Secret, engine.HashSecret(tr.Secret)) // only the hash is kept
 	// The webhook's bearer secret is not an API key: the route reads none.
 	var d wire.Delivery
 	decodeJSON(t, ts.deliver(t, tr.URL, `{"a":1}`, map[string]string{"Authorization": "Bearer " + tr.Secret}), http.StatusCreated, &d) // accepted
@@ -341,7 +341,7 @@ func TestWebhooks_DeliveryToAWorkflowNotStoredIsRefusedNamingIt(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	is.NoErr(ts.DB.CreateTrigger(context.Background(), &engine.Trigger{ID: "x1", TenantID: "default", Name: "old", Kind: engine.TriggerWebhook,
 		Workflow: "onpush@9", Config: engine.TriggerConfig{Webhook: &engine.WebhookConfig{Verify: engine.VerifyBearer}},
-		Secret: engine.HashBearer("0123456789abcdef"), State: engine.TriggerEnabled, Version: 1, CreatedAt: now, UpdatedAt: now},
+		Secret: engine.HashSecret("0123456789abcdef"), State: engine.TriggerEnabled, Version: 1, CreatedAt: now, UpdatedAt: now},
 		&engine.AdminEvent{At: now, Actor: "test", TenantID: "default", Action: engine.AdminTriggerCreated}))
 	before := ts.writes(t)
 	p := problemOf(t, ts.deliver(t, "/api/v1/tenants/default/webhooks/old/deliveries", `{}`,

@@ -82,9 +82,6 @@ type Config struct {
 	// ScheduleStore keeps schedules; default Store when it implements
 	// ScheduleStore, else schedules are not available.
 	ScheduleStore ScheduleStore
-	// AliasFunc resolves the name@alias of a schedule's workflow; nil:
-	// such slots are recorded as failed.
-	AliasFunc AliasFunc
 	// NoScheduleLoop starts no scheduler loop: tests decide schedules with
 	// RunSchedules.
 	NoScheduleLoop bool

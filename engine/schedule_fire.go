@@ -107,7 +107,7 @@ func (sc *scheduler) start(ctx context.Context, s *Schedule, sp *slotSpec, slot 
 			return nil, false, fmt.Errorf("tenant %s: %w", s.TenantID, ErrTenantSuspended)
 		}
 	}
-	name, version, alias, err := sc.e.resolveWorkflowRef(ctx, s.TenantID, sp.spec.Workflow, key)
+	name, version, err := sc.e.resolveWorkflowRef(ctx, s.TenantID, sp.spec.Workflow)
 	if err != nil {
 		return nil, false, err
 	}
@@ -116,7 +116,7 @@ func (sc *scheduler) start(ctx context.Context, s *Schedule, sp *slotSpec, slot 
 		return nil, false, &FieldError{Field: "input", Reason: err.Error()}
 	}
 	return sc.e.StartRunIdempotent(ctx, StartRequest{TenantID: s.TenantID, Workflow: name, Version: version,
-		Input: input, By: by, IdempotencyKey: key, RequestHash: keyHash(key), Origin: origin, Alias: alias,
+		Input: input, By: by, IdempotencyKey: key, RequestHash: keyHash(key), Origin: origin,
 		scheduleFunc: change})
 }
 
@@ -125,7 +125,7 @@ func (sc *scheduler) start(ctx context.Context, s *Schedule, sp *slotSpec, slot 
 func slotRefused(err error) bool {
 	var fe *FieldError
 	var ve *definition.ValidationError
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrAliasUnavailable) || errors.Is(err, ErrIdempotencyMismatch) ||
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrIdempotencyMismatch) ||
 		errors.Is(err, ErrTenantSuspended) ||
 		errors.As(err, &fe) || errors.As(err, &ve)
 }

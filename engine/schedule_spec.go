@@ -221,37 +221,24 @@ func renderScheduleInput(in json.RawMessage, id string, slot time.Time) (json.Ra
 	return json.Marshal(walk(doc))
 }
 
-// ErrAliasUnavailable: a schedule names name@alias and this engine cannot
-// resolve aliases.
-var ErrAliasUnavailable = errors.New("aliases cannot be resolved on this server")
-
-// resolveWorkflowRef turns a schedule's workflow reference into the
-// definition version a run starts with (0 = the latest) and the alias it
-// was chosen by. It is the one place schedules resolve references: an
-// alias goes through AliasFunc when one is set, else it is left to the
-// start (StartRun resolves name@alias itself). Errors: ErrNotFound for a
+// resolveWorkflowRef turns a schedule's workflow reference into what a
+// slot's run starts: the definition's name and version (0 = the latest),
+// or name@alias as given, which the start resolves itself (StartRun), by
+// the run's id or the alias's sticky key over the rendered input. It is
+// the one place schedules resolve references. Errors: ErrNotFound for a
 // name or version not stored.
-func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref, runKey string) (name string, version int, alias string, err error) {
+func (e *Engine) resolveWorkflowRef(ctx context.Context, tenantID, ref string) (name string, version int, err error) {
 	r, err := ParseWorkflowRef("workflow", ref)
 	if err != nil {
-		return "", 0, "", err
+		return "", 0, err
 	}
-	name, version, alias = r.Name, r.Version, r.Alias
-	if alias != "" {
-		if e.sched.aliasFunc == nil {
-			// The start resolves "name@alias" itself (StartRun), by the
-			// run's id or the alias's sticky key over the rendered input.
-			return ref, 0, "", nil
-		}
-		if version, err = e.sched.aliasFunc(ctx, tenantID, name, alias, runKey); err != nil {
-			return "", 0, "", fmt.Errorf("workflow %q: %w", ref, err)
-		}
-		return name, version, alias, nil
+	if r.Alias != "" {
+		return ref, 0, nil
 	}
-	if _, err := e.store.GetDefinition(ctx, tenantID, name, version); err != nil {
-		return "", 0, "", fmt.Errorf("workflow %q: %w", ref, err)
+	if _, err := e.store.GetDefinition(ctx, tenantID, r.Name, r.Version); err != nil {
+		return "", 0, fmt.Errorf("workflow %q: %w", ref, err)
 	}
-	return name, version, "", nil
+	return r.Name, r.Version, nil
 }
 
 // checkWorkflow reports a reference a schedule cannot start: a definition

@@ -28,18 +28,13 @@ const (
 	scheduleLocks = 64
 )
 
-// AliasFunc resolves name@alias to a definition version for a run whose
-// sticky key is key: what the alias engine provides (Config.AliasFunc).
-type AliasFunc func(ctx context.Context, tenantID, name, alias, key string) (int, error)
-
 // scheduler decides the slots of every active schedule: a heap of wake
 // times, one timer for the earliest, and bounded work per wake. It never
 // holds Engine.mu while it computes slots.
 type scheduler struct {
-	e         *Engine
-	store     ScheduleStore // nil: schedules are not available
-	aliasFunc AliasFunc
-	manual    bool // Config.NoScheduleLoop: tests call RunSchedules
+	e      *Engine
+	store  ScheduleStore // nil: schedules are not available
+	manual bool          // Config.NoScheduleLoop: tests call RunSchedules
 
 	locks [scheduleLocks]sync.Mutex // by schedule: one decision at a time
 
@@ -57,7 +52,7 @@ func newScheduler(e *Engine, cfg *Config) *scheduler {
 	if st == nil {
 		st, _ = cfg.Store.(ScheduleStore)
 	}
-	sc := &scheduler{e: e, store: st, aliasFunc: cfg.AliasFunc, manual: cfg.NoScheduleLoop,
+	sc := &scheduler{e: e, store: st, manual: cfg.NoScheduleLoop,
 		due: map[string]time.Time{}, waiting: map[string]bool{}, wake: make(chan struct{}, 1)}
 	sc.ctx, sc.cancel = context.WithCancel(context.Background())
 	return sc

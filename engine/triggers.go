@@ -78,10 +78,6 @@ func NewSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// HashBearer is the form a bearer secret is stored in: HashSecret's, the
-// form of an API key's secret, so that SecretMatches checks either.
-func HashBearer(secret string) string { return HashSecret(secret) }
-
 // storedSecret is what a webhook keeps of its secret: the SHA-256 of a
 // bearer secret, an HMAC key sealed (with a Sealer) or as it is.
 func (ts *Triggers) storedSecret(t *Trigger, secret string) string {
