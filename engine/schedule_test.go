@@ -606,4 +606,14 @@ func TestSchedule_WorkflowByAlias(t *testing.T) {
 	is.Equal(len(runs), 1)          // the slot fired
 	is.Equal(runs[0].Version, 1)    // the alias's version, not the latest
 	is.Equal(runs[0].Alias, "live") // recorded
+	// A slot whose alias is gone is recorded as failed, naming the alias.
+	is.NoErr(env.e.DeleteAlias(t.Context(), engine.Caller{}, "default", "wf", "live", 0))
+	env.tick(t, 10*time.Second)
+	is.Equal(len(env.runs(t, "al")), 1) // nothing started
+	is.Equal(env.get(t, "al").Failed, int64(1))
+	failed, err := env.e.ScheduleEvents(t.Context(), "default", "al", 0, engine.ScheduleSlotFailed, 10)
+	is.NoErr(err)
+	is.Equal(len(failed), 1)
+	is.True(strings.Contains(string(failed[0].Data), "live")) // saying which alias
+	env.verify(t, "al")
 }
