@@ -2,9 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,22 +11,14 @@ import (
 // ComputeHash returns the chain hash of e given the hash of the entry before
 // it ("" for the first). It covers every field but Hash.
 func (e *AdminEvent) ComputeHash(prev string) string {
-	h := sha256.New()
-	var n [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	field(prev)
-	binary.BigEndian.PutUint64(n[:], uint64(e.ID))
-	h.Write(n[:])
-	field(FormatTime(e.At))
-	field(e.Actor)
-	field(e.TenantID)
-	field(string(e.Action))
-	field(string(e.Data))
-	return hex.EncodeToString(h.Sum(nil))
+	w := newChainWriter(prev)
+	w.num(e.ID)
+	w.str(FormatTime(e.At))
+	w.str(e.Actor)
+	w.str(e.TenantID)
+	w.str(string(e.Action))
+	w.str(string(e.Data))
+	return w.sum()
 }
 
 // VerifyAdminEntry checks that e follows prev in the admin log (prev nil for

@@ -1,11 +1,8 @@
 package engine
 
 import (
-	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,30 +50,10 @@ const checkpointDomain = "orchestrator checkpoint v1"
 // it was signed by a key the verifier does not trust.
 var ErrCheckpointSignature = errors.New("checkpoint signature does not verify")
 
-// digestWriter writes length-prefixed fields and fixed-width numbers, so
-// that no two different checkpoints encode alike.
-type digestWriter struct{ buf bytes.Buffer }
-
-func (w *digestWriter) str(s string) {
-	w.num(int64(len(s)))
-	w.buf.WriteString(s)
-}
-
-func (w *digestWriter) num(n int64) {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	w.buf.Write(b[:])
-}
-
-func (w *digestWriter) sum() string {
-	s := sha256.Sum256(w.buf.Bytes())
-	return hex.EncodeToString(s[:])
-}
-
 // HeadsDigest is the SHA-256 of heads in their order: the count, then each
 // run id, seq and hash.
 func HeadsDigest(heads []RunHead) string {
-	var w digestWriter
+	w := newDigestWriter()
 	w.str(checkpointDomain + " heads")
 	w.num(int64(len(heads)))
 	for _, h := range heads {
@@ -90,7 +67,7 @@ func HeadsDigest(heads []RunHead) string {
 // ComputeDigest is the SHA-256 of every field of c but Heads (which
 // HeadsDigest stands for), Digest, PublicKey and Signature.
 func (c *Checkpoint) ComputeDigest() string {
-	var w digestWriter
+	w := newDigestWriter()
 	w.str(checkpointDomain)
 	w.str(c.TenantID)
 	w.num(c.Seq)

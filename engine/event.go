@@ -1,9 +1,6 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -161,29 +158,20 @@ type EventData struct {
 // hashes (the length prefix of Data says where Data ends, so an appended
 // field cannot be mistaken for part of it).
 func (e *Event) ComputeHash(prev string) string {
-	h := sha256.New()
-	var n [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	field(prev)
-	field(e.TenantID)
-	field(e.RunID)
-	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
-	h.Write(n[:])
-	field(string(e.Type))
-	field(e.TaskID)
-	binary.BigEndian.PutUint64(n[:], uint64(e.Attempt))
-	h.Write(n[:])
-	field(e.Actor)
-	field(FormatTime(e.At))
-	field(string(e.Data))
+	w := newChainWriter(prev)
+	w.str(e.TenantID)
+	w.str(e.RunID)
+	w.num(e.Seq)
+	w.str(string(e.Type))
+	w.str(e.TaskID)
+	w.num(int64(e.Attempt))
+	w.str(e.Actor)
+	w.str(FormatTime(e.At))
+	w.str(string(e.Data))
 	if e.OnBehalf != "" {
-		field(e.OnBehalf)
+		w.str(e.OnBehalf)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return w.sum()
 }
 
 // VerifyChain checks that events are a run's complete history: seq 1..n without

@@ -2,9 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -190,24 +187,16 @@ type ScheduleEventData struct {
 // ComputeHash returns the chain hash of e given the hash of the event
 // before it ("" for the first). It covers every field but Hash.
 func (e *ScheduleEvent) ComputeHash(prev string) string {
-	h := sha256.New()
-	var n [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	field(prev)
-	field(e.TenantID)
-	field(e.ScheduleID)
-	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
-	h.Write(n[:])
-	field(string(e.Type))
-	field(e.Actor)
-	field(e.OnBehalf)
-	field(string(e.Data))
-	field(FormatTime(e.At))
-	return hex.EncodeToString(h.Sum(nil))
+	w := newChainWriter(prev)
+	w.str(e.TenantID)
+	w.str(e.ScheduleID)
+	w.num(e.Seq)
+	w.str(string(e.Type))
+	w.str(e.Actor)
+	w.str(e.OnBehalf)
+	w.str(string(e.Data))
+	w.str(FormatTime(e.At))
+	return w.sum()
 }
 
 // VerifyScheduleLog checks a schedule's whole log against its row: seqs
