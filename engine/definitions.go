@@ -26,18 +26,31 @@ func (e *Engine) plan(ctx context.Context, tenantID, name string, version int) (
 	if p := e.plans.get(tenantID, sd.Name, sd.Version); p != nil {
 		return p, sd.Version, nil
 	}
-	def, problems := definition.ParseDefinition(sd.Definition)
-	var p *definition.Plan
-	if len(problems) == 0 {
-		// A stored definition passed validation once; handlers registered now
-		// may differ, which execution reports per task instead.
-		p, problems = definition.Compile(def, definition.ValidateOptions{})
-	}
-	if len(problems) > 0 {
-		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, &definition.ValidationError{Problems: problems})
+	p, err := CompileStored(sd.Definition)
+	if err != nil {
+		return nil, 0, fmt.Errorf("definition %s v%d: %w", sd.Name, sd.Version, err)
 	}
 	e.plans.put(tenantID, sd.Name, sd.Version, p, len(sd.Definition))
 	return p, sd.Version, nil
+}
+
+// CompileStored compiles a definition as the store (or an archive) holds it,
+// for running or replaying the runs pinned to it: the engine, verify and the
+// archive check all compile stored definitions here. A stored definition
+// passed validation when it was registered; the handlers registered now may
+// differ, which execution reports per task instead, so it is compiled
+// without the engine's ValidateOptions. An invalid one returns a
+// *definition.ValidationError.
+func CompileStored(data []byte) (*definition.Plan, error) {
+	def, problems := definition.ParseDefinition(data)
+	var p *definition.Plan
+	if len(problems) == 0 {
+		p, problems = definition.Compile(def, definition.ValidateOptions{})
+	}
+	if len(problems) > 0 {
+		return nil, &definition.ValidationError{Problems: problems}
+	}
+	return p, nil
 }
 
 // RegisterDefinition validates a definition and stores it as the next version

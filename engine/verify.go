@@ -89,13 +89,9 @@ func (v *verifier) plan(ctx context.Context, run *Run) (*definition.Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	def, problems := definition.ParseDefinition(sd.Definition)
-	var p *definition.Plan
-	if len(problems) == 0 {
-		p, problems = definition.Compile(def, definition.ValidateOptions{})
-	}
-	if len(problems) > 0 {
-		return nil, &definition.ValidationError{Problems: problems}
+	p, err := CompileStored(sd.Definition)
+	if err != nil {
+		return nil, err
 	}
 	v.plans[k] = p
 	return p, nil

@@ -17,7 +17,6 @@ import (
 	"os"
 
 	"github.com/orchestrator/orchestrator/engine"
-	"github.com/orchestrator/orchestrator/engine/definition"
 )
 
 // MaxRecordBytes bounds one line of an archive when it is read back: a run
@@ -44,13 +43,9 @@ func (r *Record) Check() error {
 	if n := len(r.Events); n == 0 || int64(n) != r.Run.LastSeq || r.Events[n-1].Hash != r.LastHash {
 		return fmt.Errorf("the log has %d events, the run says %d ending in %.12s", len(r.Events), r.Run.LastSeq, r.LastHash)
 	}
-	def, problems := definition.ParseDefinition(r.Definition)
-	var plan *definition.Plan
-	if len(problems) == 0 {
-		plan, problems = definition.Compile(def, definition.ValidateOptions{})
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("definition %s v%d: %w", r.Run.Workflow, r.Run.Version, &definition.ValidationError{Problems: problems})
+	plan, err := engine.CompileStored(r.Definition)
+	if err != nil {
+		return fmt.Errorf("definition %s v%d: %w", r.Run.Workflow, r.Run.Version, err)
 	}
 	v, err := engine.Replay(plan, r.Events)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/engine/definition"
 	"github.com/orchestrator/orchestrator/retention"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -222,4 +223,32 @@ func TestRetention_TamperedArchiveFailsVerify(t *testing.T) {
 	is.NoErr(err)
 	is.True(len(off.Problems) > 0)                                   // and without the database: its chain breaks
 	is.True(strings.Contains(off.Problems[0].Problem, "hash chain")) // saying so
+}
+
+// A record checks on its own, and one whose definition no longer compiles
+// fails, naming the workflow and version its run pinned.
+func TestRecord_CheckDefinition(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	e.finished(t, 1)
+	e.clk.Add(48 * time.Hour)
+	rep, err := e.service(t, time.Hour).RunOnce(ctx)
+	is.NoErr(err)
+	is.Equal(len(rep.Archives), 1)
+	var recs []*retention.Record
+	err = retention.ReadArchive(filepath.Join(e.dir, rep.Archives[0]), func(_ int, l *retention.Line) error {
+		recs = append(recs, l.Record)
+		return nil
+	})
+	is.NoErr(err)
+	is.Equal(len(recs), 1)
+	r := recs[0]
+	is.NoErr(r.Check()) // as archived
+
+	r.Definition = []byte(`{"name":"wf","tasks":[{"id":"a","type":"noop","depends_on":["a"]}]}`)
+	err = r.Check()
+	var ve *definition.ValidationError
+	is.True(errors.As(err, &ve))                                                    // the definition's problems
+	is.True(strings.HasPrefix(err.Error(), "definition wf v1: invalid definition")) // under the run's workflow and version
 }
