@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,12 +33,7 @@ func retentionFlags(fs *flag.FlagSet, c *config) {
 }
 
 // archiveDir is where retention writes its archives.
-func archiveDir(c *config) string {
-	if c.archiveDir != "" {
-		return c.archiveDir
-	}
-	return filepath.Join(filepath.Dir(c.databasePath), archiveDirName)
-}
+func archiveDir(c *config) string { return c.besideDatabase(c.archiveDir, archiveDirName) }
 
 // newRetention is the retention service of the settings on db: each
 // tenant's retention_days, else RETENTION. tenant reads a tenant (nil: from

@@ -112,11 +112,10 @@ func printReport(w io.Writer, r *engine.BackupReport) {
 	}
 }
 
+// backupDirName is the backup directory beside the database unless
+// BACKUP_DIR names another.
+const backupDirName = "backups"
+
 // backupDir is where a running server writes the backups asked for over
 // HTTP: BACKUP_DIR, or backups/ beside the database.
-func backupDir(c *config) string {
-	if c.backupDir != "" {
-		return c.backupDir
-	}
-	return filepath.Join(filepath.Dir(c.databasePath), "backups")
-}
+func backupDir(c *config) string { return c.besideDatabase(c.backupDir, backupDirName) }

@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,12 +37,7 @@ func checkpointKeyFlag(fs *flag.FlagSet, to *string) {
 }
 
 // checkpointKeyPath is the key file the settings name.
-func checkpointKeyPath(c *config) string {
-	if c.checkpointKey != "" {
-		return c.checkpointKey
-	}
-	return filepath.Join(filepath.Dir(c.databasePath), checkpointKeyName)
-}
+func checkpointKeyPath(c *config) string { return c.besideDatabase(c.checkpointKey, checkpointKeyName) }
 
 // loadKey reads the Ed25519 private key at path. A key that others than its
 // owner may read is refused: whoever reads it can sign checkpoints.

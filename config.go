@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -331,4 +332,15 @@ func (c *config) validate(stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// besideDatabase is setting when it is set, else name in the database's
+// directory: where the files the binary keeps beside its database (the
+// archives, the backups, the checkpoint key) go unless a setting names
+// another place. It needs the database path validate derives.
+func (c *config) besideDatabase(setting, name string) string {
+	if setting != "" {
+		return setting
+	}
+	return filepath.Join(filepath.Dir(c.databasePath), name)
 }

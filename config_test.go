@@ -95,6 +95,26 @@ func TestConfig_MaxConnectionsDefault(t *testing.T) {
 	is.Equal(maxConnectionsFor(64), 16)                       // never fewer than 16
 }
 
+// TestConfig_BesideDatabase: the archive directory, the backup directory
+// and the checkpoint key are each their own setting when it is set, else a
+// name of their own beside the database.
+func TestConfig_BesideDatabase(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	c := &config{databasePath: filepath.Join(dir, "live.db")}
+	is.Equal(archiveDir(c), filepath.Join(dir, "archives"))              // archives/ beside the database
+	is.Equal(backupDir(c), filepath.Join(dir, "backups"))                // backups/ beside it
+	is.Equal(checkpointKeyPath(c), filepath.Join(dir, "checkpoint.key")) // and the key beside it
+
+	c.archiveDir, c.backupDir, c.checkpointKey = "/a/arch", "rel/backups", "/k/key.pem"
+	is.Equal(archiveDir(c), "/a/arch")           // ARCHIVE_DIR as given
+	is.Equal(backupDir(c), "rel/backups")        // BACKUP_DIR as given, relative too
+	is.Equal(checkpointKeyPath(c), "/k/key.pem") // CHECKPOINT_KEY_FILE as given
+
+	bare := &config{databasePath: "orchestrator.db"}
+	is.Equal(archiveDir(bare), "archives") // a database in the working directory: archives/ there too
+}
+
 // TestConfig_PolicyFile: a policy file that is missing or does not compile
 // stops the server at start, naming the file (and the line).
 func TestConfig_PolicyFile(t *testing.T) {
