@@ -131,6 +131,16 @@ func problemFor(err error) *Problem {
 	return newProblem(http.StatusInternalServerError, wire.CodeInternal, "internal error; see the server log")
 }
 
+// ceilSeconds is d in whole seconds, rounded up; it does not overflow for
+// the longest Duration (a start rate near 0 waits that long).
+func ceilSeconds(d time.Duration) int64 {
+	s := int64(d / time.Second)
+	if d%time.Second > 0 {
+		s++
+	}
+	return s
+}
+
 // writeProblem sends p as application/problem+json.
 func writeProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
@@ -139,7 +149,7 @@ func writeProblem(w http.ResponseWriter, p *Problem) {
 		w.Header().Set("WWW-Authenticate", p.Authenticate)
 	}
 	if p.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(p.RetryAfter), 10))
 	}
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(&p.Problem)

@@ -75,6 +75,27 @@ func TestQuotasAPI_StartRateAnswers429WithRetryAfterAndRateLimitHeaders(t *testi
 	is.Equal(r.Header.Get("RateLimit-Limit"), "")
 }
 
+// A start rate so low that a token takes longer than a time.Duration can
+// hold still answers whole, non-negative seconds.
+func TestQuotasAPI_TinyStartRateAnswersPlausibleSeconds(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []string{"1e-9", "1e-300"} {
+		t.Run(rate, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			ts := quotaServer(t, `{"start_rate":`+rate+`,"start_burst":1}`, "queue")
+			r := ts.startAcme(t, `{"workflow":"held"}`)
+			is.Equal(r.Status, http.StatusCreated)
+			is.Equal(headerInt(t, r, "RateLimit-Remaining"), 0) // the one start is taken
+			is.True(headerInt(t, r, "RateLimit-Reset") >= 1e9)  // and takes ages to come back, not a negative time
+			r = ts.startAcme(t, `{"workflow":"held"}`)
+			problemOf(t, r, http.StatusTooManyRequests, wire.CodeQuotaExceeded)
+			is.True(headerInt(t, r, "Retry-After") >= 1e9)     // nor does the refusal's wait overflow
+			is.True(headerInt(t, r, "RateLimit-Reset") >= 1e9) // or the bucket's
+		})
+	}
+}
+
 func TestQuotasAPI_ActiveRunsRejectAndQueue(t *testing.T) {
 	t.Parallel()
 	t.Run("reject answers 429", func(t *testing.T) {
@@ -156,6 +177,12 @@ func TestQuotasAPI_PatchChangesOnlyTheQuotasGiven(t *testing.T) {
 	p = problemOf(t, ts.request(t, "PATCH", "/api/v1/tenants/acme", `{"settings":{"quotas":{"burst":5}}}`,
 		map[string]string{"Content-Type": typeJSON}), http.StatusBadRequest, wire.CodeInvalidRequest)
 	is.Equal(fieldOf(t, p), "settings.quotas.burst") // unknown fields are refused
+	for _, v := range []string{"1.5", "1e3", "1e20"} {
+		p = problemOf(t, ts.request(t, "PATCH", "/api/v1/tenants/acme", `{"settings":{"quotas":{"max_active_runs":`+v+`}}}`,
+			map[string]string{"Content-Type": typeJSON}), http.StatusBadRequest, wire.CodeInvalidRequest)
+		is.Equal(fieldOf(t, p), "settings.quotas.max_active_runs")
+		is.Equal(p.Errors[0].Message, "must be an integer, not number "+v) // a count is a whole number
+	}
 
 	var page wire.AdminLogPage
 	ts.getJSON(t, "/api/v1/admin/log?tenant=acme", &page)

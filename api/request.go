@@ -115,7 +115,9 @@ func jsonKind(goKind string) string {
 	switch goKind {
 	case "string":
 		return "a string"
-	case "int", "int64", "int32", "uint", "uint64", "float64":
+	case "int", "int64", "int32", "uint", "uint64":
+		return "an integer"
+	case "float64":
 		return "a number"
 	case "bool":
 		return "a boolean"

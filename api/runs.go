@@ -142,7 +142,7 @@ func (s *Server) rateLimitHeaders(w http.ResponseWriter, tenant string, err erro
 	h := w.Header()
 	h.Set("RateLimit-Limit", strconv.Itoa(rl.Limit))
 	h.Set("RateLimit-Remaining", strconv.Itoa(rl.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(int((rl.Reset+time.Second-1)/time.Second)))
+	h.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(rl.Reset), 10))
 }
 
 // requestHash identifies what an execute request asked for, so that an

@@ -204,6 +204,9 @@ func tenantCreateCmd(a *accessEnv) func([]string) error {
 	quotas := newQuotaFlags(a.fs)
 	retention := a.fs.Int("retention-days", 0, "days the tenant's finished runs stay live before they are archived (0: the server's RETENTION, -1: forever)")
 	return func(args []string) error {
+		if err := quotas.check(); err != nil {
+			return err
+		}
 		s := engine.TenantSettings{AllowExec: *exec, RetentionDays: *retention}
 		applySettings(&s, &wire.SettingsChange{Quotas: quotas.change(a.fs)})
 		t, err := a.b.createTenant(a.ctx, args[0], *name, s)
@@ -268,6 +271,9 @@ func tenantUpdateCmd(a *accessEnv) func([]string) error {
 	return func(args []string) error {
 		// Only what the flags name: the other settings stay as the server
 		// (or the file) holds them when the change is made.
+		if err := quotas.check(); err != nil {
+			return err
+		}
 		var c wire.UpdateTenantRequest
 		s := &wire.SettingsChange{Quotas: quotas.change(a.fs)}
 		a.fs.Visit(func(f *flag.Flag) {

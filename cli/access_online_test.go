@@ -202,6 +202,8 @@ func TestAccessCommands_OnlineRefused(t *testing.T) {
 		{[]string{"tenants", "update", "acme", "--max-pending-runs", "-3"}, "--max-pending-runs: "},
 		{[]string{"tenants", "update", "acme", "--retention-days", "99999"}, "--retention-days: "},
 		{[]string{"tenants", "create", "beta", "--on-active-limit", "wait"}, "--on-active-limit: "},
+		{[]string{"tenants", "update", "acme", "--start-rate", "NaN"}, "--start-rate: "}, // no JSON can carry it to the server
+		{[]string{"tenants", "create", "beta", "--start-rate", "+Inf"}, "--start-rate: "},
 		{[]string{"keys", "create", "--tenant", "acme", "--role", "viewer", "--name", "a b"}, "--name: must match"},
 	}
 	for _, c := range bad {

@@ -59,6 +59,14 @@ func (f *quotaFlags) change(fs *flag.FlagSet) *wire.QuotasChange {
 	return &c
 }
 
+// check refuses quota flags no server takes before anything is sent: a
+// NaN or infinite --start-rate could not even be encoded for a server.
+func (f *quotaFlags) check() error {
+	q := engine.TenantQuotas{StartRate: *f.startRate, StartBurst: *f.startBurst, MaxActiveRuns: *f.active,
+		MaxPendingRuns: *f.queue, MaxInputBytes: *f.inputBytes, OnActiveLimit: *f.onActive}
+	return q.Validate("settings.quotas.", false)
+}
+
 // quotaFlagOf names the flag of a quota field ("settings.quotas.max_active_runs").
 func quotaFlagOf(field string) (string, bool) {
 	name, ok := strings.CutPrefix(field, "settings.quotas.")

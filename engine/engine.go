@@ -167,6 +167,7 @@ type Engine struct {
 	npending   int
 	lastParked time.Time // creation time of the last run that waited
 	admitRound uint64
+	idem       idemFlights // idempotency keys whose start is in flight
 
 	wake        chan struct{} // a task became dispatchable
 	timerWake   chan struct{} // the earliest timer changed

@@ -156,11 +156,19 @@ func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 	rec := &logRecorder{}
 	log := slog.New(rec)
 	set := metrics.NewSet()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "race.db"), store.Options{Logger: log, Metrics: set})
+	path := filepath.Join(t.TempDir(), "race.db")
+	db, err := store.Open(ctx, path, store.Options{Logger: log, Metrics: set})
 	is.NoErr(err) // open store
 	t.Cleanup(func() { db.Close() })
 	e := startEngineWith(t, db, engine.Config{Logger: log, Metrics: set}, nil)
 	register(t, e, `{"name":"once","tasks":[{"id":"a","type":"noop"}]}`)
+	// A second server on the same file: one engine lets one start of a key
+	// decide at a time, so only another server's start can race it in the
+	// store.
+	db2, err := store.Open(ctx, path, store.Options{Logger: log, Metrics: set})
+	is.NoErr(err) // open the file again
+	t.Cleanup(func() { db2.Close() })
+	e2 := startEngineWith(t, db2, engine.Config{Logger: log, Metrics: set}, nil)
 
 	// Starts race on one key until the store has refused one of them: the
 	// loser's insert fails on the key and it answers with the winner's run.
@@ -173,9 +181,10 @@ func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 		var wg sync.WaitGroup
 		begin := make(chan struct{})
 		for i := range racers {
+			on := []*engine.Engine{e, e2}[i%2]
 			wg.Go(func() {
 				<-begin
-				run, _, err := e.StartRunIdempotent(ctx, engine.StartRequest{TenantID: tenant, Workflow: "once",
+				run, _, err := on.StartRunIdempotent(ctx, engine.StartRequest{TenantID: tenant, Workflow: "once",
 					IdempotencyKey: key, RequestHash: "h"})
 				if err == nil {
 					ids[i] = run.ID

@@ -39,6 +39,9 @@ type StartRequest struct {
 	// scheduleFunc, for a schedule's run, makes the schedule's change the
 	// run's commit writes too (the slot recorded as fired).
 	scheduleFunc func(runID string) (*ScheduleChange, error)
+	// idemRelease ends the claim on IdempotencyKey once the start is
+	// durable or refused.
+	idemRelease func()
 }
 
 // ErrIdempotencyMismatch: an idempotency key was used before for a different request.
@@ -65,6 +68,21 @@ func (e *Engine) StartRunIdempotent(ctx context.Context, req StartRequest) (run 
 		return nil, false, err
 	}
 	for try := 0; ; try++ {
+		if req.IdempotencyKey != "" {
+			// One start per key at a time: a copy waits for the first to
+			// be durable or refused, then replays its run.
+			release, waited, err := e.idem.claim(ctx, req.TenantID, req.IdempotencyKey)
+			if err != nil {
+				return nil, false, err
+			}
+			if waited {
+				if run, err := e.replay(ctx, req); !errors.Is(err, ErrNotFound) {
+					release()
+					return run, err == nil, err
+				}
+			}
+			req.idemRelease = release
+		}
 		run, err = e.newRun(ctx, req)
 		if err == nil || !errors.Is(err, ErrConflict) {
 			return run, false, err
@@ -104,6 +122,18 @@ func (e *Engine) replay(ctx context.Context, req StartRequest) (*Run, error) {
 }
 
 func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
+	// The claim on the idempotency key ends with the commit, or on return
+	// when no commit was made.
+	release := req.idemRelease
+	if release == nil {
+		release = func() {}
+	}
+	committing := false
+	defer func() {
+		if !committing {
+			release()
+		}
+	}()
 	if len(req.Input) > 0 && !json.Valid(req.Input) {
 		return nil, &definition.ValidationError{Problems: []definition.Problem{{Field: "input", Message: "must be valid JSON"}}}
 	}
@@ -217,7 +247,11 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	}
 	e.runs[id] = rs
 	done := make(chan error, 1)
-	b.commit(func(err error) { done <- err })
+	committing = true
+	b.commit(func(err error) {
+		release()
+		done <- err
+	})
 	e.mu.Unlock()
 	select {
 	case err := <-done:
