@@ -152,6 +152,7 @@ type Engine struct {
 	started   bool
 	stopping  bool
 	reloading map[string]bool
+	reserved  map[string]*runState            // runs reloading whose slots stay taken (reserve)
 	fails     commitFailures                  // failed commits in a row, for the reload backoff
 	subs      subscribers                     // Subscribe callers, Wait among them
 	lanes     map[string]*lane                // external ready tasks by tenant and type
@@ -227,6 +228,7 @@ func New(cfg Config) (*Engine, error) {
 		maxAbandoned: cfg.MaxAbandoned,
 		runs:         map[string]*runState{},
 		reloading:    map[string]bool{},
+		reserved:     map[string]*runState{},
 		subs:         subscribers{byRun: map[string]map[*Subscription]struct{}{}, byTenant: map[string]map[*Subscription]struct{}{}},
 		lanes:        map[string]*lane{},
 		polls:        map[string]map[string]time.Time{},

@@ -32,6 +32,9 @@ func (e *Engine) breakRun(rs *runState, err error) {
 	for _, c := range rs.cancels {
 		c.cancel()
 	}
+	if !e.stopping {
+		e.reserve(rs)
+	}
 	e.forget(rs)
 	if e.stopping || e.reloading[rs.id] {
 		return
@@ -133,6 +136,7 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	stop := func() {
 		e.mu.Lock()
 		delete(e.reloading, id)
+		e.unreserve(id)
 		e.mu.Unlock()
 	}
 	if !e.pause(delay) {
@@ -150,6 +154,7 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 			e.mu.Lock()
 			delete(e.reloading, id)
 			delete(e.fails.runs, id)
+			e.unreserve(id)
 			e.mu.Unlock()
 			return
 		}
@@ -181,6 +186,7 @@ func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	// Done reloading before activating: if activation's own commit fails,
 	// breakRun must be free to start the next reload.
 	delete(e.reloading, id)
+	e.unreserve(id) // the run activated below takes its own slots
 	if run.State.Terminal() {
 		delete(e.fails.runs, id)
 	}
@@ -194,4 +200,27 @@ func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	}
 	e.activateLost(v, lost, nil)
 	return nil
+}
+
+// reserve keeps the slots a run dropped after a failed commit holds (among
+// its tenant's active runs, of its concurrency key) until its reload ends:
+// else another start would take them meanwhile, and the reloaded run would
+// make one more than the cap allows. A pending run leaves its line: the
+// reload puts it back in its place, by created time.
+func (e *Engine) reserve(rs *runState) {
+	e.unreserve(rs.id)
+	e.unwait(rs)
+	rs.reserved = true
+	e.reserved[rs.id] = rs
+}
+
+// unreserve gives back the slots reserve kept for run id, if any.
+func (e *Engine) unreserve(id string) {
+	rs := e.reserved[id]
+	if rs == nil {
+		return
+	}
+	delete(e.reserved, id)
+	rs.reserved = false
+	e.dropSlots(rs)
 }

@@ -40,6 +40,7 @@ type runState struct {
 	commits    int   // commits queued and not yet acknowledged
 	held       int64 // its DataBytes as counted in Engine.heldBytes
 	broken     bool  // a commit failed: memory no longer matches the store
+	reserved   bool  // broken, its slots kept until its reload ends (reserve)
 	// Admission (admission.go): the rendered concurrency key ("" none),
 	// whether the run is counted among its tenant's active runs and holds
 	// a slot of its key, and the line it waits in while pending.
@@ -221,7 +222,9 @@ func (e *Engine) forget(rs *runState) {
 		e.ready.remove(rs)
 	}
 	e.dropLanes(rs)
-	e.dropSlots(rs)
+	if !rs.reserved {
+		e.dropSlots(rs)
+	}
 	if e.runs[rs.id] == rs {
 		delete(e.runs, rs.id)
 		e.poke(rs)
