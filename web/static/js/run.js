@@ -2,9 +2,9 @@
 // selected task, the timeline and the event history, kept live by the
 // run's event stream.
 import { get, post, tpath } from './api.js';
-import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock } from './dom.js';
 import { openStream } from './sse.js';
-import { flash, confirmAction } from './ui.js';
+import { confirmAndPost } from './ui.js';
 import { drawDag } from './dag.js';
 import { drawGantt } from './gantt.js';
 import { historyView, verifyBadge } from './events.js';
@@ -79,16 +79,9 @@ export async function runPage(main, id) {
     h('section', { class: 'lazy' }, h('h2', {}, 'History ', verifyBadge(history), ' ', live), hist.el));
 
   function action(verb, body, text) {
-    return async () => {
-      if (!(await confirmAction(text))) return;
-      try {
-        const run = await post(`${base}/${verb}`, body);
-        if (run && run.state) { s.run.state = run.state; paintHeader(); }
-        flash(`${verb}: done, the run is ${run && run.state}`, 'ok');
-      } catch (err) {
-        flash(`${verb} refused (${err.status}): ${problemText(err)}`);
-      }
-    };
+    return () => confirmAndPost(text, { verb, path: `${base}/${verb}`, body,
+      update: (run) => { if (run && run.state) { s.run.state = run.state; paintHeader(); } },
+      done: (run) => `${verb}: done, the run is ${run && run.state}` });
   }
 
   function paintHeader() {
