@@ -38,7 +38,8 @@ type uiServer struct {
 	Engine  *engine.Engine
 	Keys    *engine.Keys
 	Admin   *engine.Admin
-	Key     string        // sent by call, when set
+	Key     string // sent by call, when set
+	srv     *httptest.Server
 	release chan struct{} // closed: every "block" attempt completes
 	once    sync.Once
 }
@@ -111,6 +112,7 @@ func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 	}
 	trig := &engine.Triggers{Store: db, Engine: s.Engine, Sealer: sealer, StatusFunc: opts.TriggerStatus}
 	srv := httptest.NewServer((&api.Server{Engine: s.Engine, Keys: s.Keys, Admin: s.Admin, Triggers: trig, AuthMode: mode}).Handler())
+	s.srv = srv
 	t.Cleanup(func() {
 		s.Release()
 		srv.Close()

@@ -1,6 +1,6 @@
 // Audit: the tenant-wide event search with its filters, paged by
 // next_page_token, and the NDJSON export of every match.
-import { get, tpath, authHeaders } from './api.js';
+import { get, tpath } from './api.js';
 import { h, clear, qs, field, problemText, toISO } from './dom.js';
 import { eventHead, eventRow } from './events.js';
 
@@ -35,8 +35,7 @@ export async function auditPage(main, params) {
     e.preventDefault(); // the export needs the key, which a plain link cannot send
     note.textContent = ' exporting…';
     try {
-      const res = await fetch(exportURL, { headers: authHeaders({ Accept: 'application/x-ndjson' }), cache: 'no-store' });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const res = await get(exportURL, { accept: 'application/x-ndjson', raw: true });
       const url = URL.createObjectURL(await res.blob());
       const a = h('a', { href: url, download: 'events.ndjson' });
       document.body.append(a);
@@ -44,7 +43,7 @@ export async function auditPage(main, params) {
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10000);
       note.textContent = ' done';
-    } catch (err) { note.textContent = ` ${err.message}`; }
+    } catch (err) { note.textContent = ` ${problemText(err)}`; }
   });
   const body = h('tbody', { id: 'audit-body' });
   const more = h('button', { type: 'button', id: 'audit-more', hidden: true }, 'More');

@@ -3,7 +3,7 @@
 // run's event stream.
 import { get, post, tpath } from './api.js';
 import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock } from './dom.js';
-import { openStream } from './sse.js';
+import { openStream, liveStatus } from './sse.js';
 import { confirmAndPost } from './ui.js';
 import { drawDag } from './dag.js';
 import { drawGantt } from './gantt.js';
@@ -178,8 +178,7 @@ export async function runPage(main, id) {
   // The run's stream, from the last event seen. At an end event (the run
   // is terminal) the stream stays open: a retry's events follow on it.
   const stream = openStream(`${base}/stream`, { lastEventId: String(s.lastSeq),
-    onOpen: () => { live.textContent = '● live'; },
-    onError: () => { live.textContent = 'reconnecting…'; },
+    ...liveStatus(live),
     onEvent: (type, data) => {
       if (type === 'end') { live.textContent = '● live (run ended)'; later(); } else apply(data);
     } });
