@@ -241,3 +241,56 @@ func TestUI_ARefusedStreamSaysSoWithoutTheLoginForm(t *testing.T) {
 	s.Key = owner
 	b.documented(t, s)
 }
+
+// TestUI_RunPageTakesEventsThatCommitWhileItLoads: the run page has read
+// the run when its read of the history is held; meanwhile the run is
+// paused and its running task completes. The page then shows the run as
+// the server has it (paused, the task completed, one task done) and every
+// event once, with no further event to wake it.
+func TestUI_RunPageTakesEventsThatCommitWhileItLoads(t *testing.T) {
+	history := newGate()
+	history.armed.Store(true)
+	s := newUIServer(t, uiOptions{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/events") && r.URL.Query().Get("verify") == "true" {
+				history.pass()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	t.Cleanup(history.Open) // before the server closes, which waits for the held request
+	id := s.start(t, `{"name":"two","tasks":[{"id":"hold","type":"block"},{"id":"then","type":"noop","depends_on":["hold"]}]}`)
+	s.waitRun(t, id, func(d runDetails) bool { return d.task("hold") == "running" })
+	b := newBrowser(t)
+	b.open(t, s, "#/runs/"+id)
+	history.waitHeld(t, "the page's read of the history") // it follows the read of the run
+
+	if st := s.call(t, "POST", "/api/v1/tenants/default/workflows/"+id+"/pause", "", nil); st != http.StatusOK {
+		t.Fatalf("pause: %d", st)
+	}
+	s.Release()
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "paused" && d.task("hold") == "completed" })
+	var want struct {
+		LastSeq  int `json:"last_seq"`
+		Progress struct {
+			Done int `json:"done"`
+		} `json:"progress"`
+	}
+	if st := s.call(t, "GET", "/api/v1/tenants/default/workflows/"+id, "", &want); st != http.StatusOK || want.Progress.Done != 1 {
+		t.Fatalf("get the run: %d, %+v", st, want)
+	}
+	history.Open()
+
+	b.waitJS(t, "the run as the server has it", fmt.Sprintf(`document.querySelector('#run-state').dataset.state === 'paused' &&
+		document.querySelector('svg.dag g.node[data-task=hold]').dataset.state === 'completed' &&
+		document.querySelector('#run-header progress').value === %d`, want.Progress.Done))
+	b.waitJS(t, "every event", fmt.Sprintf(`document.querySelectorAll('#events-body tr[data-seq]').length >= %d`, want.LastSeq))
+	seqs := evalJS[[]int](t, b, `[...document.querySelectorAll('#events-body tr[data-seq]')].map((r) => +r.dataset.seq)`)
+	for i, seq := range seqs {
+		if seq != i+1 || len(seqs) != want.LastSeq {
+			t.Fatalf("the history shows seqs %v, want 1 to %d, each once", seqs, want.LastSeq)
+		}
+	}
+	b.noErrors(t)
+	b.documented(t, s)
+}
