@@ -38,7 +38,8 @@ type uiServer struct {
 	Engine  *engine.Engine
 	Keys    *engine.Keys
 	Admin   *engine.Admin
-	Key     string        // sent by call, when set
+	Key     string // sent by call, when set
+	srv     *httptest.Server
 	release chan struct{} // closed: every "block" attempt completes
 	once    sync.Once
 }
@@ -49,6 +50,9 @@ type uiOptions struct {
 	// TriggerStatus, when set, is what the stream triggers' consumers
 	// report (the trigger manager's Status, which needs a broker).
 	TriggerStatus func(tenantID, name string) *engine.TriggerStatus
+	// Wrap, when set, wraps the API's handler: a test's view of the
+	// requests, or its hold on some of them.
+	Wrap func(http.Handler) http.Handler
 }
 
 // newUIServer serves the API with a "block" task type whose attempts run
@@ -110,7 +114,12 @@ func newUIServer(t testing.TB, opts uiOptions) *uiServer {
 		t.Fatal(err)
 	}
 	trig := &engine.Triggers{Store: db, Engine: s.Engine, Sealer: sealer, StatusFunc: opts.TriggerStatus}
-	srv := httptest.NewServer((&api.Server{Engine: s.Engine, Keys: s.Keys, Admin: s.Admin, Triggers: trig, AuthMode: mode}).Handler())
+	var h http.Handler = (&api.Server{Engine: s.Engine, Keys: s.Keys, Admin: s.Admin, Triggers: trig, AuthMode: mode}).Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	s.srv = srv
 	t.Cleanup(func() {
 		s.Release()
 		srv.Close()

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -174,5 +175,57 @@ func TestUI_KeysListsATenantsKeysWithoutSecrets(t *testing.T) {
 	}
 	b.noErrors(t)
 	s.Key = owner
+	b.documented(t, s)
+}
+
+// TestUI_AuditFormShowsTheSearchsTimes: opened with a search bounded by
+// since and until, the audit form shows both times in its fields, as it
+// shows the other filters; searching again keeps them exactly, and a time
+// field emptied drops its bound.
+func TestUI_AuditFormShowsTheSearchsTimes(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	id := s.start(t, quick)
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
+	now := time.Now()
+	since := now.Add(-time.Hour).UTC().Truncate(time.Millisecond).Add(-1234 * time.Millisecond).Format(time.RFC3339Nano)
+	until := now.Add(time.Hour).UTC().Truncate(time.Minute).Add(30 * time.Second).Format(time.RFC3339Nano)
+	local := func(iso string) string {
+		at, err := time.Parse(time.RFC3339Nano, iso)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at.In(time.Local).Format("2006-01-02T15:04")
+	}
+	b := newBrowser(t)
+	b.open(t, s, "#/audit?"+url.Values{"type": {"run.created"}, "since": {since}, "until": {until}}.Encode())
+	b.waitJS(t, "the run's creation", `document.querySelectorAll('#audit-body tr[data-type]').length === 1`)
+	field := func(name string) string {
+		return evalJS[string](t, b, `document.querySelector('#audit-filters [name=`+name+`]').value`)
+	}
+	if got := field("since"); got != local(since) {
+		t.Errorf("since shows %q, want %q", got, local(since))
+	}
+	if got := field("until"); got != local(until) {
+		t.Errorf("until shows %q, want %q", got, local(until))
+	}
+	if got := field("type"); got != "run.created" {
+		t.Errorf("type shows %q", got)
+	}
+	param := func(name string) string {
+		return evalJS[string](t, b, `new URLSearchParams(location.hash.split('?')[1] || '').get(`+strconvQuote(name)+`) || ''`)
+	}
+
+	b.do(t, "search every type", chromedp.SetValue(chromedp.CSS(`#audit-filters select[name=type]`), ""), click(`#audit-filters button`))
+	b.waitJS(t, "every event of the run", `!location.hash.includes('type=') && document.querySelectorAll('#audit-body tr[data-type]').length >= 6`)
+	if got, got2 := param("since"), param("until"); got != since || got2 != until {
+		t.Errorf("the search again is since %q until %q, want %q and %q", got, got2, since, until)
+	}
+
+	b.do(t, "empty since", chromedp.Evaluate[chromedp.Void](`document.querySelector('#audit-filters [name=since]').value = ''`), click(`#audit-filters button`))
+	b.waitJS(t, "since dropped", `!location.hash.includes('since=') && location.hash.includes('until=')`)
+	if got := param("until"); got != until {
+		t.Errorf("until became %q, want %q", got, until)
+	}
+	b.noErrors(t)
 	b.documented(t, s)
 }

@@ -14,11 +14,14 @@ export const session = {
 // bus carries 'unauthenticated' (a 401: the login form is needed).
 export const bus = new EventTarget();
 
-// ApiError is a refused or failed call: status and the problem document.
+// ApiError is a refused or failed call: its status, the problem's stable
+// code ('' when the answer was not a problem document), the problem
+// document and, as its message, the problem's detail or title.
 export class ApiError extends Error {
   constructor(status, problem) {
     super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
     this.status = status;
+    this.code = (problem && problem.code) || '';
     this.problem = problem;
   }
 }
@@ -34,11 +37,21 @@ export function tpath(rest) {
   return `/api/v1/tenants/${encodeURIComponent(session.tenant)}${rest}`;
 }
 
-async function failure(res) {
+// refusal reads a refused answer into an ApiError, the one shape of every
+// refusal the UI shows: from its problem document, or from its status line
+// when the body is not one.
+export async function refusal(res) {
   let p = null;
   try { p = await res.json(); } catch { p = { title: res.statusText, status: res.status }; }
-  if (res.status === 401) bus.dispatchEvent(new Event('unauthenticated'));
   return new ApiError(res.status, p);
+}
+
+// failure is the error of a refused API call; a 401 also asks for the
+// login form, since the page cannot be drawn without the call.
+async function failure(res) {
+  const err = await refusal(res);
+  if (res.status === 401) bus.dispatchEvent(new Event('unauthenticated'));
+  return err;
 }
 
 // call sends one request; body is JSON (an object) or text sent as is.

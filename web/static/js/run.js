@@ -2,9 +2,9 @@
 // selected task, the timeline and the event history, kept live by the
 // run's event stream.
 import { get, post, tpath } from './api.js';
-import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock, problemText } from './dom.js';
-import { openStream } from './sse.js';
-import { flash, confirmAction } from './ui.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, jsonBlock } from './dom.js';
+import { openStream, liveStatus } from './sse.js';
+import { confirmAndPost } from './ui.js';
 import { drawDag } from './dag.js';
 import { drawGantt } from './gantt.js';
 import { historyView, verifyBadge } from './events.js';
@@ -14,9 +14,10 @@ import { taskPanel, waitingText } from './taskpanel.js';
 const MAX_EVENT_PAGES = 100;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out']);
 
-// loadEvents reads the run's whole history: seqs run 1..lastSeq, so its
-// pages are read at once, and a page the byte bound cut short is read on
-// from where it stopped.
+// loadEvents reads the run's history up to lastSeq, the seq of the run as
+// read: seqs run 1..lastSeq, so its pages are read at once, and a page the
+// byte bound cut short is read on from where it stopped. Events past
+// lastSeq are left to the stream.
 async function loadEvents(base, lastSeq) {
   const PAGE = 1000;
   const n = Math.min(MAX_EVENT_PAGES, Math.max(1, Math.ceil(lastSeq / PAGE)));
@@ -32,10 +33,7 @@ async function loadEvents(base, lastSeq) {
       events.push(...page.events);
     }
   }
-  for (let page = pages[n - 1]; page.next_after && events.length < MAX_EVENT_PAGES * PAGE;) {
-    page = await get(`${base}/events?after=${events[events.length - 1].seq}&limit=${PAGE}`);
-    events.push(...page.events);
-  }
+  while (events.length && events[events.length - 1].seq > lastSeq) events.pop();
   return { events, verified: pages[0].verified, verify_error: pages[0].verify_error };
 }
 
@@ -47,19 +45,19 @@ export async function runPage(main, id) {
     const def = defv && defv.definition;
     return [def, def ? await post('/api/v1/dag/validate', def).catch(() => null) : null];
   });
-  const [history, metrics, [def, validation]] = await Promise.all([loadEvents(base, details.last_seq),
-    get(`${base}/metrics`).catch(() => null), defAndLevels]);
+  const [history, metrics, explain, [def, validation]] = await Promise.all([loadEvents(base, details.last_seq),
+    get(`${base}/metrics`).catch(() => null),
+    TERMINAL.has(details.state) ? null : get(`${base}/explain`).catch(() => null), defAndLevels]);
   const tasks = def && def.tasks ? def.tasks : details.tasks.map((t) => ({ id: t.id }));
 
-  const s = { run: details, events: history.events, metrics, selected: null, explain: null };
+  // The page starts from the run as read: its details at last_seq and the
+  // history up to there (up to MAX_EVENT_PAGES pages of it). The stream,
+  // resumed from the last event read, brings every later event through
+  // apply, which reads the run again: no event is missed or applied twice,
+  // however many commit while the page loads, and no timer is needed.
+  const s = { run: details, events: history.events, metrics, selected: null, explain };
   s.lastSeq = s.events.length ? s.events[s.events.length - 1].seq : 0;
   const states = Object.fromEntries(details.tasks.map((t) => [t.id, t.state]));
-  // Events that committed after the run was read bring its states up to date.
-  for (const ev of s.events) {
-    if (ev.seq <= details.last_seq) continue;
-    if (ev.task_id && TASK_STATE_AFTER[ev.type]) states[ev.task_id] = TASK_STATE_AFTER[ev.type];
-    if (RUN_STATE_AFTER[ev.type]) details.state = RUN_STATE_AFTER[ev.type];
-  }
 
   const header = h('section', { class: 'run-header', id: 'run-header' });
   const explainBox = h('section', { id: 'explain' });
@@ -79,16 +77,9 @@ export async function runPage(main, id) {
     h('section', { class: 'lazy' }, h('h2', {}, 'History ', verifyBadge(history), ' ', live), hist.el));
 
   function action(verb, body, text) {
-    return async () => {
-      if (!(await confirmAction(text))) return;
-      try {
-        const run = await post(`${base}/${verb}`, body);
-        if (run && run.state) { s.run.state = run.state; paintHeader(); }
-        flash(`${verb}: done, the run is ${run && run.state}`, 'ok');
-      } catch (err) {
-        flash(`${verb} refused (${err.status}): ${problemText(err)}`);
-      }
-    };
+    return () => confirmAndPost(text, { verb, path: `${base}/${verb}`, body,
+      update: (run) => { if (run && run.state) { s.run.state = run.state; paintHeader(); } },
+      done: (run) => `${verb}: done, the run is ${run && run.state}` });
   }
 
   function paintHeader() {
@@ -161,6 +152,9 @@ export async function runPage(main, id) {
       paintHeader(); paintExplain(); paintPanel(); paintTimeline();
     } catch { /* the next event refreshes again */ }
   }
+  // later reads the run, its metrics and why it waits again after events:
+  // at most once per 250 ms, so that a burst of events (tasks finishing
+  // together) costs one read, not one per event.
   let timer = null;
   const later = () => { if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 250); };
 
@@ -180,13 +174,11 @@ export async function runPage(main, id) {
   paintHeader(); paintExplain(); paintPanel(); paintTimeline();
   performance.mark('run-rendered');
   afterPaint().then(() => performance.mark('run-painted'));
-  if (!TERMINAL.has(s.run.state)) later();
 
   // The run's stream, from the last event seen. At an end event (the run
   // is terminal) the stream stays open: a retry's events follow on it.
   const stream = openStream(`${base}/stream`, { lastEventId: String(s.lastSeq),
-    onOpen: () => { live.textContent = '● live'; },
-    onError: () => { live.textContent = 'reconnecting…'; },
+    ...liveStatus(live),
     onEvent: (type, data) => {
       if (type === 'end') { live.textContent = '● live (run ended)'; later(); } else apply(data);
     } });

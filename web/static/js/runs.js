@@ -2,7 +2,7 @@
 // updates from the tenant's stream.
 import { get, tpath } from './api.js';
 import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, toISO, toLocal } from './dom.js';
-import { openStream } from './sse.js';
+import { openStream, liveStatus } from './sse.js';
 
 export const ORIGIN_KINDS = ['schedule', 'webhook', 'nats', 'kafka'];
 export const RUN_STATES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'];
@@ -135,8 +135,7 @@ export async function runsPage(main, params) {
 
   await load();
   const s = openStream(tpath('/stream'), {
-    onOpen: () => { live.textContent = '● live'; },
-    onError: () => { live.textContent = 'reconnecting…'; },
+    ...liveStatus(live),
     onEvent: (type, data) => {
       if (type === 'run' && data && data.id) update(data);
       else if (type === 'resync') load().catch(() => {}); // runs changed that the stream did not send

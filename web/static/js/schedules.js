@@ -1,9 +1,9 @@
 // Schedules: the tenant's schedules with their next fire time and counts,
 // and pause, unpause and trigger-now, each confirmed; a refusal (a 409
 // when the schedule changed meanwhile) is shown as the server words it.
-import { get, post, tpath } from './api.js';
-import { h, fill, fmtTime, qs, problemText } from './dom.js';
-import { flash, confirmAction } from './ui.js';
+import { get, tpath } from './api.js';
+import { h, fill, fmtTime, qs } from './dom.js';
+import { confirmAndPost } from './ui.js';
 
 const enc = encodeURIComponent;
 const MAX_PAGES = 10; // 1000 schedules at 100 a page
@@ -39,18 +39,12 @@ export async function schedulesPage(main) {
       ['Schedule', 'Cron', 'Time zone', 'Workflow', 'State', 'Next fire', 'Fired', 'Missed', 'Skipped', 'Failed', 'Last run', '']
         .map((c) => h('th', {}, c)))), body), note);
 
+  // act is a control action on sc; the list is read again after it,
+  // whether done or refused (a 409 means the schedule changed meanwhile).
   function act(sc, verb, text) {
-    return async () => {
-      if (!(await confirmAction(text))) return;
-      try {
-        const out = await post(tpath(`/schedules/${enc(sc.id)}/${verb}`));
-        if (verb === 'trigger') flash(`trigger: started run ${out && out.id}`, 'ok');
-        else flash(`${verb}: done, the schedule is ${out && out.state}`, 'ok');
-      } catch (err) {
-        flash(`${verb} refused (${err.status}): ${problemText(err)}`);
-      }
-      await load().catch((err) => flash(problemText(err)));
-    };
+    return () => confirmAndPost(text, { verb, path: tpath(`/schedules/${enc(sc.id)}/${verb}`), body: {},
+      update: load,
+      done: (out) => (verb === 'trigger' ? `trigger: started run ${out && out.id}` : `${verb}: done, the schedule is ${out && out.state}`) });
   }
 
   function row(sc, next) {

@@ -1,8 +1,18 @@
 // openStream reads a Server-Sent Events stream with fetch, which, unlike
 // EventSource, can send the Authorization header. It reconnects with
 // Last-Event-ID after a drop (with a growing delay, up to 10 s), stops for
-// good on close() or a 4xx, and hands every event to onEvent.
-import { authHeaders, ApiError } from './api.js';
+// good on close() or a 4xx, and hands every event to onEvent. onError(err,
+// retrying) hears of each failure, and whether another try follows.
+//
+// A refused stream is an ApiError like a refused call (refusal builds both),
+// but its 401 does not open the login form as a call's does: the stream
+// runs behind a page that is drawn already, and taking the reader away
+// from it at a reconnect (after the key was revoked, say) would lose what
+// they are looking at. The page says that its live updates stopped and
+// why (liveStatus); the next call the reader makes meets the same 401 and
+// opens the form.
+import { authHeaders, ApiError, refusal } from './api.js';
+import { problemText } from './dom.js';
 
 export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' }) {
   let ctrl = null;
@@ -37,11 +47,7 @@ export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' })
     if (lastId) headers['Last-Event-ID'] = lastId;
     try {
       const res = await fetch(path, { headers, signal: ctrl.signal, cache: 'no-store' });
-      if (!res.ok) {
-        let p = null;
-        try { p = await res.json(); } catch { /* not a problem document */ }
-        throw new ApiError(res.status, p);
-      }
+      if (!res.ok) throw await refusal(res);
       delay = 250;
       if (onOpen) onOpen();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -61,9 +67,10 @@ export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' })
       if (closed) ctrl.abort();
     } catch (err) {
       if (closed) return;
-      if (onError) onError(err);
       // A refusal stands (401, 403, 404), except too many streams (429): try again later.
-      if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429) { closed = true; return; }
+      const stands = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429;
+      if (stands) closed = true;
+      if (onError) onError(err, !stands);
     }
     if (closed) return;
     setTimeout(() => { if (!closed) connect(); }, delay);
@@ -72,4 +79,17 @@ export function openStream(path, { onEvent, onOpen, onError, lastEventId = '' })
 
   connect();
   return { close() { closed = true; if (ctrl) ctrl.abort(); } };
+}
+
+// liveStatus is the onOpen and onError of a page's stream that say, in el,
+// whether the page is live, reconnecting, or stopped and why.
+export function liveStatus(el) {
+  return {
+    onOpen: () => { el.textContent = '● live'; el.dataset.live = 'live'; },
+    onError: (err, retrying) => {
+      el.textContent = retrying ? 'reconnecting…'
+        : `updates stopped (${err.status}): ${problemText(err)}`;
+      el.dataset.live = retrying ? 'reconnecting' : 'stopped';
+    },
+  };
 }
