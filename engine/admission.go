@@ -122,10 +122,13 @@ func keyMax(rs *runState) int {
 	return 1
 }
 
+// activeState says whether a run in state st takes a slot.
+func activeState(st RunState) bool { return st == RunRunning || st == RunPaused }
+
 // runMoved brings the counts and lines up to date after rs's state changed.
 func (e *Engine) runMoved(rs *runState) {
 	st := rs.view.Run.State
-	active := st == RunRunning || st == RunPaused
+	active := activeState(st)
 	if st != RunPending && rs.waitq != nil {
 		e.unwait(rs)
 	}
@@ -274,6 +277,11 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 						queued--
 						pending--
 					}
+				} else if len(ks.holders) > 0 {
+					// Every holder is being reloaded after a failed
+					// commit: none can be cancelled before it is back.
+					return a, fmt.Errorf("the runs holding concurrency key %q of %s are being reloaded; try again: %w",
+						rs.ckey, rs.view.Run.Workflow, ErrConflict)
 				}
 				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 			default:
@@ -298,11 +306,13 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 }
 
 // oldestHolder is the run cancel_in_progress cancels: the oldest active
-// holder of the key, else the oldest one waiting for a tenant slot.
+// holder of the key, else the oldest one waiting for a tenant slot; never
+// one being reloaded (nil if all are).
 func oldestHolder(ks *keySlots) *runState {
 	var best *runState
 	for _, h := range ks.holders {
 		switch {
+		case h.reserved:
 		case best == nil, h.counted && !best.counted:
 			best = h
 		case h.counted == best.counted && runQueue{h, best}.Less(0, 1):
@@ -312,12 +322,15 @@ func oldestHolder(ks *keySlots) *runState {
 	return best
 }
 
-// supersede cancels victim for the new run id (cancel_in_progress).
-func (e *Engine) supersede(victim *runState, id string) {
+// supersede cancels victim for the new run id (cancel_in_progress) and
+// returns the batch recording it, for the new run's commit to write first
+// in its transaction: the cancellation is durable only with the run it
+// names.
+func (e *Engine) supersede(victim *runState, id string) *batch {
 	b := e.newBatch(victim, ActorEngine)
 	e.endRun(b, EventRunCancelled, WaitConcurrencyKey+": superseded by "+id)
-	b.commit(nil)
 	e.fixRun(victim)
+	return b
 }
 
 // parkedAt returns the creation time of a run that waits: after every

@@ -9,6 +9,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/engine"
+	"github.com/orchestrator/orchestrator/store"
 )
 
 // A run dropped from memory after a failed commit keeps its slots until it
@@ -22,14 +23,7 @@ func TestAdmission_ReloadingRunKeepsItsSlots(t *testing.T) {
 	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("cancel_newest"), heldDef)
 	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
 
-	_, err := db.LimitPages(ctx, 1)
-	is.NoErr(err)       // the database may grow no more
-	for i := 0; ; i++ { // runs fill the pages it has left
-		if _, err := startIn(t, e, "held", ""); errors.Is(err, engine.ErrStorageUnavailable) {
-			break
-		}
-		is.True(i < 10_000) // the database fills
-	}
+	fill(t, db, e, "held")
 	// Failed commits in a row lengthen every reload's wait (to 0.6-1.3 s
 	// after eight): the window below is that long, not a race.
 	for range 8 {
@@ -37,7 +31,7 @@ func TestAdmission_ReloadingRunKeepsItsSlots(t *testing.T) {
 		is.True(errors.Is(err, engine.ErrStorageUnavailable)) // no room for the run
 	}
 	// A pause recorded with a large event finds no room either.
-	_, err = e.Pause(ctx, "default", a.ID, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
+	_, err := e.Pause(ctx, "default", a.ID, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
 	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // the pause is not recorded: a is reloaded
 
 	_, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
@@ -54,4 +48,85 @@ func TestAdmission_ReloadingRunKeepsItsSlots(t *testing.T) {
 	is.Equal(mustLoad(t, db, a.ID).State, engine.RunRunning)
 	b := mustStart(t, e, "keyed", `{"customer":"c2"}`) // another key is free
 	is.Equal(b.State, engine.RunRunning)
+}
+
+// fill makes the database grow no more and starts runs of wf until one
+// finds no room.
+func fill(t *testing.T, db *store.DB, e *engine.Engine, wf string) {
+	t.Helper()
+	if _, err := db.LimitPages(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if _, err := startIn(t, e, wf, ""); errors.Is(err, engine.ErrStorageUnavailable) {
+			return
+		}
+		if i == 10_000 {
+			t.Fatal("the database does not fill")
+		}
+	}
+}
+
+// With cancel_in_progress the cancellation is durable only with the run
+// that supersedes it: a new run that cannot be recorded cancels nothing.
+func TestAdmission_CancelInProgressCommitsWithTheNewRun(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("cancel_in_progress"), heldDef)
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	fill(t, db, e, "held")
+	// Room for a small commit, such as a's cancellation, not for a run
+	// whose input takes eight pages.
+	full, err := db.LimitPages(ctx, 1)
+	is.NoErr(err)
+	_, err = db.LimitPages(ctx, full+4)
+	is.NoErr(err)
+	_, err = startIn(t, e, "keyed", `{"customer":"c1","pad":`+string(bigOutput)+`}`)
+	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // no room for the new run
+	_, err = db.LimitPages(ctx, 1<<30)
+	is.NoErr(err) // room again
+
+	is.Equal(runEvent(t, db, a.ID, engine.EventRunCancelled), (*engine.Event)(nil)) // a was not cancelled for it
+	is.Equal(mustLoad(t, db, a.ID).State, engine.RunRunning)
+	var b *engine.Run
+	waitFor(t, "a to be back and superseded", func() bool {
+		b, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+		is.True(err == nil || errors.Is(err, engine.ErrConflict)) // started, or "try again" while a is reloaded
+		return err == nil
+	})
+	is.Equal(mustLoad(t, db, a.ID).State, engine.RunCancelled)
+	is.Equal(reasonOf(t, runEvent(t, db, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
+	is.NoErr(engine.VerifyRun(ctx, db, "default", a.ID))
+}
+
+// cancel_in_progress cannot cancel a run that is being reloaded: the start
+// is refused with a conflict to try again, and the run goes on.
+func TestAdmission_CancelInProgressWaitsForAReload(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("cancel_in_progress"), heldDef)
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	fill(t, db, e, "held")
+	for range 8 { // the reload below waits 0.6-1.3 s
+		_, err := startIn(t, e, "held", string(bigOutput))
+		is.True(errors.Is(err, engine.ErrStorageUnavailable))
+	}
+	_, err := e.Pause(ctx, "default", a.ID, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
+	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // a is reloaded
+
+	_, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.True(errors.Is(err, engine.ErrConflict)) // try again once a is back
+	_, err = db.LimitPages(ctx, 1<<30)
+	is.NoErr(err)
+	var b *engine.Run
+	waitFor(t, "a to be back", func() bool {
+		b, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+		is.True(err == nil || errors.Is(err, engine.ErrConflict))
+		return err == nil
+	})
+	is.Equal(reasonOf(t, runEvent(t, db, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
 }

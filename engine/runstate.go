@@ -341,23 +341,61 @@ func (b *batch) then(f func()) { b.after = append(b.after, f) }
 // commit hands the batch to the store. done, if not nil, is called with the
 // outcome after the engine has processed it; it may be called before commit
 // returns, with Engine.mu held, so it must not block nor take Engine.mu.
-func (b *batch) commit(done func(error)) {
-	if b.failed {
-		// Part of the decision was refused: writing the rest would record a
-		// half. Reload the run from what is durable instead.
-		err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
-		b.e.breakRun(b.rs, err)
-		if done != nil {
+func (b *batch) commit(done func(error)) { commitTogether(done, b) }
+
+// commitTogether commits the batches of several runs in one transaction:
+// all are durable, or none is and each run is reloaded. done is as for
+// batch.commit.
+func commitTogether(done func(error), bs ...*batch) {
+	if done == nil {
+		done = func(error) {}
+	}
+	e := bs[0].e
+	for _, b := range bs {
+		if b.failed {
+			// Part of the decision was refused: writing the rest would
+			// record a half. Reload the runs from what is durable instead.
+			err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
+			for _, b := range bs {
+				e.breakRun(b.rs, err)
+			}
 			done(err)
+			return
 		}
+	}
+	var ps []pending
+	var changes []Change
+	for _, b := range bs {
+		if len(b.events) > 0 {
+			ps = append(ps, b.pending())
+			changes = append(changes, ps[len(ps)-1].ch)
+		}
+	}
+	if len(ps) == 0 {
+		done(nil)
 		return
 	}
-	if len(b.events) == 0 {
-		if done != nil {
-			done(nil)
+	e.commitWG.Add(1)
+	e.store.Commit(changes, func(err error) {
+		e.mu.Lock()
+		for i := range ps {
+			ps[i].settle(err)
 		}
-		return
-	}
+		e.mu.Unlock()
+		done(err)
+		e.commitWG.Done()
+	})
+}
+
+// pending is a batch handed to the store, until its outcome is known.
+type pending struct {
+	b      *batch
+	ch     Change
+	change RunChange // published once durable
+}
+
+// pending makes the batch's change and counts it in flight.
+func (b *batch) pending() pending {
 	rs, e := b.rs, b.e
 	ch := Change{Run: rs.view.Run, Insert: b.insert, PrevSeq: b.prevSeq, PrevState: b.prevState, Events: b.events,
 		IdempotencyKey: b.idemKey, RequestHash: b.idemHash, Definition: b.definition, Schedule: b.schedule}
@@ -373,34 +411,38 @@ func (b *batch) commit(done func(error)) {
 		e.holdBytes(rs)
 	}
 	rs.commits++
-	e.commitWG.Add(1)
-	after := b.after
-	change := RunChange{TenantID: rs.tenant, RunID: rs.id, LastSeq: ch.Run.LastSeq, State: ch.Run.State,
-		PrevState: b.prevState, Created: b.insert}
-	e.store.Commit([]Change{ch}, func(err error) {
-		e.mu.Lock()
-		rs.commits--
-		if err != nil {
-			e.breakRun(rs, err)
-		} else {
-			e.fails.storage = 0
-			if e.subs.n > 0 {
-				change.DurableAt = time.Now()
-				e.publish(change)
-			}
-			if !rs.broken {
-				for _, f := range after {
-					f()
-				}
-				e.release(rs)
+	return pending{b: b, ch: ch, change: RunChange{TenantID: rs.tenant, RunID: rs.id, LastSeq: ch.Run.LastSeq,
+		State: ch.Run.State, PrevState: b.prevState, Created: b.insert}}
+}
+
+// settle processes the outcome of the commit. Engine.mu must be held.
+func (p *pending) settle(err error) {
+	rs, e := p.b.rs, p.b.e
+	rs.commits--
+	if err != nil {
+		if !rs.broken && !p.b.insert && activeState(p.b.prevState) {
+			// The run is still active in the store, whatever this batch
+			// did in memory (a cancellation gave its slots away): it
+			// holds them until its reload.
+			e.setCounted(rs, true)
+			if rs.ckey != "" {
+				e.setHolding(rs, true)
 			}
 		}
-		e.mu.Unlock()
-		if done != nil {
-			done(err)
+		e.breakRun(rs, err)
+		return
+	}
+	e.fails.storage = 0
+	if e.subs.n > 0 {
+		p.change.DurableAt = time.Now()
+		e.publish(p.change)
+	}
+	if !rs.broken {
+		for _, f := range p.b.after {
+			f()
 		}
-		e.commitWG.Done()
-	})
+		e.release(rs)
+	}
 }
 
 // release forgets a finished run once nothing about it is in flight.

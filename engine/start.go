@@ -236,9 +236,9 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 		Origin: req.Origin, Alias: req.Alias, ConcurrencyKey: key}) {
 		return refuse(fmt.Errorf("start run of %s: the engine refused run.created (see the log): %w", plan.Def.Name, ErrInvalidTransition))
 	}
+	batches := []*batch{b}
 	if adm.victim != nil {
-		// Its cancellation commits first: the writer keeps the order.
-		e.supersede(adm.victim, id)
+		batches = []*batch{e.supersede(adm.victim, id), b}
 	}
 	if adm.start {
 		e.startRun(b, EventRunStarted)
@@ -248,10 +248,10 @@ func (e *Engine) newRun(ctx context.Context, req StartRequest) (*Run, error) {
 	e.runs[id] = rs
 	done := make(chan error, 1)
 	committing = true
-	b.commit(func(err error) {
+	commitTogether(func(err error) {
 		release()
 		done <- err
-	})
+	}, batches...)
 	e.mu.Unlock()
 	select {
 	case err := <-done:
