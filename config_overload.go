@@ -31,8 +31,19 @@ func (c *config) overloadFlags(fs *flag.FlagSet) {
 // validateOverload checks the saturation settings.
 func (c *config) validateOverload() error {
 	o := &c.overload
-	if o.MaxWriterQueue == 0 || o.MaxCommitLatency == 0 || o.MaxReadyTasks == 0 || o.MaxActiveRuns == 0 || o.MaxActiveBytes == 0 {
-		return fmt.Errorf("overload limits must not be 0: give a positive limit, or -1 to turn the signal off")
+	for _, l := range []struct {
+		name string
+		zero bool
+	}{
+		{"overload-writer-queue (OVERLOAD_WRITER_QUEUE)", o.MaxWriterQueue == 0},
+		{"overload-commit-latency (OVERLOAD_COMMIT_LATENCY)", o.MaxCommitLatency == 0},
+		{"overload-ready-tasks (OVERLOAD_READY_TASKS)", o.MaxReadyTasks == 0},
+		{"overload-active-runs (OVERLOAD_ACTIVE_RUNS)", o.MaxActiveRuns == 0},
+		{"overload-active-bytes (OVERLOAD_ACTIVE_BYTES)", o.MaxActiveBytes == 0},
+	} {
+		if l.zero {
+			return fmt.Errorf("%s must not be 0: give a positive limit, or -1 to turn the signal off", l.name)
+		}
 	}
 	if o.Hold < 100*time.Millisecond || o.Hold > 10*time.Minute {
 		return fmt.Errorf("overload-hold %s: want 100ms..10m", o.Hold)

@@ -61,7 +61,8 @@ func TestConfig_RefusesBadEnvironment(t *testing.T) {
 	}{
 		{"a negative checkpoint interval is refused", [][2]string{{"CHECKPOINT_INTERVAL", "-1m"}}, "checkpoint-interval -1m0s: want"},
 		{"adaptive limits out of order are refused", [][2]string{{"ADAPTIVE_MIN", "50"}, {"ADAPTIVE_MAX", "10"}}, "adaptive min limit 50 is over the max limit 10"},
-		{"an overload limit of 0 is refused", [][2]string{{"OVERLOAD_READY_TASKS", "0"}}, "overload limits must not be 0"},
+		{"an overload limit of 0 is refused, by name", [][2]string{{"OVERLOAD_READY_TASKS", "0"}}, "overload-ready-tasks (OVERLOAD_READY_TASKS) must not be 0"},
+		{"each overload limit is named", [][2]string{{"OVERLOAD_COMMIT_LATENCY", "0s"}}, "overload-commit-latency (OVERLOAD_COMMIT_LATENCY) must not be 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, kv := range tc.env {

@@ -21,7 +21,7 @@ type quotaFlags struct {
 func newQuotaFlags(fs *flag.FlagSet) *quotaFlags {
 	return &quotaFlags{
 		startRate:  fs.Float64("start-rate", 0, "runs the tenant may start per second, on average (0: the server's default, -1: unlimited)"),
-		startBurst: fs.Int("start-burst", 0, "runs the tenant may start at once (0: the rate rounded up)"),
+		startBurst: fs.Int("start-burst", 0, "runs the tenant may start at once (0: the server's default, or with the tenant's own --start-rate that rate rounded up; -1: the rate rounded up)"),
 		active:     fs.Int("max-active-runs", 0, "runs running or paused at once (0: the server's default, -1: unlimited)"),
 		queue:      fs.Int("max-pending-runs", 0, "runs waiting for a slot (0: the server's default, -1: unlimited)"),
 		inputBytes: fs.Int64("max-input-bytes", 0, "bytes of one run's input (0: the server's default, -1: unlimited)"),

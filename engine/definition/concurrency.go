@@ -2,6 +2,7 @@ package definition
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -108,6 +109,10 @@ func checkConcurrency(c *Concurrency, add func(field, msg string)) *Concurrency 
 			}
 			return nil
 		})
+		var form *refFormError
+		if errors.As(err, &form) {
+			err = fmt.Errorf("reference ${%s}: a concurrency key may only reference ${workflow.input...}", form.text)
+		}
 		if err != nil {
 			add("concurrency.key", err.Error())
 		}
@@ -147,6 +152,11 @@ func RenderKey(tmpl string, input json.RawMessage) (string, error) {
 			return "", err
 		}
 		out, err := Render(doc, &Source{Input: input}, 4*MaxConcurrencyKeyBytes)
+		if errors.Is(err, ErrTooLarge) {
+			// Rendering stops early, at a bound of its own: the limit that
+			// matters to the caller is the key's.
+			return "", fmt.Errorf("concurrency key %s renders over the limit of %d bytes: %w", tmpl, MaxConcurrencyKeyBytes, ErrTooLarge)
+		}
 		if err != nil {
 			return "", fmt.Errorf("concurrency key %s: %w", tmpl, err)
 		}

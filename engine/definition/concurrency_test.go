@@ -18,6 +18,7 @@ func TestCompileJSON_ConcurrencyProblemsNameTheirField(t *testing.T) {
 	}{
 		{"the key is required", concDef(`{"max":1}`), "concurrency.key", "required"},
 		{"the key may not reference a task output", concDef(`{"key":"${a.output.x}"}`), "concurrency.key", "may only reference ${workflow.input...}"},
+		{"a malformed reference is told the one form a key allows", concDef(`{"key":"${workflow.customer}"}`), "concurrency.key", "a concurrency key may only reference ${workflow.input...}"},
 		{"the key must be a well-formed template", concDef(`{"key":"${workflow.input.x"}`), "concurrency.key", "missing }"},
 		{"the key has a bound", concDef(`{"key":"` + strings.Repeat("k", 257) + `"}`), "concurrency.key", "over the limit of 256"},
 		{"the key is a string", concDef(`{"key":5}`), "concurrency.key", "must be a string"},
@@ -73,5 +74,8 @@ func TestRenderKey(t *testing.T) {
 	_, err = RenderKey("${workflow.input.customer}", json.RawMessage(`{"customer":""}`))
 	is.True(err != nil && strings.Contains(err.Error(), "renders empty"))
 	_, err = RenderKey("${workflow.input.customer}", json.RawMessage(`{"customer":"`+strings.Repeat("x", 300)+`"}`))
-	is.True(err != nil && strings.Contains(err.Error(), "limit")) // bounded
+	is.True(err != nil && strings.Contains(err.Error(), "limit of 256")) // bounded
+	_, err = RenderKey("${workflow.input.customer}", json.RawMessage(`{"customer":"`+strings.Repeat("x", 5000)+`"}`))
+	is.True(err != nil && strings.Contains(err.Error(), "limit of 256 bytes")) // the key's limit, not the renderer's
+	is.True(!strings.Contains(err.Error(), "1024"))
 }

@@ -62,6 +62,14 @@ func scanRefs(doc json.RawMessage, fn func(r ref) error) error {
 	return walk(v)
 }
 
+// refFormError is a reference that is neither ${workflow.input...} nor
+// ${TASK.output...}.
+type refFormError struct{ text string }
+
+func (e *refFormError) Error() string {
+	return fmt.Sprintf("reference ${%s}: write ${workflow.input...} or ${TASK.output...}", e.text)
+}
+
 // parseRef reads "root.kind.path..." where kind is input for workflow and
 // output for a task.
 func parseRef(text string) (ref, error) {
@@ -72,7 +80,7 @@ func parseRef(text string) (ref, error) {
 		want = "input"
 	}
 	if len(parts) < 2 || parts[1] != want {
-		return r, fmt.Errorf("reference ${%s}: write ${workflow.input...} or ${TASK.output...}", text)
+		return r, &refFormError{text: text}
 	}
 	for _, p := range parts[2:] {
 		if p == "" {
