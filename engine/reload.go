@@ -132,7 +132,7 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	// other ways out clear the mark.
 	stop := func() {
 		e.mu.Lock()
-		delete(e.reloading, id)
+		e.endReload(tenant, id)
 		e.mu.Unlock()
 	}
 	if !e.pause(delay) {
@@ -148,7 +148,7 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 		if errors.Is(err, ErrNotFound) {
 			// Nothing of it was ever durable (a start whose commit failed).
 			e.mu.Lock()
-			delete(e.reloading, id)
+			e.endReload(tenant, id)
 			delete(e.fails.runs, id)
 			e.mu.Unlock()
 			return
@@ -166,6 +166,13 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	}
 }
 
+// endReload marks a run as no longer reloading, however the reload ends,
+// and tells its Wait callers to look again. Called with Engine.mu held.
+func (e *Engine) endReload(tenant, id string) {
+	delete(e.reloading, id)
+	e.wakeWaiters(tenant, id)
+}
+
 func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	ctx := context.Background()
 	run, tasks, err := e.store.LoadRun(ctx, tenant, id)
@@ -179,8 +186,9 @@ func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Done reloading before activating: if activation's own commit fails,
-	// breakRun must be free to start the next reload.
-	delete(e.reloading, id)
+	// breakRun must be free to start the next reload. Wait, told here,
+	// looks once the run is active: it needs Engine.mu.
+	e.endReload(tenant, id)
 	if run.State.Terminal() {
 		delete(e.fails.runs, id)
 	}
