@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,34 @@ import (
 // SIGTERM) at cleanup and must exit 0.
 func serveInProcess(t *testing.T, args ...string) string {
 	t.Helper()
+	addr, _ := serveLogged(t, args...)
+	return addr
+}
+
+// logLines keeps the JSON log records of a server, for tests to look at.
+type logLines struct {
+	mu      sync.Mutex // protects records
+	records []map[string]any
+}
+
+// find returns the records whose msg is msg.
+func (l *logLines) find(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, r := range l.records {
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// serveLogged is serveInProcess that also returns the server's log records
+// up to now and as they come.
+func serveLogged(t *testing.T, args ...string) (string, *logLines) {
+	t.Helper()
+	logs := &logLines{}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
@@ -36,9 +65,15 @@ func serveInProcess(t *testing.T, args ...string) string {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
-				addr <- rec.Addr
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				continue
+			}
+			logs.mu.Lock()
+			logs.records = append(logs.records, rec)
+			logs.mu.Unlock()
+			if a, ok := rec["addr"].(string); ok && rec["msg"] == "listening" {
+				addr <- a
 			}
 		}
 		io.Copy(io.Discard, pr)
@@ -56,14 +91,14 @@ func serveInProcess(t *testing.T, args ...string) string {
 	})
 	select {
 	case a := <-addr:
-		return a
+		return a, logs
 	case code := <-exit:
 		exit <- code
 		t.Fatalf("server exited %d before listening", code)
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not listen")
 	}
-	return ""
+	return "", nil
 }
 
 // rawGet sends GET path on conn and reads the answer whole.

@@ -77,7 +77,8 @@ type serverOptions struct {
 	// Streams: the API's stream bounds and keepalive (0: its defaults).
 	MaxStreams, MaxStreamsPerTenant int
 	StreamKeepAlive                 time.Duration
-	TenantReplayMax                 int // 0: the API's bound
+	WriteTimeout                    time.Duration // the API's: streams get it anew for each write
+	TenantReplayMax                 int           // 0: the API's bound
 	// EngineNow is the engine's clock (nil: time.Now).
 	EngineNow func() time.Time
 	Overload  engine.OverloadConfig // the zero value: the engine's defaults
@@ -127,7 +128,8 @@ func newServer(t *testing.T, opts serverOptions) *testServer {
 	srv := &api.Server{Engine: eng, Metrics: set, MaxBodyBytes: opts.MaxBodyBytes, MaxPageBytes: opts.MaxPageBytes,
 		Logger: opts.Logger, Authenticator: opts.Authenticator, Authorizer: opts.Authorizer,
 		Keys: keys, Admin: admin, Triggers: trig, AuthMode: opts.AuthMode, MetricsPublic: opts.MetricsPublic, Policy: opts.Policy,
-		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive}
+		MaxStreams: opts.MaxStreams, MaxStreamsPerTenant: opts.MaxStreamsPerTenant, StreamKeepAlive: opts.StreamKeepAlive,
+		WriteTimeout: opts.WriteTimeout}
 	if opts.TenantReplayMax > 0 {
 		srv.SetTenantReplayMax(opts.TenantReplayMax)
 	}

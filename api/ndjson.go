@@ -17,14 +17,14 @@ func (s *Server) streamNDJSON(w http.ResponseWriter, what string, flushEvery int
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)
 	n := 0
-	s.extendWrite(w, 0)
+	s.extendWrite(rc, 0)
 	err := each(func(v any) error {
 		if err := enc.Encode(v); err != nil {
 			return err
 		}
 		if n++; n%flushEvery == 0 {
 			rc.Flush()
-			s.extendWrite(w, 0)
+			s.extendWrite(rc, 0)
 		}
 		return nil
 	})

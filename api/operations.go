@@ -51,7 +51,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	// worth less than a finished one nobody waited for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), backupTimeout)
 	defer cancel()
-	s.extendWrite(w, backupTimeout)
+	s.extendWrite(http.NewResponseController(w), backupTimeout)
 	name := "orchestrator-" + time.Now().UTC().Format("20060102T150405.000000Z") + ".db"
 	rep, err := s.Backups.Backup(ctx, filepath.Join(s.BackupDir, name))
 	if err != nil {

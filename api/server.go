@@ -222,10 +222,12 @@ func (s *Server) coreRoutes() []route {
 }
 
 // extendWrite gives an answer that waits (a long poll) or runs long (a
-// stream) d more than WriteTimeout from now to be written.
-func (s *Server) extendWrite(w http.ResponseWriter, d time.Duration) {
+// stream) d more than WriteTimeout from now to be written. An answer that
+// extends its deadline again and again (a stream, an export) keeps one
+// controller for it.
+func (s *Server) extendWrite(rc *http.ResponseController, d time.Duration) {
 	if s.WriteTimeout > 0 {
-		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + s.WriteTimeout))
+		rc.SetWriteDeadline(time.Now().Add(d + s.WriteTimeout))
 	}
 }
 

@@ -90,10 +90,9 @@ func (s *Server) openStream(tenant string) (release func(), err error) {
 }
 
 // sseWriter writes Server-Sent Events, each batch flushed with a fresh
-// write deadline.
+// write deadline. Its one ResponseController serves the whole stream.
 type sseWriter struct {
 	s   *Server
-	w   http.ResponseWriter
 	bw  *bufio.Writer
 	rc  *http.ResponseController
 	err error
@@ -105,7 +104,7 @@ func (s *Server) newSSE(w http.ResponseWriter) *sseWriter {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // a proxy must not hold events back
 	w.WriteHeader(http.StatusOK)
-	sw := &sseWriter{s: s, w: w, bw: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
+	sw := &sseWriter{s: s, bw: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
 	sw.flush()
 	return sw
 }
@@ -115,7 +114,7 @@ func (sw *sseWriter) event(id, typ string, data []byte) {
 	if sw.err != nil {
 		return
 	}
-	sw.s.extendWrite(sw.w, sw.s.keepAlive())
+	sw.s.extendWrite(sw.rc, sw.s.keepAlive())
 	if id != "" {
 		sw.bw.WriteString("id: " + id + "\n")
 	}
@@ -133,7 +132,7 @@ func (sw *sseWriter) resync(reason string) {
 // comment writes a comment line, which clients ignore: a keepalive.
 func (sw *sseWriter) comment(text string) {
 	if sw.err == nil {
-		sw.s.extendWrite(sw.w, sw.s.keepAlive())
+		sw.s.extendWrite(sw.rc, sw.s.keepAlive())
 		_, sw.err = sw.bw.WriteString(": " + text + "\n\n")
 	}
 }
@@ -141,7 +140,7 @@ func (sw *sseWriter) comment(text string) {
 // flush sends what is buffered.
 func (sw *sseWriter) flush() error {
 	if sw.err == nil {
-		sw.s.extendWrite(sw.w, sw.s.keepAlive())
+		sw.s.extendWrite(sw.rc, sw.s.keepAlive())
 		if sw.err = sw.bw.Flush(); sw.err == nil {
 			sw.err = sw.rc.Flush()
 		}

@@ -234,6 +234,21 @@ func TestStream_KeepAliveComments(t *testing.T) {
 	is.New(t).Equal(s.nextAny(t).Comment, "keepalive") // an idle stream sends keepalive comments
 }
 
+// TestStream_OutlivesWriteTimeout: each write of a stream gets
+// WriteTimeout anew, so a stream read by its client lasts many times
+// longer than one answer may take.
+func TestStream_OutlivesWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout, keepAlive = 100 * time.Millisecond, 20 * time.Millisecond
+	ts := newServer(t, serverOptions{WriteTimeout: writeTimeout, StreamKeepAlive: keepAlive})
+	s := ts.openStream(t, "/api/v1/tenants/default/stream", nil)
+	opened := time.Now()
+	for time.Since(opened) < 6*(writeTimeout+keepAlive) {
+		ev := s.nextAny(t) // fails if the stream ended: a write past its deadline
+		is.New(t).Equal(ev.Comment, "keepalive")
+	}
+}
+
 func TestStream_BoundedPerTenant(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)

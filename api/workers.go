@@ -66,7 +66,7 @@ func (s *Server) taskPost(w http.ResponseWriter, r *http.Request, p httprouter.P
 	if err != nil {
 		return err
 	}
-	s.extendWrite(w, wait)
+	s.extendWrite(http.NewResponseController(w), wait)
 	got, err := s.Engine.Poll(r.Context(), engine.PollRequest{TenantID: tenant, Types: req.Types,
 		WorkerID: req.WorkerID, Lease: lease, Wait: wait, By: CallerFrom(r.Context()), Policies: decisions})
 	if err != nil {

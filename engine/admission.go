@@ -24,8 +24,16 @@ import (
 // Reasons a pending run waits, as QueuedReason and run.started name them.
 const (
 	WaitTenantActiveRuns = "tenant_active_runs"
-	WaitConcurrencyKey   = "concurrency_key" // followed by ":" and the key's value
+	WaitConcurrencyKey   = "concurrency_key" // in a run.started reason, followed by ":" and the key's value
 )
+
+// QueueReason is why a pending run waits: a slot of its tenant's
+// max_active_runs (Code WaitTenantActiveRuns) or of its concurrency key
+// (Code WaitConcurrencyKey, and the key's value).
+type QueueReason struct {
+	Code string
+	Key  string // with WaitConcurrencyKey: the value of the run's concurrency key
+}
 
 // admitTick is how often waiting runs are looked at even if no slot freed,
 // so that a quota raised by an admin lets them start.
@@ -448,15 +456,14 @@ func (e *Engine) startParked(rs *runState, reason string) {
 }
 
 // QueuedReason says why a pending run waits and its place in line (1 is
-// next): WaitTenantActiveRuns, or WaitConcurrencyKey + ":" + the key's
-// value. ok is false when the run does not wait (not pending, unknown, or
+// next). ok is false when the run does not wait (not pending, unknown, or
 // another tenant's).
-func (e *Engine) QueuedReason(tenantID, runID string) (reason string, position int, ok bool) {
+func (e *Engine) QueuedReason(tenantID, runID string) (reason QueueReason, position int, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rs := e.runs[runID]
 	if rs == nil || rs.tenant != tenantID || rs.waitq == nil {
-		return "", 0, false
+		return QueueReason{}, 0, false
 	}
 	position = 1
 	q := *rs.waitq
@@ -465,9 +472,9 @@ func (e *Engine) QueuedReason(tenantID, runID string) (reason string, position i
 			position++
 		}
 	}
-	reason = rs.waitFor
-	if reason == WaitConcurrencyKey {
-		reason += ":" + rs.ckey
+	reason = QueueReason{Code: rs.waitFor}
+	if rs.waitFor == WaitConcurrencyKey {
+		reason.Key = rs.ckey
 	}
 	return reason, position, true
 }

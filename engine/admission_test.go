@@ -120,8 +120,8 @@ func TestAdmission_ActiveRunsQueueStartsInCreatedOrder(t *testing.T) {
 	is.True(runEvent(t, db, b.ID, engine.EventRunStarted) == nil) // not started
 	reason, pos, ok := e.QueuedReason("default", c.ID)
 	is.True(ok)
-	is.Equal(reason, engine.WaitTenantActiveRuns) // waits for a tenant slot
-	is.Equal(pos, 2)                              // behind b
+	is.Equal(reason, engine.QueueReason{Code: engine.WaitTenantActiveRuns}) // waits for a tenant slot
+	is.Equal(pos, 2)                                                        // behind b
 	_, _, ok = e.QueuedReason("other", c.ID)
 	is.True(!ok) // another tenant's run is not found
 
@@ -294,7 +294,7 @@ func TestAdmission_ConcurrencyKeyQueue(t *testing.T) {
 	is.Equal(b.ConcurrencyKey, "c1")     // recorded on the run
 	reason, pos, ok := e.QueuedReason("default", b.ID)
 	is.True(ok)
-	is.Equal(reason, "concurrency_key:c1")
+	is.Equal(reason, engine.QueueReason{Code: engine.WaitConcurrencyKey, Key: "c1"})
 	is.Equal(pos, 1)
 	_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
 	is.NoErr(err)
@@ -362,7 +362,9 @@ func TestAdmission_LinesSurviveARestart(t *testing.T) {
 	is.NoErr(e1.Stop(ctx))
 
 	e2 := quotaEngine(t, db, q)
-	for id, want := range map[string]string{b.ID: "concurrency_key:c1", d.ID: "tenant_active_runs", f.ID: "tenant_active_runs"} {
+	keyed := engine.QueueReason{Code: engine.WaitConcurrencyKey, Key: "c1"}
+	tenantSlot := engine.QueueReason{Code: engine.WaitTenantActiveRuns}
+	for id, want := range map[string]engine.QueueReason{b.ID: keyed, d.ID: tenantSlot, f.ID: tenantSlot} {
 		reason, _, ok := e2.QueuedReason("default", id)
 		is.True(ok)            // still waiting
 		is.Equal(reason, want) // for the same slot

@@ -209,7 +209,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.StuckAfter = DefaultStuckAfter
 	}
 	if cfg.StuckCheckInterval <= 0 {
-		cfg.StuckCheckInterval = min(max(cfg.StuckAfter/4, time.Second), time.Minute)
+		cfg.StuckCheckInterval = stuckCheckInterval(cfg.StuckAfter)
 	}
 	e := &Engine{
 		store:      cfg.Store,

@@ -216,11 +216,10 @@ func (e *Engine) Explain(ctx context.Context, tenantID, runID string) (*Explanat
 	}
 	if run.State == RunPending {
 		if why, pos, ok := e.QueuedReason(tenantID, runID); ok {
-			code, key, _ := strings.Cut(why, ":")
-			f.queuedCode = code
+			f.queuedCode = why.Code
 			f.queued = fmt.Sprintf("the run is pending: %d in line for a slot of its tenant's max_active_runs", pos)
-			if code == WaitConcurrencyKey {
-				f.queued = fmt.Sprintf("the run is pending: %d in line for a slot of its concurrency key %q", pos, key)
+			if why.Code == WaitConcurrencyKey {
+				f.queued = fmt.Sprintf("the run is pending: %d in line for a slot of its concurrency key %q", pos, why.Key)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -34,4 +35,29 @@ func TestExplain_QueuedRunNamesItsQuotaAndPlace(t *testing.T) {
 	x, err = e.Explain(ctx, tenant, runs[0].ID)
 	is.NoErr(err)
 	is.Equal(x.Run.Reason, "") // the running one does not
+}
+
+// Explain names the concurrency key a queued run waits for, and its place
+// in that key's line.
+func TestExplain_QueuedRunNamesItsConcurrencyKey(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("queue"))
+	mustStart(t, e, "keyed", `{"customer":"c1"}`) // takes c1's one slot
+	second := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	third := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	x, err := e.Explain(ctx, "default", third.ID)
+	is.NoErr(err)
+	is.Equal(x.Run.State, engine.RunPending)
+	is.Equal(x.Run.Reason, engine.WaitConcurrencyKey)                                              // waits for its key
+	is.Equal(x.Run.Detail, `the run is pending: 2 in line for a slot of its concurrency key "c1"`) // which, and its place
+	b, err := json.Marshal(x.Run)
+	is.NoErr(err)
+	is.Equal(string(b), `{"id":"`+third.ID+`","state":"pending","reason":"concurrency_key",`+
+		`"detail":"the run is pending: 2 in line for a slot of its concurrency key \"c1\""}`) // as JSON
+	x, err = e.Explain(ctx, "default", second.ID)
+	is.NoErr(err)
+	is.Equal(x.Run.Detail, `the run is pending: 1 in line for a slot of its concurrency key "c1"`) // next in line
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	"github.com/orchestrator/orchestrator/engine/definition"
 )
@@ -104,3 +105,6 @@ func (e *Engine) CheckStuck() int { return e.checkStuck(context.Background()) }
 
 // ValidateTriggerForTest exposes Trigger.validate to the fuzz test.
 func ValidateTriggerForTest(t *Trigger) error { return t.validate() }
+
+// StuckCheckEvery returns how often the engine checks for stuck runs.
+func (e *Engine) StuckCheckEvery() time.Duration { return e.stuckEvery }

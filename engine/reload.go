@@ -135,8 +135,7 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	// other ways out clear the mark.
 	stop := func() {
 		e.mu.Lock()
-		delete(e.reloading, id)
-		e.unreserve(id)
+		e.endReload(tenant, id)
 		e.mu.Unlock()
 	}
 	if !e.pause(delay) {
@@ -152,9 +151,8 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 		if errors.Is(err, ErrNotFound) {
 			// Nothing of it was ever durable (a start whose commit failed).
 			e.mu.Lock()
-			delete(e.reloading, id)
+			e.endReload(tenant, id)
 			delete(e.fails.runs, id)
-			e.unreserve(id)
 			e.mu.Unlock()
 			return
 		}
@@ -171,6 +169,15 @@ func (e *Engine) reload(tenant, id string, delay time.Duration, storage bool) {
 	}
 }
 
+// endReload marks a run as no longer reloading, however the reload ends,
+// gives back the slots reserve kept for it, and tells its Wait callers to
+// look again. Called with Engine.mu held.
+func (e *Engine) endReload(tenant, id string) {
+	delete(e.reloading, id)
+	e.unreserve(id)
+	e.wakeWaiters(tenant, id)
+}
+
 func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	ctx := context.Background()
 	run, tasks, err := e.store.LoadRun(ctx, tenant, id)
@@ -184,9 +191,10 @@ func (e *Engine) reloadOnce(tenant, id string, storage bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Done reloading before activating: if activation's own commit fails,
-	// breakRun must be free to start the next reload.
-	delete(e.reloading, id)
-	e.unreserve(id) // the run activated below takes its own slots
+	// breakRun must be free to start the next reload; the run activated
+	// below takes its own slots. Wait, told here, looks once the run is
+	// active: it needs Engine.mu.
+	e.endReload(tenant, id)
 	if run.State.Terminal() {
 		delete(e.fails.runs, id)
 	}

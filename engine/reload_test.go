@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -209,4 +210,101 @@ func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 	for _, r := range conflicts {
 		is.True(!strings.Contains(attr(r, "err"), "constraint failed")) // without SQLite's text
 	}
+}
+
+// waitKey marks the context of the Wait under test, so that reloadGate
+// tells its loads from the engine's own.
+type waitKey struct{}
+
+// reloadGate wraps the real store: once armed, the next commit fails and
+// writes nothing, as a disk error would; while held, the loads the engine
+// makes for itself (a reload's) wait until released; and each load of the
+// marked Wait is reported on waitLoads.
+type reloadGate struct {
+	*store.DB
+	failNext  atomic.Bool
+	hold      atomic.Bool
+	held      chan struct{} // a load of the engine's is held
+	release   chan struct{} // closed (once, by open): held loads go on
+	opened    sync.Once
+	waitLoads chan struct{}
+}
+
+// open stops holding loads and lets the held ones go on.
+func (g *reloadGate) open() {
+	g.hold.Store(false)
+	g.opened.Do(func() { close(g.release) })
+}
+
+func (g *reloadGate) Commit(changes []engine.Change, done func(error)) {
+	if g.failNext.CompareAndSwap(true, false) {
+		go done(errors.New("simulated disk I/O error"))
+		return
+	}
+	g.DB.Commit(changes, done)
+}
+
+func (g *reloadGate) LoadRun(ctx context.Context, tenantID, runID string) (*engine.Run, []engine.Task, error) {
+	if ctx.Value(waitKey{}) != nil {
+		select {
+		case g.waitLoads <- struct{}{}:
+		default: // a Wait reading in a loop fills it: it failed already
+		}
+	} else if g.hold.Load() {
+		g.held <- struct{}{}
+		<-g.release
+	}
+	return g.DB.LoadRun(ctx, tenantID, runID)
+}
+
+// TestEngine_WaitDuringReload: a Wait on a run that is dropped from memory
+// by a failed commit looks at the store once, waits until the reload puts
+// the run back without looking again, and returns when the run completes.
+func TestEngine_WaitDuringReload(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	g := &reloadGate{DB: db, held: make(chan struct{}, 1), release: make(chan struct{}), waitLoads: make(chan struct{}, 1024)}
+	h := newHolder()
+	e := startEngineWith(t, g, engine.Config{}, map[string]engine.Handler{"hold": h})
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), waitKey{}, true))
+	t.Cleanup(func() { // before the engine stops, which waits for the reload
+		cancel()
+		g.open()
+	})
+	register(t, e, `{"name":"fragile","tasks":[{"id":"a","type":"hold"},{"id":"b","type":"noop","depends_on":["a"]}]}`)
+	run := start(t, e, "fragile")
+	recv(t, h.started, "a to start")
+	waitFor(t, "a to be running", taskIn(t, db, run.ID, "a", engine.TaskRunning))
+
+	type result struct {
+		run *engine.Run
+		err error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		r, err := e.Wait(ctx, tenant, run.ID)
+		waited <- result{r, err}
+	}()
+	waitFor(t, "Wait to subscribe", func() bool { return e.Waiters(run.ID) == 1 })
+	g.hold.Store(true)
+	g.failNext.Store(true)
+	send(t, h.release, "release a")                        // its completion is lost: the run is dropped and reloaded
+	recv(t, g.held, "the reload to load the run")          // and the reload is held
+	recv(t, g.waitLoads, "Wait to look at the store once") // Wait saw the run leave memory
+	// While the reload is held, Wait waits to be told; one that looked
+	// again and again would show here within a few milliseconds.
+	select {
+	case <-g.waitLoads:
+		t.Fatal("Wait read the store again while the run was being reloaded")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	g.open()                                              // the reload goes on
+	is.Equal(recv(t, h.started, "a to start again"), "a") // the run is back and retries the attempt it lost
+	send(t, h.release, "release a again")
+	res := recv(t, waited, "Wait to return")
+	is.NoErr(res.err)                            // Wait returns
+	is.Equal(res.run.State, engine.RunCompleted) // with the run completed
+	is.Equal(e.Waiters(run.ID), 0)               // and its subscription closed
 }

@@ -11,6 +11,15 @@ import (
 // The run's state does not change; the next event of the run clears the
 // mark.
 
+// stuckCheckInterval is how often runs are checked for being stuck when
+// Config.StuckCheckInterval is not set: StuckAfter/4, so that a run is
+// marked at most a quarter of StuckAfter late, but at most a minute (a
+// long StuckAfter is still noticed within a minute of its end) and at
+// least a second (a tiny one does not spin the loop).
+func stuckCheckInterval(stuckAfter time.Duration) time.Duration {
+	return min(max(stuckAfter/4, time.Second), time.Minute)
+}
+
 // stuckLoop checks for stuck runs every stuckEvery until Stop.
 func (e *Engine) stuckLoop() {
 	t := time.NewTicker(e.stuckEvery)

@@ -39,7 +39,8 @@ type Subscription struct {
 	e      *Engine
 	tenant string
 	run    string // "" = every run of the tenant
-	// gone: told only when the run leaves memory (Wait), not of each commit.
+	// gone: told only when the run leaves memory or its reload ends
+	// (Wait), not of each commit.
 	gone   bool
 	c      chan RunChange
 	lagged atomic.Bool
@@ -88,8 +89,9 @@ func (e *Engine) Subscribe(tenantID, runID string, buffer int) *Subscription {
 }
 
 // subscribeGone is a subscription to one run told only when the run leaves
-// memory: it ended and is durable, or it is being loaded again. Wait needs
-// no more, and is not woken by every commit of the run.
+// memory (it ended and is durable, or it is being loaded again) and when
+// its reload ends. Wait needs no more, and is not woken by every commit of
+// the run.
 func (e *Engine) subscribeGone(tenantID, runID string) *Subscription {
 	return e.subscribe(&Subscription{e: e, tenant: tenantID, run: runID, gone: true, c: make(chan RunChange, 1)})
 }
@@ -151,6 +153,20 @@ func (e *Engine) poke(rs *runState) {
 	}
 }
 
+// wakeWaiters tells the Wait callers of a run that its reload ended (the
+// run is back in memory, or the reload gave up), so that they look again.
+// Called with Engine.mu held.
+func (e *Engine) wakeWaiters(tenantID, runID string) {
+	if e.subs.n == 0 {
+		return
+	}
+	for s := range e.subs.byRun[runID] {
+		if s.gone && s.tenant == tenantID {
+			s.send(RunChange{TenantID: tenantID, RunID: runID})
+		}
+	}
+}
+
 func (s *Subscription) send(c RunChange) {
 	select {
 	case s.c <- c:
@@ -162,7 +178,7 @@ func (s *Subscription) send(c RunChange) {
 // Wait blocks until the run is in a terminal state and that state is durable,
 // and returns it. A run that is paused keeps Wait waiting. Errors:
 // ErrNotFound, ctx.Err(). It waits on a subscription to the run, woken
-// when the run leaves memory.
+// when the run leaves memory and when its reload ends.
 func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error) {
 	sub := e.subscribeGone(tenantID, runID)
 	defer sub.Close()
@@ -179,13 +195,9 @@ func (e *Engine) Wait(ctx context.Context, tenantID, runID string) (*Run, error)
 			if run.State.Terminal() {
 				return run, nil
 			}
-			// Active but not in memory: being reloaded. Look again shortly.
-			select {
-			case <-time.After(10 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+			// Active but not in memory: being reloaded (or recovered by
+			// Start). The subscription is told when the reload ends, and
+			// when the run, back in memory, leaves it again.
 		}
 		select {
 		case <-sub.C():
