@@ -263,7 +263,12 @@ func (b *bucket) state(now time.Time) RateLimit {
 	tokens := b.lim.TokensAt(now)
 	rl := RateLimit{Limit: b.burst, Remaining: max(0, int(math.Floor(tokens)))}
 	if missing := float64(b.burst) - tokens; missing > 0 {
-		rl.Reset = time.Duration(missing / b.rate * float64(time.Second))
+		// A rate near 0 refills past what a Duration holds: a float that
+		// large converts to a negative Duration, so clamp it first.
+		rl.Reset = time.Duration(math.MaxInt64)
+		if ns := missing / b.rate * float64(time.Second); ns < float64(math.MaxInt64) {
+			rl.Reset = time.Duration(ns)
+		}
 	}
 	return rl
 }
