@@ -229,3 +229,27 @@ func TestUI_AuditFormShowsTheSearchsTimes(t *testing.T) {
 	b.noErrors(t)
 	b.documented(t, s)
 }
+
+// TestUI_RunsFilterKeepsTheSearchsTimes: the runs list's created-after and
+// created-before fields show the search's times to the minute, and
+// filtering again keeps them exactly, not rounded to the minute.
+func TestUI_RunsFilterKeepsTheSearchsTimes(t *testing.T) {
+	s := newUIServer(t, uiOptions{})
+	id := s.start(t, quick)
+	s.waitRun(t, id, func(d runDetails) bool { return d.State == "completed" })
+	now := time.Now()
+	after := now.Add(-time.Hour).UTC().Truncate(time.Millisecond).Add(-1234 * time.Millisecond).Format(time.RFC3339Nano)
+	before := now.Add(time.Hour).UTC().Truncate(time.Minute).Add(30 * time.Second).Format(time.RFC3339Nano)
+	b := newBrowser(t)
+	b.open(t, s, "#/runs?"+url.Values{"created_after": {after}, "created_before": {before}}.Encode())
+	b.waitJS(t, "the run", `document.querySelectorAll('#runs-body tr').length === 1`)
+	param := func(name string) string {
+		return evalJS[string](t, b, `new URLSearchParams(location.hash.split('?')[1] || '').get(`+strconvQuote(name)+`) || ''`)
+	}
+	b.do(t, "filter by state", chromedp.SetValue(chromedp.CSS(`#run-filters select[name=status]`), "completed"), click(`#run-filters button`))
+	b.waitJS(t, "the filter applied", `location.hash.includes('status=completed')`)
+	if got, got2 := param("created_after"), param("created_before"); got != after || got2 != before {
+		t.Errorf("filtered again with created after %q before %q, want %q and %q", got, got2, after, before)
+	}
+	b.noErrors(t)
+}

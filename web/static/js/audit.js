@@ -1,7 +1,7 @@
 // Audit: the tenant-wide event search with its filters, paged by
 // next_page_token, and the NDJSON export of every match.
 import { get, tpath } from './api.js';
-import { h, clear, qs, field, problemText, toISO, toLocal } from './dom.js';
+import { h, clear, qs, field, problemText, timeInput } from './dom.js';
 import { eventHead, eventRow } from './events.js';
 
 const EVENT_TYPES = ['run.created', 'run.started', 'run.paused', 'run.resumed', 'run.completed', 'run.failed',
@@ -17,18 +17,16 @@ export async function auditPage(main, params) {
     task_id: h('input', { name: 'task_id', value: f.task_id, size: 10 }),
     actor: h('input', { name: 'actor', value: f.actor, size: 14 }),
     on_behalf: h('input', { name: 'on_behalf', value: f.on_behalf, size: 10 }),
-    since: h('input', { name: 'since', type: 'datetime-local', value: toLocal(f.since) }),
-    until: h('input', { name: 'until', type: 'datetime-local', value: toLocal(f.until) }),
   };
-  // A time field shows the search's time to the minute; left as shown, it
-  // keeps the search's exact time, and emptied, it drops the bound.
-  const timeOf = (k) => (inputs[k].value && inputs[k].value === toLocal(f[k]) ? f[k] : toISO(inputs[k].value));
+  const times = { since: timeInput('since', f.since), until: timeInput('until', f.until) };
+  inputs.since = times.since.input;
+  inputs.until = times.until.input;
   const form = h('form', { class: 'filters', id: 'audit-filters' },
     FILTERS.map((k) => field(k, inputs[k])), h('button', { type: 'submit' }, 'Search'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const q = {};
-    for (const k of FILTERS) q[k] = k === 'since' || k === 'until' ? timeOf(k) : inputs[k].value.trim();
+    for (const k of FILTERS) q[k] = times[k] ? times[k].timeOf() : inputs[k].value.trim();
     location.hash = '#/audit' + qs(q);
   });
   const exportURL = tpath('/events') + qs(f);

@@ -63,6 +63,16 @@ export function toLocal(iso) {
   return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
+// timeInput is a datetime-local input showing the time iso to the minute,
+// and timeOf what a search should send for it: left as shown, iso itself
+// (its seconds and milliseconds kept); changed, the new time; emptied,
+// nothing.
+export function timeInput(name, iso) {
+  const input = h('input', { name, type: 'datetime-local', value: toLocal(iso) });
+  const timeOf = () => (input.value && input.value === toLocal(iso) ? iso : toISO(input.value));
+  return { input, timeOf };
+}
+
 export function fmtDur(ms) {
   if (ms === null || ms === undefined || isNaN(ms)) return '—';
   if (ms < 1000) return `${Math.round(ms)} ms`;

@@ -1,7 +1,7 @@
 // The runs list: filters, cursor pagination, counts per state and live
 // updates from the tenant's stream.
 import { get, tpath } from './api.js';
-import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, toISO, toLocal } from './dom.js';
+import { h, fill, afterPaint, badge, originBadge, fmtTime, fmtDur, since, qs, field, timeInput } from './dom.js';
 import { openStream, liveStatus } from './sse.js';
 
 export const ORIGIN_KINDS = ['schedule', 'webhook', 'nats', 'kafka'];
@@ -46,18 +46,18 @@ export async function runsPage(main, params) {
   const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
     RUN_STATES.map((s) => h('option', { value: s, selected: s === f.status }, s)));
   const workflow = h('input', { name: 'workflow', value: f.workflow, placeholder: 'name', size: 16 });
-  const after = h('input', { name: 'created_after', type: 'datetime-local', value: toLocal(f.created_after) });
-  const before = h('input', { name: 'created_before', type: 'datetime-local', value: toLocal(f.created_before) });
+  const after = timeInput('created_after', f.created_after);
+  const before = timeInput('created_before', f.created_before);
   const okind = h('select', { name: 'origin_kind' }, h('option', { value: '' }, 'any'),
     ORIGIN_KINDS.map((k) => h('option', { value: k, selected: k === f.origin_kind }, k)));
   const oid = h('input', { name: 'origin_id', value: f.origin_id, placeholder: 'schedule or trigger', size: 14 });
   const form = h('form', { class: 'filters', id: 'run-filters' }, field('Status', status), field('Workflow', workflow),
     field('Origin', okind), field('Origin id', oid),
-    field('Created after', after), field('Created before', before), h('button', { type: 'submit' }, 'Filter'));
+    field('Created after', after.input), field('Created before', before.input), h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     location.hash = '#/runs' + qs({ status: status.value, workflow: workflow.value.trim(),
-      created_after: toISO(after.value), created_before: toISO(before.value),
+      created_after: after.timeOf(), created_before: before.timeOf(),
       origin_kind: okind.value, origin_id: okind.value ? oid.value.trim() : '' });
   });
 
