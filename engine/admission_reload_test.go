@@ -130,3 +130,33 @@ func TestAdmission_CancelInProgressWaitsForAReload(t *testing.T) {
 	})
 	is.Equal(reasonOf(t, runEvent(t, db, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
 }
+
+// gatedKeyEngine starts an engine on a reloadGate over a fresh store, with
+// keyed registered for strategy. The gate's held loads are let go at cleanup,
+// before the engine stops.
+func gatedKeyEngine(t *testing.T, strategy string) (*reloadGate, *engine.Engine) {
+	t.Helper()
+	db := openTestStore(t)
+	g := &reloadGate{DB: db, held: make(chan struct{}, 1), release: make(chan struct{}), waitLoads: make(chan struct{}, 1)}
+	e := startEngineWith(t, g, engine.Config{ExternalTypes: true}, nil)
+	t.Cleanup(g.open)
+	register(t, e, keyedDef(strategy))
+	return g, e
+}
+
+// A start whose commit fails recorded nothing: while the engine looks for
+// the run in the store, the key is free for the next start.
+func TestAdmission_FailedStartHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	g, e := gatedKeyEngine(t, "cancel_newest")
+	g.hold.Store(true)
+	g.failNext.Store(true)
+	_, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.True(err != nil)                               // the run is not recorded
+	recv(t, g.held, "the engine to look for the run") // and its reload is held
+
+	b, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.NoErr(err)                        // no run holds c1
+	is.Equal(b.State, engine.RunRunning) // and the new one starts
+}

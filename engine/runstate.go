@@ -420,16 +420,7 @@ func (p *pending) settle(err error) {
 	rs, e := p.b.rs, p.b.e
 	rs.commits--
 	if err != nil {
-		if !rs.broken && !p.b.insert && activeState(p.b.prevState) {
-			// The run is still active in the store, whatever this batch
-			// did in memory (a cancellation gave its slots away): it
-			// holds them until its reload.
-			e.setCounted(rs, true)
-			if rs.ckey != "" {
-				e.setHolding(rs, true)
-			}
-		}
-		e.breakRun(rs, err)
+		p.b.fail(err)
 		return
 	}
 	e.fails.storage = 0
@@ -443,6 +434,27 @@ func (p *pending) settle(err error) {
 		}
 		e.release(rs)
 	}
+}
+
+// fail reloads the batch's run after its commit failed, its slots first
+// set to what the store holds until the reload ends: none for a run the
+// batch was to record (the store has nothing of it, and a start meanwhile
+// must not be refused for it), its own for a run still active there,
+// whatever the batch did in memory (a cancellation gave its slots away).
+func (b *batch) fail(err error) {
+	rs, e := b.rs, b.e
+	if !rs.broken {
+		switch {
+		case b.insert:
+			e.dropSlots(rs)
+		case activeState(b.prevState):
+			e.setCounted(rs, true)
+			if rs.ckey != "" {
+				e.setHolding(rs, true)
+			}
+		}
+	}
+	e.breakRun(rs, err)
 }
 
 // release forgets a finished run once nothing about it is in flight.
