@@ -160,3 +160,33 @@ func TestAdmission_FailedStartHoldsNoSlot(t *testing.T) {
 	is.NoErr(err)                        // no run holds c1
 	is.Equal(b.State, engine.RunRunning) // and the new one starts
 }
+
+// A start the engine refused part of cancels nothing: the run it was to
+// supersede keeps its slot of the key while it is loaded again, so a start
+// meanwhile is told to try again rather than let through beside it.
+func TestAdmission_RefusedSupersedeKeepsTheVictimsSlot(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	g, e := gatedKeyEngine(t, "cancel_in_progress")
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	g.hold.Store(true)
+	err := e.CommitRefusedSupersede("default", a.ID)
+	is.True(errors.Is(err, engine.ErrInvalidTransition)) // nothing is committed
+	recv(t, g.held, "a reload to be held")
+	recv(t, g.held, "the other reload to be held") // a's, and the refused run's
+
+	is.Equal(e.KeyHolders("default", "keyed", "c1"), []string{a.ID}) // a holds the key while it is reloaded
+	_, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.True(errors.Is(err, engine.ErrConflict)) // try again once a is back
+	g.open()
+	var b *engine.Run
+	waitFor(t, "a to be back and superseded", func() bool {
+		b, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+		is.True(err == nil || errors.Is(err, engine.ErrConflict)) // started, or "try again" while a is reloaded
+		return err == nil
+	})
+	is.Equal(b.State, engine.RunRunning) // b runs
+	db := g.DB
+	waitFor(t, "a to be cancelled", func() bool { return mustLoad(t, db, a.ID).State == engine.RunCancelled })
+	is.Equal(reasonOf(t, runEvent(t, db, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
+}

@@ -108,3 +108,39 @@ func ValidateTriggerForTest(t *Trigger) error { return t.validate() }
 
 // StuckCheckEvery returns how often the engine checks for stuck runs.
 func (e *Engine) StuckCheckEvery() time.Duration { return e.stuckEvery }
+
+// CommitRefusedSupersede decides a start of the workflow of the run
+// victimID, of the same concurrency key, that cancels victimID as
+// cancel_in_progress does and part of which the engine refused, and
+// commits both together as a start does. It returns done's error.
+func (e *Engine) CommitRefusedSupersede(tenantID, victimID string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	victim := e.runs[victimID]
+	id := NewRunID(e.clock())
+	rs := e.newRunState(tenantID, id, NewRunView(victim.plan))
+	rs.view.Run.Workflow, rs.ckey = victim.view.Run.Workflow, victim.ckey
+	b := e.newBatch(rs, ActorEngine)
+	b.insert = true
+	b.add(EventRunCreated, -1, 0, &EventData{Workflow: rs.view.Run.Workflow, Version: victim.view.Run.Version, ConcurrencyKey: rs.ckey})
+	vb := e.supersede(victim, id)
+	e.startRun(b, EventRunStarted)
+	b.failed = true
+	e.runs[id] = rs
+	var err error
+	commitTogether(func(got error) { err = got }, vb, b)
+	return err
+}
+
+// KeyHolders returns the runs that hold a slot of a concurrency key.
+func (e *Engine) KeyHolders(tenantID, workflow, key string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ids []string
+	if ks := e.kslots[keyID{tenant: tenantID, workflow: workflow, key: key}]; ks != nil {
+		for _, h := range ks.holders {
+			ids = append(ids, h.id)
+		}
+	}
+	return ids
+}

@@ -354,10 +354,11 @@ func commitTogether(done func(error), bs ...*batch) {
 	for _, b := range bs {
 		if b.failed {
 			// Part of the decision was refused: writing the rest would
-			// record a half. Reload the runs from what is durable instead.
+			// record a half. Reload the runs from what is durable instead,
+			// each keeping the slots the store says it holds.
 			err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
 			for _, b := range bs {
-				e.breakRun(b.rs, err)
+				b.fail(err)
 			}
 			done(err)
 			return
@@ -436,11 +437,12 @@ func (p *pending) settle(err error) {
 	}
 }
 
-// fail reloads the batch's run after its commit failed, its slots first
-// set to what the store holds until the reload ends: none for a run the
-// batch was to record (the store has nothing of it, and a start meanwhile
-// must not be refused for it), its own for a run still active there,
-// whatever the batch did in memory (a cancellation gave its slots away).
+// fail reloads the batch's run after its commit failed or was refused,
+// its slots first set to what the store holds until the reload ends: none
+// for a run the batch was to record (the store has nothing of it, and a
+// start meanwhile must not be refused for it), its own for a run still
+// active there, whatever the batch did in memory (a cancellation gave its
+// slots away).
 func (b *batch) fail(err error) {
 	rs, e := b.rs, b.e
 	if !rs.broken {
