@@ -190,3 +190,26 @@ func TestAdmission_RefusedSupersedeKeepsTheVictimsSlot(t *testing.T) {
 	waitFor(t, "a to be cancelled", func() bool { return mustLoad(t, db, a.ID).State == engine.RunCancelled })
 	is.Equal(reasonOf(t, runEvent(t, db, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
 }
+
+// A retry whose commit fails leaves the run ended in the store: while the
+// engine loads it again, it holds no slot of its key.
+func TestAdmission_FailedRetryHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	g, e := gatedKeyEngine(t, "cancel_newest")
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+	is.NoErr(err) // a ends
+	g.hold.Store(true)
+	g.failNext.Store(true)
+	// The retry's own load of a is not held: the gate holds the engine's.
+	_, err = e.Retry(context.WithValue(ctx, waitKey{}, true), "default", a.ID, engine.Caller{})
+	is.True(err != nil)                                          // the retry is not recorded
+	recv(t, g.held, "the engine to load a again")                // and a's reload is held
+	is.Equal(mustLoad(t, g.DB, a.ID).State, engine.RunCancelled) // a is still cancelled
+
+	b, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.NoErr(err)                        // no run holds c1
+	is.Equal(b.State, engine.RunRunning) // and the new one starts
+}

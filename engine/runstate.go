@@ -358,7 +358,7 @@ func commitTogether(done func(error), bs ...*batch) {
 			// each keeping the slots the store says it holds.
 			err := fmt.Errorf("run %s: a decision was refused: %w", b.rs.id, ErrInvalidTransition)
 			for _, b := range bs {
-				b.fail(err)
+				b.fail(err, b.rs.commits > 0)
 			}
 			done(err)
 			return
@@ -421,7 +421,7 @@ func (p *pending) settle(err error) {
 	rs, e := p.b.rs, p.b.e
 	rs.commits--
 	if err != nil {
-		p.b.fail(err)
+		p.b.fail(err, false) // the run's earlier commits are settled
 		return
 	}
 	e.fails.storage = 0
@@ -438,22 +438,24 @@ func (p *pending) settle(err error) {
 }
 
 // fail reloads the batch's run after its commit failed or was refused,
-// its slots first set to what the store holds until the reload ends: none
-// for a run the batch was to record (the store has nothing of it, and a
-// start meanwhile must not be refused for it), its own for a run still
-// active there, whatever the batch did in memory (a cancellation gave its
-// slots away).
-func (b *batch) fail(err error) {
+// its slots first set to what the store holds until the reload ends: its
+// own for a run active there, whatever the batch did in memory (a
+// cancellation gave its slots away); none for one that ended there (a
+// retry that was not recorded) or that the batch was to record (a start
+// meanwhile must not be refused for it). With earlier, commits of the run
+// made before the batch may still be in flight, so the store may yet hold
+// an ended run active: its slots stay as they are.
+func (b *batch) fail(err error, earlier bool) {
 	rs, e := b.rs, b.e
 	if !rs.broken {
 		switch {
-		case b.insert:
-			e.dropSlots(rs)
-		case activeState(b.prevState):
+		case !b.insert && activeState(b.prevState):
 			e.setCounted(rs, true)
 			if rs.ckey != "" {
 				e.setHolding(rs, true)
 			}
+		case b.insert, b.prevState.Terminal() && !earlier:
+			e.dropSlots(rs)
 		}
 	}
 	e.breakRun(rs, err)
