@@ -606,6 +606,13 @@ func TestSchedule_WorkflowByAlias(t *testing.T) {
 	is.Equal(len(runs), 1)          // the slot fired
 	is.Equal(runs[0].Version, 1)    // the alias's version, not the latest
 	is.Equal(runs[0].Alias, "live") // recorded
+	// The next slot must find that run ended, or the default overlap
+	// policy (skip) skips it before it looks at the alias.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	done, err := env.e.Wait(ctx, "default", runs[0].ID)
+	is.NoErr(err)                             // the slot's run ends
+	is.Equal(done.State, engine.RunCompleted) // and completes
 	// A slot whose alias is gone is recorded as failed, naming the alias.
 	is.NoErr(env.e.DeleteAlias(t.Context(), engine.Caller{}, "default", "wf", "live", 0))
 	env.tick(t, 10*time.Second)
