@@ -23,18 +23,9 @@ func TestAdmission_ReloadingRunKeepsItsSlots(t *testing.T) {
 	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("cancel_newest"), heldDef)
 	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
 
-	fill(t, db, e, "held")
-	// Failed commits in a row lengthen every reload's wait (to 0.6-1.3 s
-	// after eight): the window below is that long, not a race.
-	for range 8 {
-		_, err := startIn(t, e, "held", string(bigOutput))
-		is.True(errors.Is(err, engine.ErrStorageUnavailable)) // no room for the run
-	}
-	// A pause recorded with a large event finds no room either.
-	_, err := e.Pause(ctx, "default", a.ID, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
-	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // the pause is not recorded: a is reloaded
+	reloadSlowly(t, db, e, a.ID)
 
-	_, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+	_, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
 	var ce *engine.ConcurrencyLimitedError
 	is.True(errors.As(err, &ce)) // refused for the key a still holds, not let through to the full database
 	is.Equal(ce.Key, "c1")
@@ -64,6 +55,25 @@ func fill(t *testing.T, db *store.DB, e *engine.Engine, wf string) {
 		if i == 10_000 {
 			t.Fatal("the database does not fill")
 		}
+	}
+}
+
+// reloadSlowly fills the database and breaks run id with a pause that
+// finds no room, after eight failed commits in a row: they lengthen every
+// reload's wait to 0.6-1.3 s, so the run stays out of memory that long, a
+// window for the test, not a race.
+func reloadSlowly(t *testing.T, db *store.DB, e *engine.Engine, id string) {
+	t.Helper()
+	fill(t, db, e, "held")
+	for range 8 {
+		if _, err := startIn(t, e, "held", string(bigOutput)); !errors.Is(err, engine.ErrStorageUnavailable) {
+			t.Fatalf("a large start in a full database: %v, want storage unavailable", err)
+		}
+	}
+	// A pause recorded with a large event finds no room either.
+	_, err := e.Pause(context.Background(), "default", id, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
+	if !errors.Is(err, engine.ErrStorageUnavailable) {
+		t.Fatalf("pause in a full database: %v, want storage unavailable", err) // the run is reloaded
 	}
 }
 
@@ -110,15 +120,9 @@ func TestAdmission_CancelInProgressWaitsForAReload(t *testing.T) {
 	db := openTestStore(t)
 	e := quotaEngine(t, db, engine.TenantQuotas{}, keyedDef("cancel_in_progress"), heldDef)
 	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
-	fill(t, db, e, "held")
-	for range 8 { // the reload below waits 0.6-1.3 s
-		_, err := startIn(t, e, "held", string(bigOutput))
-		is.True(errors.Is(err, engine.ErrStorageUnavailable))
-	}
-	_, err := e.Pause(ctx, "default", a.ID, engine.Caller{Actor: "cli:" + strings.Repeat("x", 32<<10)})
-	is.True(errors.Is(err, engine.ErrStorageUnavailable)) // a is reloaded
+	reloadSlowly(t, db, e, a.ID)
 
-	_, err = startIn(t, e, "keyed", `{"customer":"c1"}`)
+	_, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
 	is.True(errors.Is(err, engine.ErrConflict)) // try again once a is back
 	_, err = db.LimitPages(ctx, 1<<30)
 	is.NoErr(err)

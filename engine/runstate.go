@@ -451,9 +451,7 @@ func (b *batch) fail(err error, earlier bool) {
 		switch {
 		case !b.insert && activeState(b.prevState):
 			e.setCounted(rs, true)
-			if rs.ckey != "" {
-				e.setHolding(rs, true)
-			}
+			e.setHolding(rs, true) // a no-op without a key
 		case b.insert, b.prevState.Terminal() && !earlier:
 			e.dropSlots(rs)
 		}
