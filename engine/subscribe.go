@@ -145,9 +145,15 @@ func (e *Engine) poke(rs *runState) {
 	if e.subs.n == 0 {
 		return
 	}
-	c := RunChange{TenantID: rs.tenant, RunID: rs.id, LastSeq: rs.view.Run.LastSeq, State: rs.view.Run.State, PrevState: rs.view.Run.State}
-	for s := range e.subs.byRun[rs.id] {
-		if s.tenant == rs.tenant {
+	e.tellRun(RunChange{TenantID: rs.tenant, RunID: rs.id, LastSeq: rs.view.Run.LastSeq, State: rs.view.Run.State,
+		PrevState: rs.view.Run.State}, false)
+}
+
+// tellRun sends c to the subscribers of c's run, or only to its Wait
+// callers with waitersOnly.
+func (e *Engine) tellRun(c RunChange, waitersOnly bool) {
+	for s := range e.subs.byRun[c.RunID] {
+		if s.tenant == c.TenantID && (s.gone || !waitersOnly) {
 			s.send(c)
 		}
 	}
@@ -160,11 +166,7 @@ func (e *Engine) wakeWaiters(tenantID, runID string) {
 	if e.subs.n == 0 {
 		return
 	}
-	for s := range e.subs.byRun[runID] {
-		if s.gone && s.tenant == tenantID {
-			s.send(RunChange{TenantID: tenantID, RunID: runID})
-		}
-	}
+	e.tellRun(RunChange{TenantID: tenantID, RunID: runID}, true)
 }
 
 func (s *Subscription) send(c RunChange) {
