@@ -146,6 +146,22 @@ func (e *Engine) runMoved(rs *runState) {
 	}
 }
 
+// runMovedIn is runMoved for the state change that batch b records. A run
+// that ends keeps its slots until b is durable: given back at once, they
+// could let a run start whose commit succeeds while b's fails, and the
+// ended run, reloaded active, would make one more than the cap. A run
+// superseded hands its slot over at once: its end commits with the run
+// that takes the slot, both or neither (commitTogether).
+func (e *Engine) runMovedIn(b *batch) {
+	rs := b.rs
+	if b.handover || !rs.view.Run.State.Terminal() || !(rs.counted || rs.holding) {
+		e.runMoved(rs)
+		return
+	}
+	e.unwait(rs)
+	b.then(func() { e.runMoved(rs) })
+}
+
 // dropSlots takes a run leaving memory out of every count and line.
 func (e *Engine) dropSlots(rs *runState) {
 	e.unwait(rs)
@@ -278,18 +294,20 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 			case definition.StrategyCancelNewest:
 				return a, &ConcurrencyLimitedError{Workflow: rs.view.Run.Workflow, Key: rs.ckey, Max: keyMax(rs)}
 			case definition.StrategyCancelInProgress:
-				if a.victim = oldestHolder(ks); a.victim != nil {
-					if a.victim.counted {
-						active--
-					} else {
-						queued--
-						pending--
-					}
-				} else if len(ks.holders) > 0 {
-					// Every holder is being reloaded after a failed
-					// commit: none can be cancelled before it is back.
+				a.victim = oldestHolder(ks)
+				switch {
+				case a.victim == nil && reloadingOnly(ks):
+					// None can be cancelled before it is back.
 					return a, fmt.Errorf("the runs holding concurrency key %q of %s are being reloaded; try again: %w",
 						rs.ckey, rs.view.Run.Workflow, ErrConflict)
+				case a.victim == nil:
+					// The holders are ending, their slots free once their
+					// ends are durable: the run waits for one.
+				case a.victim.counted:
+					active--
+				default:
+					queued--
+					pending--
 				}
 				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 			default:
@@ -315,12 +333,12 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 
 // oldestHolder is the run cancel_in_progress cancels: the oldest active
 // holder of the key, else the oldest one waiting for a tenant slot; never
-// one being reloaded (nil if all are).
+// one being reloaded or already ending (nil if all are).
 func oldestHolder(ks *keySlots) *runState {
 	var best *runState
 	for _, h := range ks.holders {
 		switch {
-		case h.reserved:
+		case h.reserved, h.view.Run.State.Terminal():
 		case best == nil, h.counted && !best.counted:
 			best = h
 		case h.counted == best.counted && runQueue{h, best}.Less(0, 1):
@@ -330,12 +348,24 @@ func oldestHolder(ks *keySlots) *runState {
 	return best
 }
 
+// reloadingOnly says whether the key has holders and all of them are being
+// reloaded after a failed commit.
+func reloadingOnly(ks *keySlots) bool {
+	for _, h := range ks.holders {
+		if !h.reserved {
+			return false
+		}
+	}
+	return len(ks.holders) > 0
+}
+
 // supersede cancels victim for the new run id (cancel_in_progress) and
 // returns the batch recording it, for the new run's commit to write first
 // in its transaction: the cancellation is durable only with the run it
 // names.
 func (e *Engine) supersede(victim *runState, id string) *batch {
 	b := e.newBatch(victim, ActorEngine)
+	b.handover = true
 	e.endRun(b, EventRunCancelled, WaitConcurrencyKey+": superseded by "+id)
 	e.fixRun(victim)
 	return b

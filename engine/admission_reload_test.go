@@ -136,14 +136,29 @@ func TestAdmission_CancelInProgressWaitsForAReload(t *testing.T) {
 }
 
 // gatedKeyEngine starts an engine on a reloadGate over a fresh store, with
-// keyed registered for strategy. The gate's held loads are let go at cleanup,
-// before the engine stops.
+// keyed registered for strategy. The gate's held loads and stalled commits
+// are let go at cleanup, before the engine stops.
 func gatedKeyEngine(t *testing.T, strategy string) (*reloadGate, *engine.Engine) {
 	t.Helper()
+	return gatedQuotaEngine(t, engine.TenantQuotas{}, strategy)
+}
+
+// gatedQuotaEngine is gatedKeyEngine for an engine whose tenants have
+// quotas q.
+func gatedQuotaEngine(t *testing.T, q engine.TenantQuotas, strategy string) (*reloadGate, *engine.Engine) {
+	t.Helper()
 	db := openTestStore(t)
-	g := &reloadGate{DB: db, held: make(chan struct{}, 1), release: make(chan struct{}), waitLoads: make(chan struct{}, 1)}
-	e := startEngineWith(t, g, engine.Config{ExternalTypes: true}, nil)
+	g := &reloadGate{DB: db, held: make(chan struct{}, 1), release: make(chan struct{}), waitLoads: make(chan struct{}, 1),
+		stalled: make(chan struct{}, 1), unstall: make(chan struct{})}
+	e := startEngineWith(t, g, engine.Config{ExternalTypes: true, DefaultQuotas: q}, nil)
 	t.Cleanup(g.open)
+	t.Cleanup(func() {
+		select {
+		case <-g.unstall:
+		default:
+			close(g.unstall)
+		}
+	})
 	register(t, e, keyedDef(strategy))
 	return g, e
 }
@@ -216,4 +231,87 @@ func TestAdmission_FailedRetryHoldsNoSlot(t *testing.T) {
 	b, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
 	is.NoErr(err)                        // no run holds c1
 	is.Equal(b.State, engine.RunRunning) // and the new one starts
+}
+
+// A run that ends keeps its slots until its end is durable: a cancellation
+// whose commit fails leaves the run active in the store, and a run let
+// into its slot meanwhile would make one more than the cap once it is
+// reloaded. Both caps: the key's max and the tenant's max_active_runs.
+func TestAdmission_EndingRunKeepsItsSlotsUntilDurable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		q      engine.TenantQuotas
+		second string // the waiting run's key
+	}{
+		{"concurrency key", engine.TenantQuotas{}, "c1"},
+		{"tenant active runs", engine.TenantQuotas{MaxActiveRuns: 1, OnActiveLimit: engine.OnActiveQueue}, "c2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			ctx := context.Background()
+			g, e := gatedQuotaEngine(t, c.q, "queue")
+			a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+			b := mustStart(t, e, "keyed", `{"customer":"`+c.second+`"}`)
+			is.Equal(b.State, engine.RunPending) // b waits for a's slot
+
+			g.hold.Store(true)
+			g.failNext.Store(true)
+			g.stallNext.Store(true)
+			cancelled := make(chan error, 1)
+			go func() {
+				_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+				cancelled <- err
+			}()
+			recv(t, g.stalled, "a's cancellation to reach the store")
+			e.AdmitOnce() // a is cancelled in memory, not yet in the store
+			_, _, waiting := e.QueuedReason("default", b.ID)
+			is.True(waiting) // b still waits: a's slot is not free before its end is durable
+
+			close(g.unstall) // a's cancellation fails
+			is.True(recv(t, cancelled, "the cancellation to fail") != nil)
+			recv(t, g.held, "a's reload")
+			g.open()
+			waitFor(t, "a to be back", func() bool { return e.Active() == 2 })
+			is.Equal(mustLoad(t, g.DB, a.ID).State, engine.RunRunning)
+			e.AdmitOnce()
+			_, _, waiting = e.QueuedReason("default", b.ID)
+			is.True(waiting) // b waits for a, running again
+			is.Equal(mustLoad(t, g.DB, b.ID).State, engine.RunPending)
+
+			_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+			is.NoErr(err) // durable this time
+			waitFor(t, "b to start in a's slot", func() bool { return mustLoad(t, g.DB, b.ID).State == engine.RunRunning })
+			is.True(strings.HasSuffix(reasonOf(t, runEvent(t, g.DB, b.ID, engine.EventRunStarted)), "slot freed by "+a.ID))
+		})
+	}
+}
+
+// cancel_in_progress cannot supersede a run already ending: the new run
+// waits until the end is durable, then starts in the slot it freed.
+func TestAdmission_CancelInProgressWaitsForAnEnd(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	g, e := gatedKeyEngine(t, "cancel_in_progress")
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	g.stallNext.Store(true)
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+		cancelled <- err
+	}()
+	recv(t, g.stalled, "a's cancellation to reach the store")
+
+	b, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.NoErr(err)
+	is.Equal(b.State, engine.RunPending)                             // b waits for a's end
+	is.Equal(e.KeyHolders("default", "keyed", "c1"), []string{a.ID}) // which holds the key until durable
+
+	close(g.unstall)
+	is.NoErr(recv(t, cancelled, "the cancellation"))
+	waitFor(t, "b to start in a's slot", func() bool { return mustLoad(t, g.DB, b.ID).State == engine.RunRunning })
+	is.True(!strings.HasPrefix(reasonOf(t, runEvent(t, g.DB, a.ID, engine.EventRunCancelled)), "concurrency_key")) // by the user, not superseded
+	is.Equal(mustLoad(t, g.DB, a.ID).State, engine.RunCancelled)
 }

@@ -132,6 +132,10 @@ func (e *Engine) CommitRefusedSupersede(tenantID, victimID string) error {
 	return err
 }
 
+// AdmitOnce starts every waiting run a slot is free for, as the admission
+// loop does when a slot frees.
+func (e *Engine) AdmitOnce() { e.admitOnce(context.Background()) }
+
 // KeyHolders returns the runs that hold a slot of a concurrency key.
 func (e *Engine) KeyHolders(tenantID, workflow, key string) []string {
 	e.mu.Lock()

@@ -217,12 +217,17 @@ func TestEngine_IdempotentStartRaceLogsNoError(t *testing.T) {
 type waitKey struct{}
 
 // reloadGate wraps the real store: once armed, the next commit fails and
-// writes nothing, as a disk error would; while held, the loads the engine
+// writes nothing, as a disk error would; once stallNext is armed, the next
+// commit is reported on stalled and waits until unstall is closed (then
+// fails if armed to, else is written); while held, the loads the engine
 // makes for itself (a reload's) wait until released; and each load of the
 // marked Wait is reported on waitLoads.
 type reloadGate struct {
 	*store.DB
 	failNext  atomic.Bool
+	stallNext atomic.Bool
+	stalled   chan struct{}
+	unstall   chan struct{}
 	hold      atomic.Bool
 	held      chan struct{} // a load of the engine's is held
 	release   chan struct{} // closed (once, by open): held loads go on
@@ -237,11 +242,22 @@ func (g *reloadGate) open() {
 }
 
 func (g *reloadGate) Commit(changes []engine.Change, done func(error)) {
-	if g.failNext.CompareAndSwap(true, false) {
-		go done(errors.New("simulated disk I/O error"))
+	stall, fail := g.stallNext.CompareAndSwap(true, false), g.failNext.CompareAndSwap(true, false)
+	if !stall && !fail {
+		g.DB.Commit(changes, done)
 		return
 	}
-	g.DB.Commit(changes, done)
+	go func() {
+		if stall {
+			g.stalled <- struct{}{}
+			<-g.unstall
+		}
+		if fail {
+			done(errors.New("simulated disk I/O error"))
+			return
+		}
+		g.DB.Commit(changes, done)
+	}()
 }
 
 func (g *reloadGate) LoadRun(ctx context.Context, tenantID, runID string) (*engine.Run, []engine.Task, error) {

@@ -257,6 +257,7 @@ type batch struct {
 	after     []func() // run under Engine.mu once durable
 	now       time.Time
 	failed    bool // an event was refused: memory no longer matches what would be written
+	handover  bool // the run's slots pass at once to a run committed with it (supersede)
 	// With insert: the client's idempotency key and request hash, and the
 	// inline definition version to store with the run.
 	idemKey, idemHash string
@@ -320,7 +321,7 @@ func (b *batch) add(typ EventType, pos, attempt int, d *EventData) bool {
 	if pos >= 0 {
 		b.e.m.taskMoved(&ev, from, v.Tasks[pos].State)
 	} else if v.Run.State != fromRun {
-		b.e.runMoved(b.rs)
+		b.e.runMovedIn(b)
 	}
 	b.events = append(b.events, ev)
 	if pos >= 0 {
@@ -439,8 +440,8 @@ func (p *pending) settle(err error) {
 
 // fail reloads the batch's run after its commit failed or was refused,
 // its slots first set to what the store holds until the reload ends: its
-// own for a run active there, whatever the batch did in memory (a
-// cancellation gave its slots away); none for one that ended there (a
+// own for a run active there, whatever the batch did in memory (a run
+// superseded handed its slot over); none for one that ended there (a
 // retry that was not recorded) or that the batch was to record (a start
 // meanwhile must not be refused for it). With earlier, commits of the run
 // made before the batch may still be in flight, so the store may yet hold
