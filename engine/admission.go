@@ -445,6 +445,8 @@ func (e *Engine) admitOnce(ctx context.Context) {
 		}
 		if ks.queue.Len() == 0 {
 			delete(e.kwait, id)
+		} else {
+			ks.freedBy = "" // the slot it names let none start: a later start is another's doing
 		}
 	}
 	for id, q := range quotas {
@@ -469,6 +471,11 @@ func (e *Engine) admitOnce(ctx context.Context) {
 			if e.tslots[id] != ts {
 				break // the tenant's slots were tidied away: nothing waits
 			}
+		}
+		if e.tslots[id] == ts && ts.queue.Len() > 0 {
+			// At its cap (lowered meanwhile): the slot freedBy names let
+			// none start, so the start a raise allows must not name it.
+			ts.freedBy = ""
 		}
 	}
 }

@@ -434,3 +434,41 @@ func TestAdmission_CancelInProgressSupersedesAWaitingRun(t *testing.T) {
 	waitRun(t, db, c.ID, engine.RunRunning)
 	is.NoErr(engine.VerifyRun(ctx, db, "default", b.ID))
 }
+
+// A slot freed while the tenant is over a lowered cap lets no run start,
+// so the run a later raise starts does not name it.
+func TestAdmission_StartAfterARaiseNamesNoStaleSlot(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	db := openTestStore(t)
+	var mu sync.Mutex
+	settings := engine.TenantSettings{Quotas: engine.TenantQuotas{MaxActiveRuns: 2, OnActiveLimit: engine.OnActiveQueue}}
+	setCap := func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		settings.Quotas.MaxActiveRuns = n
+	}
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true,
+		TenantFunc: func(_ context.Context, id string) (*engine.Tenant, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return &engine.Tenant{ID: id, Settings: settings}, nil
+		}}, nil)
+	_, _, err := e.RegisterDefinition(ctx, "default", []byte(heldDef))
+	is.NoErr(err)
+	a := mustStart(t, e, "held", "")
+	mustStart(t, e, "held", "")
+	c := mustStart(t, e, "held", "")
+	is.Equal(c.State, engine.RunPending)
+	setCap(1) // an admin lowers the cap below the active runs
+	_, err = e.Cancel(ctx, "default", a.ID, engine.Caller{})
+	is.NoErr(err)
+	e.AdmitOnce() // a's slot lets none start: one run is active, the cap
+	is.Equal(mustLoad(t, db, c.ID).State, engine.RunPending)
+
+	setCap(2)
+	e.AdmitOnce()
+	waitRun(t, db, c.ID, engine.RunRunning)
+	is.Equal(reasonOf(t, runEvent(t, db, c.ID, engine.EventRunStarted)), "tenant_active_runs: slot freed") // not "by" a
+}
