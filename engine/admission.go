@@ -151,7 +151,10 @@ func (e *Engine) runMoved(rs *runState) {
 // could let a run start whose commit succeeds while b's fails, and the
 // ended run, reloaded active, would make one more than the cap. A run
 // superseded hands its slot over at once: its end commits with the run
-// that takes the slot, both or neither (commitTogether).
+// that takes the slot, both or neither (commitTogether). While a later
+// commit of the run is in flight (a retry, maybe another end), b durable
+// says nothing of the run's state in the store: the slots go with the
+// last commit, by its own hook, its failure (fail) or the run's release.
 func (e *Engine) runMovedIn(b *batch) {
 	rs := b.rs
 	if b.handover || !rs.view.Run.State.Terminal() || !(rs.counted || rs.holding) {
@@ -159,7 +162,11 @@ func (e *Engine) runMovedIn(b *batch) {
 		return
 	}
 	e.unwait(rs)
-	b.then(func() { e.runMoved(rs) })
+	b.then(func() {
+		if rs.commits == 0 {
+			e.runMoved(rs)
+		}
+	})
 }
 
 // dropSlots takes a run leaving memory out of every count and line.
