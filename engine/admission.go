@@ -302,11 +302,19 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 				return a, &ConcurrencyLimitedError{Workflow: rs.view.Run.Workflow, Key: rs.ckey, Max: keyMax(rs)}
 			case definition.StrategyCancelInProgress:
 				a.victim = oldestHolder(ks)
+				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 				switch {
 				case a.victim == nil && reloadingOnly(ks):
 					// None can be cancelled before it is back.
 					return a, fmt.Errorf("the runs holding concurrency key %q of %s are being reloaded; try again: %w",
 						rs.ckey, rs.view.Run.Workflow, ErrConflict)
+				case a.victim == nil && ks.queue.Len() > 0:
+					// The holders are ending, and a run already waits for
+					// one of their slots: the new run supersedes it and
+					// takes its place in line.
+					a.victim = ks.queue[0]
+					pending--
+					keyFree = len(ks.holders) < keyMax(rs) && ks.queue.Len() == 1
 				case a.victim == nil:
 					// The holders are ending, their slots free once their
 					// ends are durable: the run waits for one.
@@ -316,7 +324,6 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 					queued--
 					pending--
 				}
-				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 			default:
 				keyFree = false
 			}

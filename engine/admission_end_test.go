@@ -139,3 +139,33 @@ func TestAdmission_EndAfterRetryKeepsTheSlotsUntilDurable(t *testing.T) {
 	waitFor(t, "b to start in a's slot", func() bool { return mustLoad(t, g.DB, b.ID).State == engine.RunRunning })
 	is.True(strings.HasSuffix(reasonOf(t, runEvent(t, g.DB, b.ID, engine.EventRunStarted)), "slot freed by "+a.ID))
 }
+
+// cancel_in_progress: starts that come while the key's run is ending wait
+// for its slot, and each supersedes the one waiting before it, so that the
+// newest is the one that runs.
+func TestAdmission_CancelInProgressSupersedesARunWaitingForAnEnd(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	g, e := gatedKeyEngine(t, "cancel_in_progress")
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	g.stallNext.Store(true)
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+		cancelled <- err
+	}()
+	recv(t, g.stalled, "a's cancellation to reach the store")
+
+	b := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	is.Equal(b.State, engine.RunPending) // b waits for a's end
+	c := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	is.Equal(c.State, engine.RunPending) // so does c, in b's place
+	is.Equal(mustLoad(t, g.DB, b.ID).State, engine.RunCancelled)
+	is.Equal(reasonOf(t, runEvent(t, g.DB, b.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+c.ID)
+
+	close(g.unstall)
+	is.NoErr(recv(t, cancelled, "the cancellation"))
+	waitFor(t, "c to start in a's slot", func() bool { return mustLoad(t, g.DB, c.ID).State == engine.RunRunning })
+	is.Equal(e.KeyHolders("default", "keyed", "c1"), []string{c.ID})
+}
