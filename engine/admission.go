@@ -151,7 +151,10 @@ func (e *Engine) runMoved(rs *runState) {
 // could let a run start whose commit succeeds while b's fails, and the
 // ended run, reloaded active, would make one more than the cap. A run
 // superseded hands its slot over at once: its end commits with the run
-// that takes the slot, both or neither (commitTogether).
+// that takes the slot, both or neither (commitTogether). While a later
+// commit of the run is in flight (a retry, maybe another end), b durable
+// says nothing of the run's state in the store: the slots go with the
+// last commit, by its own hook, its failure (fail) or the run's release.
 func (e *Engine) runMovedIn(b *batch) {
 	rs := b.rs
 	if b.handover || !rs.view.Run.State.Terminal() || !(rs.counted || rs.holding) {
@@ -159,7 +162,11 @@ func (e *Engine) runMovedIn(b *batch) {
 		return
 	}
 	e.unwait(rs)
-	b.then(func() { e.runMoved(rs) })
+	b.then(func() {
+		if rs.commits == 0 {
+			e.runMoved(rs)
+		}
+	})
 }
 
 // dropSlots takes a run leaving memory out of every count and line.
@@ -295,11 +302,19 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 				return a, &ConcurrencyLimitedError{Workflow: rs.view.Run.Workflow, Key: rs.ckey, Max: keyMax(rs)}
 			case definition.StrategyCancelInProgress:
 				a.victim = oldestHolder(ks)
+				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 				switch {
 				case a.victim == nil && reloadingOnly(ks):
 					// None can be cancelled before it is back.
 					return a, fmt.Errorf("the runs holding concurrency key %q of %s are being reloaded; try again: %w",
 						rs.ckey, rs.view.Run.Workflow, ErrConflict)
+				case a.victim == nil && ks.queue.Len() > 0:
+					// The holders are ending, and a run already waits for
+					// one of their slots: the new run supersedes it and
+					// takes its place in line.
+					a.victim = ks.queue[0]
+					pending--
+					keyFree = len(ks.holders) < keyMax(rs) && ks.queue.Len() == 1
 				case a.victim == nil:
 					// The holders are ending, their slots free once their
 					// ends are durable: the run waits for one.
@@ -309,7 +324,6 @@ func (e *Engine) admit(rs *runState, q TenantQuotas) (admission, error) {
 					queued--
 					pending--
 				}
-				keyFree = a.victim != nil && len(ks.holders)-1 < keyMax(rs)
 			default:
 				keyFree = false
 			}
