@@ -461,6 +461,7 @@ func (e *Engine) admitOnce(ctx context.Context) {
 			delete(e.kwait, id)
 		} else {
 			ks.freedBy = "" // the slot it names let none start: a later start is another's doing
+			e.supersedeFor(ks)
 		}
 	}
 	for id, q := range quotas {
@@ -492,6 +493,26 @@ func (e *Engine) admitOnce(ctx context.Context) {
 			ts.freedBy = ""
 		}
 	}
+}
+
+// supersedeFor cancels, for the run first in line of a cancel_in_progress
+// key, the holder its start would have cancelled: one that is active again
+// because its end, which the run waited for, failed to commit. The
+// cancellation commits on its own; the slot frees for the line once it is
+// durable, and a failure only leaves the next round to try again.
+func (e *Engine) supersedeFor(ks *keySlots) {
+	head := ks.queue[0]
+	if c := head.plan.Concurrency; c == nil || c.Strategy != definition.StrategyCancelInProgress {
+		return
+	}
+	v := oldestHolder(ks)
+	if v == nil {
+		return // the holders are ending or being reloaded
+	}
+	b := e.newBatch(v, ActorEngine)
+	e.endRun(b, EventRunCancelled, WaitConcurrencyKey+": superseded by "+head.id)
+	b.commit(nil)
+	e.fixRun(v)
 }
 
 // startParked starts a run that waited.

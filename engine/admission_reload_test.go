@@ -315,3 +315,35 @@ func TestAdmission_CancelInProgressWaitsForAnEnd(t *testing.T) {
 	is.True(!strings.HasPrefix(reasonOf(t, runEvent(t, g.DB, a.ID, engine.EventRunCancelled)), "concurrency_key")) // by the user, not superseded
 	is.Equal(mustLoad(t, g.DB, a.ID).State, engine.RunCancelled)
 }
+
+// A cancel_in_progress run that waits for an end that then fails to
+// commit does not wait for the run to end by itself: the admission loop
+// supersedes it, as the start would have, and the waiting run starts.
+func TestAdmission_CancelInProgressSupersedesARunBackFromAFailedEnd(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ctx := context.Background()
+	g, e := gatedKeyEngine(t, "cancel_in_progress")
+	a := mustStart(t, e, "keyed", `{"customer":"c1"}`)
+	g.failNext.Store(true)
+	g.stallNext.Store(true)
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := e.Cancel(ctx, "default", a.ID, engine.Caller{})
+		cancelled <- err
+	}()
+	recv(t, g.stalled, "a's cancellation to reach the store")
+	b, err := startIn(t, e, "keyed", `{"customer":"c1"}`)
+	is.NoErr(err)
+	is.Equal(b.State, engine.RunPending) // b waits for a's end
+
+	close(g.unstall) // which fails: a is active again once reloaded
+	is.True(recv(t, cancelled, "the cancellation to fail") != nil)
+	waitFor(t, "a to be back", func() bool { return e.Active() == 2 })
+	e.AdmitOnce() // supersedes a for b
+	waitFor(t, "b to start", func() bool { return mustLoad(t, g.DB, b.ID).State == engine.RunRunning })
+	is.Equal(mustLoad(t, g.DB, a.ID).State, engine.RunCancelled)
+	is.Equal(reasonOf(t, runEvent(t, g.DB, a.ID, engine.EventRunCancelled)), "concurrency_key: superseded by "+b.ID)
+	is.Equal(e.KeyHolders("default", "keyed", "c1"), []string{b.ID})
+	is.NoErr(engine.VerifyRun(ctx, g.DB, "default", a.ID))
+}
