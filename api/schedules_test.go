@@ -158,3 +158,25 @@ func TestSchedulesAPI_Lifecycle(t *testing.T) {
 	is.Equal(r.Status, http.StatusNoContent)
 	problemOf(t, ts.get(t, schedules+"/second"), http.StatusNotFound, wire.CodeNotFound)
 }
+
+// An @every interval the cron parser would round (under a second, zero,
+// negative, a fraction of a second) is refused naming cron: accepted, such
+// a schedule fired every second whatever it showed.
+func TestSchedulesAPI_EveryIntervalTheParserWouldChangeIsRefused(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	for _, every := range []string{"0s", "-1s", "1ns", "500ms", "1.5s", "90s500ms"} {
+		t.Run(every, func(t *testing.T) {
+			is := is.New(t)
+			before := ts.scheduleRows(t)
+			p := problemOf(t, ts.postJSON(t, schedules, `{"cron":"@every `+every+`","workflow":"wf"}`), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.Equal(fieldOf(t, p), "cron")      // names the field
+			is.Equal(ts.scheduleRows(t), before) // and writes nothing
+		})
+	}
+	for _, every := range []string{"1s", "90s", "1h30m"} {
+		r := ts.postJSON(t, schedules, `{"cron":"@every `+every+`","workflow":"wf"}`)
+		is.New(t).Equal(r.Status, http.StatusCreated) // whole seconds stay accepted
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine/definition"
@@ -54,11 +55,31 @@ func (e *Engine) CreateSchedule(ctx context.Context, by Caller, tenantID, id str
 	return &ch.Schedule, nil
 }
 
+// checkEvery refuses an @every interval the cron parser would silently
+// change: it rounds one under a second up to 1s (0s and -1s included) and
+// drops a fraction of a second, so the schedule would fire at another
+// interval than the one it shows. Only new specs are checked: a stored one
+// keeps firing as it always did.
+func checkEvery(c string) error {
+	v, ok := strings.CutPrefix(c, "@every ")
+	if !ok {
+		return nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err == nil && d >= time.Second && d%time.Second == 0 {
+		return nil
+	}
+	return &FieldError{Field: "cron", Reason: fmt.Sprintf("%q: the interval must be a whole number of seconds, at least 1s (e.g. @every 90s)", c)}
+}
+
 // compileNewSpec checks a spec a caller sets: every field, the workflow,
 // and that it has a slot to come.
 func (e *Engine) compileNewSpec(ctx context.Context, tenantID string, spec ScheduleSpec) (*slotSpec, error) {
 	sp, err := compileSpec(spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkEvery(sp.spec.Cron); err != nil {
 		return nil, err
 	}
 	if sp.next(e.clock()).IsZero() {
