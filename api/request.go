@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,9 @@ func decodeStrict(body []byte, v any) error {
 		return fieldProblem(field, "unknown field")
 	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
 		return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "malformed JSON: "+err.Error())
+	}
+	if p := badValueField(body, reflect.TypeOf(v), ""); p != nil {
+		return p // a value its own decoder refused (a time), which err does not place
 	}
 	return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, err.Error())
 }

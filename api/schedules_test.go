@@ -180,3 +180,32 @@ func TestSchedulesAPI_EveryIntervalTheParserWouldChangeIsRefused(t *testing.T) {
 		is.New(t).Equal(r.Status, http.StatusCreated) // whole seconds stay accepted
 	}
 }
+
+// A time field whose value is not an RFC 3339 string is a 400
+// invalid_request naming the field, like any other wrong value, not an
+// invalid_json that leaves the caller to guess which field.
+func TestSchedulesAPI_BadTimeNamesTheField(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	is.New(t).Equal(ts.postJSON(t, schedules, `{"id":"s","cron":"@daily","workflow":"wf"}`).Status, http.StatusCreated)
+	for _, c := range []struct{ name, path, body, field string }{
+		{"start_at text", schedules, `{"cron":"@daily","workflow":"wf","start_at":"tomorrow"}`, "start_at"},
+		{"end_at number", schedules, `{"cron":"@daily","workflow":"wf","end_at":1767225600}`, "end_at"},
+		{"update start_at", schedules + "/s", `{"version":1,"cron":"@daily","workflow":"wf","start_at":"2026-13-01T00:00:00Z"}`, "start_at"},
+		{"backfill from", schedules + "/s/backfill", `{"from":"yesterday","to":"2026-01-02T00:00:00Z"}`, "from"},
+		{"backfill to", schedules + "/s/backfill", `{"from":"2026-01-01T00:00:00Z","to":true}`, "to"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			before := ts.scheduleRows(t)
+			method := "POST"
+			if c.name == "update start_at" {
+				method = "PUT"
+			}
+			p := problemOf(t, ts.request(t, method, c.path, c.body, map[string]string{"Content-Type": typeJSON}), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.Equal(fieldOf(t, p), c.field)     // names the field
+			is.Equal(ts.scheduleRows(t), before) // and writes nothing
+		})
+	}
+}
