@@ -180,6 +180,9 @@ func (s *Server) endpoint(rt route) httprouter.Handle {
 		infoFrom(r.Context()).route = label
 		err := s.admit(r, p, &rt)
 		if err == nil {
+			err = checkQuery(r)
+		}
+		if err == nil {
 			err = rt.h(w, r, p)
 		}
 		if err != nil {
