@@ -209,3 +209,26 @@ func TestSchedulesAPI_BadTimeNamesTheField(t *testing.T) {
 		})
 	}
 }
+
+// The next fire times of an @every schedule with a long interval move
+// forward and stop at the last time a schedule may have (2200): the slot
+// after 2198 used to overflow and go back to 1727, then 1855, 1970...
+func TestSchedulesAPI_NextFireTimesOfALongIntervalOnlyMoveForward(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	is.Equal(ts.postJSON(t, schedules, `{"id":"long","cron":"@every 1000000h","workflow":"wf"}`).Status, http.StatusCreated)
+	var sc wire.Schedule
+	ts.getJSON(t, schedules+"/long?next=10", &sc)
+	is.True(len(sc.Next) > 0)
+	last := time.Now()
+	for _, f := range sc.Next {
+		is.True(f.Slot.After(last))                                         // forward
+		is.True(!f.Slot.After(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))) // within the range of schedule times
+		last = f.Slot
+	}
+	// One whose first slot is past that range never fires: refused naming cron.
+	p := problemOf(t, ts.postJSON(t, schedules, `{"cron":"@every 2562047h","workflow":"wf"}`), http.StatusBadRequest, wire.CodeInvalidRequest)
+	is.Equal(fieldOf(t, p), "cron")
+}

@@ -117,8 +117,14 @@ func (s *slotSpec) next(t time.Time) time.Time {
 	}
 	if s.every > 0 {
 		// Intervals count from the Unix epoch, so that every slot is the
-		// same whatever the cursor: after an unpause, in a backfill.
-		c := time.Unix(0, (t.UnixNano()/int64(s.every)+1)*int64(s.every)).UTC()
+		// same whatever the cursor: after an unpause, in a backfill. A
+		// slot past maxSlotTime is none: its nanoseconds would soon
+		// overflow, and the slots after it go back in time.
+		n := t.UnixNano()/int64(s.every) + 1
+		if n > maxSlotTime.UnixNano()/int64(s.every) {
+			return time.Time{}
+		}
+		c := time.Unix(0, n*int64(s.every)).UTC()
 		if !s.spec.EndAt.IsZero() && c.After(s.spec.EndAt) {
 			return time.Time{}
 		}
@@ -129,7 +135,7 @@ func (s *slotSpec) next(t time.Time) time.Time {
 	for i := 0; !c.IsZero() && !wall(c).After(after) && i < maxRepeatedSlots; i++ {
 		c = s.cron.Next(c)
 	}
-	if c.IsZero() || (!s.spec.EndAt.IsZero() && c.After(s.spec.EndAt)) {
+	if c.IsZero() || c.After(maxSlotTime) || (!s.spec.EndAt.IsZero() && c.After(s.spec.EndAt)) {
 		return time.Time{}
 	}
 	return c.UTC()
