@@ -291,3 +291,38 @@ func TestRetention_NeverReusesTheIDsOfArchivedEvents(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(n, 1) // the newest run alone stays
 }
+
+// A backfill over slots whose runs retention removed since answers those
+// runs (replayed) instead of firing the slots again: retention removes a
+// run's idempotency keys with it, but the schedule's log still says which
+// run each slot fired.
+func TestRetention_BackfillDoesNotFireArchivedSlotsAgain(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	by := engine.Caller{Actor: "local"}
+	_, err := e.eng.CreateSchedule(ctx, by, "acme", "yearly", engine.ScheduleSpec{Cron: "0 0 1 1 *", Workflow: "wf"})
+	is.NoErr(err)
+	from, to := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	first, err := e.eng.BackfillSchedule(ctx, by, "acme", "yearly", from, to)
+	is.NoErr(err)
+	is.Equal(len(first), 7) // 2020 to 2026
+	for _, b := range first {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := e.eng.Wait(wctx, "acme", b.RunID)
+		cancel()
+		is.NoErr(err)
+	}
+	e.clk.Add(48 * time.Hour)
+	rep, err := e.service(t, 24*time.Hour).RunOnce(ctx)
+	is.NoErr(err)
+	is.True(rep.Removed >= 6) // the slots' runs are archived (but the newest)
+
+	again, err := e.eng.BackfillSchedule(ctx, by, "acme", "yearly", from, to)
+	is.NoErr(err)
+	is.Equal(len(again), len(first))
+	for i, b := range again {
+		is.True(b.Replayed)               // each slot fired before
+		is.Equal(b.RunID, first[i].RunID) // with the run it fired then
+	}
+}
