@@ -152,13 +152,20 @@ func wall(t time.Time) time.Time {
 }
 
 // jitter is the delay of a slot: derived from the schedule id and the
-// slot alone, so every process and every replay computes the same.
+// slot alone, so every process and every replay computes the same. It is
+// under the time to the next slot too: slots are decided in order, so a
+// slot delayed past the next would hold that one back until it was older
+// than the catch-up window, and it would be recorded as missed.
 func (s *slotSpec) jitter(id string, slot time.Time) time.Duration {
-	if s.spec.Jitter <= 0 {
+	bound := s.spec.Jitter
+	if bound <= 0 {
 		return 0
 	}
+	if n := s.next(slot); !n.IsZero() && n.Sub(slot) < bound {
+		bound = n.Sub(slot)
+	}
 	sum := sha256.Sum256([]byte(id + "|" + FormatTime(slot)))
-	return time.Duration(binary.BigEndian.Uint64(sum[:8]) % uint64(s.spec.Jitter))
+	return time.Duration(binary.BigEndian.Uint64(sum[:8]) % uint64(bound))
 }
 
 // fireAt is when a slot's run starts: the slot plus its jitter.
