@@ -17,7 +17,7 @@ func TestCommand_ArchiveRunAndVerify(t *testing.T) {
 	is := is.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
-	ids := makeRuns(t, db, 4)
+	ids := makeRuns(t, db, 5) // the newest (holding the newest event) stays live
 	code, out, _ := runCmd("archive", "run", "--database-url", db)
 	is.Equal(code, 0)
 	is.True(strings.Contains(out, "0 runs removed")) // without a retention nothing goes

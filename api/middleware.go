@@ -179,6 +179,9 @@ func (s *Server) endpoint(rt route) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		infoFrom(r.Context()).route = label
 		err := s.admit(r, p, &rt)
+		if err == nil && rt.perm != PermSigned { // a delivery's query is its sender's
+			err = checkQuery(r)
+		}
 		if err == nil {
 			err = rt.h(w, r, p)
 		}

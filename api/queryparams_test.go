@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/matryer/is"
 
 	"github.com/orchestrator/orchestrator/api"
+	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 	"github.com/orchestrator/orchestrator/store"
 )
@@ -180,4 +182,28 @@ func TestAPI_RunCounts(t *testing.T) {
 			t.Errorf("?%s: %d %s, want 400 naming it", q, st, body)
 		}
 	}
+}
+
+// A query parameter given twice, or a query string that does not decode,
+// is refused naming the parameter, like an unknown one: read loosely, the
+// first status of status=failed&status=running, or no status at all from
+// status=failed%, would answer another question than the one asked.
+func TestAPI_RepeatedOrMalformedQueryParametersAreRefused(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	for _, c := range []struct{ path, field string }{
+		{"/api/v1/tenants/default/workflows?status=failed&status=running", "status"},
+		{"/api/v1/tenants/default/events?actor=a&type=run.paused&actor=b", "actor"},
+		{"/api/v1/tenants/default/run-counts?workflow=a&workflow=b", "workflow"},
+		{"/api/v1/tenants/default/workflows?status=failed%", "status"},
+		{"/api/v1/tenants/default/events?limit=5&type=run.paused%2", "type"},
+		{"/api/v1/tenants/default/workflows?status=failed;limit=5", "status"},
+		{"/api/v1/tenants/default/schedules?limit=1&limit=2", "limit"},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			p := problemOf(t, ts.get(t, c.path), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.New(t).Equal(fieldOf(t, p), c.field) // names the parameter
+		})
+	}
+	is.New(t).Equal(ts.get(t, "/api/v1/tenants/default/workflows?status=failed&limit=5").Status, http.StatusOK) // each once is fine
 }

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,9 @@ func decodeStrict(body []byte, v any) error {
 		return fieldProblem(field, "unknown field")
 	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
 		return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, "malformed JSON: "+err.Error())
+	}
+	if p := badValueField(body, reflect.TypeOf(v), ""); p != nil {
+		return p // a value its own decoder refused (a time), which err does not place
 	}
 	return newProblem(http.StatusBadRequest, wire.CodeInvalidJSON, err.Error())
 }
@@ -205,15 +209,39 @@ func parseDuration(field, s string, def, max time.Duration) (time.Duration, erro
 // onlyParams refuses query parameters the endpoint does not know, so that a
 // misspelt filter is not silently ignored.
 func onlyParams(q url.Values, known ...string) error {
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(known, k) {
 			if len(known) == 0 {
 				return fieldProblem(k, "unknown query parameter; this endpoint takes none")
 			}
 			return fieldProblem(k, "unknown query parameter; known: "+strings.Join(known, ", "))
 		}
+		if len(vs) > 1 {
+			// Only the first would be read: status=failed&status=running
+			// would not answer what it seems to ask.
+			return fieldProblem(k, fmt.Sprintf("given %d times: give each query parameter once", len(vs)))
+		}
 	}
 	return nil
+}
+
+// checkQuery refuses a query string that does not parse: url.Values drops
+// the pairs it cannot decode, so ?status=failed% would list every run.
+func checkQuery(r *http.Request) error {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err == nil {
+		return nil
+	}
+	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		key, value, _ := strings.Cut(pair, "=")
+		name, kerr := url.QueryUnescape(key)
+		if kerr != nil {
+			name = key
+		}
+		if _, verr := url.QueryUnescape(value); kerr != nil || verr != nil || strings.Contains(pair, ";") {
+			return fieldProblem(name, "the query string is not URL-encoded: a % not followed by two hex digits, or a ;")
+		}
+	}
+	return fieldProblem("query", "the query string does not parse")
 }
 
 // eventTypeParam reads an optional event type filter, refusing unknown types

@@ -158,3 +158,77 @@ func TestSchedulesAPI_Lifecycle(t *testing.T) {
 	is.Equal(r.Status, http.StatusNoContent)
 	problemOf(t, ts.get(t, schedules+"/second"), http.StatusNotFound, wire.CodeNotFound)
 }
+
+// An @every interval the cron parser would round (under a second, zero,
+// negative, a fraction of a second) is refused naming cron: accepted, such
+// a schedule fired every second whatever it showed.
+func TestSchedulesAPI_EveryIntervalTheParserWouldChangeIsRefused(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	for _, every := range []string{"0s", "-1s", "1ns", "500ms", "1.5s", "90s500ms"} {
+		t.Run(every, func(t *testing.T) {
+			is := is.New(t)
+			before := ts.scheduleRows(t)
+			p := problemOf(t, ts.postJSON(t, schedules, `{"cron":"@every `+every+`","workflow":"wf"}`), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.Equal(fieldOf(t, p), "cron")      // names the field
+			is.Equal(ts.scheduleRows(t), before) // and writes nothing
+		})
+	}
+	for _, every := range []string{"1s", "90s", "1h30m"} {
+		r := ts.postJSON(t, schedules, `{"cron":"@every `+every+`","workflow":"wf"}`)
+		is.New(t).Equal(r.Status, http.StatusCreated) // whole seconds stay accepted
+	}
+}
+
+// A time field whose value is not an RFC 3339 string is a 400
+// invalid_request naming the field, like any other wrong value, not an
+// invalid_json that leaves the caller to guess which field.
+func TestSchedulesAPI_BadTimeNamesTheField(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	is.New(t).Equal(ts.postJSON(t, schedules, `{"id":"s","cron":"@daily","workflow":"wf"}`).Status, http.StatusCreated)
+	for _, c := range []struct{ name, path, body, field string }{
+		{"start_at text", schedules, `{"cron":"@daily","workflow":"wf","start_at":"tomorrow"}`, "start_at"},
+		{"end_at number", schedules, `{"cron":"@daily","workflow":"wf","end_at":1767225600}`, "end_at"},
+		{"update start_at", schedules + "/s", `{"version":1,"cron":"@daily","workflow":"wf","start_at":"2026-13-01T00:00:00Z"}`, "start_at"},
+		{"backfill from", schedules + "/s/backfill", `{"from":"yesterday","to":"2026-01-02T00:00:00Z"}`, "from"},
+		{"backfill to", schedules + "/s/backfill", `{"from":"2026-01-01T00:00:00Z","to":true}`, "to"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			before := ts.scheduleRows(t)
+			method := "POST"
+			if c.name == "update start_at" {
+				method = "PUT"
+			}
+			p := problemOf(t, ts.request(t, method, c.path, c.body, map[string]string{"Content-Type": typeJSON}), http.StatusBadRequest, wire.CodeInvalidRequest)
+			is.Equal(fieldOf(t, p), c.field)     // names the field
+			is.Equal(ts.scheduleRows(t), before) // and writes nothing
+		})
+	}
+}
+
+// The next fire times of an @every schedule with a long interval move
+// forward and stop at the last time a schedule may have (2200): the slot
+// after 2198 used to overflow and go back to 1727, then 1855, 1970...
+func TestSchedulesAPI_NextFireTimesOfALongIntervalOnlyMoveForward(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newServer(t, serverOptions{})
+	ts.register(t, `{"name":"wf","tasks":[{"id":"a","type":"noop"}]}`)
+	is.Equal(ts.postJSON(t, schedules, `{"id":"long","cron":"@every 1000000h","workflow":"wf"}`).Status, http.StatusCreated)
+	var sc wire.Schedule
+	ts.getJSON(t, schedules+"/long?next=10", &sc)
+	is.True(len(sc.Next) > 0)
+	last := time.Now()
+	for _, f := range sc.Next {
+		is.True(f.Slot.After(last))                                         // forward
+		is.True(!f.Slot.After(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))) // within the range of schedule times
+		last = f.Slot
+	}
+	// One whose first slot is past that range never fires: refused naming cron.
+	p := problemOf(t, ts.postJSON(t, schedules, `{"cron":"@every 2562047h","workflow":"wf"}`), http.StatusBadRequest, wire.CodeInvalidRequest)
+	is.Equal(fieldOf(t, p), "cron")
+}

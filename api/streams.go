@@ -92,26 +92,48 @@ func (s *Server) openStream(tenant string) (release func(), err error) {
 // sseWriter writes Server-Sent Events, each batch flushed with a fresh
 // write deadline. Its one ResponseController serves the whole stream.
 type sseWriter struct {
-	s   *Server
-	bw  *bufio.Writer
-	rc  *http.ResponseController
-	err error
+	s       *Server
+	r       *http.Request
+	bw      *bufio.Writer
+	rc      *http.ResponseController
+	err     error
+	checked time.Time // when the caller's key was last checked
 }
 
-func (s *Server) newSSE(w http.ResponseWriter) *sseWriter {
+// streamRecheck is how often a stream writing a long batch checks again
+// that its caller's key still holds; each flush checks it too. A key
+// revoked or expired, or its tenant suspended, while a stream is open thus
+// ends the stream before its next batch (or keepalive) is sent, instead of
+// letting it read the tenant's events for as long as it stays connected.
+const streamRecheck = time.Second
+
+// admitted checks again that the request's credentials still hold: always
+// when now is set, else at most every streamRecheck. When they do not,
+// nothing more is written.
+func (sw *sseWriter) admitted(now bool) bool {
+	if sw.err == nil && (now || time.Since(sw.checked) >= streamRecheck) {
+		sw.checked = time.Now()
+		if _, err := sw.s.Authenticator.Authenticate(sw.r); err != nil {
+			sw.err = err
+		}
+	}
+	return sw.err == nil
+}
+
+func (s *Server) newSSE(w http.ResponseWriter, r *http.Request) *sseWriter {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // a proxy must not hold events back
 	w.WriteHeader(http.StatusOK)
-	sw := &sseWriter{s: s, bw: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
+	sw := &sseWriter{s: s, r: r, bw: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w), checked: time.Now()}
 	sw.flush()
 	return sw
 }
 
 // event writes one event: its id, type and data (one line of JSON).
 func (sw *sseWriter) event(id, typ string, data []byte) {
-	if sw.err != nil {
+	if !sw.admitted(false) {
 		return
 	}
 	sw.s.extendWrite(sw.rc, sw.s.keepAlive())
@@ -139,7 +161,7 @@ func (sw *sseWriter) comment(text string) {
 
 // flush sends what is buffered.
 func (sw *sseWriter) flush() error {
-	if sw.err == nil {
+	if sw.admitted(true) {
 		sw.s.extendWrite(sw.rc, sw.s.keepAlive())
 		if sw.err = sw.bw.Flush(); sw.err == nil {
 			sw.err = sw.rc.Flush()
@@ -199,7 +221,7 @@ func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p httprouter.
 		return s.runNotFound(r, err, tenant, id)
 	}
 	state, stateSeq := run.State, run.LastSeq
-	sw := s.newSSE(w)
+	sw := s.newSSE(w, r)
 	ended := false // an end event was sent for the terminal state the run is in
 	ticker := time.NewTicker(s.keepAlive())
 	defer ticker.Stop()
@@ -319,7 +341,7 @@ func (s *Server) tenantStream(w http.ResponseWriter, r *http.Request, p httprout
 	defer release()
 	sub := s.Engine.Subscribe(tenant, "", 256)
 	defer sub.Close()
-	sw := s.newSSE(w)
+	sw := s.newSSE(w, r)
 	ctx := r.Context()
 	sendRun := func(runID string, eventID int64) error {
 		run, err := s.Engine.GetRunRow(ctx, tenant, runID)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/orchestrator/orchestrator/api"
 	"github.com/orchestrator/orchestrator/api/wire"
 	"github.com/orchestrator/orchestrator/engine"
 )
@@ -384,4 +385,51 @@ func TestStream_TenantResumedFromTooFarBackResyncs(t *testing.T) {
 	ev = s.next(t)
 	is.Equal(ev.Event, "run") // then live
 	is.True(strings.Contains(ev.Data, `"paused"`))
+}
+
+// A stream whose key is revoked while it is open ends before it sends
+// anything more (README: keys "are revoked at once on the server that
+// revokes them"), instead of going on sending the tenant's runs for as
+// long as the client stays connected; a new stream with it is 401.
+func TestStream_EndsWhenItsKeyIsRevoked(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	ts := newServer(t, serverOptions{Access: true, AuthMode: api.AuthRequired})
+	ts.tenant(t, "acme", engine.TenantSettings{})
+	_, op := ts.newKey(t, engine.KeyRequest{TenantID: "acme", Role: engine.RoleOperator, Name: "op"})
+	viewer, token := ts.newKey(t, engine.KeyRequest{TenantID: "acme", Role: engine.RoleViewer, Name: "watcher"})
+	def := `{"name":"held","tasks":[{"id":"a","type":"python"}]}` // runs until a worker comes: no change of its own
+	is.Equal(ts.request(t, "POST", "/api/v1/tenants/acme/definitions", def, bearer(op)).Status, http.StatusCreated)
+	start := func() {
+		t.Helper()
+		is.Equal(ts.request(t, "POST", "/api/v1/tenants/acme/workflows", `{"workflow":"held"}`, bearer(op)).Status, http.StatusCreated)
+	}
+	const path = "/api/v1/tenants/acme/stream"
+	s := ts.openStream(t, path, map[string]string{"Authorization": "Bearer " + token})
+	start()
+	for state := ""; state != "running"; { // the stream works, up to the run's last change
+		ev := s.next(t)
+		is.Equal(ev.Event, "run")
+		var r wire.Run
+		is.NoErr(json.Unmarshal([]byte(ev.Data), &r))
+		state = string(r.State)
+	}
+	if _, err := ts.Admin.RevokeKey(context.Background(), engine.LocalAdmin(), "acme", viewer.ID); err != nil {
+		t.Fatal(err)
+	}
+	start() // a run the revoked key must not see
+	deadline := time.After(waitTimeout)
+	for ended := false; !ended; {
+		select {
+		case ev, ok := <-s.events:
+			if ev.Event == "run" {
+				t.Fatalf("a revoked key's stream got %+v", ev)
+			}
+			ended = !ok
+		case <-deadline:
+			t.Fatal("the stream of a revoked key stayed open")
+		}
+	}
+	r := ts.request(t, "GET", path, "", map[string]string{"Authorization": "Bearer " + token})
+	is.Equal(r.Status, http.StatusUnauthorized) // and cannot be opened again
 }

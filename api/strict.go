@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/orchestrator/orchestrator/api/wire"
@@ -202,4 +203,83 @@ func shapeOf(t reflect.Type) *shape {
 		}
 	}
 	return nil
+}
+
+var (
+	timeType       = reflect.TypeFor[time.Time]()
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+)
+
+// badValueField finds the field of raw, decoded into a value of type t (at
+// path), whose own decoder refuses it (a time that is not RFC 3339, or not
+// a string): encoding/json reports such an error without naming the field.
+// It returns nil when no field is refused.
+func badValueField(raw []byte, t reflect.Type, path string) *Problem {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t == rawMessageType || strictjson.Kind(raw) == "null" {
+		return nil
+	}
+	if p := reflect.PointerTo(t); p.Implements(unmarshalerType) {
+		err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw)
+		switch {
+		case err == nil:
+			return nil
+		case t == timeType:
+			return fieldProblem(path, fmt.Sprintf("must be an RFC 3339 time like 2026-01-02T15:04:05Z, not %s", raw))
+		}
+		return fieldProblem(path, err.Error())
+	}
+	var found *Problem
+	stop := errors.New("found")
+	switch t.Kind() {
+	case reflect.Struct:
+		fields := fieldTypes(t)
+		strictjson.EachMember(raw, func(key string, value []byte) error {
+			if ft, ok := fields[key]; ok {
+				if found = badValueField(value, ft, joinField(path, key)); found != nil {
+					return stop
+				}
+			}
+			return nil
+		})
+	case reflect.Slice, reflect.Array:
+		i := 0
+		strictjson.EachElement(raw, func(value []byte) error {
+			if found = badValueField(value, t.Elem(), path+"["+strconv.Itoa(i)+"]"); found != nil {
+				return stop
+			}
+			i++
+			return nil
+		})
+	}
+	return found
+}
+
+// fieldTypes maps the JSON names of a struct's fields to their types, the
+// fields of embedded structs included, as encoding/json decodes them.
+func fieldTypes(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if ft := f.Type; f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(unmarshalerType) {
+				maps.Copy(out, fieldTypes(ft))
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }

@@ -377,3 +377,32 @@ func TestWebhooks_WorkflowByAlias(t *testing.T) {
 	is.Equal(run.Alias, "live")   // recorded on the run
 	is.Equal(run.Origin.ID, "al") // started by the webhook
 }
+
+// A delivery whose body is not UTF-8 or repeats a key is refused naming
+// the body, and starts nothing: the body becomes the run's input as it is,
+// and a run input is UTF-8 JSON that repeats no key (an answer holding it
+// would not be JSON; encoding/json would read only the last of the keys).
+func TestWebhooks_BodyThatIsNotStrictJSONIsRefused(t *testing.T) {
+	t.Parallel()
+	ts := newHookServer(t, serverOptions{})
+	raw := ts.createHook(t, `{"name":"raw","workflow":"onpush","webhook":{"verify":"github"}}`)
+	tpl := ts.createHook(t, `{"name":"tpl","workflow":"onpush","webhook":{"verify":"github"},"input":{"all":"${/body}"}}`)
+	for _, c := range []struct{ name, body, field string }{
+		{"not UTF-8", "{\"a\":\"\xff\xfe\"}", "body"},
+		{"a key not UTF-8", "{\"\xff\":1}", "body"},
+		{"a repeated key", `{"a":1,"a":2}`, "body.a"},
+		{"a repeated key deeper", `{"x":[{"b":1},{"c":{"d":1,"d":2}}]}`, "body.x[1].c.d"},
+	} {
+		for _, tr := range []wire.Trigger{raw, tpl} {
+			t.Run(tr.Name+"/"+c.name, func(t *testing.T) {
+				is := is.New(t)
+				before := ts.writes(t)
+				p := problemOf(t, ts.deliver(t, tr.URL, c.body, githubHeaders(tr.Secret, c.body, "")), http.StatusBadRequest, wire.CodeInvalidRequest)
+				is.Equal(fieldOf(t, p), c.field) // names the field
+				is.Equal(ts.writes(t), before)   // and starts nothing
+			})
+		}
+	}
+	r := ts.deliver(t, raw.URL, `{"a":{"b":1},"c":[{"b":2}]}`, githubHeaders(raw.Secret, `{"a":{"b":1},"c":[{"b":2}]}`, ""))
+	is.New(t).Equal(r.Status, http.StatusCreated) // the same key in different objects is fine
+}

@@ -234,13 +234,27 @@ func (e *Engine) Explain(ctx context.Context, tenantID, runID string) (*Explanat
 	return x, nil
 }
 
-// pausedBy finds who paused a paused run, and when, from its last run.paused.
+// pausedBy finds who paused a paused run, and when, from its last
+// run.paused: past the first page when it was paused more often than that.
 func (e *Engine) pausedBy(ctx context.Context, run *Run, f *waitFacts) {
-	evs, err := e.store.ListEvents(ctx, EventFilter{TenantID: run.TenantID, RunID: run.ID, Type: EventRunPaused, Limit: MaxPage})
-	if err != nil || len(evs) == 0 {
+	var last *Event
+	for after := int64(0); ; {
+		evs, err := e.store.ListEvents(ctx, EventFilter{TenantID: run.TenantID, RunID: run.ID, Type: EventRunPaused,
+			AfterSeq: after, Limit: MaxPage})
+		if err != nil {
+			return
+		}
+		if len(evs) > 0 {
+			last = &evs[len(evs)-1]
+			after = last.Seq
+		}
+		if len(evs) < MaxPage {
+			break
+		}
+	}
+	if last == nil {
 		return
 	}
-	last := evs[len(evs)-1]
 	f.pausedBy, f.pausedAt = last.Actor, last.At
 	if last.OnBehalf != "" {
 		f.pausedBy += " on behalf of " + last.OnBehalf

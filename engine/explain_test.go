@@ -281,3 +281,28 @@ func TestStuck_Off(t *testing.T) {
 	is.NoErr(err)
 	is.True(!x.Stalled)
 }
+
+// A run paused more than a page of times (MaxPage run.paused events) is
+// explained as paused by whoever paused it last, not by the last pause of
+// the first page.
+func TestExplain_PausedByTheLastOfManyPauses(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	db := openTestStore(t)
+	e := startEngineWith(t, db, engine.Config{ExternalTypes: true, Workers: 1}, nil)
+	ctx := context.Background()
+	register(t, e, `{"name":"p","tasks":[{"id":"a","type":"ext"}]}`)
+	run := start(t, e, "p")
+	for range engine.MaxPage {
+		_, err := e.Pause(ctx, tenant, run.ID, engine.Caller{Actor: "key:1:early"})
+		is.NoErr(err)
+		_, err = e.Resume(ctx, tenant, run.ID, engine.Caller{Actor: "key:1:early"})
+		is.NoErr(err)
+	}
+	_, err := e.Pause(ctx, tenant, run.ID, engine.Caller{Actor: "key:2:late"})
+	is.NoErr(err)
+	x, err := e.Explain(ctx, tenant, run.ID)
+	is.NoErr(err)
+	is.Equal(x.Run.Reason, engine.WaitPaused)
+	is.True(strings.Contains(x.Run.Detail, "key:2:late")) // the pause in force, the 1,001st
+}

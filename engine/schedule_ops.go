@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/orchestrator/orchestrator/engine/definition"
@@ -54,11 +56,31 @@ func (e *Engine) CreateSchedule(ctx context.Context, by Caller, tenantID, id str
 	return &ch.Schedule, nil
 }
 
+// checkEvery refuses an @every interval the cron parser would silently
+// change: it rounds one under a second up to 1s (0s and -1s included) and
+// drops a fraction of a second, so the schedule would fire at another
+// interval than the one it shows. Only new specs are checked: a stored one
+// keeps firing as it always did.
+func checkEvery(c string) error {
+	v, ok := strings.CutPrefix(c, "@every ")
+	if !ok {
+		return nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err == nil && d >= time.Second && d%time.Second == 0 {
+		return nil
+	}
+	return &FieldError{Field: "cron", Reason: fmt.Sprintf("%q: the interval must be a whole number of seconds, at least 1s (e.g. @every 90s)", c)}
+}
+
 // compileNewSpec checks a spec a caller sets: every field, the workflow,
 // and that it has a slot to come.
 func (e *Engine) compileNewSpec(ctx context.Context, tenantID string, spec ScheduleSpec) (*slotSpec, error) {
 	sp, err := compileSpec(spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkEvery(sp.spec.Cron); err != nil {
 		return nil, err
 	}
 	if sp.next(e.clock()).IsZero() {
@@ -270,8 +292,18 @@ func (e *Engine) BackfillSchedule(ctx context.Context, by Caller, tenantID, id s
 	}
 	k := schedKey{tenantID, id}
 	out := make([]BackfillSlot, 0, len(slots))
+	var fired map[int64]string // read once, when a slot has no key
 	for _, slot := range slots {
-		bs, err := e.backfillSlot(ctx, k, slot)
+		bs, err := e.backfillSlot(ctx, k, slot, func() (map[int64]string, error) {
+			if fired != nil {
+				return fired, nil
+			}
+			f, ferr := e.firedSlots(ctx, tenantID, id, slots[0], slots[len(slots)-1])
+			if ferr == nil {
+				fired = f
+			}
+			return f, ferr
+		})
 		if err != nil {
 			return out, err
 		}
@@ -282,8 +314,41 @@ func (e *Engine) BackfillSchedule(ctx context.Context, by Caller, tenantID, id s
 	return out, err
 }
 
-// backfillSlot fires one slot of a backfill under the schedule's lock.
-func (e *Engine) backfillSlot(ctx context.Context, k schedKey, slot time.Time) (BackfillSlot, error) {
+// firedSlots returns the runs the schedule's log says fired its slots in
+// [from, to], by slot (UnixNano). A slot's idempotency key says the same
+// while its run is live; retention removes the key with the run, and the
+// slot must not fire again.
+func (e *Engine) firedSlots(ctx context.Context, tenantID, id string, from, to time.Time) (map[int64]string, error) {
+	st, err := e.scheduleStore()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]string{}
+	for after := int64(0); ; {
+		evs, err := st.ScheduleEvents(ctx, tenantID, id, after, ScheduleSlotFired, MaxPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			var d ScheduleEventData
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				return nil, fmt.Errorf("schedule %s event %d: %w", id, ev.Seq, err)
+			}
+			if !d.Slot.Before(from) && !d.Slot.After(to) && d.RunID != "" {
+				out[d.Slot.UnixNano()] = d.RunID
+			}
+			after = ev.Seq
+		}
+		if len(evs) < MaxPage {
+			return out, nil
+		}
+	}
+}
+
+// backfillSlot fires one slot of a backfill under the schedule's lock,
+// unless it fired before: its key, or the schedule's log (fired), names
+// its run.
+func (e *Engine) backfillSlot(ctx context.Context, k schedKey, slot time.Time, fired func() (map[int64]string, error)) (BackfillSlot, error) {
 	unlock := e.sched.lock(k)
 	defer unlock()
 	for try := 0; ; try++ {
@@ -300,6 +365,13 @@ func (e *Engine) backfillSlot(ctx context.Context, k schedKey, slot time.Time) (
 			return BackfillSlot{Slot: slot, RunID: runID, Replayed: true}, nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return BackfillSlot{}, err
+		}
+		done, err := fired()
+		if err != nil {
+			return BackfillSlot{}, err
+		}
+		if runID, ok := done[slot.UnixNano()]; ok { // its run was archived since
+			return BackfillSlot{Slot: slot, RunID: runID, Replayed: true}, nil
 		}
 		err = e.sched.fire(ctx, s, sp, slot, fireBackfill)
 		if errors.Is(err, ErrConflict) && try < 3 {

@@ -117,8 +117,14 @@ func (s *slotSpec) next(t time.Time) time.Time {
 	}
 	if s.every > 0 {
 		// Intervals count from the Unix epoch, so that every slot is the
-		// same whatever the cursor: after an unpause, in a backfill.
-		c := time.Unix(0, (t.UnixNano()/int64(s.every)+1)*int64(s.every)).UTC()
+		// same whatever the cursor: after an unpause, in a backfill. A
+		// slot past maxSlotTime is none: its nanoseconds would soon
+		// overflow, and the slots after it go back in time.
+		n := t.UnixNano()/int64(s.every) + 1
+		if n > maxSlotTime.UnixNano()/int64(s.every) {
+			return time.Time{}
+		}
+		c := time.Unix(0, n*int64(s.every)).UTC()
 		if !s.spec.EndAt.IsZero() && c.After(s.spec.EndAt) {
 			return time.Time{}
 		}
@@ -129,7 +135,7 @@ func (s *slotSpec) next(t time.Time) time.Time {
 	for i := 0; !c.IsZero() && !wall(c).After(after) && i < maxRepeatedSlots; i++ {
 		c = s.cron.Next(c)
 	}
-	if c.IsZero() || (!s.spec.EndAt.IsZero() && c.After(s.spec.EndAt)) {
+	if c.IsZero() || c.After(maxSlotTime) || (!s.spec.EndAt.IsZero() && c.After(s.spec.EndAt)) {
 		return time.Time{}
 	}
 	return c.UTC()
@@ -146,13 +152,20 @@ func wall(t time.Time) time.Time {
 }
 
 // jitter is the delay of a slot: derived from the schedule id and the
-// slot alone, so every process and every replay computes the same.
+// slot alone, so every process and every replay computes the same. It is
+// under the time to the next slot too: slots are decided in order, so a
+// slot delayed past the next would hold that one back until it was older
+// than the catch-up window, and it would be recorded as missed.
 func (s *slotSpec) jitter(id string, slot time.Time) time.Duration {
-	if s.spec.Jitter <= 0 {
+	bound := s.spec.Jitter
+	if bound <= 0 {
 		return 0
 	}
+	if n := s.next(slot); !n.IsZero() && n.Sub(slot) < bound {
+		bound = n.Sub(slot)
+	}
 	sum := sha256.Sum256([]byte(id + "|" + FormatTime(slot)))
-	return time.Duration(binary.BigEndian.Uint64(sum[:8]) % uint64(s.spec.Jitter))
+	return time.Duration(binary.BigEndian.Uint64(sum[:8]) % uint64(bound))
 }
 
 // fireAt is when a slot's run starts: the slot plus its jitter.

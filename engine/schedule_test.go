@@ -624,3 +624,30 @@ func TestSchedule_WorkflowByAlias(t *testing.T) {
 	is.True(strings.Contains(string(failed[0].Data), "live")) // saying which alias
 	env.verify(t, "al")
 }
+
+// A jitter longer than the schedule's interval never makes the loop miss
+// slots while it runs: each slot's delay stays under the time to the next
+// slot, so slots keep their order and each fires on its own time (before,
+// a slot delayed 25 s held back the slots after it, which were then older
+// than the catch-up window when their turn came and recorded as missed).
+func TestSchedule_JitterLongerThanTheIntervalMissesNothing(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	env := newSchedEnv(t, t0)
+	spec := engine.ScheduleSpec{Cron: "@every 2s", Workflow: "wf", Overlap: engine.OverlapAllowAll,
+		Jitter: 30 * time.Second, CatchupWindow: time.Second}
+	_, err := env.e.CreateSchedule(t.Context(), engine.Caller{}, "default", "j", spec)
+	is.NoErr(err)
+	next, err := env.e.NextFireTimes(t.Context(), "default", "j", 30)
+	is.NoErr(err)
+	for i := 1; i < len(next); i++ {
+		is.True(next[i-1].At.Before(next[i].Slot)) // each slot's run starts before the next slot
+	}
+	for range 600 { // a minute, every 100 ms: the loop never falls behind
+		env.tick(t, 100*time.Millisecond)
+	}
+	s := env.get(t, "j")
+	is.Equal(s.Missed, int64(0)) // nothing missed
+	is.True(s.Fired >= 25)       // every slot up to now fired
+	env.verify(t, "j")
+}

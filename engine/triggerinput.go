@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/orchestrator/orchestrator/engine/strictjson"
 )
@@ -119,6 +120,14 @@ func (t *Trigger) BuildInput(msg *TriggerMessage) (json.RawMessage, error) {
 		}
 		if err := strictjson.CheckDepth(msg.Body); err != nil {
 			return nil, &FieldError{Field: "body", Reason: err.Error()}
+		}
+		// JSON is UTF-8, and a run input repeats no key: the body becomes
+		// the input (or part of it) as it is, so it must be one.
+		if !utf8.Valid(msg.Body) {
+			return nil, &FieldError{Field: "body", Reason: "must be JSON: it is not valid UTF-8"}
+		}
+		if k := strictjson.RepeatedKey(msg.Body); k != "" {
+			return nil, &FieldError{Field: "body." + k, Reason: "given more than once"}
 		}
 	}
 	if len(t.Config.Input) == 0 {

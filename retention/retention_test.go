@@ -233,6 +233,7 @@ func TestRecord_CheckDefinition(t *testing.T) {
 	e := newEnv(t)
 	e.finished(t, 1)
 	e.clk.Add(48 * time.Hour)
+	e.finished(t, 1) // the newest event stays live
 	rep, err := e.service(t, time.Hour).RunOnce(ctx)
 	is.NoErr(err)
 	is.Equal(len(rep.Archives), 1)
@@ -251,4 +252,77 @@ func TestRecord_CheckDefinition(t *testing.T) {
 	var ve *definition.ValidationError
 	is.True(errors.As(err, &ve))                                                    // the definition's problems
 	is.True(strings.HasPrefix(err.Error(), "definition wf v1: invalid definition")) // under the run's workflow and version
+}
+
+// A pass that would remove the run holding the newest event leaves it
+// live: SQLite numbers a new event max(id)+1, so removing the newest would
+// give the next events the ids of archived ones (the log's positions would
+// go back), and the pass that archives those runs then failed for ever on
+// the skeleton's unique id, writing a new archive file each time.
+func TestRetention_NeverReusesTheIDsOfArchivedEvents(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	first := e.finished(t, 3) // nothing happens after them: the last holds the newest event
+	e.clk.Add(48 * time.Hour)
+	rep, err := e.service(t, 24*time.Hour).RunOnce(ctx)
+	is.NoErr(err)
+	is.Equal(rep.Removed, len(first)-1) // all but the run with the newest event
+	_, err = e.db.GetRunRow(ctx, "acme", first[len(first)-1])
+	is.NoErr(err) // which stays live
+
+	raw, err := sql.Open("sqlite", e.path+"?_pragma=query_only(1)")
+	is.NoErr(err)
+	defer raw.Close()
+	var archivedTop int64
+	is.NoErr(raw.QueryRow(`SELECT COALESCE(max(id), 0) FROM archived_events`).Scan(&archivedTop))
+	second := e.finished(t, 3)
+	var reused int
+	is.NoErr(raw.QueryRow(`SELECT count(*) FROM events WHERE id <= ? AND run_id IN (?, ?, ?)`,
+		archivedTop, second[0], second[1], second[2]).Scan(&reused))
+	is.Equal(reused, 0) // new events come after every archived one
+
+	e.clk.Add(48 * time.Hour)
+	for range 2 {
+		rep, err = e.service(t, 24*time.Hour).RunOnce(ctx)
+		is.NoErr(err) // and later passes go on removing
+	}
+	n, err := engine.Verify(ctx, e.db, func(_, runID string, err error) { t.Errorf("run %s: %v", runID, err) })
+	is.NoErr(err)
+	is.Equal(n, 1) // the newest run alone stays
+}
+
+// A backfill over slots whose runs retention removed since answers those
+// runs (replayed) instead of firing the slots again: retention removes a
+// run's idempotency keys with it, but the schedule's log still says which
+// run each slot fired.
+func TestRetention_BackfillDoesNotFireArchivedSlotsAgain(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	by := engine.Caller{Actor: "local"}
+	_, err := e.eng.CreateSchedule(ctx, by, "acme", "yearly", engine.ScheduleSpec{Cron: "0 0 1 1 *", Workflow: "wf"})
+	is.NoErr(err)
+	from, to := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	first, err := e.eng.BackfillSchedule(ctx, by, "acme", "yearly", from, to)
+	is.NoErr(err)
+	is.Equal(len(first), 7) // 2020 to 2026
+	for _, b := range first {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := e.eng.Wait(wctx, "acme", b.RunID)
+		cancel()
+		is.NoErr(err)
+	}
+	e.clk.Add(48 * time.Hour)
+	rep, err := e.service(t, 24*time.Hour).RunOnce(ctx)
+	is.NoErr(err)
+	is.True(rep.Removed >= 6) // the slots' runs are archived (but the newest)
+
+	again, err := e.eng.BackfillSchedule(ctx, by, "acme", "yearly", from, to)
+	is.NoErr(err)
+	is.Equal(len(again), len(first))
+	for i, b := range again {
+		is.True(b.Replayed)               // each slot fired before
+		is.Equal(b.RunID, first[i].RunID) // with the run it fired then
+	}
 }

@@ -15,12 +15,19 @@ const (
 	tombstoneColumns = `tenant_id, run_id, workflow, version, state, created_at, ended_at, events, final_hash,
 	archive, record_sha256, removed_at`
 	terminalStates = `('completed', 'failed', 'cancelled', 'timed_out')`
+	// newestEventRun is the run holding the newest event. Retention leaves
+	// it live: SQLite gives a new event max(id)+1, so were the newest
+	// removed, the next events would take the ids of archived ones (their
+	// skeleton keeps them, unique), and the log's positions would go back.
+	newestEventRun = `SELECT run_id FROM events WHERE id = (SELECT max(id) FROM events)`
 )
 
 // ExpiredRuns implements engine.RetentionStore.
 func (db *DB) ExpiredRuns(ctx context.Context, tenantID string, endedBefore time.Time, limit int) ([]string, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT id FROM runs WHERE tenant_id = ? AND state IN `+terminalStates+`
-		AND ended_at < ? ORDER BY ended_at, id LIMIT ?`, tenantID, engine.FormatTime(endedBefore), limit)
+		AND ended_at < ? AND id IS NOT (`+newestEventRun+`) AND NOT EXISTS (SELECT 1 FROM events e
+		JOIN archived_events a ON a.id = e.id WHERE e.run_id = runs.id) ORDER BY ended_at, id LIMIT ?`,
+		tenantID, engine.FormatTime(endedBefore), limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired runs: %w", err)
 	}
@@ -65,6 +72,17 @@ func removeRun(tx *sql.Tx, ts *engine.Tombstone) (bool, error) {
 		return false, err
 	}
 	if n == 0 { // retried, or removed, meanwhile
+		return false, nil
+	}
+	// Left live: the run holding the newest event (see newestEventRun),
+	// and one whose events took the ids of archived ones in a database
+	// that removed its newest run before that was refused.
+	var keep bool
+	if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND (run_id IS (`+newestEventRun+`)
+		OR id IN (SELECT id FROM archived_events)))`, ts.RunID).Scan(&keep); err != nil {
+		return false, err
+	}
+	if keep {
 		return false, nil
 	}
 	if _, err := tx.Exec(`INSERT INTO tombstones (`+tombstoneColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -276,3 +276,52 @@ func Depth(raw []byte, stop int) int {
 	}
 	return deepest
 }
+
+// RepeatedKey returns the path (a.b[2].c) of the first key that an object
+// of the valid JSON value raw gives more than once, at any depth; "" when
+// none is. encoding/json keeps the last of them, so a value read elsewhere
+// could mean something else. Values without an object inside are not
+// scanned again.
+func RepeatedKey(raw []byte) string {
+	return repeatedKey(raw, "")
+}
+
+func repeatedKey(raw []byte, path string) string {
+	found := ""
+	stop := errors.New("found")
+	at := func(key string) string {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	switch Kind(raw) {
+	case "object":
+		seen := map[string]bool{}
+		container(raw, '{', func(key string, value []byte) error {
+			if seen[key] {
+				found = at(key)
+				return stop
+			}
+			seen[key] = true
+			if bytes.IndexByte(value, '{') >= 0 {
+				if found = repeatedKey(value, at(key)); found != "" {
+					return stop
+				}
+			}
+			return nil
+		})
+	case "array":
+		i := 0
+		container(raw, '[', func(_ string, value []byte) error {
+			if bytes.IndexByte(value, '{') >= 0 {
+				if found = repeatedKey(value, fmt.Sprintf("%s[%d]", path, i)); found != "" {
+					return stop
+				}
+			}
+			i++
+			return nil
+		})
+	}
+	return found
+}
